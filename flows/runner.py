@@ -1,0 +1,180 @@
+"""Running the flow over recordings: Redis (embedded or given), outputs, progress."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from bytewax.run import cli_main
+
+from detectors.alerts import Alert
+from detectors.events import DeadLetter, event_to_json
+from flows.config import Config
+from flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
+from flows.sources import RecordingSource
+from flows.stats import RunStats
+from geo.reference import Reference
+from sinks.base import BatchSink, BytewaxSink
+from sinks.embedded_redis import EmbeddedRedis
+from sinks.files import JsonLinesSink
+from sinks.redis_dispatch import Dispatch, Keys, RedisDeadLetterSink, RedisDispatchSink
+
+
+@dataclass
+class RunResult:
+    stats: RunStats
+    seconds: float
+    redis_url: str
+    latencies_ms: list[float] = field(default_factory=list)
+
+    @property
+    def events_per_s(self) -> float:
+        return self.stats.events_in / self.seconds if self.seconds > 0 else 0.0
+
+
+def load_reference(cfg: Config) -> Reference:
+    d = cfg.data
+    return Reference.load(d.zones, d.jurisdictions, d.sensors, d.cameras, cfg.zone_kinds)
+
+
+@contextlib.contextmanager
+def redis_for(cfg: Config, url: str | None = None) -> Iterator[tuple[str, EmbeddedRedis | None]]:
+    """The Redis URL to use: the given one, the configured one, or an embedded server."""
+    chosen = url or cfg.redis.url
+    if chosen:
+        yield chosen, None
+        return
+    server = EmbeddedRedis().start()
+    try:
+        yield server.url, server
+    finally:
+        server.cleanup()
+
+
+class Progress:
+    """Prints counters to stderr while a run goes on (a line in place on a terminal)."""
+
+    def __init__(
+        self,
+        stats: RunStats,
+        stream: IO[str] | None = None,
+        every_s: float = 0.5,
+        label: str = "replay",
+    ) -> None:
+        self.stats = stats
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.every_s = every_s if self.tty else 5.0
+        self.label = label
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._t0 = time.monotonic()
+
+    def line(self) -> str:
+        s = self.stats
+        dt = max(1e-9, time.monotonic() - self._t0)
+        return (
+            f"{self.label}: {s.events_in:,} events ({s.events_in / dt:,.0f}/s), "
+            f"{sum(s.dead.values()):,} dead letters, {s.late:,} late, "
+            f"{sum(s.alerts.values()):,} alerts, {sum(s.work_orders.values()):,} work orders"
+        )
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self._print()
+
+    def _print(self, final: bool = False) -> None:
+        if self.tty:
+            self.stream.write("\r" + self.line() + ("\n" if final else "\x1b[K"))
+        else:
+            self.stream.write(self.line() + "\n")
+        self.stream.flush()
+
+    def __enter__(self) -> Progress:
+        self._t0 = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._print(final=True)
+
+
+def run_recordings(
+    paths: Sequence[str | Path],
+    cfg: Config,
+    redis_url: str,
+    *,
+    speed: float | None = None,
+    workers: int = 1,
+    alerts_out: str | Path | None = None,
+    dead_out: str | Path | None = None,
+    late_out: str | Path | None = None,
+    progress: bool = True,
+    reference: Reference | None = None,
+) -> RunResult:
+    """Replay recordings through the full flow into Redis; blocks until done."""
+    stats = RunStats()
+    holder = ReferenceHolder(reference or load_reference(cfg))
+    keys = Keys(cfg.redis.prefix)
+    latencies: list[float] = []
+    lat_lock = threading.Lock()
+
+    def on_written(items: list[Dispatch], results: list[tuple[str, bool]]) -> None:
+        now = time.time_ns()
+        created = [d.route.queue for d, (_, new) in zip(items, results, strict=True) if new]
+        stats.add_work_orders(created, len(items) - len(created))
+        with lat_lock:
+            latencies.extend((now - d.ingest_ns) / 1e6 for d in items if d.ingest_ns)
+
+    dispatch = BytewaxSink(
+        lambda _w: RedisDispatchSink(
+            redis_url, keys, feed_maxlen=cfg.redis.feed_maxlen, on_written=on_written
+        )
+    )
+    dead_sinks: list[Callable[[], BatchSink[DeadLetter]]] = [
+        lambda: RedisDeadLetterSink(redis_url, keys, maxlen=cfg.redis.dead_letter_maxlen)
+    ]
+    if dead_out:
+        dead_sinks.append(lambda: JsonLinesSink(dead_out, DeadLetter.to_json))
+    outputs = FlowOutputs(
+        dispatch=dispatch,
+        dead=BytewaxSink(lambda _w: _Multi([f() for f in dead_sinks])),
+        late=BytewaxSink(lambda _w: JsonLinesSink(late_out, event_to_json)) if late_out else None,
+        alerts=BytewaxSink(lambda _w: JsonLinesSink(alerts_out, Alert.to_json))
+        if alerts_out
+        else None,
+    )
+    for path in (alerts_out, dead_out, late_out):
+        if path:
+            Path(path).unlink(missing_ok=True)
+    source = RecordingSource(paths, batch_size=cfg.flow.batch_size, speed=speed)
+    flow = build_flow(source, outputs, cfg, holder, stats)
+    t0 = time.perf_counter()
+    with Progress(stats) if progress else contextlib.nullcontext():
+        cli_main(flow, workers_per_process=workers)
+    return RunResult(stats, time.perf_counter() - t0, redis_url, latencies)
+
+
+class _Multi(BatchSink[Any]):
+    def __init__(self, sinks: list[BatchSink[Any]]) -> None:
+        self.sinks = sinks
+
+    def setup(self) -> None:
+        for s in self.sinks:
+            s.setup()
+
+    def write_batch(self, items: list[Any]) -> None:
+        for s in self.sinks:
+            s.write_batch(items)
+
+    def close(self) -> None:
+        for s in self.sinks:
+            s.close()

@@ -1,0 +1,124 @@
+"""Jurisdictions: city → county → town polygons, and the town of every point.
+
+>>> import shapely
+>>> j = Jurisdictions([
+...     Jurisdiction("city", "city", None, "City", shapely.box(0, 0, 2, 1)),
+...     Jurisdiction("county:a", "county", "city", "A", shapely.box(0, 0, 1, 1)),
+...     Jurisdiction("town:a1", "town", "county:a", "A1", shapely.box(0, 0, 1, 1)),
+... ])
+>>> j.locate(np.array([0.5, 1.5, 5.0]), np.array([0.5, 0.5, 5.0]))
+['town:a1', 'city', None]
+>>> j.chain("town:a1")
+['town:a1', 'county:a', 'city']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+from geo.errors import ZoneFileError
+from geo.zones import features_of, geometry_of, read_geojson
+
+LEVELS = ("city", "county", "town")
+
+
+@dataclass(slots=True)
+class Jurisdiction:
+    id: str
+    level: str
+    parent: str | None
+    name: str
+    geometry: BaseGeometry = field(repr=False)
+
+
+def load_jurisdictions(path: str | Path) -> Jurisdictions:
+    return Jurisdictions(jurisdictions_from_geojson(read_geojson(path), str(path)))
+
+
+def jurisdictions_from_geojson(doc: Any, source: str = "jurisdictions") -> list[Jurisdiction]:
+    problems: list[str] = []
+    out: list[Jurisdiction] = []
+    seen: set[str] = set()
+    for i, feat in enumerate(features_of(doc, source)):
+        props = feat.get("properties") if isinstance(feat, dict) else None
+        props = props if isinstance(props, dict) else {}
+        jid, level, parent = props.get("id"), props.get("level"), props.get("parent")
+        where = f"{source}: feature {i}" + (f" ({jid!r})" if jid else "")
+        if not isinstance(jid, str) or not jid:
+            problems.append(f"{where}: property 'id' must be a non-empty string")
+            continue
+        if jid in seen:
+            problems.append(f"{where}: duplicate id")
+            continue
+        seen.add(jid)
+        if level not in LEVELS:
+            problems.append(f"{where}: 'level' must be one of city, county, town; got {level!r}")
+            continue
+        if level != "city" and not isinstance(parent, str):
+            problems.append(f"{where}: a {level} needs a 'parent' id")
+            continue
+        shape = geometry_of(feat, where, problems)
+        if shape is not None:
+            out.append(Jurisdiction(jid, level, parent, str(props.get("name") or jid), shape))
+    ids = {j.id for j in out}
+    for j in out:
+        if j.parent is not None and j.parent not in ids:
+            problems.append(f"{source}: {j.id!r}: parent {j.parent!r} is not defined")
+    if problems:
+        msg = f"{source}: {len(problems)} problem(s): " + problems[0]
+        raise ZoneFileError(msg, problems)
+    return out
+
+
+class Jurisdictions:
+    """Finds the most specific jurisdiction (town, else county, else city) of points."""
+
+    def __init__(self, items: Sequence[Jurisdiction]) -> None:
+        self.items = {j.id: j for j in items}
+        # Most specific level first: a point takes the first level that contains it.
+        self._levels: list[tuple[list[str], np.ndarray, Any]] = []
+        for level in ("town", "county", "city"):
+            chosen = [j for j in items if j.level == level]
+            if chosen:
+                geoms = np.array([j.geometry for j in chosen], dtype=object)
+                shapely.prepare(geoms)
+                self._levels.append(([j.id for j in chosen], geoms, shapely.STRtree(geoms)))
+
+    def locate(self, lon: np.ndarray, lat: np.ndarray) -> list[str | None]:
+        lon = np.asarray(lon, dtype=float)
+        lat = np.asarray(lat, dtype=float)
+        out: list[str | None] = [None] * lon.size
+        todo = np.arange(lon.size)
+        for ids, geoms, tree in self._levels:
+            if todo.size == 0:
+                break
+            pi, gi = tree.query(shapely.points(lon[todo], lat[todo]))
+            keep = shapely.intersects_xy(geoms[gi], lon[todo][pi], lat[todo][pi])
+            found = np.zeros(todo.size, dtype=bool)
+            for p, g in zip(pi[keep].tolist(), gi[keep].tolist(), strict=True):
+                if not found[p]:
+                    found[p] = True
+                    out[int(todo[p])] = ids[g]
+            todo = todo[~found]
+        return out
+
+    def chain(self, jid: str | None) -> list[str]:
+        """The jurisdiction and its ancestors, most specific first."""
+        out: list[str] = []
+        while jid is not None and jid in self.items and jid not in out:
+            out.append(jid)
+            jid = self.items[jid].parent
+        return out
+
+    def at_level(self, jid: str | None, level: str) -> str | None:
+        for cid in self.chain(jid):
+            if self.items[cid].level == level:
+                return cid
+        return None

@@ -1,0 +1,567 @@
+"""Synthetic city traffic with ground truth.
+
+Background traffic behaves: hazmat trucks and tankers drive between chemical
+parks and approved stops and only dwell there, muck trucks keep out of the
+airport site and the levees, vessels ply the river, sensors read normal values
+with daily and tidal cycles, cameras see birds, boats and low-confidence
+shadows. On top of that, incidents are injected, each listed in the truth file
+with the alert it should raise (``kind``, ``subject``, ``zone``) and the time
+window its alert must fall in. A small share of lines is corrupted (dead
+letters) and a few background readings arrive late; the truth counts both.
+
+Events are emitted in arrival order (event time plus up to 3 s of network
+delay, or minutes for the deliberately late ones) through a heap, so memory
+stays bounded however long the run. Same parameters and seed: same bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import math
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from detectors.events import format_ts, parse_ts
+from geo.distance import haversine_m, offset_deg
+from geo.reference import Reference
+from replay.recording import RecordingWriter
+from replay.world import (
+    ALLOWED,
+    PREFIX,
+    REPORT_S,
+    Leg,
+    Vehicle,
+    World,
+    approach,
+    base_value,
+    normal_value,
+    trip,
+)
+
+SCALES: dict[str, dict[str, int]] = {
+    # vehicles per class, sensor copies per registry sensor, camera copies
+    "small": {
+        "hazmat_truck": 24,
+        "tanker": 6,
+        "muck_truck": 16,
+        "vessel": 6,
+        "patrol": 8,
+        "sensor_copies": 1,
+        "camera_copies": 1,
+    },
+    "medium": {
+        "hazmat_truck": 240,
+        "tanker": 60,
+        "muck_truck": 160,
+        "vessel": 40,
+        "patrol": 60,
+        "sensor_copies": 10,
+        "camera_copies": 4,
+    },
+    "city": {
+        "hazmat_truck": 2400,
+        "tanker": 400,
+        "muck_truck": 1600,
+        "vessel": 300,
+        "patrol": 300,
+        "sensor_copies": 400,
+        "camera_copies": 80,
+    },
+}
+
+SENSOR_PERIOD_S = {"water": 900, "power": 900, "gas": 900}
+DEFAULT_SENSOR_PERIOD_S = 60
+NETWORK_DELAY_MS = 3000
+LATE_DELAY_MS = 180_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GenParams:
+    minutes: int = 40
+    seed: int = 7
+    start: str = "2026-06-15T21:00:00+08:00"
+    scale: str = "small"
+    bad_per_mille: float = 2.0
+    late_per_mille: float = 0.5
+    inject: bool = True
+
+    def __post_init__(self) -> None:
+        if self.minutes <= 0:
+            msg = f'generate: "minutes" must be > 0, got {self.minutes}'
+            raise ValueError(msg)
+        if self.scale not in SCALES:
+            msg = f'generate: "scale" must be one of {", ".join(SCALES)}, got {self.scale!r}'
+            raise ValueError(msg)
+        parse_ts(self.start)
+
+
+@dataclass(slots=True)
+class Truth:
+    incidents: list[dict[str, Any]] = field(default_factory=list)
+    events: int = 0
+    dead_letters: int = 0
+    late_events: int = 0
+
+
+class Generator:
+    """Builds the background fleet, sensors and cameras, injects incidents, emits events."""
+
+    def __init__(self, ref: Reference, p: GenParams) -> None:
+        self.ref = ref
+        self.p = p
+        self.rng = random.Random(p.seed)
+        self.world = World(ref, self.rng)
+        self.t0 = parse_ts(p.start)
+        self.t_end = self.t0 + p.minutes * 60_000
+        self.truth = Truth()
+        self.vehicles: list[Vehicle] = []
+        # sensor id -> (kind, lon, lat, base, in_registry); overrides: id -> list of (t0, t1, fn)
+        self.sensors: list[tuple[str, str, float, float, float, bool]] = []
+        self.sensor_override: dict[str, list[tuple[int, int, Callable[[int], float]]]] = {}
+        self.cameras: list[tuple[str, str | None, float, float, bool]] = []
+        self.video_injections: list[tuple[int, dict[str, Any]]] = []
+        self._build_background()
+        if p.inject:
+            self._inject()
+
+    # -- background ---------------------------------------------------------------
+    def _build_background(self) -> None:
+        rng, world, scale = self.rng, self.world, SCALES[self.p.scale]
+        depots = world.by_kind.get("chemical_park", []) + world.by_kind.get("approved_stop", [])
+        for cls in ("hazmat_truck", "tanker", "muck_truck", "vessel", "patrol"):
+            for i in range(scale[cls]):
+                vid = f"{PREFIX[cls]}-{i + 1:05d}"
+                dest: Callable[[], tuple[float, float]]
+                if cls in ("hazmat_truck", "tanker") and depots:
+                    dest = functools.partial(world.zone_point_of, depots)
+                    dwell = (600, 2400)
+                elif cls == "vessel" and world.by_kind.get("no_fishing"):
+                    dest = functools.partial(world.zone_point_of, world.by_kind["no_fishing"])
+                    dwell = (60, 600)
+                else:
+                    dest = functools.partial(world.free_point, ALLOWED.get(cls, ()))
+                    dwell = (30, 600)
+                start = dest()
+                legs = trip(world, cls, self.t0, self.t_end, start, dest, dwell)
+                period = REPORT_S[cls] * 1000
+                cargo = (
+                    rng.choice(["petrol", "diesel", "LPG", "methanol"])
+                    if cls in ("hazmat_truck", "tanker")
+                    else None
+                )
+                self.vehicles.append(
+                    Vehicle(vid, cls, legs, period, self.t0 + rng.randrange(period), cargo)
+                )
+        for copy in range(scale["sensor_copies"]):
+            for dev in self.ref.sensors.values():
+                kind = dev.attrs.get("kind", "unknown")
+                lon, lat = dev.lon, dev.lat
+                sid = dev.id if copy == 0 else f"{dev.id}-x{copy:03d}"
+                if copy:
+                    dlon, dlat = offset_deg(lat, rng.uniform(-3000, 3000), rng.uniform(-3000, 3000))
+                    lon, lat = round(lon + dlon, 6), round(lat + dlat, 6)
+                self.sensors.append((sid, kind, lon, lat, base_value(kind, rng), copy == 0))
+        for copy in range(scale["camera_copies"]):
+            for dev in self.ref.cameras.values():
+                cid = dev.id if copy == 0 else f"{dev.id}-x{copy:03d}"
+                zone = dev.attrs.get("zone") or None
+                self.cameras.append((cid, zone, dev.lon, dev.lat, copy == 0))
+
+    # -- injected incidents -------------------------------------------------------
+    def _truth(
+        self, kind: str, subject: str, zone: str | None, t0: int, t1: int, note: str
+    ) -> None:
+        self.truth.incidents.append(
+            {
+                "id": f"inj-{len(self.truth.incidents) + 1:03d}",
+                "kind": kind,
+                "subject": subject,
+                "zone": zone,
+                "start": format_ts(t0),
+                "end": format_ts(t1),
+                "note": note,
+            }
+        )
+
+    def _inject(self) -> None:
+        block_ms = 40 * 60_000
+        blocks = max(1, (self.t_end - self.t0) // block_ms)
+        for b in range(blocks):
+            base = self.t0 + b * block_ms
+            span = min(block_ms, self.t_end - base)
+            self._inject_block(b, base, span)
+
+    def _inject_block(self, b: int, base: int, span: int) -> None:
+        rng, world = self.rng, self.world
+        minute = 60_000
+        fits = span >= 38 * minute
+        # 1. A muck truck drives onto the airport site (geofence.enter).
+        site = world.by_kind.get("airport_site", [])
+        if site and span >= 12 * minute:
+            zid = site[0]
+            inside = world.zone_point(zid)
+            geom = self.ref.zones.by_id[zid].geometry
+            minx, _, _, _ = geom.bounds
+            outside = (round(minx - 0.02, 6), inside[1])
+            t_go = base + 1 * minute + rng.randrange(minute)
+            legs = approach(outside, inside, t_go, geom, speed_kmh=30.0)
+            t_enter = legs[1].t0
+            legs.append(Leg(legs[-1].t1, self.t_end + minute, inside[0], inside[1], *inside))
+            vid = f"muck-inj-{b + 1:03d}"
+            self.vehicles.append(Vehicle(vid, "muck_truck", legs, 20_000, base + 20_000))
+            self._truth(
+                "geofence.enter",
+                vid,
+                zid,
+                t_enter - 10_000,
+                t_enter + 60_000,
+                "muck truck drives onto the airport site",
+            )
+        # 2. A fishing boat enters a no-fishing reach (geofence.enter).
+        reaches = world.by_kind.get("no_fishing", [])
+        if reaches and span >= 12 * minute:
+            zid = reaches[b % len(reaches)]
+            geom = self.ref.zones.by_id[zid].geometry
+            inside = world.zone_point(zid)
+            _, miny, _, _ = geom.bounds
+            outside = (inside[0], round(miny - 0.01, 6))
+            t_go = base + 2 * minute
+            legs = approach(outside, inside, t_go, geom, speed_kmh=12.0)
+            t_enter = legs[1].t0
+            legs.append(Leg(legs[-1].t1, self.t_end + minute, inside[0], inside[1], *inside))
+            vid = f"boat-inj-{b + 1:03d}"
+            self.vehicles.append(Vehicle(vid, "fishing_boat", legs, 30_000, base + 30_000))
+            self._truth(
+                "geofence.enter",
+                vid,
+                zid,
+                t_enter - 10_000,
+                t_enter + 90_000,
+                "fishing boat enters the no-fishing reach",
+            )
+        # 3. A hazmat truck stops by the road for 22 minutes (track.stop), with one
+        #    jittered fix 150 m away in the middle of the stop.
+        depots = world.by_kind.get("approved_stop", []) + world.by_kind.get("chemical_park", [])
+        if fits and depots:
+            vid = f"hz-inj-{b + 1:03d}"
+            t_stop = base + 6 * minute
+            allowed = ALLOWED["hazmat_truck"]
+            for _ in range(200):
+                spot = world.free_point(())
+                start = (round(spot[0] - 0.03, 6), spot[1])
+                depot = world.zone_point(rng.choice(depots))
+                if world.path_ok(*start, *spot, allowed) and world.path_ok(*spot, *depot, allowed):
+                    break
+            drive = Leg(base, t_stop, *start, *spot)
+            stop = Leg(t_stop, t_stop + 22 * minute, *spot, *spot)
+            leave_ms = int(haversine_m(*spot, *depot) / (50 / 3.6) * 1000) + 1000
+            leave = Leg(stop.t1, stop.t1 + leave_ms, *spot, *depot)
+            park = Leg(leave.t1, self.t_end + minute, *depot, *depot)
+            v = Vehicle(
+                vid,
+                "hazmat_truck",
+                [drive, stop, leave, park],
+                15_000,
+                base + 15_000,
+                cargo="methanol",
+            )
+            dlon, dlat = offset_deg(spot[1], 150.0, 0.0)
+            v.spikes.append((t_stop + 8 * minute, t_stop + 8 * minute + 15_000, dlon, dlat))
+            self.vehicles.append(v)
+            # The alert comes with the first fix at least 15 min after the stop began.
+            self._truth(
+                "track.stop",
+                vid,
+                None,
+                t_stop + 15 * minute,
+                t_stop + 15 * minute + 60_000,
+                "hazmat truck stops by the road",
+            )
+        # 4. A levee water level rises over the warning level (sensor.threshold).
+        gauges = [s for s in self.sensors if s[1] == "water_level" and s[5]]
+        if gauges and span >= 25 * minute:
+            sid = gauges[b % len(gauges)][0]
+            base_level = next(s[4] for s in self.sensors if s[0] == sid)
+            t_rise = base + 4 * minute
+            t_peak = t_rise + 10 * minute
+            t_fall = t_peak + 8 * minute
+
+            def surge(t: int, b0: float = base_level) -> float:
+                if t < t_peak:
+                    return b0 + (5.0 - b0) * (t - t_rise) / (t_peak - t_rise)
+                if t < t_fall:
+                    return 5.0
+                return max(b0, 5.0 - (t - t_fall) / 60_000 * 0.3)
+
+            self.sensor_override.setdefault(sid, []).append((t_rise, t_fall + 30 * minute, surge))
+            # Crossing 4.5 m: fraction of the ramp; alert on the 2nd reading beyond.
+            t_cross = t_rise + int((4.5 - base_level) / (5.0 - base_level) * (t_peak - t_rise))
+            self._truth(
+                "sensor.threshold",
+                sid,
+                _zone_of_sensor(self.ref, sid),
+                t_cross,
+                t_cross + 3 * minute,
+                "levee water level above 4.5 m",
+            )
+        # 5. Dust over the limit at the construction site (sensor.threshold).
+        dust = [s for s in self.sensors if s[1] == "pm10" and s[5]]
+        if dust and span >= 20 * minute:
+            sid = dust[b % len(dust)][0]
+            t_on = base + 12 * minute
+            t_off = t_on + 6 * minute
+
+            def plume(t: int) -> float:
+                return 210.0 + 20.0 * math.sin(t / 60_000)
+
+            self.sensor_override.setdefault(sid, []).append((t_on, t_off, plume))
+            self._truth(
+                "sensor.threshold",
+                sid,
+                _zone_of_sensor(self.ref, sid),
+                t_on,
+                t_on + 4 * minute,
+                "PM10 above 150 for several readings",
+            )
+        # 6. People on the airport site seen by a camera (video.intrusion).
+        cams = [c for c in self.cameras if c[4] and c[1] in site]
+        if cams and span >= 20 * minute:
+            cid, czone, lon, lat, _ = cams[b % len(cams)]
+            t_on = base + 15 * minute
+            for k in range(12):
+                self.video_injections.append(
+                    (
+                        t_on + k * 20_000,
+                        {
+                            "type": "video",
+                            "camera": cid,
+                            "label": "person",
+                            "confidence": round(0.8 + 0.015 * (k % 5), 3),
+                            "snapshot": f"snap/{cid}/{k}.jpg",
+                        },
+                    )
+                )
+            self._truth(
+                "video.intrusion", cid, czone, t_on, t_on + 5_000, "people on the airport site"
+            )
+        # 7. Someone on the levee at night (video.intrusion, night-only rule).
+        levee_cams = [c for c in self.cameras if c[4] and c[1] in world.by_kind.get("levee", [])]
+        if levee_cams and span >= 30 * minute and _is_night(base + 25 * minute):
+            cid, czone, lon, lat, _ = levee_cams[b % len(levee_cams)]
+            t_on = base + 25 * minute
+            for k in range(6):
+                self.video_injections.append(
+                    (
+                        t_on + k * 30_000,
+                        {
+                            "type": "video",
+                            "camera": cid,
+                            "label": "person",
+                            "confidence": 0.9,
+                            "snapshot": f"snap/{cid}/n{k}.jpg",
+                        },
+                    )
+                )
+            self._truth(
+                "video.intrusion", cid, czone, t_on, t_on + 5_000, "a person on the levee at night"
+            )
+
+    # -- emission -----------------------------------------------------------------
+    def events(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(event time ms, event object) in event-time order, tick by tick."""
+        rng = self.rng
+        tick = 5_000
+        sensor_next = [
+            self.t0 + rng.randrange(SENSOR_PERIOD_S.get(s[1], DEFAULT_SENSOR_PERIOD_S) * 1000)
+            for s in self.sensors
+        ]
+        camera_next = [self.t0 + rng.randrange(120_000) for _ in self.cameras]
+        videos = sorted(self.video_injections, key=lambda x: x[0])
+        vi = 0
+        t = self.t0
+        while t < self.t_end:
+            t_hi = min(t + tick, self.t_end)
+            out: list[tuple[int, dict[str, Any]]] = []
+            for v in self.vehicles:
+                while v.next_ms < t_hi:
+                    out.append((v.next_ms, self._fix(v, v.next_ms)))
+                    v.next_ms += v.period_ms
+            for i, s in enumerate(self.sensors):
+                period = SENSOR_PERIOD_S.get(s[1], DEFAULT_SENSOR_PERIOD_S) * 1000
+                while sensor_next[i] < t_hi:
+                    out.append((sensor_next[i], self._reading(s, sensor_next[i])))
+                    sensor_next[i] += period
+            for i, c in enumerate(self.cameras):
+                while camera_next[i] < t_hi:
+                    out.append((camera_next[i], self._background_video(c, camera_next[i])))
+                    camera_next[i] += rng.randrange(60_000, 240_000)
+            while vi < len(videos) and videos[vi][0] < t_hi:
+                ts, obj = videos[vi]
+                out.append((ts, {**obj, "ts": format_ts(ts)}))
+                vi += 1
+            out.sort(key=lambda x: x[0])
+            yield from out
+            t = t_hi
+
+    def _fix(self, v: Vehicle, t: int) -> dict[str, Any]:
+        lon, lat, speed = v.position(t)
+        for s0, s1, dlon, dlat in v.spikes:
+            if s0 <= t < s1:
+                lon, lat = lon + dlon, lat + dlat
+        jlon, jlat = offset_deg(lat, self.rng.gauss(0, v.jitter_m), self.rng.gauss(0, v.jitter_m))
+        obj: dict[str, Any] = {
+            "type": "gps",
+            "ts": format_ts(t),
+            "entity": v.id,
+            "class": v.cls,
+            "lon": round(lon + jlon, 6),
+            "lat": round(lat + jlat, 6),
+            "speed": round(max(0.0, speed + self.rng.gauss(0, 1.0 if speed else 0.2)), 1),
+        }
+        if v.cargo:
+            obj["cargo"] = v.cargo
+        return obj
+
+    def _reading(self, s: tuple[str, str, float, float, float, bool], t: int) -> dict[str, Any]:
+        sid, kind, lon, lat, base, registered = s
+        value = normal_value(kind, base, t, self.rng)
+        for t0, t1, fn in self.sensor_override.get(sid, ()):
+            if t0 <= t < t1:
+                value = fn(t)
+        obj: dict[str, Any] = {
+            "type": "sensor",
+            "ts": format_ts(t),
+            "sensor": sid,
+            "kind": kind,
+            "value": round(value, 3),
+        }
+        if not registered:
+            obj["lon"], obj["lat"] = lon, lat
+        return obj
+
+    def _background_video(
+        self, c: tuple[str, str | None, float, float, bool], t: int
+    ) -> dict[str, Any]:
+        cid, zone, lon, lat, registered = c
+        rng = self.rng
+        zkind = self.world.zone_kind.get(zone) if zone else None
+        if zkind is None:
+            label, conf = rng.choice(["vehicle", "person", "truck"]), rng.uniform(0.5, 0.99)
+        elif zkind == "no_fishing":
+            label, conf = rng.choice(["boat", "bird"]), rng.uniform(0.4, 0.95)
+        elif zkind in ("chemical_park", "approved_stop"):
+            label, conf = rng.choice(["vehicle", "person", "truck"]), rng.uniform(0.5, 0.99)
+        else:  # restricted areas: only harmless labels or low-confidence shadows
+            label, conf = rng.choice(["bird", "bird", "person"]), rng.uniform(0.2, 0.5)
+        obj: dict[str, Any] = {
+            "type": "video",
+            "ts": format_ts(t),
+            "camera": cid,
+            "label": label,
+            "confidence": round(conf, 3),
+        }
+        if not registered:
+            obj["lon"], obj["lat"] = lon, lat
+        return obj
+
+
+def _zone_of_sensor(ref: Reference, sid: str) -> str | None:
+    dev = ref.sensors[sid]
+    zones = ref.zones.zones_of(np.array([dev.lon]), np.array([dev.lat]))[0]
+    return zones[0] if zones else None
+
+
+def _is_night(ts_ms: int) -> bool:
+    hour = ((ts_ms // 3_600_000) + 8) % 24  # Asia/Shanghai, no daylight saving
+    return hour >= 20 or hour < 6
+
+
+_CORRUPTIONS: list[Callable[[dict[str, Any], random.Random], bytes]] = [
+    lambda o, r: orjson.dumps(o)[: r.randrange(5, 30)],
+    lambda o, r: (
+        orjson.dumps({**o, "lat": 95.2})
+        if o["type"] == "gps"
+        else orjson.dumps({**o, "type": "radar"})
+    ),
+    lambda o, r: orjson.dumps({k: v for k, v in o.items() if k != "ts"}),
+    lambda o, r: orjson.dumps({**o, "ts": parse_ts(o["ts"]) // 1000}),
+    lambda o, r: b"[" + orjson.dumps(o) + b"]",
+    lambda o, r: orjson.dumps(
+        {
+            **o,
+            "type": "video",
+            "camera": "cam-unknown-9",
+            "label": "person",
+            "confidence": 0.9,
+            "lon": None,
+            "lat": None,
+        }
+    ),
+]
+
+
+def generate(
+    ref: Reference,
+    p: GenParams,
+    out: str | Path,
+    truth_path: str | Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Truth:
+    """Write a recording (and its truth file); returns the truth."""
+    gen = Generator(ref, p)
+    rng = random.Random(p.seed + 1)  # corruption and lateness draw from their own stream
+    header = {"generator": {"name": "citywatch.replay.generator", **asdict(p)}}
+    heap: list[tuple[int, int, bytes]] = []
+    seq = 0
+    truth = gen.truth
+    injected = {i["subject"] for i in truth.incidents}
+    with RecordingWriter(out, header=header) as w:
+        for ts, obj in gen.events():
+            seq += 1
+            arrival = ts + rng.randrange(NETWORK_DELAY_MS)
+            subject = obj.get("entity") or obj.get("sensor") or obj.get("camera")
+            roll = rng.random() * 1000
+            if subject not in injected and roll < p.bad_per_mille:
+                line = rng.choice(_CORRUPTIONS)(obj, rng)
+                truth.dead_letters += 1
+            else:
+                line = orjson.dumps(obj)
+                if (
+                    subject not in injected
+                    and roll > 1000 - p.late_per_mille
+                    and obj["type"] == "sensor"
+                    and ts < gen.t_end - 2 * LATE_DELAY_MS
+                ):
+                    arrival = ts + LATE_DELAY_MS
+                    truth.late_events += 1
+            heapq.heappush(heap, (arrival, seq, line))
+            while heap and heap[0][0] < ts:
+                w.write_line(heapq.heappop(heap)[2])
+                truth.events += 1
+                if progress is not None and truth.events % 10_000 == 0:
+                    progress(truth.events)
+        while heap:
+            w.write_line(heapq.heappop(heap)[2])
+            truth.events += 1
+    if truth_path is not None:
+        write_truth(truth_path, p, truth)
+    return truth
+
+
+def write_truth(path: str | Path, p: GenParams, truth: Truth) -> None:
+    doc = {
+        "generator": asdict(p),
+        "events": truth.events,
+        "dead_letters": truth.dead_letters,
+        "late_events": truth.late_events,
+        "incidents": truth.incidents,
+    }
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")

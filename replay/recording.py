@@ -1,0 +1,141 @@
+"""The recording format: JSON Lines, optionally gzip- or zstd-compressed.
+
+A recording is one event per line in arrival order. An optional first line is
+a header, ``{"citywatch_recording": 1, ...}``, carrying the generator's or the
+recorder's parameters. A line may wrap its event in a Kafka envelope,
+``{"kafka": {"topic": ..., "partition": ..., "offset": ..., "key": ...,
+"arrival_ms": ...}, "value": {...}}``; readers unwrap it and take the event
+type from the topic when the event has none. Compression follows the file
+name: ``.gz`` for gzip, ``.zst`` for zstd.
+
+>>> import tempfile, os
+>>> p = os.path.join(tempfile.mkdtemp(), "r.jsonl.gz")
+>>> with RecordingWriter(p, header={"seed": 1}) as w:
+...     w.write_line(b'{"type":"gps"}')
+>>> read_header(p)["seed"], list(iter_lines(p))
+(1, [b'{"type":"gps"}'])
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, cast
+
+import orjson
+
+HEADER_KEY = b'{"citywatch_recording"'
+ENVELOPE_PREFIX = b'{"kafka":'
+FORMAT_VERSION = 1
+
+
+def _open_read(path: str | Path) -> IO[bytes]:
+    p = str(path)
+    if p.endswith(".gz"):
+        return cast(IO[bytes], gzip.open(p, "rb"))
+    if p.endswith(".zst"):
+        import zstandard
+
+        raw = open(p, "rb")  # noqa: SIM115 - closed with the stream reader
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))
+    return open(p, "rb")  # noqa: SIM115 - the caller closes it
+
+
+def _open_write(path: str | Path) -> IO[bytes]:
+    p = str(path)
+    Path(p).parent.mkdir(parents=True, exist_ok=True)
+    if p.endswith(".gz"):
+        # No file name and mtime=0 in the gzip header: same content, same bytes.
+        return cast(IO[bytes], _ClosingGzip(open(p, "wb")))  # noqa: SIM115
+    if p.endswith(".zst"):
+        import zstandard
+
+        return zstandard.ZstdCompressor(level=3).stream_writer(open(p, "wb"), closefd=True)  # noqa: SIM115
+    return open(p, "wb")  # noqa: SIM115 - closed by RecordingWriter
+
+
+class _ClosingGzip(gzip.GzipFile):
+    """A gzip writer over a file object it owns and closes."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        super().__init__(filename="", mode="wb", compresslevel=6, fileobj=raw, mtime=0)
+        self._raw = raw
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._raw.close()
+
+
+def read_header(path: str | Path) -> dict[str, Any] | None:
+    """The header of a recording, or None when it has none."""
+    with _open_read(path) as fh:
+        first = fh.readline()
+    if first.startswith(HEADER_KEY):
+        header: dict[str, Any] = orjson.loads(first)
+        return header
+    return None
+
+
+def iter_lines(path: str | Path) -> Iterator[bytes]:
+    """Raw lines of a recording (header and blank lines skipped, envelopes kept)."""
+    with _open_read(path) as fh:
+        for line in fh:
+            line = line.rstrip(b"\r\n")
+            if not line or line.startswith(HEADER_KEY):
+                continue
+            yield line
+
+
+def unwrap(line: bytes) -> tuple[bytes, str | None, dict[str, Any] | None]:
+    """The event bytes of a line, the event type its topic implies, and the envelope."""
+    if not line.startswith(ENVELOPE_PREFIX):
+        return line, None, None
+    try:
+        doc = orjson.loads(line)
+        env = doc["kafka"]
+        value = doc["value"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return line, None, None
+    if not isinstance(env, dict):
+        return line, None, None
+    raw = value.encode() if isinstance(value, str) else orjson.dumps(value)
+    topic = str(env.get("topic") or "")
+    implied = topic.rsplit(".", 1)[-1] if topic else None
+    return raw, (implied if implied in ("gps", "sensor", "video") else None), env
+
+
+class RecordingWriter:
+    """Streams lines into a recording, with an optional header line first."""
+
+    def __init__(self, path: str | Path, header: dict[str, Any] | None = None) -> None:
+        self.path = Path(path)
+        self._fh = _open_write(path)
+        self.lines = 0
+        if header is not None:
+            self._fh.write(orjson.dumps({"citywatch_recording": FORMAT_VERSION, **header}) + b"\n")
+
+    def write_line(self, line: bytes) -> None:
+        self._fh.write(line + b"\n")
+        self.lines += 1
+
+    def write_event(self, obj: dict[str, Any]) -> None:
+        self.write_line(orjson.dumps(obj))
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> RecordingWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

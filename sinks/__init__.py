@@ -1,0 +1,1 @@
+"""Outputs: Redis dispatch of work orders, dead letters, alert files."""

@@ -1,0 +1,247 @@
+"""track.stop: a watched vehicle standing still outside allowed zones."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from typing import Any
+
+import pytest
+
+from detectors.alerts import Alert
+from detectors.base import ZoneMeta
+from detectors.events import GpsEvent
+from detectors.track import StopDetector, StopParams
+from geo.distance import offset_deg
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+MIN = 60_000
+LON, LAT = 121.0, 32.0
+
+
+def fix(
+    minute: float,
+    east_m: float = 0.0,
+    north_m: float = 0.0,
+    *,
+    entity: str = "hz-001",
+    cls: str | None = "hazmat_truck",
+    zones: tuple[str, ...] = (),
+) -> GpsEvent:
+    """A fix ``minute`` minutes after T0, ``east_m``/``north_m`` metres from the stop point."""
+    dlon, dlat = offset_deg(LAT, east_m, north_m)
+    return GpsEvent(
+        T0 + int(minute * MIN), entity, LON + dlon, LAT + dlat, cls, zones=zones, id=f"e{minute}"
+    )
+
+
+def make_detector(zones: dict[str, ZoneMeta] | None = None, **overrides: Any) -> StopDetector:
+    settings: dict[str, Any] = {
+        "classes": ("hazmat_truck", "tanker"),
+        "radius_m": 50,
+        "min_stop_s": 900,
+        "max_outlier_fixes": 1,
+    }
+    settings.update(overrides)
+    return StopDetector(StopParams(**settings), zones or {})
+
+
+def run(det: StopDetector, fixes: list[GpsEvent]) -> list[tuple[int, Alert]]:
+    """Feed fixes; return (index of the triggering fix, alert) pairs."""
+    fired: list[tuple[int, Alert]] = []
+    for i, ev in enumerate(fixes):
+        out: list[Alert] = []
+        det.on_event(ev, out)
+        fired.extend((i, a) for a in out)
+    return fired
+
+
+def at_minutes(fired: list[tuple[int, Alert]]) -> list[float]:
+    return [(a.ts_ms - T0) / MIN for _, a in fired]
+
+
+def test_stop_fires_exactly_once_at_min_stop_s() -> None:
+    # t(min)  0  1  2 ... 14  15  16 ... 30
+    # fix     A  A  A ...  A   A   A ...  A     all within 50 m
+    # alert                    ^ once, first_ts = 0, duration 900 s
+    fixes = [fix(m, east_m=(m % 3) * 5) for m in range(31)]
+    fired = run(make_detector(), fixes)
+    assert at_minutes(fired) == [15]
+    alert = fired[0][1]
+    assert alert.kind == "track.stop"
+    assert alert.severity == "orange"
+    assert (alert.subject, alert.subject_type, alert.zone) == ("hz-001", "gps", None)
+    assert alert.first_ts_ms == T0
+    assert alert.evidence["duration_s"] == 900
+    assert alert.evidence["class"] == "hazmat_truck"
+    assert alert.evidence["radius_m"] == 50
+    assert alert.evidence["fixes"] == 16
+    assert alert.evidence["event_id"] == "e15"
+    assert (alert.lon, alert.lat) == (LON, LAT)
+
+
+def test_no_alert_one_millisecond_short() -> None:
+    fixes = [fix(0), fix(14), fix(14.99998)]
+    assert run(make_detector(), fixes) == []
+
+
+def test_missing_fixes_do_not_end_a_stop() -> None:
+    # t(min)  0                      16
+    # fix     A   (gateway silent)   A     -> still the same stop
+    assert at_minutes(run(make_detector(), [fix(0), fix(16)])) == [16]
+
+
+def test_one_jittered_fix_does_not_end_the_stop() -> None:
+    # t(min)  0 ... 11  12  13  14  15
+    # fix     A ...  A   J   A   A   A      J = 120 m away (GPS jitter)
+    # alert                          ^ first_ts = 0
+    fixes = [fix(m) for m in range(12)] + [fix(12, east_m=120)] + [fix(m) for m in (13, 14, 15)]
+    fired = run(make_detector(max_outlier_fixes=1), fixes)
+    assert at_minutes(fired) == [15]
+    assert fired[0][1].first_ts_ms == T0
+
+
+def test_two_jittered_fixes_tolerated_with_max_outlier_fixes_2() -> None:
+    # t(min)  0 ... 11  12  13  14  15
+    # fix     A ...  A   J1  J2  A   A      J1 120 m east, J2 90 m north
+    # alert                          ^ first_ts = 0
+    fixes = (
+        [fix(m) for m in range(12)]
+        + [fix(12, east_m=120), fix(13, north_m=90)]
+        + [fix(14), fix(15)]
+    )
+    fired = run(make_detector(max_outlier_fixes=2), fixes)
+    assert at_minutes(fired) == [15]
+    assert fired[0][1].first_ts_ms == T0
+
+
+def test_two_jittered_fixes_end_the_stop_with_max_outlier_fixes_1() -> None:
+    # Same fixes as above, but only one outlier is tolerated: J2 ends the stop, which
+    # restarts at J2 (J1 and J2 are 150 m apart), so nothing reaches 15 minutes.
+    fixes = (
+        [fix(m) for m in range(12)]
+        + [fix(12, east_m=120), fix(13, north_m=90)]
+        + [fix(14), fix(15)]
+    )
+    assert run(make_detector(max_outlier_fixes=1), fixes) == []
+
+
+def test_truck_that_moves_on_and_stops_again_gets_a_second_alert_with_a_new_id() -> None:
+    # t(min)  0 ... 15   16   17   18   19   20 ........ 35
+    # where   A ...  A   +1km +2km +3km +4km  B .......... B     B = 5 km east
+    # alert          ^1                                   ^2 first_ts = 20
+    fixes = [fix(m) for m in range(16)]
+    fixes += [fix(m, east_m=1000 * (m - 15)) for m in range(16, 20)]
+    fixes += [fix(m, east_m=5000) for m in range(20, 36)]
+    fired = run(make_detector(max_outlier_fixes=1), fixes)
+    assert at_minutes(fired) == [15, 35]
+    first, second = fired[0][1], fired[1][1]
+    assert first.first_ts_ms == T0
+    assert second.first_ts_ms == T0 + 20 * MIN
+    assert second.evidence["duration_s"] == 900
+    assert second.id != first.id
+    assert second.lon == pytest.approx(fixes[-1].lon)
+
+
+def test_stop_inside_an_allowed_zone_does_not_fire() -> None:
+    catalog = {
+        "stop-1": ZoneMeta("stop-1", "approved_stop"),
+        "park-1": ZoneMeta("park-1", "chemical_park"),
+    }
+    for zone in ("stop-1", "park-1"):
+        fixes = [fix(m, zones=(zone,)) for m in range(31)]
+        assert run(make_detector(catalog), fixes) == [], zone
+
+
+def test_stop_in_a_zone_that_is_not_allowed_fires_naming_the_zone() -> None:
+    catalog = {"lv": ZoneMeta("lv", "levee"), "stop-1": ZoneMeta("stop-1", "approved_stop")}
+    fired = run(make_detector(catalog), [fix(m, zones=("lv",)) for m in range(16)])
+    assert [a.zone for _, a in fired] == ["lv"]
+
+
+def test_allowed_kinds_follow_the_zone_catalog_on_reload() -> None:
+    det = make_detector({"z": ZoneMeta("z", "levee")})
+    det.set_zones({"z": ZoneMeta("z", "approved_stop")})
+    assert run(det, [fix(m, zones=("z",)) for m in range(16)]) == []
+
+
+def test_out_of_order_fix_is_ignored() -> None:
+    # arrival  0  1 ... 10  (5 @ 3 km)  11 ... 15
+    # A late fix far away neither restarts the stop nor counts as an outlier.
+    fixes = [fix(m) for m in range(11)] + [fix(5, east_m=3000)] + [fix(m) for m in range(11, 16)]
+    fired = run(make_detector(max_outlier_fixes=0), fixes)
+    assert at_minutes(fired) == [15]
+    assert fired[0][1].first_ts_ms == T0
+
+
+def test_duplicate_fix_is_ignored() -> None:
+    fixes = [fix(0), fix(15), fix(15)]
+    assert at_minutes(run(make_detector(), fixes)) == [15]
+
+
+@pytest.mark.parametrize("cls", ["muck_truck", None], ids=["unwatched-class", "no-class"])
+def test_unwatched_vehicles_are_ignored(cls: str | None) -> None:
+    det = make_detector()
+    assert run(det, [fix(m, cls=cls) for m in range(31)]) == []
+    assert det.live_keys() == 0
+
+
+def test_entities_are_independent() -> None:
+    fixes = []
+    for m in range(16):
+        fixes += [fix(m, entity="a"), fix(m, east_m=10_000, entity="b", cls="tanker")]
+    fired = run(make_detector(), fixes)
+    assert sorted(a.subject for _, a in fired) == ["a", "b"]
+
+
+def test_idle_vehicles_are_evicted_on_watermark() -> None:
+    det = make_detector(idle_evict_s=3600)
+    run(det, [fix(0), fix(1)])
+    assert det.live_keys() == 1
+    det.on_watermark(T0 + 30 * MIN, [])
+    assert det.live_keys() == 1
+    det.on_watermark(T0 + 62 * MIN, [])
+    assert det.live_keys() == 0
+
+
+def test_detector_pickles_mid_stop_and_resumes() -> None:
+    det = make_detector()
+    run(det, [fix(m) for m in range(10)])
+    clone = pickle.loads(pickle.dumps(det))
+    assert at_minutes(run(clone, [fix(m) for m in range(10, 16)])) == [15]
+
+
+def test_input_events_are_not_mutated() -> None:
+    fixes = [fix(m) for m in range(16)]
+    before = copy.deepcopy(fixes)
+    run(make_detector(), fixes)
+    assert fixes == before
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("radius_m", 0),
+        ("radius_m", -5),
+        ("min_stop_s", 0),
+        ("max_outlier_fixes", -1),
+        ("idle_evict_s", 0),
+        ("severity", "purple"),
+    ],
+    ids=[
+        "radius_m-zero",
+        "radius_m-negative",
+        "min_stop_s-zero",
+        "max_outlier_fixes-negative",
+        "idle_evict_s-zero",
+        "severity-unknown",
+    ],
+)
+def test_stop_params_reject_bad_values_naming_the_setting(setting: str, value: Any) -> None:
+    with pytest.raises(ValueError, match=rf"^track\.stop: .*{setting}.*{value}"):
+        StopParams(**{setting: value})
+
+
+def test_stop_params_defaults_are_valid() -> None:
+    p = StopParams()
+    assert p.radius_m > 0 and p.min_stop_s > 0
