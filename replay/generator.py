@@ -18,28 +18,24 @@ from __future__ import annotations
 
 import functools
 import heapq
-import math
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 
 from detectors.events import format_ts, parse_ts
-from geo.distance import haversine_m, offset_deg
+from geo.distance import offset_deg
 from geo.reference import Reference
 from replay.recording import RecordingWriter
 from replay.world import (
     ALLOWED,
     PREFIX,
     REPORT_S,
-    Leg,
     Vehicle,
     World,
-    approach,
     base_value,
     normal_value,
     trip,
@@ -175,7 +171,7 @@ class Generator:
                 self.cameras.append((cid, zone, dev.lon, dev.lat, copy == 0))
 
     # -- injected incidents -------------------------------------------------------
-    def _truth(
+    def expect(
         self, kind: str, subject: str, zone: str | None, t0: int, t1: int, note: str
     ) -> None:
         self.truth.incidents.append(
@@ -191,187 +187,15 @@ class Generator:
         )
 
     def _inject(self) -> None:
+        from replay.incidents import INJECTORS
+
         block_ms = 40 * 60_000
         blocks = max(1, (self.t_end - self.t0) // block_ms)
         for b in range(blocks):
             base = self.t0 + b * block_ms
             span = min(block_ms, self.t_end - base)
-            self._inject_block(b, base, span)
-
-    def _inject_block(self, b: int, base: int, span: int) -> None:
-        rng, world = self.rng, self.world
-        minute = 60_000
-        fits = span >= 38 * minute
-        # 1. A muck truck drives onto the airport site (geofence.enter).
-        site = world.by_kind.get("airport_site", [])
-        if site and span >= 12 * minute:
-            zid = site[0]
-            inside = world.zone_point(zid)
-            geom = self.ref.zones.by_id[zid].geometry
-            minx, _, _, _ = geom.bounds
-            outside = (round(minx - 0.02, 6), inside[1])
-            t_go = base + 1 * minute + rng.randrange(minute)
-            legs = approach(outside, inside, t_go, geom, speed_kmh=30.0)
-            t_enter = legs[1].t0
-            legs.append(Leg(legs[-1].t1, self.t_end + minute, inside[0], inside[1], *inside))
-            vid = f"muck-inj-{b + 1:03d}"
-            self.vehicles.append(Vehicle(vid, "muck_truck", legs, 20_000, base + 20_000))
-            self._truth(
-                "geofence.enter",
-                vid,
-                zid,
-                t_enter - 10_000,
-                t_enter + 60_000,
-                "muck truck drives onto the airport site",
-            )
-        # 2. A fishing boat enters a no-fishing reach (geofence.enter).
-        reaches = world.by_kind.get("no_fishing", [])
-        if reaches and span >= 12 * minute:
-            zid = reaches[b % len(reaches)]
-            geom = self.ref.zones.by_id[zid].geometry
-            inside = world.zone_point(zid)
-            _, miny, _, _ = geom.bounds
-            outside = (inside[0], round(miny - 0.01, 6))
-            t_go = base + 2 * minute
-            legs = approach(outside, inside, t_go, geom, speed_kmh=12.0)
-            t_enter = legs[1].t0
-            legs.append(Leg(legs[-1].t1, self.t_end + minute, inside[0], inside[1], *inside))
-            vid = f"boat-inj-{b + 1:03d}"
-            self.vehicles.append(Vehicle(vid, "fishing_boat", legs, 30_000, base + 30_000))
-            self._truth(
-                "geofence.enter",
-                vid,
-                zid,
-                t_enter - 10_000,
-                t_enter + 90_000,
-                "fishing boat enters the no-fishing reach",
-            )
-        # 3. A hazmat truck stops by the road for 22 minutes (track.stop), with one
-        #    jittered fix 150 m away in the middle of the stop.
-        depots = world.by_kind.get("approved_stop", []) + world.by_kind.get("chemical_park", [])
-        if fits and depots:
-            vid = f"hz-inj-{b + 1:03d}"
-            t_stop = base + 6 * minute
-            allowed = ALLOWED["hazmat_truck"]
-            for _ in range(200):
-                spot = world.free_point(())
-                start = (round(spot[0] - 0.03, 6), spot[1])
-                depot = world.zone_point(rng.choice(depots))
-                if world.path_ok(*start, *spot, allowed) and world.path_ok(*spot, *depot, allowed):
-                    break
-            drive = Leg(base, t_stop, *start, *spot)
-            stop = Leg(t_stop, t_stop + 22 * minute, *spot, *spot)
-            leave_ms = int(haversine_m(*spot, *depot) / (50 / 3.6) * 1000) + 1000
-            leave = Leg(stop.t1, stop.t1 + leave_ms, *spot, *depot)
-            park = Leg(leave.t1, self.t_end + minute, *depot, *depot)
-            v = Vehicle(
-                vid,
-                "hazmat_truck",
-                [drive, stop, leave, park],
-                15_000,
-                base + 15_000,
-                cargo="methanol",
-            )
-            dlon, dlat = offset_deg(spot[1], 150.0, 0.0)
-            v.spikes.append((t_stop + 8 * minute, t_stop + 8 * minute + 15_000, dlon, dlat))
-            self.vehicles.append(v)
-            # The alert comes with the first fix at least 15 min after the stop began.
-            self._truth(
-                "track.stop",
-                vid,
-                None,
-                t_stop + 15 * minute,
-                t_stop + 15 * minute + 60_000,
-                "hazmat truck stops by the road",
-            )
-        # 4. A levee water level rises over the warning level (sensor.threshold).
-        gauges = [s for s in self.sensors if s[1] == "water_level" and s[5]]
-        if gauges and span >= 25 * minute:
-            sid = gauges[b % len(gauges)][0]
-            base_level = next(s[4] for s in self.sensors if s[0] == sid)
-            t_rise = base + 4 * minute
-            t_peak = t_rise + 10 * minute
-            t_fall = t_peak + 8 * minute
-
-            def surge(t: int, b0: float = base_level) -> float:
-                if t < t_peak:
-                    return b0 + (5.0 - b0) * (t - t_rise) / (t_peak - t_rise)
-                if t < t_fall:
-                    return 5.0
-                return max(b0, 5.0 - (t - t_fall) / 60_000 * 0.3)
-
-            self.sensor_override.setdefault(sid, []).append((t_rise, t_fall + 30 * minute, surge))
-            # Crossing 4.5 m: fraction of the ramp; alert on the 2nd reading beyond.
-            t_cross = t_rise + int((4.5 - base_level) / (5.0 - base_level) * (t_peak - t_rise))
-            self._truth(
-                "sensor.threshold",
-                sid,
-                _zone_of_sensor(self.ref, sid),
-                t_cross,
-                t_cross + 3 * minute,
-                "levee water level above 4.5 m",
-            )
-        # 5. Dust over the limit at the construction site (sensor.threshold).
-        dust = [s for s in self.sensors if s[1] == "pm10" and s[5]]
-        if dust and span >= 20 * minute:
-            sid = dust[b % len(dust)][0]
-            t_on = base + 12 * minute
-            t_off = t_on + 6 * minute
-
-            def plume(t: int) -> float:
-                return 210.0 + 20.0 * math.sin(t / 60_000)
-
-            self.sensor_override.setdefault(sid, []).append((t_on, t_off, plume))
-            self._truth(
-                "sensor.threshold",
-                sid,
-                _zone_of_sensor(self.ref, sid),
-                t_on,
-                t_on + 4 * minute,
-                "PM10 above 150 for several readings",
-            )
-        # 6. People on the airport site seen by a camera (video.intrusion).
-        cams = [c for c in self.cameras if c[4] and c[1] in site]
-        if cams and span >= 20 * minute:
-            cid, czone, lon, lat, _ = cams[b % len(cams)]
-            t_on = base + 15 * minute
-            for k in range(12):
-                self.video_injections.append(
-                    (
-                        t_on + k * 20_000,
-                        {
-                            "type": "video",
-                            "camera": cid,
-                            "label": "person",
-                            "confidence": round(0.8 + 0.015 * (k % 5), 3),
-                            "snapshot": f"snap/{cid}/{k}.jpg",
-                        },
-                    )
-                )
-            self._truth(
-                "video.intrusion", cid, czone, t_on, t_on + 5_000, "people on the airport site"
-            )
-        # 7. Someone on the levee at night (video.intrusion, night-only rule).
-        levee_cams = [c for c in self.cameras if c[4] and c[1] in world.by_kind.get("levee", [])]
-        if levee_cams and span >= 30 * minute and _is_night(base + 25 * minute):
-            cid, czone, lon, lat, _ = levee_cams[b % len(levee_cams)]
-            t_on = base + 25 * minute
-            for k in range(6):
-                self.video_injections.append(
-                    (
-                        t_on + k * 30_000,
-                        {
-                            "type": "video",
-                            "camera": cid,
-                            "label": "person",
-                            "confidence": 0.9,
-                            "snapshot": f"snap/{cid}/n{k}.jpg",
-                        },
-                    )
-                )
-            self._truth(
-                "video.intrusion", cid, czone, t_on, t_on + 5_000, "a person on the levee at night"
-            )
+            for injector in INJECTORS:
+                injector(self, b, base, span)
 
     # -- emission -----------------------------------------------------------------
     def events(self) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -470,17 +294,6 @@ class Generator:
         if not registered:
             obj["lon"], obj["lat"] = lon, lat
         return obj
-
-
-def _zone_of_sensor(ref: Reference, sid: str) -> str | None:
-    dev = ref.sensors[sid]
-    zones = ref.zones.zones_of(np.array([dev.lon]), np.array([dev.lat]))[0]
-    return zones[0] if zones else None
-
-
-def _is_night(ts_ms: int) -> bool:
-    hour = ((ts_ms // 3_600_000) + 8) % 24  # Asia/Shanghai, no daylight saving
-    return hour >= 20 or hour < 6
 
 
 _CORRUPTIONS: list[Callable[[dict[str, Any], random.Random], bytes]] = [
