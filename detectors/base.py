@@ -93,16 +93,40 @@ class KeyedState(Generic[S]):
         return gone
 
 
+@dataclass(slots=True)
+class ContractCase:
+    """A ready-made scenario for the detector contract suite (tests/detectors).
+
+    ``events`` is a seeded synthetic stream (in arrival order) with an injected
+    incident from ``anomaly_from`` (an index into ``events``) on; the detector
+    must raise at least one alert of a kind in ``expect_kinds`` at or after that
+    event and none before it. ``watermarks`` optionally maps event indexes to a
+    watermark passed to ``on_watermark`` after that event.
+    """
+
+    detector: Detector
+    events: list[Event]
+    expect_kinds: frozenset[str]
+    anomaly_from: int
+    watermarks: dict[int, int] = field(default_factory=dict)
+
+
 class Detector:
     """The interface every stream detector implements.
 
     ``on_event`` sees each on-time event of its type in arrival order;
     ``on_watermark`` is called when event time has progressed (timers, eviction).
-    Both append alerts to ``out`` and never mutate the event.
+    Both append alerts to ``out`` and never mutate the event. Every concrete
+    detector also provides ``contract_case(seed)`` for the contract suite.
     """
 
     kinds: tuple[str, ...] = ()
     event_type: str = ""
+
+    @classmethod
+    def contract_case(cls, seed: int) -> ContractCase:
+        """A seeded scenario with one injected incident (see :class:`ContractCase`)."""
+        raise NotImplementedError
 
     def on_event(self, ev: Event, out: list[Alert]) -> None:
         raise NotImplementedError
