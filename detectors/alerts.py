@@ -58,6 +58,10 @@ class Alert:
     # Wall-clock ns when the triggering event entered the engine; not part of the
     # contract, used to measure ingest-to-work-order latency.
     ingest_ns: int = 0
+    # The global event-time watermark (minimum over sources) of the step that raised
+    # the alert; not part of the contract. Downstream stages that order alerts clock
+    # themselves by it, never by the alert times, which run ahead on a fast partition.
+    wm_ms: int | None = None
 
     @classmethod
     def make(

@@ -22,12 +22,17 @@ S = TypeVar("S")
 
 @dataclass(frozen=True, slots=True)
 class ZoneMeta:
-    """What detectors need to know of a zone: its kind and rule overrides (no geometry)."""
+    """What detectors need to know of a zone: its kind and rule overrides.
+
+    ``geometry`` (a shapely geometry, optional) is only read by detectors that
+    test track segments against the zone (``geofence.cross``).
+    """
 
     id: str
     kind: str
     name: str = ""
     rules: Mapping[str, Any] = field(default_factory=dict)
+    geometry: Any = field(default=None, repr=False, compare=False)
 
 
 ZoneCatalog = Mapping[str, ZoneMeta]

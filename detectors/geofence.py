@@ -1,15 +1,41 @@
-"""Geofence detectors over GPS fixes already annotated with their zones.
+"""Geofence detectors over events already annotated with their zones.
 
-``geofence.enter``: a vehicle of a prohibited class enters a zone whose kind
-forbids that class (a muck truck on the airport site, a vessel in the
-no-fishing reach). The first fix of an entity inside such a zone counts as an
-entry. ``min_inside_fixes`` consecutive fixes inside are needed before the
-entry is confirmed, and ``min_outside_fixes`` outside before it is over, so a
-truck jittering on the border gives one alert, not a storm.
+Rules are configured per zone kind (``[geofence.<rule>.<zone_kind>]``) and may
+be overridden per zone (the zone's ``rules.<rule>`` property; ``false`` turns
+the kind's rule off for that zone). Six rules, one alert kind each:
+
+========  ===========================================================================
+enter     an entity of a listed class becomes inside the zone
+exit      an entity of a listed class that was inside leaves it
+inside    on every fix inside, rate-limited to one alert per ``every_s``
+outside   an entity that was inside an allowed area (any zone of the kind) leaves
+          it, e.g. a hazmat truck off its chemical-park corridor
+dwell     inside for ``dwell_s`` or longer (once per stay)
+cross     a track passed through the zone (a thin levee strip, a line drawn as a
+          small polygon) within ``max_pass_s``, even with no fix inside it
+========  ===========================================================================
+
+Filters: entity ``classes`` (GPS), video ``labels`` and ``min_confidence``
+(``inside`` and ``dwell`` only), local ``hours`` and ``days`` windows checked at
+the time of the alert (Asia/Shanghai by default), and ``severity``.
+
+**Border hysteresis.** "Inside" is a confirmed state: ``min_inside_fixes``
+consecutive fixes inside confirm it and ``min_outside_fixes`` consecutive fixes
+outside end it, so a truck parked on a border whose fixes jitter in and out
+gives one ``enter`` and no storm of enters and exits. Boundary rule (from the
+zone index): a point on a zone's edge or vertex is inside.
+
+Timeline (min_inside_fixes 2, min_outside_fixes 2, a dwell rule of 40 s)::
+
+    fix     0  1  2  3  4  5  6  7  8  9      10 s apart
+    where   o  I  I  o  I  I  I  o  o  o
+    state   .  .  IN IN IN IN IN IN .  .
+    alerts        enter      dwell    exit
+                  (first_ts = fix 1, dwell counted from fix 1)
 
 >>> from detectors.events import GpsEvent
->>> det = EnterDetector({"airport_site": EnterRule(classes=("muck_truck",))},
-...                     {"ap": ZoneMeta("ap", "airport_site")})
+>>> det = GeofenceDetector({"enter": {"airport_site": EnterRule(classes=("muck_truck",))}},
+...                        {"ap": ZoneMeta("ap", "airport_site")})
 >>> out = []
 >>> det.on_event(GpsEvent(0, "t1", 121.0, 32.0, "muck_truck", zones=("ap",)), out)
 >>> [(a.kind, a.subject, a.zone) for a in out]
@@ -18,126 +44,574 @@ truck jittering on the border gives one alert, not a storm.
 
 from __future__ import annotations
 
+import dataclasses
+import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import shapely
 
 from detectors import params
 from detectors.alerts import Alert
-from detectors.base import Detector, KeyedState, ZoneCatalog, ZoneMeta
-from detectors.events import Event, GpsEvent
+from detectors.base import (
+    ContractCase,
+    Detector,
+    KeyedState,
+    LocalClock,
+    ZoneCatalog,
+    ZoneMeta,
+    in_hours,
+)
+from detectors.events import Event, GpsEvent, VideoEvent
 
-__all__ = ["EnterDetector", "EnterRule", "ZoneMeta"]
+__all__ = [
+    "RULE_KINDS",
+    "RULE_TYPES",
+    "CrossRule",
+    "DwellRule",
+    "EnterDetector",
+    "EnterRule",
+    "ExitRule",
+    "GeofenceDetector",
+    "InsideRule",
+    "OutsideRule",
+    "VideoGeofenceDetector",
+    "ZoneMeta",
+    "ZoneRule",
+    "build_rule",
+]
+
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+VIDEO_RULES = ("inside", "dwell")
+T_CASE = 1_781_528_400_000  # 2026-06-15T13:00:00Z, 21:00 in Nantong
+
+
+def _days(owner: str, value: Any) -> tuple[int, ...] | None:
+    """``["mon", "fri"]`` or ``[0, 4]`` (Monday = 0) to weekday numbers; None = every day."""
+    if value is None:
+        return None
+    items = list(value) if isinstance(value, list | tuple) else [value]
+    out: list[int] = []
+    for d in items:
+        if isinstance(d, str) and d.lower()[:3] in DAY_NAMES:
+            out.append(DAY_NAMES.index(d.lower()[:3]))
+        elif isinstance(d, int) and 0 <= d <= 6:
+            out.append(d)
+        else:
+            msg = (
+                f'{owner}: "days" must list weekdays like ["mon", "sat"] or 0-6 (Monday = 0), '
+                f"got {value!r}"
+            )
+            raise ValueError(msg)
+    if not out:
+        msg = f'{owner}: "days" must not be empty; leave it out for every day'
+        raise ValueError(msg)
+    return tuple(sorted(set(out)))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class EnterRule:
-    """Which entity classes may not enter zones of one kind, and how loud the alert is."""
+class ZoneRule:
+    """Settings every geofence rule has: who it applies to, when, and how loud."""
 
-    classes: tuple[str, ...]
+    rule: ClassVar[str] = ""
+    classes: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    min_confidence: float = 0.0
+    hours: tuple[int, int] | None = None
+    days: tuple[int, ...] | None = None
     severity: str = "orange"
+
+    @property
+    def owner(self) -> str:
+        return f"geofence.{self.rule} rule"
+
+    def __post_init__(self) -> None:
+        owner = self.owner
+        if not self.classes and not self.labels:
+            msg = (
+                f'{owner}: "classes" must list at least one entity class '
+                '(or "labels" at least one video label)'
+            )
+            raise ValueError(msg)
+        if self.labels and self.rule not in VIDEO_RULES:
+            msg = (
+                f'{owner}: "labels" only apply to {" and ".join(VIDEO_RULES)} rules; '
+                f"remove them or use classes"
+            )
+            raise ValueError(msg)
+        if not 0.0 <= self.min_confidence <= 1.0:
+            msg = f'{owner}: "min_confidence" must be within [0, 1], got {self.min_confidence!r}'
+            raise ValueError(msg)
+        object.__setattr__(self, "hours", params.hours_window(owner, self.hours))
+        object.__setattr__(self, "days", _days(owner, self.days))
+        params.severity(owner, self.severity)
+        self._check(owner)
+
+    def _check(self, owner: str) -> None:
+        """Rule-specific validation (subclasses)."""
+
+    def timed(self) -> bool:
+        return self.hours is not None or self.days is not None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Presence(ZoneRule):
     min_inside_fixes: int = 1
     min_outside_fixes: int = 2
 
-    def __post_init__(self) -> None:
-        owner = "geofence.enter rule"
-        if not self.classes:
-            msg = f'{owner}: "classes" must list at least one entity class'
-            raise ValueError(msg)
-        params.severity(owner, self.severity)
+    def _check(self, owner: str) -> None:
         params.positive(owner, "min_inside_fixes", self.min_inside_fixes)
         params.positive(owner, "min_outside_fixes", self.min_outside_fixes)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnterRule(_Presence):
+    """Entities of ``classes`` may not enter zones of the kind."""
+
+    rule: ClassVar[str] = "enter"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExitRule(_Presence):
+    """Entities of ``classes`` leaving zones of the kind (after being inside)."""
+
+    rule: ClassVar[str] = "exit"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InsideRule(_Presence):
+    """An alert on the first fix inside, then at most one per ``every_s`` while inside."""
+
+    rule: ClassVar[str] = "inside"
+    every_s: int = 600
+
+    def _check(self, owner: str) -> None:
+        _Presence._check(self, owner)
+        params.positive(owner, "every_s", self.every_s)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutsideRule(_Presence):
+    """Entities of ``classes`` must stay inside the zones of the kind once they were in."""
+
+    rule: ClassVar[str] = "outside"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DwellRule(_Presence):
+    """Inside for ``dwell_s`` or longer; for video, detections at most ``max_gap_s`` apart."""
+
+    rule: ClassVar[str] = "dwell"
+    dwell_s: int = 0
+    max_gap_s: int = 300
+
+    def _check(self, owner: str) -> None:
+        _Presence._check(self, owner)
+        params.positive(owner, "dwell_s", self.dwell_s)
+        params.positive(owner, "max_gap_s", self.max_gap_s)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CrossRule(ZoneRule):
+    """A track segment (two fixes at most ``max_gap_s`` apart) passed through the zone,
+    in and out again within ``max_pass_s``."""
+
+    rule: ClassVar[str] = "cross"
+    max_gap_s: int = 120
+    max_pass_s: int = 300
+
+    def _check(self, owner: str) -> None:
+        params.positive(owner, "max_gap_s", self.max_gap_s)
+        params.positive(owner, "max_pass_s", self.max_pass_s)
+
+
+RULE_TYPES: dict[str, type[ZoneRule]] = {
+    t.rule: t for t in (EnterRule, ExitRule, InsideRule, OutsideRule, DwellRule, CrossRule)
+}
+RULE_KINDS = tuple(RULE_TYPES)
+PRESENCE_RULES = ("enter", "exit", "inside", "dwell")
+
+RulesByKind = Mapping[str, Mapping[str, ZoneRule]]  # rule kind -> zone kind -> rule
+
+
+def build_rule(rule: str, owner: str, raw: Mapping[str, Any]) -> ZoneRule:
+    """A rule from a config table or a zone override, errors prefixed with ``owner``.
+
+    >>> build_rule("dwell", "[geofence.dwell.levee]", {"classes": ["tanker"], "dwell_s": 600})
+    DwellRule(classes=('tanker',), labels=(), min_confidence=0.0, hours=None, days=None, \
+severity='orange', min_inside_fixes=1, min_outside_fixes=2, dwell_s=600, max_gap_s=300)
+    """
+    cls = RULE_TYPES.get(rule)
+    if cls is None:
+        msg = f"{owner}: unknown geofence rule {rule!r}; expected one of {', '.join(RULE_KINDS)}"
+        raise ValueError(msg)
+    try:
+        built: ZoneRule = params.build(cls, owner, dict(raw))
+    except ValueError as exc:  # say where once: "[geofence.dwell.levee]: ..." not twice
+        text = str(exc).replace(f"{owner}: geofence.{rule} rule: ", f"{owner}: ")
+        raise ValueError(text) from None
+    return built
+
+
+def rules_for_zones(rules_by_kind: RulesByKind, zones: ZoneCatalog) -> dict[str, dict[str, Any]]:
+    """The rule of each kind in force in each zone: the zone's override over its kind's rule.
+
+    Returns ``{zone id: {rule kind: rule}}``; raises ValueError naming the zone and rule
+    when an override is wrong.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for zid, meta in zones.items():
+        mine: dict[str, Any] = {}
+        overrides = meta.rules or {}
+        for name in overrides:
+            if name not in RULE_TYPES:
+                msg = (
+                    f"zone {zid!r} rules: unknown geofence rule {name!r}; "
+                    f"expected one of {', '.join(RULE_KINDS)}"
+                )
+                raise ValueError(msg)
+        for rule_kind in RULE_KINDS:
+            base = rules_by_kind.get(rule_kind, {}).get(meta.kind)
+            override = overrides.get(rule_kind)
+            if override is False:
+                continue
+            if isinstance(override, dict):
+                merged = {**(_as_dict(base) if base else {}), **override}
+                mine[rule_kind] = build_rule(rule_kind, f"zone {zid!r} rules.{rule_kind}", merged)
+            elif override is not None:
+                msg = (
+                    f"zone {zid!r} rules.{rule_kind}: expected a table of settings or false, "
+                    f"got {override!r}"
+                )
+                raise ValueError(msg)
+            elif base is not None:
+                mine[rule_kind] = base
+        if mine:
+            out[zid] = mine
+    return out
+
+
+def _as_dict(rule: ZoneRule) -> dict[str, object]:
+    return {f.name: getattr(rule, f.name) for f in dataclasses.fields(rule)}
+
+
 @dataclass(slots=True)
-class _Presence:
+class _State:
+    """One entity in one zone under one rule (or in the allowed area, for ``outside``)."""
+
     inside: bool = False
     streak: int = 0  # consecutive fixes contradicting `inside`
     streak_first_ts: int = 0
+    since_ts: int = 0  # first fix of the confirmed stay
+    last_alert_ts: int = -1
+    last_ts: int = 0  # video: the latest detection of the stay
+    zone: str = ""  # outside: the allowed zone the entity was last in
 
 
-class EnterDetector(Detector):
-    kinds = ("geofence.enter",)
+@dataclass(slots=True)
+class _Track:
+    states: dict[tuple[str, str], _State] = field(default_factory=dict)
+    # cross: the previous fix and the passages under way (zone -> first ts)
+    last: tuple[float, float, int, tuple[str, ...]] | None = None
+    passes: dict[str, int] = field(default_factory=dict)
+
+
+class _WindowMixin:
+    _clock: LocalClock
+
+    def _in_window(self, rule: ZoneRule, ts_ms: int) -> bool:
+        if rule.hours is not None and not in_hours(self._clock.hour(ts_ms), rule.hours):
+            return False
+        return rule.days is None or self._clock.weekday(ts_ms) in rule.days
+
+
+class GeofenceDetector(_WindowMixin, Detector):
+    """enter / exit / inside / outside / dwell / cross over GPS fixes."""
+
+    kinds = tuple(f"geofence.{k}" for k in RULE_KINDS)
     event_type = "gps"
 
     def __init__(
         self,
-        rules_by_kind: Mapping[str, EnterRule],
+        rules_by_kind: RulesByKind,
         zones: ZoneCatalog,
         *,
+        timezone: str = "Asia/Shanghai",
         idle_evict_s: int = 6 * 3600,
     ) -> None:
-        self.rules_by_kind = dict(rules_by_kind)
+        self.rules_by_kind = {k: dict(v) for k, v in rules_by_kind.items()}
+        for rule_kind in self.rules_by_kind:
+            if rule_kind not in RULE_TYPES:
+                msg = f"geofence: unknown rule {rule_kind!r}; expected one of {RULE_KINDS}"
+                raise ValueError(msg)
+        self.timezone = timezone
         self.idle_evict_s = idle_evict_s
-        self._rules: dict[str, EnterRule] = {}
+        self._clock = LocalClock(timezone)
+        self._state: KeyedState[_Track] = KeyedState(idle_evict_s * 1000)
         self.set_zones(zones)
-        self._state: KeyedState[dict[str, _Presence]] = KeyedState(idle_evict_s * 1000)
 
+    # -- zones ----------------------------------------------------------------------
     def set_zones(self, zones: ZoneCatalog) -> None:
-        """Rules per zone id, zone overrides (``rules.enter``) over kind defaults."""
-        rules: dict[str, EnterRule] = {}
-        for zid, meta in zones.items():
-            base = self.rules_by_kind.get(meta.kind)
-            override = meta.rules.get("enter") if meta.rules else None
-            if isinstance(override, dict):
-                merged = {**(_as_dict(base) if base else {}), **override}
-                rules[zid] = params.build(EnterRule, f"zone {zid!r} rules.enter", merged)
-            elif base is not None:
-                rules[zid] = base
-        self._rules = rules
+        """Apply a (new) zone catalog; raises ValueError if a zone override is wrong."""
+        per_zone = rules_for_zones(self.rules_by_kind, zones)
         self._zone_kind = {zid: meta.kind for zid, meta in zones.items()}
+        # zone -> [(rule kind, rule)] for the presence rules that apply to GPS classes
+        self._presence: dict[str, list[tuple[str, _Presence]]] = {}
+        self._outside: dict[str, OutsideRule] = {}
+        self._cross: dict[str, CrossRule] = {}
+        for zid, mine in per_zone.items():
+            pres = [(k, r) for k, r in mine.items() if k in PRESENCE_RULES and r.classes]
+            if pres:
+                self._presence[zid] = pres
+            if "outside" in mine:
+                self._outside[zid] = mine["outside"]
+            if "cross" in mine and zones[zid].geometry is not None:
+                self._cross[zid] = mine["cross"]
+        self._cross_geoms = {zid: zones[zid].geometry for zid in self._cross}
+        self._cross_ids = list(self._cross)
+        self._cross_bounds = (
+            np.array([self._cross_geoms[z].bounds for z in self._cross_ids], dtype=float)
+            if self._cross_ids
+            else np.empty((0, 4))
+        )
+        self._outside_kinds = {self._zone_kind[z] for z in self._outside}
+        self._watched = frozenset(
+            c
+            for rules in (
+                [r for rs in self._presence.values() for _, r in rs],
+                self._outside.values(),
+                self._cross.values(),
+            )
+            for r in rules
+            for c in r.classes
+        )
+        self._cross_classes = frozenset(c for r in self._cross.values() for c in r.classes)
 
+    # -- events ---------------------------------------------------------------------
     def on_event(self, ev: Event, out: list[Alert]) -> None:
-        if not isinstance(ev, GpsEvent) or ev.cls is None:
+        if not isinstance(ev, GpsEvent) or ev.cls not in self._watched:
             return
-        rules = self._rules
-        state = self._state.get(ev.entity, ev.ts_ms)
-        if state is None:
-            if not any(z in rules for z in ev.zones):
-                return
-            state = {}
-            self._state.put(ev.entity, state, ev.ts_ms)
-        inside_now = {z for z in ev.zones if z in rules and ev.cls in rules[z].classes}
-        for zid in inside_now | state.keys():
-            pres = state.get(zid)
-            if pres is None:
-                pres = state[zid] = _Presence()
-            rule = rules.get(zid)
-            is_in = zid in inside_now
-            if is_in == pres.inside:
-                pres.streak = 0
-                continue
-            if pres.streak == 0:
-                pres.streak_first_ts = ev.ts_ms
-            pres.streak += 1
+        track = self._state.get(ev.entity, ev.ts_ms)
+        if track is None:
+            track = _Track()
+            self._state.put(ev.entity, track, ev.ts_ms)
+        self._presence_step(ev, track, out)
+        if self._outside_kinds:
+            self._outside_step(ev, track, out)
+        if ev.cls in self._cross_classes:
+            self._cross_step(ev, track, out)
+        elif not track.states and not track.passes:
+            self._state.pop(ev.entity)
+
+    def _presence_step(self, ev: GpsEvent, track: _Track, out: list[Alert]) -> None:
+        cls = ev.cls
+        states = track.states
+        keys: list[tuple[str, str]] = [
+            (zid, k)
+            for zid in ev.zones
+            for k, r in self._presence.get(zid, ())
+            if cls in r.classes and (zid, k) not in states
+        ]
+        keys.extend(k for k in states if k[1] != "outside")
+        for key in keys:
+            zid, rule_kind = key
+            rule = self._rule(zid, rule_kind)
             if rule is None:  # the zone or its rule went away on reload
-                del state[zid]
+                states.pop(key, None)
                 continue
-            if is_in and pres.streak >= rule.min_inside_fixes:
-                pres.inside, pres.streak = True, 0
+            st = states.get(key)
+            if st is None:
+                st = states[key] = _State()
+            is_in = zid in ev.zones
+            if is_in == st.inside:
+                st.streak = 0
+                if is_in:
+                    self._while_inside(ev, zid, rule_kind, rule, st, out)
+                else:  # a pending entry that never got confirmed
+                    del states[key]
+                continue
+            if st.streak == 0:
+                st.streak_first_ts = ev.ts_ms
+            st.streak += 1
+            if is_in and st.streak >= rule.min_inside_fixes:
+                st.inside, st.streak, st.since_ts = True, 0, st.streak_first_ts
+                if rule_kind == "enter" and self._in_window(rule, ev.ts_ms):
+                    out.append(
+                        self._alert(
+                            ev,
+                            "enter",
+                            rule,
+                            zid,
+                            st.since_ts,
+                            {"fixes_inside": rule.min_inside_fixes, "speed_kmh": ev.speed_kmh},
+                        )
+                    )
+                self._while_inside(ev, zid, rule_kind, rule, st, out)
+            elif not is_in and st.streak >= rule.min_outside_fixes:
+                if rule_kind == "exit" and self._in_window(rule, ev.ts_ms):
+                    out.append(
+                        self._alert(
+                            ev,
+                            "exit",
+                            rule,
+                            zid,
+                            st.streak_first_ts,
+                            {
+                                "inside_s": (st.streak_first_ts - st.since_ts) // 1000,
+                                "fixes_outside": st.streak,
+                            },
+                        )
+                    )
+                del states[key]
+
+    def _while_inside(
+        self, ev: GpsEvent, zid: str, rule_kind: str, rule: ZoneRule, st: _State, out: list[Alert]
+    ) -> None:
+        inside_s = (ev.ts_ms - st.since_ts) // 1000
+        if rule_kind == "inside":
+            assert isinstance(rule, InsideRule)
+            due = st.last_alert_ts < 0 or ev.ts_ms - st.last_alert_ts >= rule.every_s * 1000
+            if due and self._in_window(rule, ev.ts_ms):
+                first = st.since_ts if st.last_alert_ts < 0 else ev.ts_ms
+                st.last_alert_ts = ev.ts_ms
+                out.append(self._alert(ev, "inside", rule, zid, first, {"inside_s": inside_s}))
+        elif rule_kind == "dwell":
+            assert isinstance(rule, DwellRule)
+            if (
+                st.last_alert_ts < 0
+                and inside_s >= rule.dwell_s
+                and self._in_window(rule, ev.ts_ms)
+            ):
+                st.last_alert_ts = ev.ts_ms
+                out.append(self._alert(ev, "dwell", rule, zid, st.since_ts, {"dwell_s": inside_s}))
+
+    def _outside_step(self, ev: GpsEvent, track: _Track, out: list[Alert]) -> None:
+        cls = ev.cls
+        in_allowed: dict[str, str] = {}  # zone kind -> allowed zone the fix is in
+        for zid in ev.zones:
+            rule = self._outside.get(zid)
+            if rule is not None and cls in rule.classes:
+                in_allowed.setdefault(self._zone_kind[zid], zid)
+        for zkind in self._outside_kinds:
+            key = (zkind, "outside")
+            st = track.states.get(key)
+            here = in_allowed.get(zkind)
+            if st is None:
+                if here is None:
+                    continue
+                st = track.states[key] = _State(zone=here)
+            if here is not None:
+                st.zone = here
+            rule = self._outside.get(st.zone)
+            if rule is None or cls not in rule.classes:
+                del track.states[key]
+                continue
+            if (here is not None) == st.inside:
+                st.streak = 0
+                if here is None:
+                    del track.states[key]
+                continue
+            if st.streak == 0:
+                st.streak_first_ts = ev.ts_ms
+            st.streak += 1
+            if here is not None and st.streak >= rule.min_inside_fixes:
+                st.inside, st.streak, st.since_ts = True, 0, st.streak_first_ts
+            elif here is None and st.streak >= rule.min_outside_fixes:
+                if self._in_window(rule, ev.ts_ms):
+                    out.append(
+                        self._alert(
+                            ev,
+                            "outside",
+                            rule,
+                            st.zone,
+                            st.streak_first_ts,
+                            {"allowed_zone_kind": zkind, "fixes_outside": st.streak},
+                        )
+                    )
+                del track.states[key]
+
+    def _cross_step(self, ev: GpsEvent, track: _Track, out: list[Alert]) -> None:
+        last, track.last = track.last, (ev.lon, ev.lat, ev.ts_ms, ev.zones)
+        if last is None or ev.ts_ms <= last[2]:
+            if last is not None:
+                track.last = last  # out of order: keep the newer fix
+            return
+        lon0, lat0, ts0, zones0 = last
+        b = self._cross_bounds
+        hit = (
+            (b[:, 0] <= max(lon0, ev.lon))
+            & (b[:, 2] >= min(lon0, ev.lon))
+            & (b[:, 1] <= max(lat0, ev.lat))
+            & (b[:, 3] >= min(lat0, ev.lat))
+        )
+        candidates = {self._cross_ids[i] for i in np.flatnonzero(hit).tolist()}
+        candidates.update(track.passes)
+        segment = None
+        for zid in sorted(candidates):
+            rule = self._cross.get(zid)
+            if rule is None or ev.cls not in rule.classes or ev.ts_ms - ts0 > rule.max_gap_s * 1000:
+                track.passes.pop(zid, None)
+                continue
+            was_in, now_in = zid in zones0, zid in ev.zones
+            start = track.passes.get(zid)
+            if start is None and not was_in:
+                if not now_in:
+                    if segment is None:
+                        segment = shapely.LineString([(lon0, lat0), (ev.lon, ev.lat)])
+                    if not shapely.intersects(segment, self._cross_geoms[zid]):
+                        continue
+                start = track.passes[zid] = ts0
+            if start is None or now_in:
+                continue
+            del track.passes[zid]
+            if ev.ts_ms - start <= rule.max_pass_s * 1000 and self._in_window(rule, ev.ts_ms):
                 out.append(
-                    Alert.make(
-                        "geofence.enter",
-                        rule.severity,
-                        ev.entity,
-                        "gps",
+                    self._alert(
+                        ev,
+                        "cross",
+                        rule,
                         zid,
-                        ev.lon,
-                        ev.lat,
-                        ts_ms=ev.ts_ms,
-                        first_ts_ms=pres.streak_first_ts,
-                        evidence={
-                            "class": ev.cls,
-                            "zone_kind": self._zone_kind.get(zid),
-                            "fixes_inside": rule.min_inside_fixes,
-                            "speed_kmh": ev.speed_kmh,
-                            "event_id": ev.id,
+                        start,
+                        {
+                            "pass_s": (ev.ts_ms - start) // 1000,
+                            "from": [lon0, lat0],
+                            "to": [ev.lon, ev.lat],
                         },
                     )
                 )
-            elif not is_in and pres.streak >= rule.min_outside_fixes:
-                del state[zid]
-        if not state:
-            self._state.pop(ev.entity)
+
+    def _rule(self, zid: str, rule_kind: str) -> _Presence | None:
+        for k, r in self._presence.get(zid, ()):
+            if k == rule_kind:
+                return r
+        return None
+
+    def _alert(
+        self,
+        ev: GpsEvent,
+        rule_kind: str,
+        rule: ZoneRule,
+        zid: str,
+        first_ts: int,
+        extra: dict[str, Any],
+    ) -> Alert:
+        evidence: dict[str, Any] = {"class": ev.cls, "zone_kind": self._zone_kind.get(zid)}
+        evidence.update(extra)
+        evidence["event_id"] = ev.id
+        return Alert.make(
+            f"geofence.{rule_kind}",
+            rule.severity,
+            ev.entity,
+            "gps",
+            zid,
+            ev.lon,
+            ev.lat,
+            ts_ms=ev.ts_ms,
+            first_ts_ms=first_ts,
+            evidence=evidence,
+        )
 
     def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
         self._state.evict_idle(wm_ms)
@@ -145,6 +619,215 @@ class EnterDetector(Detector):
     def live_keys(self) -> int:
         return len(self._state)
 
+    @classmethod
+    def contract_case(cls, seed: int) -> ContractCase:
+        """Trucks driving around two zones; from ``anomaly_from`` on, a muck truck
+        enters the airport site and stays (enter, then dwell)."""
+        rng = random.Random(seed)
+        site = shapely.box(121.234, 31.941, 121.266, 31.959)
+        zones = {
+            "ap": ZoneMeta("ap", "airport_site", geometry=site),
+            "park": ZoneMeta(
+                "park", "chemical_park", geometry=shapely.box(121.0, 32.0, 121.02, 32.02)
+            ),
+        }
+        rules: dict[str, dict[str, ZoneRule]] = {
+            "enter": {"airport_site": EnterRule(classes=("muck_truck",), min_inside_fixes=2)},
+            "dwell": {"airport_site": DwellRule(classes=("muck_truck",), dwell_s=300)},
+        }
+        det = cls(rules, zones)
+        events: list[Event] = []
+        t = T_CASE
+        for i in range(200):
+            t += rng.randrange(1_000, 5_000)
+            lon, lat = rng.uniform(121.1, 121.2), rng.uniform(31.8, 31.9)
+            events.append(
+                GpsEvent(t, f"bg-{i % 20}", lon, lat, rng.choice(("muck_truck", "tanker")), 30.0)
+            )
+        anomaly_from = len(events)
+        for k in range(40):
+            t += 15_000
+            events.append(
+                GpsEvent(
+                    t,
+                    "muck-x",
+                    121.25 + rng.uniform(-1e-4, 1e-4),
+                    31.95,
+                    "muck_truck",
+                    5.0,
+                    zones=("ap",),
+                    id=f"x{k}",
+                )
+            )
+        return ContractCase(
+            det, events, frozenset({"geofence.enter", "geofence.dwell"}), anomaly_from
+        )
 
-def _as_dict(rule: EnterRule) -> dict[str, object]:
-    return {name: getattr(rule, name) for name in rule.__dataclass_fields__}
+
+class VideoGeofenceDetector(_WindowMixin, Detector):
+    """``inside`` and ``dwell`` rules with ``labels`` over video detections.
+
+    A camera's detections of a listed label (at ``min_confidence`` or more) in a
+    zone are one stay while they come at most ``max_gap_s`` apart (``every_s``
+    for inside rules): ``inside`` alerts at the first and then once per
+    ``every_s``; ``dwell`` once the stay lasts ``dwell_s``.
+
+    >>> rule = DwellRule(labels=("excavator",), dwell_s=120, min_confidence=0.6)
+    >>> det = VideoGeofenceDetector({"dwell": {"levee": rule}}, {"lv": ZoneMeta("lv", "levee")})
+    >>> out = []
+    >>> for t in range(0, 181_000, 30_000):
+    ...     det.on_event(VideoEvent(t, "cam-1", "excavator", 0.8, zones=("lv",)), out)
+    >>> [(a.kind, a.subject, a.zone, a.evidence["dwell_s"]) for a in out]
+    [('geofence.dwell', 'cam-1', 'lv', 120)]
+    """
+
+    kinds = ("geofence.inside", "geofence.dwell")
+    event_type = "video"
+
+    def __init__(
+        self,
+        rules_by_kind: RulesByKind,
+        zones: ZoneCatalog,
+        *,
+        timezone: str = "Asia/Shanghai",
+        idle_evict_s: int = 6 * 3600,
+    ) -> None:
+        self.rules_by_kind = {k: dict(v) for k, v in rules_by_kind.items()}
+        self.timezone = timezone
+        self._clock = LocalClock(timezone)
+        self._state: KeyedState[_State] = KeyedState(idle_evict_s * 1000)
+        self.set_zones(zones)
+
+    def set_zones(self, zones: ZoneCatalog) -> None:
+        per_zone = rules_for_zones(self.rules_by_kind, zones)
+        self._zone_kind = {zid: meta.kind for zid, meta in zones.items()}
+        self._rules: dict[str, list[tuple[str, ZoneRule]]] = {}
+        for zid, mine in per_zone.items():
+            chosen = [(k, r) for k, r in mine.items() if k in VIDEO_RULES and r.labels]
+            if chosen:
+                self._rules[zid] = chosen
+
+    def on_event(self, ev: Event, out: list[Alert]) -> None:
+        if not isinstance(ev, VideoEvent) or not ev.zones:
+            return
+        for zid in ev.zones:
+            for rule_kind, rule in self._rules.get(zid, ()):
+                if ev.label in rule.labels and ev.confidence >= rule.min_confidence:
+                    self._step(ev, zid, rule_kind, rule, out)
+
+    def _step(
+        self, ev: VideoEvent, zid: str, rule_kind: str, rule: ZoneRule, out: list[Alert]
+    ) -> None:
+        key = f"{ev.camera}|{zid}|{rule_kind}"
+        gap_s = rule.every_s if isinstance(rule, InsideRule) else getattr(rule, "max_gap_s", 300)
+        st = self._state.get(key, ev.ts_ms)
+        if st is None or ev.ts_ms - st.last_ts > gap_s * 1000:
+            st = _State(inside=True, since_ts=ev.ts_ms)
+            self._state.put(key, st, ev.ts_ms)
+        if ev.ts_ms < st.since_ts:
+            return
+        st.last_ts = max(st.last_ts, ev.ts_ms)
+        stay_s = (ev.ts_ms - st.since_ts) // 1000
+        if isinstance(rule, InsideRule):
+            due = st.last_alert_ts < 0 or ev.ts_ms - st.last_alert_ts >= rule.every_s * 1000
+        else:
+            due = st.last_alert_ts < 0 and stay_s >= getattr(rule, "dwell_s", 0)
+        if not due or not self._in_window(rule, ev.ts_ms):
+            return
+        first = st.since_ts if st.last_alert_ts < 0 else ev.ts_ms
+        st.last_alert_ts = ev.ts_ms
+        out.append(
+            Alert.make(
+                f"geofence.{rule_kind}",
+                rule.severity,
+                ev.camera,
+                "video",
+                zid,
+                ev.lon,
+                ev.lat,
+                ts_ms=ev.ts_ms,
+                first_ts_ms=first,
+                evidence={
+                    "label": ev.label,
+                    "confidence": ev.confidence,
+                    "zone_kind": self._zone_kind.get(zid),
+                    ("dwell_s" if rule_kind == "dwell" else "inside_s"): stay_s,
+                    "snapshot": ev.snapshot,
+                    "event_id": ev.id,
+                },
+            )
+        )
+
+    def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
+        self._state.evict_idle(wm_ms)
+
+    def live_keys(self) -> int:
+        return len(self._state)
+
+    @classmethod
+    def contract_case(cls, seed: int) -> ContractCase:
+        """Short, scattered detections; then an excavator seen for 10 minutes on a levee."""
+        rng = random.Random(seed)
+        rule = DwellRule(labels=("excavator",), dwell_s=300, min_confidence=0.6)
+        det = cls({"dwell": {"levee": rule}}, {"lv": ZoneMeta("lv", "levee")})
+        events: list[Event] = []
+        t = T_CASE
+        for i in range(150):
+            t += rng.randrange(20_000, 60_000)
+            label = rng.choice(("bird", "person", "excavator"))
+            conf = rng.uniform(0.3, 0.59) if label == "excavator" else rng.uniform(0.5, 1.0)
+            events.append(VideoEvent(t, f"cam-{i % 5}", label, round(conf, 3), zones=("lv",)))
+        anomaly_from = len(events)
+        for k in range(25):
+            t += 30_000
+            events.append(VideoEvent(t, "cam-x", "excavator", 0.9, zones=("lv",), id=f"v{k}"))
+        return ContractCase(det, events, frozenset({"geofence.dwell"}), anomaly_from)
+
+
+class EnterDetector(GeofenceDetector):
+    """``geofence.enter`` only, from ``{zone kind: EnterRule}`` (the foundation's form)."""
+
+    kinds = ("geofence.enter",)
+
+    def __init__(
+        self,
+        rules_by_kind: Mapping[str, EnterRule],
+        zones: ZoneCatalog,
+        *,
+        idle_evict_s: int = 6 * 3600,
+        timezone: str = "Asia/Shanghai",
+    ) -> None:
+        super().__init__(
+            {"enter": dict(rules_by_kind)}, zones, timezone=timezone, idle_evict_s=idle_evict_s
+        )
+
+    def set_zones(self, zones: ZoneCatalog) -> None:
+        # only the enter overrides matter here
+        only_enter = {
+            zid: dataclasses.replace(meta, rules={"enter": meta.rules["enter"]})
+            if meta.rules and "enter" in meta.rules
+            else dataclasses.replace(meta, rules={})
+            for zid, meta in zones.items()
+        }
+        super().set_zones(only_enter)
+
+    @classmethod
+    def contract_case(cls, seed: int) -> ContractCase:
+        """Vessels and trucks outside the zone; then a muck truck drives onto the site."""
+        rng = random.Random(seed)
+        det = cls(
+            {"airport_site": EnterRule(classes=("muck_truck",))},
+            {"ap": ZoneMeta("ap", "airport_site")},
+        )
+        events: list[Event] = []
+        t = T_CASE
+        for i in range(200):
+            t += rng.randrange(1_000, 5_000)
+            events.append(
+                GpsEvent(t, f"bg-{i % 25}", rng.uniform(121.0, 121.2), 31.9, "muck_truck", 30.0)
+            )
+        anomaly_from = len(events)
+        for _ in range(5):
+            t += 20_000
+            events.append(GpsEvent(t, "muck-x", 121.25, 31.95, "muck_truck", zones=("ap",)))
+        return ContractCase(det, events, frozenset({"geofence.enter"}), anomaly_from)

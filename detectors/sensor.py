@@ -29,8 +29,9 @@ from dataclasses import dataclass
 
 from detectors import params
 from detectors.alerts import Alert
-from detectors.base import Detector, KeyedState
+from detectors.base import ContractCase, Detector, KeyedState
 from detectors.events import Event, SensorEvent
+from detectors.sensor_kit import T_CASE, background_readings, merge_by_time
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,3 +154,19 @@ class ThresholdDetector(Detector):
 
     def live_keys(self) -> int:
         return len(self._state)
+
+    @classmethod
+    def contract_case(cls, seed: int) -> ContractCase:
+        """Six gauges around 3 m; from ``anomaly_from`` on one climbs past 4.5 m."""
+        det = cls({"water_level": ThresholdParams(limit=4.5, clear_at=4.3, min_readings=2)})
+        streams = [
+            background_readings(seed, f"wl-{i}", "water_level", 3.0, T_CASE, 80, 60)
+            for i in range(6)
+        ]
+        high = streams[1]
+        streams[1] = high[:50] + [
+            SensorEvent(ev.ts_ms, ev.sensor, ev.kind, 4.6 + 0.01 * k, ev.lon, ev.lat, id=ev.id)
+            for k, ev in enumerate(high[50:])
+        ]
+        events = merge_by_time(*streams)
+        return ContractCase(det, events, frozenset(cls.kinds), events.index(streams[1][50]))

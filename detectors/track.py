@@ -27,11 +27,12 @@ Timeline (radius 50 m, min stop 15 min, one jittered fix tolerated)::
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 from detectors import params
 from detectors.alerts import Alert
-from detectors.base import Detector, KeyedState, ZoneCatalog
+from detectors.base import ContractCase, Detector, KeyedState, ZoneCatalog
 from detectors.events import Event, GpsEvent
 from geo.distance import haversine_m
 
@@ -155,3 +156,26 @@ class StopDetector(Detector):
 
     def live_keys(self) -> int:
         return len(self._state)
+
+    @classmethod
+    def contract_case(cls, seed: int) -> ContractCase:
+        """Three hazmat trucks drive; from fix 30 one stands by the road for 20 minutes,
+        with GPS jitter and one fix 120 m off."""
+        rng = random.Random(seed)
+        t0, period = 1_767_225_600_000, 15_000
+        events: list[Event] = []
+        anomaly_from = -1
+        for k in range(110):
+            if k == 30:
+                anomaly_from = len(events)
+            for v in range(3):
+                stopped = v == 0 and k >= 30
+                if stopped:
+                    off = 0.0013 if k == 50 else rng.uniform(-5e-5, 5e-5)
+                    lon, lat, kmh = 121.2 + off, 32.0, rng.uniform(0.0, 1.0)
+                else:
+                    lon, lat, kmh = 121.0 + k * 0.003, 32.0 + v * 0.01, rng.uniform(40, 60)
+                ts = t0 + k * period + v * 900
+                events.append(GpsEvent(ts, f"hz-{v}", lon, lat, "hazmat_truck", kmh, id=f"e{k}"))
+        det = cls(StopParams(classes=("hazmat_truck",), radius_m=50, min_stop_s=900), {})
+        return ContractCase(det, events, frozenset(cls.kinds), anomaly_from)

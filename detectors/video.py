@@ -18,12 +18,21 @@ one alert, until the camera has seen nothing matching for ``cooldown_s``.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from detectors import params
 from detectors.alerts import Alert
-from detectors.base import Detector, KeyedState, LocalClock, ZoneCatalog, ZoneMeta, in_hours
+from detectors.base import (
+    ContractCase,
+    Detector,
+    KeyedState,
+    LocalClock,
+    ZoneCatalog,
+    ZoneMeta,
+    in_hours,
+)
 from detectors.events import Event, VideoEvent
 
 __all__ = ["VideoRule", "VideoRuleDetector", "ZoneMeta"]
@@ -138,3 +147,32 @@ class VideoRuleDetector(Detector):
 
     def live_keys(self) -> int:
         return len(self._state)
+
+    @classmethod
+    def contract_case(cls, seed: int) -> ContractCase:
+        """Cameras on a levee and a river reach seeing birds, boats and low-confidence
+        shapes; from ``anomaly_from`` on one sees an excavator, another a rod."""
+        rng = random.Random(seed)
+        zones = {"lv": ZoneMeta("lv", "levee"), "nf": ZoneMeta("nf", "no_fishing")}
+        rules = (
+            VideoRule(kind="video.construction", labels=("excavator",), zone_kinds=("levee",)),
+            VideoRule(kind="video.fishing", labels=("fishing",), zone_kinds=("no_fishing",)),
+        )
+        det = cls(rules, zones)
+        events: list[Event] = []
+        t = 1_781_528_400_000
+        for i in range(300):
+            t += rng.randrange(5_000, 40_000)
+            label = rng.choice(("bird", "boat", "person", "excavator", "fishing"))
+            low = label in ("excavator", "fishing")
+            conf = rng.uniform(0.2, 0.55) if low else rng.uniform(0.5, 1.0)
+            zone = rng.choice(("lv", "nf"))
+            events.append(VideoEvent(t, f"cam-{i % 6}", label, round(conf, 3), zones=(zone,)))
+        anomaly_from = len(events)
+        for k in range(10):
+            t += 20_000
+            events.append(VideoEvent(t, "cam-x", "excavator", 0.8, zones=("lv",), id=f"x{k}"))
+            events.append(VideoEvent(t + 1, "cam-y", "fishing", 0.9, zones=("nf",), id=f"y{k}"))
+        return ContractCase(
+            det, events, frozenset({"video.construction", "video.fishing"}), anomaly_from
+        )

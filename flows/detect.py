@@ -11,19 +11,30 @@ from __future__ import annotations
 import pickle
 import zlib
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
 from detectors.alerts import Alert
+from detectors.anomaly.sensor import SensorAnomalyDetector
 from detectors.base import Detector, ZoneMeta
-from detectors.events import Event
-from detectors.geofence import EnterDetector
+from detectors.events import DeadLetter, Event
+from detectors.geofence import GeofenceDetector, VideoGeofenceDetector
 from detectors.sensor import ThresholdDetector
+from detectors.sensor_health import OfflineDetector, StuckDetector
+from detectors.sensor_rate import RateDetector
+from detectors.sensor_window import WindowDetector
 from detectors.track import StopDetector
+from detectors.tracks_gap import GapDetector
+from detectors.tracks_jump import JumpFilter
+from detectors.tracks_rendezvous import SpanReporter, StopSpan
+from detectors.tracks_speeding import SpeedingDetector
 from detectors.video import VideoRuleDetector
 from flows.config import Config
 from flows.model import ShardBatch
+from flows.watermarks import SourceWatermarks
 
 
 def shard_of(key: str, shards: int) -> int:
@@ -31,11 +42,38 @@ def shard_of(key: str, shards: int) -> int:
     return zlib.crc32(key.encode()) % shards
 
 
-class DetectorSuite:
-    """All stream detectors of one shard, routed by event type."""
+@dataclass(slots=True)
+class ShardOutput:
+    """What a shard emits per activation: alerts, teleported fixes (dead letters) and
+    stop spans for the cross-key rendezvous stage (flows/stage_rendezvous.py)."""
 
-    def __init__(self, detectors: Iterable[Detector]) -> None:
+    alerts: list[Alert] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    spans: list[StopSpan] = field(default_factory=list)
+    # The watermark the shard acted on; emitted on every activation, alerts or not,
+    # so the incident stage knows how far every shard has got (see wm_mark).
+    wm_ms: int | None = None
+
+
+class DetectorSuite:
+    """All stream detectors of one shard, routed by event type.
+
+    ``gate`` (the teleport filter) sees GPS fixes first and keeps implausible
+    jumps from every detector; ``reporter`` turns stops into rendezvous spans.
+    """
+
+    def __init__(
+        self,
+        detectors: Iterable[Detector],
+        *,
+        gate: JumpFilter | None = None,
+        reporter: SpanReporter | None = None,
+    ) -> None:
         self.detectors = list(detectors)
+        self.gate = gate
+        self.reporter = reporter
+        # Sources (Kafka partitions) feed a shard interleaved: act on their minimum.
+        self.watermarks = SourceWatermarks()
         self._by_type: dict[str, list[Detector]] = {}
         for det in self.detectors:
             self._by_type.setdefault(det.event_type, []).append(det)
@@ -44,11 +82,25 @@ class DetectorSuite:
     def from_config(cls, cfg: Config, zones: Mapping[str, ZoneMeta]) -> DetectorSuite:
         return cls(
             [
-                EnterDetector(cfg.geofence_enter, zones),
+                GeofenceDetector(
+                    {"enter": cfg.geofence_enter, **cfg.geofence_rules},
+                    zones,
+                    timezone=cfg.flow.timezone,
+                ),
+                VideoGeofenceDetector(cfg.geofence_rules, zones, timezone=cfg.flow.timezone),
                 StopDetector(cfg.track_stop, zones),
+                GapDetector(cfg.track_gap),
+                SpeedingDetector(cfg.track_speeding, zones),
                 ThresholdDetector(cfg.sensor_threshold),
+                RateDetector(cfg.sensor_rate),
+                WindowDetector(cfg.sensor_window),
+                OfflineDetector(cfg.sensor_offline),
+                StuckDetector(cfg.sensor_stuck),
                 VideoRuleDetector(cfg.video_rules, zones, timezone=cfg.flow.timezone),
-            ]
+                SensorAnomalyDetector(cfg.anomaly.sensor, timezone=cfg.flow.timezone),
+            ],
+            gate=JumpFilter(cfg.track_jump),
+            reporter=SpanReporter(cfg.track_rendezvous, zones),
         )
 
     def set_zones(self, zones: Mapping[str, ZoneMeta]) -> None:
@@ -56,12 +108,33 @@ class DetectorSuite:
             setter = getattr(det, "set_zones", None)
             if setter is not None:
                 setter(zones)
+        if self.reporter is not None:
+            self.reporter.set_zones(zones)
 
-    def process(self, events: Iterable[Event], wm_ms: int, out: list[Alert]) -> None:
+    def process(
+        self,
+        events: Iterable[Event],
+        wm_ms: int,
+        out: list[Alert],
+        side: ShardOutput | None = None,
+    ) -> None:
+        """Run ``events`` through the detectors, then advance them to ``wm_ms``; dead
+        letters and spans go to ``side`` (dropped when it is None)."""
+        side = side if side is not None else ShardOutput()
+        events = events if isinstance(events, list) else list(events)
+        if self.gate is not None:
+            events = self.gate.admit(events, side.dead)
+            self.gate.on_watermark(wm_ms)
         by_type = self._by_type
         for ev in events:
             for det in by_type.get(ev.type, ()):
                 det.on_event(ev, out)
+        if self.reporter is not None:
+            reporter, spans = self.reporter, side.spans
+            for ev in events:
+                if ev.type == "gps":
+                    reporter.on_event(ev, spans)
+            reporter.on_watermark(wm_ms)
         for det in self.detectors:
             det.on_watermark(wm_ms, out)
 
@@ -69,15 +142,35 @@ class DetectorSuite:
         return sum(det.live_keys() for det in self.detectors)
 
 
-class ShardLogic(StatefulBatchLogic[ShardBatch, list[Alert], bytes]):
-    """Bytewax state for one shard: the pickled suite is the recovery snapshot."""
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ShardLogic(StatefulBatchLogic[ShardBatch, ShardOutput, bytes]):
+    """Bytewax state for one shard: the pickled suite is the recovery snapshot.
+
+    With ``timers="wall"`` (live runs) the shard also wakes every ``tick_s`` of
+    wall-clock time and advances its detectors to ``now - lag_ms`` when that is
+    ahead of event time, so timeouts (``track.gap``) fire while input is quiet.
+    Alert times still come from the events, so ids do not depend on when it fired.
+    """
 
     def __init__(
         self,
         factory: Callable[[], DetectorSuite],
         zones: Callable[[], Mapping[str, ZoneMeta]],
         resume: bytes | None,
+        *,
+        timers: str = "event",
+        lag_ms: int = 0,
+        tick_s: float = 1.0,
+        now: Callable[[], datetime] = _utc_now,
     ) -> None:
+        self._wall = timers == "wall"
+        self._lag_ms = lag_ms
+        self._tick = timedelta(seconds=tick_s)
+        self._now = now
+        self._event_wm = -(2**62)
         if resume is not None:
             self.suite: DetectorSuite = pickle.loads(resume)  # noqa: S301 - our own snapshot
             self.suite.set_zones(zones())
@@ -86,27 +179,79 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, list[Alert], bytes]):
         self._zones = zones
         self._zones_seen = zones()
 
-    def on_batch(self, values: list[ShardBatch]) -> tuple[Iterable[list[Alert]], bool]:
+    def on_batch(self, values: list[ShardBatch]) -> tuple[Iterable[ShardOutput], bool]:
         current = self._zones()
         if current is not self._zones_seen:  # zones were reloaded
             self.suite.set_zones(current)
             self._zones_seen = current
-        out: list[Alert] = []
+        res = ShardOutput()
+        out = res.alerts
         for batch in values:
             start = len(out)
-            self.suite.process(batch.events, batch.wm_ms, out)
+            wm_ms = self.suite.watermarks.update(
+                batch.source, batch.wm_ms, batch.idle, batch.peers
+            )
+            if self._wall:
+                self._event_wm = max(self._event_wm, wm_ms)
+                wm_ms = max(wm_ms, self._wall_wm())
+            self.suite.process(batch.events, wm_ms, out, res)
+            res.wm_ms = wm_ms if res.wm_ms is None else max(res.wm_ms, wm_ms)
             for alert in out[start:]:
                 alert.ingest_ns = batch.ingest_ns
-        return ([out] if out else []), StatefulBatchLogic.RETAIN
+                alert.wm_ms = wm_ms
+        return _emit(res), StatefulBatchLogic.RETAIN
+
+    def _wall_wm(self) -> int:
+        return int(self._now().timestamp() * 1000) - self._lag_ms
+
+    def notify_at(self) -> datetime | None:
+        return self._now() + self._tick if self._wall else None
+
+    def on_notify(self) -> tuple[Iterable[ShardOutput], bool]:
+        res = ShardOutput()
+        res.wm_ms = max(self._event_wm, self._wall_wm())
+        self.suite.process([], res.wm_ms, res.alerts, res)
+        return _emit(res), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
         return pickle.dumps(self.suite, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+def _emit(res: ShardOutput) -> list[ShardOutput]:
+    return [res] if res.alerts or res.dead or res.spans or res.wm_ms is not None else []
+
+
+class WatermarkMark(list[Alert]):
+    """An empty alert list that tells the incident stage how far one shard has got."""
+
+    def __init__(self, shard: str, wm_ms: int) -> None:
+        super().__init__()
+        self.shard = shard
+        self.wm_ms = wm_ms
+
+    def __reduce__(self) -> tuple[object, ...]:  # keep the fields across worker exchanges
+        return (WatermarkMark, (self.shard, self.wm_ms))
+
+
+def wm_mark(item: tuple[str, ShardOutput]) -> WatermarkMark | None:
+    shard, res = item
+    return WatermarkMark(shard, res.wm_ms) if res.wm_ms is not None else None
+
+
+def shard_alerts(res: ShardOutput) -> list[Alert] | None:
+    """The alerts of a shard's output (None when it has none), for the alert stream."""
+    return res.alerts or None
+
+
 def shard_builder(
-    factory: Callable[[], DetectorSuite], zones: Callable[[], Mapping[str, ZoneMeta]]
+    factory: Callable[[], DetectorSuite],
+    zones: Callable[[], Mapping[str, ZoneMeta]],
+    *,
+    timers: str = "event",
+    lag_ms: int = 0,
+    now: Callable[[], datetime] = _utc_now,
 ) -> Callable[[Any], ShardLogic]:
     def build(resume: Any) -> ShardLogic:
-        return ShardLogic(factory, zones, resume)
+        return ShardLogic(factory, zones, resume, timers=timers, lag_ms=lag_ms, now=now)
 
     return build

@@ -16,6 +16,14 @@ class RawBatch:
     lines: list[bytes]
     ingest_ns: int
     default_types: list[str | None] | None = None
+    # Kafka message keys, aligned with ``lines`` (None for recordings).
+    keys: list[bytes | None] | None = None
+    # The source has nothing to say for now (caught up for a while, or at its end):
+    # it no longer holds back the combined watermark of the shards.
+    idle: bool = False
+    # All sources of the input, announced in each source's first batch, so that no
+    # shard runs ahead on the watermarks of the sources that happened to come first.
+    peers: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -26,6 +34,8 @@ class EventBatch:
     ingest_ns: int
     late: list[Event] = field(default_factory=list)
     wm_ms: int = NO_WATERMARK
+    idle: bool = False
+    peers: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -35,3 +45,6 @@ class ShardBatch:
     events: list[Event]
     wm_ms: int
     ingest_ns: int
+    source: str = ""
+    idle: bool = False
+    peers: tuple[str, ...] = ()

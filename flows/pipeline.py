@@ -22,9 +22,20 @@ from detectors.base import ZoneMeta
 from detectors.events import DeadLetter, Event, parse_event
 from detectors.watermark import Watermarker
 from flows.config import Config
-from flows.detect import DetectorSuite, shard_builder, shard_of
+from flows.detect import (
+    DetectorSuite,
+    ShardOutput,
+    shard_alerts,
+    shard_builder,
+    shard_of,
+    wm_mark,
+)
 from flows.model import EventBatch, RawBatch, ShardBatch
 from flows.routing import route_alerts
+from flows.stage_fusion import add_fusion
+from flows.stage_incidents import add_incidents
+from flows.stage_peer import add_peer
+from flows.stage_rendezvous import add_rendezvous
 from flows.stats import RunStats
 from geo.reference import Reference
 from sinks.redis_dispatch import Dispatch
@@ -81,7 +92,9 @@ def parse_step(holder: ReferenceHolder, stats: RunStats) -> Callable[[RawBatch],
         stats.add_parsed(
             len(batch.lines), ok, [d.category or d.reason.partition(":")[0] for d in dead]
         )
-        return EventBatch(batch.source, events, dead, batch.ingest_ns)
+        return EventBatch(
+            batch.source, events, dead, batch.ingest_ns, idle=batch.idle, peers=batch.peers
+        )
 
     return parse
 
@@ -112,7 +125,13 @@ def shard_step(shards: int) -> Callable[[EventBatch], list[tuple[str, ShardBatch
             parts[shard_of(ev.key, shards)].append(ev)
         # Every shard gets the watermark, events or not, so its timers advance.
         return [
-            (names[i], ShardBatch(parts[i], batch.wm_ms, batch.ingest_ns)) for i in range(shards)
+            (
+                names[i],
+                ShardBatch(
+                    parts[i], batch.wm_ms, batch.ingest_ns, batch.source, batch.idle, batch.peers
+                ),
+            )
+            for i in range(shards)
         ]
 
     return split
@@ -150,13 +169,31 @@ def build_flow(
         "watermark", keyed, watermark_step(cfg.flow.max_out_of_order_s * 1000, stats)
     )
     batches = op.key_rm("batches", stamped)
-    if outputs.dead is not None:
-        op.output("dead_letters", op.flat_map("dead", batches, _dead_of), outputs.dead)
     if outputs.late is not None:
         op.output("late_events", op.flat_map("late", batches, _late_of), outputs.late)
     shards = op.flat_map("shard", batches, shard_step(cfg.flow.shards))
     suite_factory = _suite_factory(cfg, holder)
-    alerts = op.stateful_batch("detect", shards, shard_builder(suite_factory, holder.catalog))
+    detected = op.stateful_batch(
+        "detect",
+        shards,
+        shard_builder(
+            suite_factory,
+            holder.catalog,
+            timers=cfg.flow.timers,
+            lag_ms=cfg.flow.max_out_of_order_s * 1000,
+        ),
+    )
+    if outputs.dead is not None:  # bad input lines, and teleported GPS fixes from the shards
+        teleports = op.flat_map("shard_dead", op.key_rm("shard_out", detected), _teleports(stats))
+        dead = op.merge("all_dead", op.flat_map("dead", batches, _dead_of), teleports)
+        op.output("dead_letters", dead, outputs.dead)
+    alerts = op.filter_map_value("alerts_of", detected, shard_alerts)
+    alerts = add_rendezvous(detected, alerts, cfg)
+    alerts = add_peer(batches, alerts, cfg)
+    alerts = add_fusion(alerts, cfg, holder)
+    marks = op.filter_map("wm_marks", detected, wm_mark)
+    # Fusion goes before the incidents; the shards' watermark marks keep its clock moving.
+    alerts = add_incidents(op.merge("alerts_and_marks", alerts, marks), cfg, holder)
     dispatches = op.map("route", op.key_rm("alerts", alerts), route_step(holder, cfg, stats))
     flat = op.flatten("each_dispatch", dispatches)
     op.output("dispatch", flat, outputs.dispatch)
@@ -178,6 +215,15 @@ def _source_of(batch: EventBatch) -> str:
 
 def _dead_of(batch: EventBatch) -> list[DeadLetter]:
     return batch.dead
+
+
+def _teleports(stats: RunStats) -> Callable[[ShardOutput], list[DeadLetter]]:
+    def dead_of(res: ShardOutput) -> list[DeadLetter]:
+        if res.dead:
+            stats.add_parsed(0, {}, [d.category for d in res.dead])
+        return res.dead
+
+    return dead_of
 
 
 def _late_of(batch: EventBatch) -> list[Event]:

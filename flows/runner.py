@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -19,11 +20,23 @@ from flows.config import Config
 from flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
 from flows.sources import RecordingSource
 from flows.stats import RunStats
+from flows.zone_reload import watching_zones
 from geo.reference import Reference
 from sinks.base import BatchSink, BytewaxSink
 from sinks.embedded_redis import EmbeddedRedis
 from sinks.files import JsonLinesSink
-from sinks.redis_dispatch import Dispatch, Keys, RedisDeadLetterSink, RedisDispatchSink
+from sinks.redis_dispatch import (
+    Dispatch,
+    Keys,
+    RedisDeadLetterSink,
+    RedisDispatchSink,
+    Written,
+)
+
+# A replay keeps no recovery snapshots, yet Bytewax pickles every touched stateful
+# key (each shard's whole detector suite) at the end of every epoch (10 s by
+# default): at city scale that was 40 % of the run. One long epoch avoids it.
+REPLAY_EPOCH = timedelta(days=1)
 
 
 @dataclass
@@ -66,8 +79,10 @@ class Progress:
         stream: IO[str] | None = None,
         every_s: float = 0.5,
         label: str = "replay",
+        total: int | None = None,
     ) -> None:
         self.stats = stats
+        self.total = total  # events expected, for a bar and a percentage (bench)
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self.every_s = every_s if self.tty else 5.0
@@ -79,8 +94,12 @@ class Progress:
     def line(self) -> str:
         s = self.stats
         dt = max(1e-9, time.monotonic() - self._t0)
+        bar = ""
+        if self.total:
+            done = min(1.0, s.events_in / self.total)
+            bar = f"[{'#' * int(done * 20):<20}] {done:4.0%} "
         return (
-            f"{self.label}: {s.events_in:,} events ({s.events_in / dt:,.0f}/s), "
+            f"{self.label}: {bar}{s.events_in:,} events ({s.events_in / dt:,.0f}/s), "
             f"{sum(s.dead.values()):,} dead letters, {s.late:,} late, "
             f"{sum(s.alerts.values()):,} alerts, {sum(s.work_orders.values()):,} work orders"
         )
@@ -119,6 +138,9 @@ def run_recordings(
     late_out: str | Path | None = None,
     progress: bool = True,
     reference: Reference | None = None,
+    progress_label: str = "replay",
+    total_events: int | None = None,
+    epoch_interval: timedelta | None = REPLAY_EPOCH,
 ) -> RunResult:
     """Replay recordings through the full flow into Redis; blocks until done."""
     stats = RunStats()
@@ -127,16 +149,20 @@ def run_recordings(
     latencies: list[float] = []
     lat_lock = threading.Lock()
 
-    def on_written(items: list[Dispatch], results: list[tuple[str, bool]]) -> None:
+    def on_written(items: list[Dispatch], results: list[Written]) -> None:
         now = time.time_ns()
-        created = [d.route.queue for d, (_, new) in zip(items, results, strict=True) if new]
-        stats.add_work_orders(created, len(items) - len(created))
+        created = [d.route.queue for d, w in zip(items, results, strict=True) if w.created]
+        stats.add_work_orders(created, sum(w.repeat for w in results))
         with lat_lock:
             latencies.extend((now - d.ingest_ns) / 1e6 for d in items if d.ingest_ns)
 
     dispatch = BytewaxSink(
         lambda _w: RedisDispatchSink(
-            redis_url, keys, feed_maxlen=cfg.redis.feed_maxlen, on_written=on_written
+            redis_url,
+            keys,
+            feed_maxlen=cfg.redis.feed_maxlen,
+            on_written=on_written,
+            settings=cfg.redis,
         )
     )
     dead_sinks: list[Callable[[], BatchSink[DeadLetter]]] = [
@@ -158,8 +184,9 @@ def run_recordings(
     source = RecordingSource(paths, batch_size=cfg.flow.batch_size, speed=speed)
     flow = build_flow(source, outputs, cfg, holder, stats)
     t0 = time.perf_counter()
-    with Progress(stats) if progress else contextlib.nullcontext():
-        cli_main(flow, workers_per_process=workers)
+    bar = Progress(stats, label=progress_label, total=total_events)
+    with bar if progress else contextlib.nullcontext(), watching_zones(holder, cfg):
+        cli_main(flow, workers_per_process=workers, epoch_interval=epoch_interval)
     return RunResult(stats, time.perf_counter() - t0, redis_url, latencies)
 
 

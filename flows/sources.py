@@ -22,7 +22,8 @@ from detectors.events import parse_ts
 from flows.model import RawBatch
 from replay.recording import iter_lines, unwrap
 
-_Line = tuple[bytes, str | None]
+# (raw event, type implied by the topic, source id "topic#partition" of an envelope)
+_Line = tuple[bytes, str | None, str | None]
 
 
 def _event_ms(raw: bytes) -> int | None:
@@ -41,16 +42,24 @@ def _arrival_ms(raw: bytes, env: dict[str, object] | None) -> int:
     return ts if ts is not None else 0
 
 
+def _partition_of(env: dict[str, object] | None) -> str | None:
+    """Recorded Kafka lines keep their partition as their source, so that watermarks
+    are per partition, as in the live run that consumed them."""
+    if env is None or not env.get("topic") or not isinstance(env.get("partition"), int):
+        return None
+    return f"{env['topic']}#{env['partition']}"
+
+
 def _file_lines(path: Path) -> Iterator[_Line]:
     for line in iter_lines(path):
-        raw, implied, _ = unwrap(line)
-        yield raw, implied
+        raw, implied, env = unwrap(line)
+        yield raw, implied, _partition_of(env)
 
 
 def _keyed(path: Path, order: int) -> Iterator[tuple[int, int, int, _Line]]:
     for seq, line in enumerate(iter_lines(path)):
         raw, implied, env = unwrap(line)
-        yield _arrival_ms(raw, env), order, seq, (raw, implied)
+        yield _arrival_ms(raw, env), order, seq, (raw, implied, _partition_of(env))
 
 
 def merged_lines(paths: Sequence[Path]) -> Iterator[_Line]:
@@ -71,9 +80,13 @@ class _RecordingPartition(StatefulSourcePartition[RawBatch, int]):
         self._batch_size = batch_size
         self._speed = speed
         self._emitted = 0
+        self._partitions: dict[str, None] = {}  # recorded Kafka partitions, in order seen
         for _ in range(skip):
-            if next(self._lines, None) is None:
+            skipped = next(self._lines, None)
+            if skipped is None:
                 break
+            if skipped[2] is not None:
+                self._partitions.setdefault(skipped[2])
             self._emitted += 1
         self._pending: _Line | None = None
         self._pending_due: float = 0.0
@@ -93,9 +106,12 @@ class _RecordingPartition(StatefulSourcePartition[RawBatch, int]):
 
     def next_batch(self) -> list[RawBatch]:
         if self._done:
+            if self._partitions:
+                return self._end_of_partitions()
             raise StopIteration
         lines: list[bytes] = []
         types: list[str | None] = []
+        parts: list[str | None] = []
         any_type = False
         now = time.monotonic()
         while len(lines) < self._batch_size:
@@ -115,13 +131,39 @@ class _RecordingPartition(StatefulSourcePartition[RawBatch, int]):
             self._pending = None
             lines.append(line[0])
             types.append(line[1])
+            parts.append(line[2])
             any_type = any_type or line[1] is not None
         self._emitted += len(lines)
         if not lines:
             if self._done:
-                raise StopIteration
+                return self._end_of_partitions()
             return []
-        return [RawBatch("recording", lines, time.time_ns(), types if any_type else None)]
+        now_ns = time.time_ns()
+        if all(p is None for p in parts):
+            return [RawBatch("recording", lines, now_ns, types if any_type else None)]
+        return self._by_partition(lines, types, parts, now_ns)
+
+    def _by_partition(
+        self, lines: list[bytes], types: list[str | None], parts: list[str | None], now_ns: int
+    ) -> list[RawBatch]:
+        groups: dict[str, tuple[list[bytes], list[str | None]]] = {}
+        for raw, typ, part in zip(lines, types, parts, strict=True):
+            src = part if part is not None else "recording"
+            if part is not None:
+                self._partitions.setdefault(part)
+            g = groups.setdefault(src, ([], []))
+            g[0].append(raw)
+            g[1].append(typ)
+        return [RawBatch(src, ls, now_ns, ts) for src, (ls, ts) in groups.items()]
+
+    def _end_of_partitions(self) -> list[RawBatch]:
+        # Like a live run that stops at the end: every partition goes idle, so the
+        # shards' watermark reaches the latest of them.
+        ends = [RawBatch(p, [], time.time_ns(), idle=True) for p in self._partitions]
+        self._partitions = {}
+        if not ends:
+            raise StopIteration
+        return ends
 
     def next_awake(self) -> datetime | None:
         if self._speed is None or self._pending is None:

@@ -33,6 +33,12 @@ def summary_lines(result: RunResult, cfg: Config, embedded: bool) -> list[str]:
     lines += _table("dead letters by reason", dict(s.dead))
     lines += _table("alerts by kind", dict(s.alerts))
     lines += _table("work orders by queue (centre|department)", dict(s.work_orders))
+    n_alerts, n_orders = sum(s.alerts.values()), sum(s.work_orders.values())
+    if n_orders:
+        lines.append(
+            f"incidents: {n_alerts:,} alerts merged into {n_orders:,} new work orders "
+            f"({n_alerts / n_orders:.1f} alerts per order)"
+        )
     if s.repeats:
         lines.append(f"repeat deliveries ignored (idempotent): {s.repeats:,}")
     host = result.redis_url.split("@")[-1].removeprefix("redis://").split("/")[0]
@@ -45,6 +51,9 @@ def summary_lines(result: RunResult, cfg: Config, embedded: bool) -> list[str]:
         f"  {cli} XRANGE '{keys.queue('CENTRE|DEPT')}' - +        # one queue's work orders",
         f"  {cli} HGETALL '{keys.wo('WO-ID')}'                    # one work order",
         f"  {cli} XRANGE '{keys.audit('WO-ID')}' - +               # its audit trail",
+        f"  {cli} LRANGE '{keys.alerts('WO-ID')}' 0 -1             # its alerts (evidence)",
+        "  citywatch officer --centre CENTRE --dept DEPT             # a duty officer's queue",
+        "  citywatch report                                          # accountability",
         f"  {cli} XREVRANGE '{keys.dlq()}' + - COUNT 5          # latest dead letters",
     ]
     return lines

@@ -77,4 +77,4 @@ class Reference:
 
 
 def _meta(z: Zone) -> ZoneMeta:
-    return ZoneMeta(z.id, z.kind, z.name, dict(z.rules))
+    return ZoneMeta(z.id, z.kind, z.name, dict(z.rules), z.geometry)

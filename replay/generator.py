@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import functools
 import heapq
+import operator
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,14 +62,18 @@ SCALES: dict[str, dict[str, int]] = {
         "sensor_copies": 10,
         "camera_copies": 4,
     },
+    # The seeds' proportions, about 100,000 live keys and 1,150 events/s: 6,600
+    # vehicles reporting every 15-30 s, 42,000 sensors every minute, 50,400
+    # household meters (water, power, gas) every 15 minutes, 3,000 cameras.
     "city": {
-        "hazmat_truck": 2400,
-        "tanker": 400,
-        "muck_truck": 1600,
-        "vessel": 300,
-        "patrol": 300,
-        "sensor_copies": 400,
-        "camera_copies": 80,
+        "hazmat_truck": 3000,
+        "tanker": 600,
+        "muck_truck": 2000,
+        "vessel": 600,
+        "patrol": 400,
+        "sensor_copies": 1000,
+        "meter_copies": 2800,
+        "camera_copies": 120,
     },
 }
 
@@ -117,12 +122,18 @@ class Generator:
         self.t0 = parse_ts(p.start)
         self.t_end = self.t0 + p.minutes * 60_000
         self.truth = Truth()
+        # Subjects whose lines are never corrupted or delayed although they expect no
+        # alert (an injected teleport: the truth counts its dead letter exactly).
+        self.clean_subjects: set[str] = set()
         self.vehicles: list[Vehicle] = []
         # sensor id -> (kind, lon, lat, base, in_registry); overrides: id -> list of (t0, t1, fn)
         self.sensors: list[tuple[str, str, float, float, float, bool]] = []
         self.sensor_override: dict[str, list[tuple[int, int, Callable[[int], float]]]] = {}
+        # sensor id -> (t0, t1) spans in which it sends nothing (an injected outage)
+        self.sensor_silence: dict[str, list[tuple[int, int]]] = {}
         self.cameras: list[tuple[str, str | None, float, float, bool]] = []
         self.video_injections: list[tuple[int, dict[str, Any]]] = []
+        self._ts_cache: dict[int, str] = {}
         self._build_background()
         if p.inject:
             self._inject()
@@ -155,9 +166,15 @@ class Generator:
                 self.vehicles.append(
                     Vehicle(vid, cls, legs, period, self.t0 + rng.randrange(period), cargo)
                 )
-        for copy in range(scale["sensor_copies"]):
+        # Household meters may have their own number of copies ("meter_copies"); a
+        # scale without it copies them like the other sensors.
+        copies = scale["sensor_copies"]
+        meter_copies = scale.get("meter_copies", copies)
+        for copy in range(max(copies, meter_copies)):
             for dev in self.ref.sensors.values():
                 kind = dev.attrs.get("kind", "unknown")
+                if copy >= (meter_copies if kind in SENSOR_PERIOD_S else copies):
+                    continue
                 lon, lat = dev.lon, dev.lat
                 sid = dev.id if copy == 0 else f"{dev.id}-x{copy:03d}"
                 if copy:
@@ -199,40 +216,80 @@ class Generator:
 
     # -- emission -----------------------------------------------------------------
     def events(self) -> Iterator[tuple[int, dict[str, Any]]]:
-        """(event time ms, event object) in event-time order, tick by tick."""
+        """(event time ms, event object) in event-time order, tick by tick.
+
+        Each tick visits only the vehicles, sensors and cameras due in it (kept in
+        buckets by tick number, each visited in index order), so a city of a
+        hundred thousand keys costs per event, not per key and tick.
+        """
         rng = self.rng
         tick = 5_000
-        sensor_next = [
-            self.t0 + rng.randrange(SENSOR_PERIOD_S.get(s[1], DEFAULT_SENSOR_PERIOD_S) * 1000)
-            for s in self.sensors
+        t0 = self.t0
+        sensor_period = [
+            SENSOR_PERIOD_S.get(s[1], DEFAULT_SENSOR_PERIOD_S) * 1000 for s in self.sensors
         ]
-        camera_next = [self.t0 + rng.randrange(120_000) for _ in self.cameras]
+        sensor_next = [t0 + rng.randrange(period) for period in sensor_period]
+        camera_next = [t0 + rng.randrange(120_000) for _ in self.cameras]
         videos = sorted(self.video_injections, key=lambda x: x[0])
         vi = 0
-        t = self.t0
+
+        def bucketed(nexts: Iterable[int]) -> dict[int, list[int]]:
+            buckets: dict[int, list[int]] = {}
+            for i, n in enumerate(nexts):
+                buckets.setdefault(max(0, (n - t0) // tick), []).append(i)
+            return buckets
+
+        v_due = bucketed(v.next_ms for v in self.vehicles)
+        s_due = bucketed(sensor_next)
+        c_due = bucketed(camera_next)
+        vehicles, sensors, cameras = self.vehicles, self.sensors, self.cameras
+        fix, reading, video = self._fix, self._reading, self._background_video
+        silence = self.sensor_silence
+        by_ts = operator.itemgetter(0)
+        k = 0
+        t = t0
         while t < self.t_end:
             t_hi = min(t + tick, self.t_end)
             out: list[tuple[int, dict[str, Any]]] = []
-            for v in self.vehicles:
+            for i in sorted(v_due.pop(k, ())):
+                v = vehicles[i]
                 while v.next_ms < t_hi:
-                    out.append((v.next_ms, self._fix(v, v.next_ms)))
+                    out.append((v.next_ms, fix(v, v.next_ms)))
                     v.next_ms += v.period_ms
-            for i, s in enumerate(self.sensors):
-                period = SENSOR_PERIOD_S.get(s[1], DEFAULT_SENSOR_PERIOD_S) * 1000
-                while sensor_next[i] < t_hi:
-                    out.append((sensor_next[i], self._reading(s, sensor_next[i])))
-                    sensor_next[i] += period
-            for i, c in enumerate(self.cameras):
-                while camera_next[i] < t_hi:
-                    out.append((camera_next[i], self._background_video(c, camera_next[i])))
-                    camera_next[i] += rng.randrange(60_000, 240_000)
+                v_due.setdefault((v.next_ms - t0) // tick, []).append(i)
+            for i in sorted(s_due.pop(k, ())):
+                n = sensor_next[i]
+                while n < t_hi:
+                    if not (silence and self._silenced(sensors[i][0], n)):
+                        out.append((n, reading(sensors[i], n)))
+                    n += sensor_period[i]
+                sensor_next[i] = n
+                s_due.setdefault((n - t0) // tick, []).append(i)
+            for i in sorted(c_due.pop(k, ())):
+                n = camera_next[i]
+                while n < t_hi:
+                    out.append((n, video(cameras[i], n)))
+                    n += rng.randrange(60_000, 240_000)
+                camera_next[i] = n
+                c_due.setdefault((n - t0) // tick, []).append(i)
             while vi < len(videos) and videos[vi][0] < t_hi:
                 ts, obj = videos[vi]
-                out.append((ts, {**obj, "ts": format_ts(ts)}))
+                out.append((ts, {**obj, "ts": self._ts(ts)}))
                 vi += 1
-            out.sort(key=lambda x: x[0])
+            out.sort(key=by_ts)
             yield from out
             t = t_hi
+            k += 1
+
+    def _ts(self, ts_ms: int) -> str:
+        """``format_ts``, with the whole-second part cached (events share seconds)."""
+        secs, ms = divmod(ts_ms, 1000)
+        prefix = self._ts_cache.get(secs)
+        if prefix is None:
+            if len(self._ts_cache) > 4096:
+                self._ts_cache.clear()
+            prefix = self._ts_cache[secs] = format_ts(secs * 1000)[:-5]
+        return f"{prefix}.{ms:03d}Z"
 
     def _fix(self, v: Vehicle, t: int) -> dict[str, Any]:
         lon, lat, speed = v.position(t)
@@ -242,7 +299,7 @@ class Generator:
         jlon, jlat = offset_deg(lat, self.rng.gauss(0, v.jitter_m), self.rng.gauss(0, v.jitter_m))
         obj: dict[str, Any] = {
             "type": "gps",
-            "ts": format_ts(t),
+            "ts": self._ts(t),
             "entity": v.id,
             "class": v.cls,
             "lon": round(lon + jlon, 6),
@@ -253,6 +310,9 @@ class Generator:
             obj["cargo"] = v.cargo
         return obj
 
+    def _silenced(self, sid: str, t: int) -> bool:
+        return any(t0 <= t < t1 for t0, t1 in self.sensor_silence.get(sid, ()))
+
     def _reading(self, s: tuple[str, str, float, float, float, bool], t: int) -> dict[str, Any]:
         sid, kind, lon, lat, base, registered = s
         value = normal_value(kind, base, t, self.rng)
@@ -261,7 +321,7 @@ class Generator:
                 value = fn(t)
         obj: dict[str, Any] = {
             "type": "sensor",
-            "ts": format_ts(t),
+            "ts": self._ts(t),
             "sensor": sid,
             "kind": kind,
             "value": round(value, 3),
@@ -286,7 +346,7 @@ class Generator:
             label, conf = rng.choice(["bird", "bird", "person"]), rng.uniform(0.2, 0.5)
         obj: dict[str, Any] = {
             "type": "video",
-            "ts": format_ts(t),
+            "ts": self._ts(t),
             "camera": cid,
             "label": label,
             "confidence": round(conf, 3),
@@ -334,35 +394,48 @@ def generate(
     heap: list[tuple[int, int, bytes]] = []
     seq = 0
     truth = gen.truth
-    injected = {i["subject"] for i in truth.incidents}
+    injected = {i["subject"] for i in truth.incidents} | gen.clean_subjects
+    randrange, random_, dumps = rng.randrange, rng.random, orjson.dumps
+    push, pop = heapq.heappush, heapq.heappop
+    bad, late_roll = p.bad_per_mille, 1000 - p.late_per_mille
+    late_before = gen.t_end - 2 * LATE_DELAY_MS
+    written = 0
     with RecordingWriter(out, header=header) as w:
+        ready: list[bytes] = []
         for ts, obj in gen.events():
             seq += 1
-            arrival = ts + rng.randrange(NETWORK_DELAY_MS)
+            arrival = ts + randrange(NETWORK_DELAY_MS)
             subject = obj.get("entity") or obj.get("sensor") or obj.get("camera")
-            roll = rng.random() * 1000
-            if subject not in injected and roll < p.bad_per_mille:
+            roll = random_() * 1000
+            if roll < bad and subject not in injected:
                 line = rng.choice(_CORRUPTIONS)(obj, rng)
                 truth.dead_letters += 1
             else:
-                line = orjson.dumps(obj)
+                line = dumps(obj)
                 if (
-                    subject not in injected
-                    and roll > 1000 - p.late_per_mille
+                    roll > late_roll
+                    and subject not in injected
                     and obj["type"] == "sensor"
-                    and ts < gen.t_end - 2 * LATE_DELAY_MS
+                    and ts < late_before
                 ):
                     arrival = ts + LATE_DELAY_MS
                     truth.late_events += 1
-            heapq.heappush(heap, (arrival, seq, line))
-            while heap and heap[0][0] < ts:
-                w.write_line(heapq.heappop(heap)[2])
-                truth.events += 1
-                if progress is not None and truth.events % 10_000 == 0:
-                    progress(truth.events)
+            push(heap, (arrival, seq, line))
+            while heap[0][0] < ts:
+                ready.append(pop(heap)[2])
+                if not heap:
+                    break
+            if len(ready) >= 10_000:
+                w.write_lines(ready)
+                written += len(ready)
+                ready.clear()
+                if progress is not None:
+                    progress(written)
         while heap:
-            w.write_line(heapq.heappop(heap)[2])
-            truth.events += 1
+            ready.append(pop(heap)[2])
+        w.write_lines(ready)
+        written += len(ready)
+    truth.events = written
     if truth_path is not None:
         write_truth(truth_path, p, truth)
     return truth

@@ -18,6 +18,10 @@ import numpy as np
 
 from geo.distance import haversine_m, offset_deg
 from geo.reference import Reference
+from replay.incidents_anomaly import group_rental_dwelling, noise_level_shift
+from replay.incidents_geo import muck_truck_dwells_in_airport_protection
+from replay.incidents_sensors import SENSOR_VIDEO_INJECTORS, corroborated_truth, tide_level
+from replay.incidents_tracks import TRACK_INJECTORS
 from replay.world import ALLOWED, Leg, Vehicle, approach
 
 if TYPE_CHECKING:
@@ -123,7 +127,8 @@ def hazmat_roadside_stop(gen: Generator, b: int, base: int, span: int) -> None:
 
 
 def levee_water_rising(gen: Generator, b: int, base: int, span: int) -> None:
-    """A levee water level rises over the warning level (sensor.threshold)."""
+    """A levee water level rises over the warning level (sensor.threshold), fast
+    (sensor.rate), and falls back to the tide's level (with a ripple: never stuck)."""
     minute = 60_000
     gauges = [s for s in gen.sensors if s[1] == "water_level" and s[5]]
     if gauges and span >= 25 * minute:
@@ -134,11 +139,13 @@ def levee_water_rising(gen: Generator, b: int, base: int, span: int) -> None:
         t_fall = t_peak + 8 * minute
 
         def surge(t: int, b0: float = base_level) -> float:
+            ripple = 0.01 * math.sin(t / 47_000)
             if t < t_peak:
-                return b0 + (5.0 - b0) * (t - t_rise) / (t_peak - t_rise)
+                start = tide_level(b0, t_rise)
+                return start + (5.0 - start) * (t - t_rise) / (t_peak - t_rise) + ripple
             if t < t_fall:
-                return 5.0
-            return max(b0, 5.0 - (t - t_fall) / 60_000 * 0.3)
+                return 5.0 + ripple
+            return max(tide_level(b0, t), 5.0 - (t - t_fall) / 60_000 * 0.3) + ripple
 
         gen.sensor_override.setdefault(sid, []).append((t_rise, t_fall + 30 * minute, surge))
         # Crossing 4.5 m: fraction of the ramp; alert on the 2nd reading beyond.
@@ -150,6 +157,16 @@ def levee_water_rising(gen: Generator, b: int, base: int, span: int) -> None:
             t_cross,
             t_cross + 3 * minute,
             "levee water level above 4.5 m",
+        )
+        # Rising ~12 m/h: the 30-minute slope passes 0.6 m/h 3.5-5 minutes in (20 minutes
+        # of readings are needed first at a run's start).
+        gen.expect(
+            "sensor.rate",
+            sid,
+            zone_of_sensor(gen.ref, sid),
+            t_rise + 2 * minute,
+            max(t_rise + 7 * minute, gen.t0 + 22 * minute),
+            "levee water level rising fast",
         )
 
 
@@ -247,4 +264,10 @@ INJECTORS: list[Injector] = [
     dust_plume,
     people_on_airport_site,
     person_on_levee_at_night,
+    muck_truck_dwells_in_airport_protection,
+    group_rental_dwelling,
+    noise_level_shift,
+    *TRACK_INJECTORS,
+    *SENSOR_VIDEO_INJECTORS,
+    corroborated_truth,  # keep last: it derives fusion.corroborated from the truth above
 ]

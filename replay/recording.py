@@ -1,12 +1,35 @@
 """The recording format: JSON Lines, optionally gzip- or zstd-compressed.
 
-A recording is one event per line in arrival order. An optional first line is
-a header, ``{"citywatch_recording": 1, ...}``, carrying the generator's or the
-recorder's parameters. A line may wrap its event in a Kafka envelope,
-``{"kafka": {"topic": ..., "partition": ..., "offset": ..., "key": ...,
-"arrival_ms": ...}, "value": {...}}``; readers unwrap it and take the event
-type from the topic when the event has none. Compression follows the file
-name: ``.gz`` for gzip, ``.zst`` for zstd.
+A recording is what ``citywatch generate`` and ``citywatch record`` write and
+``citywatch replay`` / ``bench`` / ``demo`` read:
+
+* **Lines.** UTF-8, one JSON object per line, ``\n``-terminated (``\r\n`` and
+  blank lines are tolerated on reading), in **arrival order**: the order the
+  events reached the gateway, which may differ from event-time order by
+  network delay; replaying keeps it, and late events stay late.
+* **Events.** Each line is an input event as in the input contract
+  (``type``, ``ts``, and the type's fields), bytes as received: a line that
+  is not valid JSON or not a valid event is replayed as is and becomes a dead
+  letter, exactly as it would live.
+* **Header.** An optional first line ``{"citywatch_recording": 1, ...}``
+  (``1`` is the format version) carries the writer's parameters: the
+  generator's under ``"generator"`` (``name``, ``minutes``, ``seed``,
+  ``start``, ``scale``, ``bad_per_mille``, ``late_per_mille``, ``inject``),
+  the recorder's under its own key. Readers skip it; ``read_header`` returns
+  it. ``citywatch bench`` reports the generator's parameters with its figures.
+* **Kafka envelope.** A line may wrap its event as ``{"kafka": {"topic",
+  "partition", "offset", "key", "arrival_ms"}, "value": {...}}`` (``value``
+  may also be the raw message as a JSON string). Readers unwrap it; the event
+  type comes from the topic's last dotted part (``citywatch.gps`` → ``gps``)
+  when the event has none; several enveloped files are merged by
+  ``arrival_ms``, and each recorded partition replays as its own source.
+* **Compression** follows the file name: ``.gz`` gzip (written with no file
+  name and mtime 0, so the same content gives the same bytes), ``.zst`` zstd
+  (level 3), anything else plain.
+
+Reading and writing stream: ``iter_lines`` yields one line at a time from the
+(decompressing) file object and ``RecordingWriter`` writes through a buffered
+(compressing) stream, so memory does not grow with the recording's length.
 
 >>> import tempfile, os
 >>> p = os.path.join(tempfile.mkdtemp(), "r.jsonl.gz")
@@ -122,6 +145,12 @@ class RecordingWriter:
     def write_line(self, line: bytes) -> None:
         self._fh.write(line + b"\n")
         self.lines += 1
+
+    def write_lines(self, lines: list[bytes]) -> None:
+        """Several lines at once (one write call; the generator's hot path)."""
+        if lines:
+            self._fh.write(b"\n".join(lines) + b"\n")
+            self.lines += len(lines)
 
     def write_event(self, obj: dict[str, Any]) -> None:
         self.write_line(orjson.dumps(obj))

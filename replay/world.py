@@ -102,6 +102,7 @@ class World:
         shapely.prepare(self.city)
         self.zone_kind = {z.id: z.kind for z in ref.zones.zones}
         self.by_kind: dict[str, list[str]] = {}
+        self._forbidden_cache: dict[tuple[str, ...], list[tuple[Any, tuple[float, ...]]]] = {}
         for z in ref.zones.zones:
             self.by_kind.setdefault(z.kind, []).append(z.id)
 
@@ -145,10 +146,42 @@ class World:
         lats = np.concatenate([line_lat, line_lat - EDGE_DEG, line_lat + EDGE_DEG])
         if not bool(np.all(shapely.intersects_xy(self.city, lons, lats))):
             return False
-        for zones in self.ref.zones.zones_of(lons, lats):
-            if any(self.zone_kind[z] not in allowed for z in zones):
+        # The samples lie on these three segments: a zone none of them meets holds none.
+        segments = shapely.multilinestrings(
+            [
+                [(lon0, lat0), (lon1, lat1)],
+                [(lon0 + EDGE_DEG, lat0 - EDGE_DEG), (lon1 + EDGE_DEG, lat1 - EDGE_DEG)],
+                [(lon0 - EDGE_DEG, lat0 + EDGE_DEG), (lon1 - EDGE_DEG, lat1 + EDGE_DEG)],
+            ]
+        )
+        # Same answer as asking the zone index for every point, but only the forbidden
+        # zones whose bounding box meets the path's are tested: at city scale, fleet
+        # construction is thousands of long paths and this was most of its time.
+        x0, x1 = float(lons.min()), float(lons.max())
+        y0, y1 = float(lats.min()), float(lats.max())
+        for geom, (zx0, zy0, zx1, zy1) in self._forbidden(allowed):
+            if (
+                zx0 <= x1
+                and x0 <= zx1
+                and zy0 <= y1
+                and y0 <= zy1
+                and shapely.intersects(geom, segments)
+                and bool(np.any(shapely.intersects_xy(geom, lons, lats)))
+            ):
                 return False
         return True
+
+    def _forbidden(self, allowed: tuple[str, ...]) -> list[tuple[Any, tuple[float, ...]]]:
+        """Prepared geometries and bounds of the zones a vehicle class must avoid."""
+        cached = self._forbidden_cache.get(allowed)
+        if cached is None:
+            cached = []
+            for z in self.ref.zones.zones:
+                if z.kind not in allowed:
+                    shapely.prepare(z.geometry)
+                    cached.append((z.geometry, tuple(z.geometry.bounds)))
+            self._forbidden_cache[allowed] = cached
+        return cached
 
 
 def trip(

@@ -40,3 +40,20 @@ def config() -> Config:
 def reference(config: Config) -> Reference:
     d = config.data
     return Reference.load(d.zones, d.jurisdictions, d.sensors, d.cameras, config.zone_kinds)
+
+
+@pytest.fixture()
+def kafka_bootstrap() -> Iterator[str]:
+    """A fresh librdkafka mock cluster (3 brokers) and its bootstrap address.
+
+    The cluster lives inside this fixture's producer, so it stays up exactly as long
+    as the test; subprocesses connect to the address. It keeps only ~10 k messages
+    per partition and topics auto-create (4 partitions) on first produce.
+    """
+    from confluent_kafka import Producer
+
+    mock = Producer({"test.mock.num.brokers": 3, "log_level": 2})
+    md = mock.list_topics(timeout=10)
+    yield ",".join(f"{b.host}:{b.port}" for b in md.brokers.values())
+    mock.flush(5)
+    del mock

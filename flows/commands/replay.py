@@ -51,6 +51,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--truth", type=Path, default=None, help="score the alerts against this ground-truth file"
     )
     replay.add_argument("--quiet", action="store_true", help="no progress line")
+    replay.add_argument(
+        "--to",
+        choices=["flow", "kafka"],
+        default="flow",
+        help="'kafka' produces the recordings into the input topics ([kafka] in the config; "
+        "keyed by entity/sensor/camera, paced by --speed) instead of running the flow",
+    )
+    replay.add_argument(
+        "--bootstrap", default=None, help="Kafka bootstrap servers for --to kafka"
+    )
 
     replay.set_defaults(func=run)
 
@@ -64,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
         if not f.exists():
             msg = f"recording {f} not found"
             raise ConfigError(msg)
+    if args.to == "kafka":
+        from flows.kafka_io import replay_to_kafka
+
+        return replay_to_kafka(args.files, cfg, args.bootstrap, args.speed, quiet=args.quiet)
     alerts_out = args.alerts_out
     if args.truth and alerts_out is None:
         alerts_out = Path(str(args.truth) + ".alerts.jsonl")

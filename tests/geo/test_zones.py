@@ -9,12 +9,13 @@ import numpy as np
 import orjson
 import pytest
 import shapely
+import shapely.affinity
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flows.config import load_config
 from geo.errors import ZoneFileError
-from geo.zones import Zone, ZoneIndex, load_zones, zones_from_geojson
+from geo.zones import M_PER_DEG, Zone, ZoneIndex, load_zones, zones_from_geojson
 
 # Test zones (x = lon, y = lat, small numbers for readability; file order as listed):
 #   box    square 0..4 x 0..4
@@ -187,6 +188,19 @@ def collection(*features: Any) -> dict[str, Any]:
 
 
 BOWTIE = {"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}
+OPEN_RING = {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1]]]}
+OPEN_HOLE = {
+    "type": "Polygon",
+    "coordinates": [
+        [[0, 0], [4, 0], [4, 4], [0, 4], [0, 0]],
+        [[1, 1], [1, 2], [2, 2], [2, 1]],
+    ],
+}
+SWAPPED = {
+    "type": "Polygon",
+    "coordinates": [[[32.0, 121.0], [32.0, 121.01], [32.01, 121.01], [32.0, 121.0]]],
+}
+BOUNDS = (-1.0, -1.0, 50.0, 50.0)
 KINDS = ("levee", "airport_site")
 
 LOAD_ERRORS = [
@@ -229,9 +243,55 @@ LOAD_ERRORS = [
         "zones: feature 0 ('g'): geometry must be a Polygon or MultiPolygon, got None",
     ),
     (
-        "unclosed-ring",
+        "too-few-positions",
         [feature("open", geometry={"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1]]]})],
-        "zones: feature 0 ('open'): geometry cannot be read",
+        "zones: feature 0 ('open'): polygon 0 ring 0 has 3 position(s); a closed ring needs at "
+        "least 4 (3 corners and the first again)",
+    ),
+    (
+        "unclosed-ring",
+        [feature("open", geometry=OPEN_RING)],
+        "zones: feature 0 ('open'): polygon 0 ring 0 is not closed: first position [0, 0], "
+        "last [0, 1]; hint: repeat the first position at the end",
+    ),
+    (
+        "unclosed-hole",
+        [feature("a"), feature("h", geometry=OPEN_HOLE)],
+        "zones: feature 1 ('h'): polygon 0 ring 1 is not closed",
+    ),
+    (
+        "self-intersection-point",
+        [feature("bow", geometry=BOWTIE)],
+        "zones: feature 0 ('bow'): invalid geometry: Self-intersection[0.5 0.5]; hint: fix "
+        "self-intersections or use make_valid in a GIS tool",
+    ),
+    (
+        "lat-lon-swapped",
+        [feature("sw", geometry=SWAPPED)],
+        "zones: feature 0 ('sw'): coordinates look like lat/lon swapped: position [32.0, 121.0] "
+        "has latitude 121.0 > 90; GeoJSON positions are [lon, lat]",
+    ),
+    (
+        "outside-city-bounds",
+        [feature("a"), feature("far", geometry=square(100))],
+        "zones: feature 1 ('far'): lies outside the city bounds [-1, -1, 50, 50] (its bounds: "
+        "[100.000000, 0.000000, 101.000000, 1.000000]); hint: coordinates must be WGS84 "
+        "[lon, lat] degrees, or widen [zones] bounds",
+    ),
+    (
+        "text-coordinate",
+        [
+            feature(
+                "t",
+                geometry={"type": "Polygon", "coordinates": [[[0, 0], [1, "0"], [1, 1], [0, 0]]]},
+            )
+        ],
+        "zones: feature 0 ('t'): polygon 0 ring 0: every position must be [lon, lat] numbers",
+    ),
+    (
+        "multipolygon-part-without-rings",
+        [feature("m", geometry={"type": "MultiPolygon", "coordinates": [[]]})],
+        "zones: feature 0 ('m'): polygon 0 has no rings",
     ),
     (
         "missing-id",
@@ -254,7 +314,7 @@ LOAD_ERRORS = [
 )
 def test_load_errors_name_the_feature_index(features: list[Any], problem: str) -> None:
     with pytest.raises(ZoneFileError) as info:
-        zones_from_geojson(collection(*features), "zones", KINDS)
+        zones_from_geojson(collection(*features), "zones", KINDS, BOUNDS)
     assert problem in info.value.problems[0]
     assert str(info.value).startswith("zones: ")
     assert problem in str(info.value)
@@ -318,3 +378,111 @@ def test_load_zones_reads_a_file(tmp_path: Path) -> None:
     zones = load_zones(path, KINDS)
     assert [z.id for z in zones] == ["a", "b"]
     assert isinstance(ZoneFileError("x", []), ValueError)
+
+
+# -- random polygons with holes and multipolygons ------------------------------
+
+
+@st.composite
+def holed_polygons(draw: st.DrawFn) -> Any:
+    """A star-shaped polygon, optionally with a hole, or a multipolygon of two such."""
+
+    def star(cx: float, cy: float, r: float) -> Any:
+        k = draw(st.integers(4, 9))
+        angles = sorted(draw(st.lists(st.floats(0, 6.28), min_size=k, max_size=k, unique=True)))
+        radii = draw(st.lists(st.floats(0.4, 1.0), min_size=k, max_size=k))
+        pts = [
+            (cx + r * f * np.cos(a), cy + r * f * np.sin(a))
+            for a, f in zip(angles, radii, strict=True)
+        ]
+        return shapely.Polygon([(round(x, 3), round(y, 3)) for x, y in pts])
+
+    cx, cy = draw(st.floats(-5, 5)), draw(st.floats(-5, 5))
+    outer = star(cx, cy, draw(st.floats(1, 4)))
+    if draw(st.booleans()):
+        hole = shapely.box(cx - 0.2, cy - 0.2, cx + 0.2, cy + 0.2)
+        if outer.is_valid and outer.contains(hole.buffer(0.01)):
+            outer = shapely.Polygon(outer.exterior.coords, [hole.exterior.coords])
+    if draw(st.booleans()):
+        other = star(cx + 10, cy, 1.0)
+        if other.is_valid and outer.is_valid:
+            outer = shapely.MultiPolygon([outer, other])
+    return outer
+
+
+@settings(max_examples=80, deadline=2000)
+@given(
+    st.lists(holed_polygons(), min_size=1, max_size=6),
+    st.lists(st.tuples(st.floats(-10, 20), st.floats(-10, 10)), max_size=40),
+)
+def test_index_equals_brute_force_with_holes_multipolygons_edges_and_vertices(
+    geoms: list[Any], points: list[tuple[float, float]]
+) -> None:
+    zones = [Zone(f"z{i}", "", "k", {}, g) for i, g in enumerate(geoms) if g.is_valid]
+    # every vertex (outer rings and holes) and every edge midpoint is probed too
+    coords = shapely.get_coordinates(shapely.boundary(np.array([z.geometry for z in zones])))
+    mids = (coords[:-1] + coords[1:]) / 2 if len(coords) > 1 else coords
+    pts = np.concatenate([np.array(points).reshape(-1, 2), coords, mids])
+    assert_index_matches_brute_force(zones, pts[:, 0].tolist(), pts[:, 1].tolist())
+
+
+@settings(max_examples=60, deadline=2000)
+@given(st.lists(holed_polygons(), min_size=1, max_size=4))
+def test_boundary_rule_every_vertex_is_inside_its_zone(geoms: list[Any]) -> None:
+    # The boundary rule: a point on a zone's edge or vertex (outer ring or hole) is inside.
+    zones = [Zone(f"z{i}", "", "k", {}, g) for i, g in enumerate(geoms) if g.is_valid]
+    idx = ZoneIndex(zones)
+    for z in zones:
+        xy = shapely.get_coordinates(z.geometry.boundary)
+        found = idx.zones_of(xy[:, 0], xy[:, 1])
+        assert all(z.id in f for f in found)
+
+
+@settings(max_examples=60, deadline=2000)
+@given(
+    st.lists(boxes, min_size=1, max_size=6),
+    st.lists(st.tuples(st.floats(-0.2, 0.2), st.floats(-0.2, 0.2)), min_size=1, max_size=20),
+    st.floats(10, 5000),
+)
+def test_near_equals_brute_force_distances_in_metres(
+    geoms: list[Any], offsets: list[tuple[float, float]], radius_m: float
+) -> None:
+    # boxes shrunk to city size around Nantong; brute force: each zone on its own
+    city = [shapely.affinity.affine_transform(g, [0.01, 0, 0, 0.01, 121.0, 32.0]) for g in geoms]
+    zones = [Zone(f"z{i}", "", "k", {}, g) for i, g in enumerate(city)]
+    lon = np.array([121.0 + dx for dx, _ in offsets])
+    lat = np.array([32.0 + dy for _, dy in offsets])
+    idx = ZoneIndex(zones)
+    lon0, lat0, _, _ = idx._metric_index()
+    kx, ky = M_PER_DEG * np.cos(np.radians(lat0)), M_PER_DEG
+    expected = []
+    for p in range(lon.size):
+        pt = shapely.Point((lon[p] - lon0) * kx, (lat[p] - lat0) * ky)
+        for zi, z in enumerate(zones):
+            metric = shapely.transform(z.geometry, lambda c: (c - [lon0, lat0]) * [kx, ky])
+            d = shapely.distance(metric, pt)
+            if d <= radius_m:
+                expected.append((p, zi, round(float(d), 3)))
+    pi, zi, dist = idx.near(lon, lat, radius_m)
+    got = [
+        (p, z, round(d, 3)) for p, z, d in zip(pi.tolist(), zi.tolist(), dist.tolist(), strict=True)
+    ]
+    assert got == expected
+
+
+def test_near_distances_agree_with_haversine_within_half_a_percent() -> None:
+    from geo.distance import haversine_m
+
+    idx = ZoneIndex([Zone("z", "", "k", {}, shapely.box(120.9, 31.9, 121.0, 32.0))])
+    lon = np.array([121.0 + 0.005, 121.0 + 0.02, 120.95, 120.95])
+    lat = np.array([31.95, 31.95, 32.0 + 0.01, 31.95])
+    pi, _, dist = idx.near(lon, lat, 5000)
+    truth = [
+        haversine_m(121.0, 31.95, lon[0], 31.95),
+        haversine_m(121.0, 31.95, lon[1], 31.95),
+        haversine_m(120.95, 32.0, 120.95, lat[2]),
+        0.0,
+    ]
+    assert pi.tolist() == [0, 1, 2, 3]
+    assert dist[3] == 0.0
+    assert np.allclose(dist[:3], truth[:3], rtol=0.005)

@@ -1,0 +1,1 @@
+"""The duty officers' web console: a live map of work orders, their actions, an overview."""

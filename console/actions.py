@@ -1,0 +1,134 @@
+"""The console's actions, delegated to the dispatch lifecycle (:mod:`sinks.lifecycle`).
+
+The console never changes a work order itself: every action calls the same
+:class:`sinks.lifecycle.WorkOrders` operation as ``citywatch officer``, so
+transitions stay atomic, an invalid one is refused with the lifecycle's own
+reason, and the audit stream records the officer. Silencing adds a maintenance
+window through :class:`sinks.silences.SilenceStore` (the one the dispatch sink
+reads): new alerts of the order's subject (or zone) stop creating or growing
+work orders for that many minutes; the order itself stays as it is.
+
+Action names (the URL segment) and their form fields:
+
+====================  =============================================================
+``sign``              sign off (take responsibility)
+``handle``            start handling
+``resolve``           ``feedback`` (required): what was found and done
+``return``            ``reason`` (required), optional ``to_department`` to re-route
+``silence``           ``minutes`` (required), optional ``target`` (``subject``/``zone``),
+                      ``reason``
+``close``             optional ``note``: the centre verifies and closes (leaders and
+                      centre-wide officers only)
+====================  =============================================================
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import redis
+
+from console.auth import ANY, User
+from sinks.lifecycle import TransitionRefused, UnknownWorkOrder, WorkOrderError, WorkOrders
+from sinks.redis_dispatch import Keys
+from sinks.silences import SilenceError, SilenceStore, make_silence
+
+SILENCE_TARGET = {"sensor": "sensor", "video": "camera", "gps": "subject"}
+MAX_SILENCE_MIN = 7 * 24 * 60
+
+
+class ActionError(RuntimeError):
+    """An action was refused or could not run; ``status`` is the HTTP status to answer."""
+
+    def __init__(self, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _text(form: Mapping[str, Any], name: str, action: str, *, required: bool = False) -> str:
+    value = str(form.get(name) or "").strip()
+    if required and not value:
+        msg = f"{action}: {name!r} is required"
+        raise ActionError(msg, status=422)
+    return value
+
+
+def _sign(o: WorkOrders, wo: Mapping[str, str], u: User, f: Mapping[str, Any]) -> Any:
+    return o.sign(wo["id"], u.name)
+
+
+def _handle(o: WorkOrders, wo: Mapping[str, str], u: User, f: Mapping[str, Any]) -> Any:
+    return o.start(wo["id"], u.name)
+
+
+def _resolve(o: WorkOrders, wo: Mapping[str, str], u: User, f: Mapping[str, Any]) -> Any:
+    return o.resolve(wo["id"], u.name, _text(f, "feedback", "resolve", required=True))
+
+
+def _return(o: WorkOrders, wo: Mapping[str, str], u: User, f: Mapping[str, Any]) -> Any:
+    reason = _text(f, "reason", "return", required=True)
+    return o.return_(wo["id"], u.name, reason, to_department=_text(f, "to_department", "") or None)
+
+
+def _close(o: WorkOrders, wo: Mapping[str, str], u: User, f: Mapping[str, Any]) -> Any:
+    if not (u.is_leader or u.department == ANY):
+        msg = "close: the centre verifies and closes; a department officer cannot"
+        raise ActionError(msg, status=403)
+    return o.close(wo["id"], u.name, _text(f, "note", "close"))
+
+
+def _silence(o: WorkOrders, wo: Mapping[str, str], u: User, f: Mapping[str, Any]) -> Any:
+    try:
+        minutes = int(f.get("minutes") or 0)
+    except (TypeError, ValueError):
+        minutes = 0
+    if not 0 < minutes <= MAX_SILENCE_MIN:
+        msg = f"silence: 'minutes' must be 1..{MAX_SILENCE_MIN}, got {f.get('minutes')!r}"
+        raise ActionError(msg, status=422)
+    target = _text(f, "target", "silence") or "subject"
+    if target == "zone":
+        value = wo.get("zone", "")
+    elif target == "subject":
+        target, value = SILENCE_TARGET.get(wo.get("subject_type", ""), "subject"), wo["subject"]
+    else:
+        msg = f"silence: 'target' must be subject or zone, got {target!r}"
+        raise ActionError(msg, status=422)
+    now = int(time.time() * 1000)
+    reason = _text(f, "reason", "silence") or f"from work order {wo['id']}"
+    silence = make_silence(target, value, now, now + minutes * 60_000, u.name, reason)
+    return SilenceStore(o.client, o.keys).add(silence).to_json()
+
+
+ACTIONS: dict[str, Callable[[WorkOrders, Mapping[str, str], User, Mapping[str, Any]], Any]] = {
+    "sign": _sign,
+    "handle": _handle,
+    "resolve": _resolve,
+    "return": _return,
+    "silence": _silence,
+    "close": _close,
+}
+
+
+def perform(
+    client: redis.Redis,
+    keys: Keys,
+    action: str,
+    wo: Mapping[str, str],
+    user: User,
+    form: Mapping[str, Any],
+) -> Any:
+    """Run one console action on a work order (already scope-checked) as ``user``."""
+    fn = ACTIONS.get(action)
+    if fn is None:
+        msg = f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}"
+        raise ActionError(msg, status=404)
+    try:
+        return fn(WorkOrders(client, keys), wo, user, form)
+    except TransitionRefused as exc:
+        raise ActionError(str(exc), status=409) from exc
+    except UnknownWorkOrder as exc:
+        raise ActionError(str(exc), status=404) from exc
+    except (WorkOrderError, SilenceError) as exc:
+        raise ActionError(str(exc), status=422) from exc

@@ -1,0 +1,67 @@
+"""Running the console: in the foreground (``citywatch console``) or in a background thread
+(the demo and the browser tests), served by uvicorn."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import uvicorn
+
+from console.app import create_app
+from console.settings import ConsoleSettings
+from flows.config import Config
+
+
+def settings_for(cfg: Config, **overrides: object) -> ConsoleSettings:
+    """The ``[console]`` table of the configuration, with the given values overriding it."""
+    table = dict(cfg.raw.get("console", {}))
+    table.update({k: v for k, v in overrides.items() if v is not None})
+    return ConsoleSettings.from_table(table)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def serve(cfg: Config, redis_url: str, settings: ConsoleSettings) -> None:
+    """Serve until interrupted."""
+    app = create_app(cfg, redis_url, settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+
+
+class ConsoleThread:
+    """The console served from a daemon thread; ``url`` once ``start()`` returns."""
+
+    def __init__(self, cfg: Config, redis_url: str, settings: ConsoleSettings) -> None:
+        self.settings = settings
+        app = create_app(cfg, redis_url, settings)
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")
+        )
+        self._thread = threading.Thread(target=self.server.run, daemon=True, name="console")
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.host}:{self.settings.port}"
+
+    def start(self, timeout_s: float = 15.0) -> ConsoleThread:
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                msg = (
+                    f"the console did not start on {self.url} within {timeout_s:g} s; "
+                    "is the port taken? pick another with --port"
+                )
+                raise RuntimeError(msg)
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=10)

@@ -1,0 +1,51 @@
+"""Console settings: the ``[console]`` table of the configuration file.
+
+>>> ConsoleSettings.from_table({"port": 9000}).port
+9000
+>>> ConsoleSettings.from_table({"session_idle_s": 0})
+Traceback (most recent call last):
+...
+console.settings.ConsoleSettingsError: [console] session_idle_s: must be > 0, got 0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+class ConsoleSettingsError(ValueError):
+    """The ``[console]`` table is wrong; fix the named setting in the TOML file."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsoleSettings:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    session_idle_s: int = 1800  # signed out after this long without a request
+    session_max_s: int = 43200  # and after this long whatever the activity
+    refresh_s: float = 2.0  # how often open work orders are re-read from Redis
+    secure_cookies: bool = False  # set behind an HTTPS proxy
+
+    def __post_init__(self) -> None:
+        for name in ("port", "session_idle_s", "session_max_s", "refresh_s"):
+            value = getattr(self, name)
+            if value <= 0:
+                msg = f"[console] {name}: must be > 0, got {value}"
+                raise ConsoleSettingsError(msg)
+        if self.session_idle_s > self.session_max_s:
+            msg = (
+                f"[console] session_idle_s ({self.session_idle_s}) must not exceed "
+                f"session_max_s ({self.session_max_s})"
+            )
+            raise ConsoleSettingsError(msg)
+
+    @classmethod
+    def from_table(cls, table: Mapping[str, Any]) -> ConsoleSettings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(table) - known)
+        if unknown:
+            msg = f"[console] unknown setting(s) {unknown}; known: {sorted(known)}"
+            raise ConsoleSettingsError(msg)
+        return cls(**dict(table))

@@ -1,0 +1,153 @@
+// The situation map: zones, jurisdictions, live work orders, the incident panel and its actions.
+"use strict";
+(async () => {
+  const { t, api, el } = CW;
+  const COLOURS = { blue: "#1f6feb", yellow: "#e3b505", orange: "#f0750f", red: "#d1242f" };
+  const ZONE_COLOURS = { airport_site: "#8250df", airport_protection: "#b392f0", levee: "#0a7d55", no_fishing: "#0969da", chemical_park: "#bf3989", approved_stop: "#57606a", residential: "#9a6700", construction_site: "#953800" };
+  const ACTION_FIELDS = { resolve: ["feedback", "action.feedback"], return: ["reason", "action.reason"], silence: ["minutes", "action.minutes"] };
+  const orders = new Map();
+  const markers = new Map();
+  let selected = null;
+  let meta = null;
+
+  await CW.start();
+  const map = L.map("map", { minZoom: 6, maxZoom: 18, zoomControl: true, attributionControl: false }).setView([32.1, 121.0], 9);
+  const [zones, juris] = await Promise.all([api("/api/geo/zones"), api("/api/geo/jurisdictions")]);
+  const jurisLayer = L.geoJSON(juris, {
+    style: (f) => ({ color: "#6e7781", weight: f.properties.level === "county" ? 2 : f.properties.level === "city" ? 3 : 0.7, fillColor: "#f6f8fa", fillOpacity: f.properties.level === "city" ? 0.6 : 0, dashArray: f.properties.level === "town" ? "3 3" : null }),
+    onEachFeature: (f, layer) => layer.bindTooltip(f.properties.name, { sticky: true }),
+  }).addTo(map);
+  const zoneLayer = L.geoJSON(zones, {
+    style: (f) => ({ color: ZONE_COLOURS[f.properties.kind] || "#444", weight: 1.5, fillOpacity: 0.18 }),
+    onEachFeature: (f, layer) => layer.bindTooltip(`${f.properties.name} (${f.properties.kind})`, { sticky: true }),
+  }).addTo(map);
+  map.fitBounds(jurisLayer.getBounds(), { padding: [10, 10] });
+  const cluster = L.markerClusterGroup({ maxClusterRadius: 40, showCoverageOnHover: false,
+    iconCreateFunction: (c) => {
+      const sev = c.getAllChildMarkers().map((m) => m.options.severity);
+      const worst = ["red", "orange", "yellow", "blue"].find((s) => sev.includes(s)) || "blue";
+      return L.divIcon({ html: `<div style="background:${COLOURS[worst]}">${c.getChildCount()}</div>`, className: "cw-cluster", iconSize: [34, 34] });
+    } }).addTo(map);
+  let layerControl = null;
+  function buildLayerControl() {
+    // Rebuilt on a language switch so the control shows the names in that language.
+    if (layerControl) layerControl.remove();
+    layerControl = L.control.layers(null, { [t("layer.jurisdictions")]: jurisLayer, [t("layer.zones")]: zoneLayer, [t("layer.incidents")]: cluster }, { collapsed: false }).addTo(map);
+  }
+
+  function filters() { return Object.fromEntries(new FormData(document.getElementById("filters"))); }
+  function passes(wo) { return Object.entries(filters()).every(([k, v]) => !v || String(wo[k]) === v); }
+
+  function fillFilters() {
+    const f = document.getElementById("filters");
+    const opts = { centre: meta.centres.map((c) => [c.id, c.name]), department: meta.departments.map((d) => [d, d]),
+      kind: [...new Set([...meta.kinds, ...[...orders.values()].map((o) => o.kind)])].sort().map((k) => [k, k]),
+      severity: meta.severities.map((s) => [s, t(`severity.${s}`)]), state: meta.states.map((s) => [s, t(`state.${s}`)]) };
+    for (const [name, list] of Object.entries(opts)) {
+      const sel = f.elements[name]; const keep = sel.value;
+      sel.replaceChildren(el("option", { value: "", text: t("filter.all") }), ...list.map(([v, label]) => el("option", { value: v, text: label })));
+      sel.value = keep;
+    }
+  }
+
+  function markerFor(wo) {
+    const m = L.circleMarker([Number(wo.lat), Number(wo.lon)], { radius: 8, color: "#24292f", weight: 1, fillColor: COLOURS[wo.severity] || "#888", fillOpacity: 0.9, severity: wo.severity });
+    m.bindTooltip(`${wo.kind} · ${wo.subject}`);
+    m.on("click", () => openOrder(wo.id));
+    return m;
+  }
+
+  function render() {
+    const list = document.getElementById("orders");
+    const shown = [...orders.values()].filter(passes).sort((a, b) => String(b.created_ms).localeCompare(String(a.created_ms)));
+    cluster.clearLayers(); markers.clear();
+    const ms = [];
+    for (const wo of shown) {
+      if (wo.lat === "" || wo.lon === "" || wo.lat == null) continue;
+      const m = markerFor(wo); markers.set(wo.id, m); ms.push(m);
+    }
+    cluster.addLayers(ms);
+    document.getElementById("count").textContent = `(${shown.length})`;
+    list.replaceChildren(...(shown.length ? shown.slice(0, 500).map((wo) => el("li", { class: `order sev-${wo.severity}${wo.id === selected ? " selected" : ""}`, "data-wo": wo.id, onclick: () => openOrder(wo.id) },
+      el("span", { class: "dot", style: `background:${COLOURS[wo.severity]}` }),
+      el("span", { class: "kind", text: wo.kind }),
+      el("span", { class: "state", "data-state": wo.state, text: t(`state.${wo.state}`) }),
+      el("div", { class: "sub", text: `${wo.subject} · ${wo.zone || "-"} · ${wo.centre} / ${wo.department}` }),
+    )) : [el("li", { class: "empty", text: t("list.empty") })]));
+  }
+
+  async function openOrder(id) {
+    selected = id;
+    const panel = document.getElementById("panel");
+    let d;
+    try { d = await api(`/api/workorders/${encodeURIComponent(id)}`); }
+    catch (e) { panel.replaceChildren(el("p", { class: "error", text: e.status === 403 ? `${t("error.forbidden")}: ${e.message}` : e.message })); panel.classList.remove("hidden"); return; }
+    const o = d.order;
+    const now = Date.now();
+    const due = (ms, key) => el("div", { class: Number(ms) < now ? "due overdue" : "due", text: `${t(key)} ${CW.fmtTime(ms)}${Number(ms) < now ? " · " + t("panel.overdue") : ""}` });
+    const fields = ["kind", "severity", "state", "subject", "zone", "centre", "department", "level", "first_ts", "ts"];
+    panel.replaceChildren(...[
+      el("div", { class: "panel-head" }, el("h2", { id: "panel-title", text: o.id }), el("button", { class: "link", text: t("panel.close"), onclick: () => { panel.classList.add("hidden"); selected = null; render(); } })),
+      el("dl", { class: "fields" }, ...fields.flatMap((f) => [el("dt", { text: t(`field.${f}`) }), el("dd", { id: `wo-${f}`, "data-value": o[f] || "", class: f === "severity" ? `sev sev-${o.severity}` : "", text: f === "state" ? t(`state.${o.state}`) : f === "severity" ? t(`severity.${o.severity}`) : (o[f] || "-") })]),
+        el("dt", { text: t("field.position") }), el("dd", { text: o.lat ? `${o.lat}, ${o.lon}` : "-" })),
+      ["dispatched", "escalated", "returned"].includes(o.state) ? due(o.sign_due_ms, "panel.due.sign") : null,
+      ["signed", "handling"].includes(o.state) ? due(o.resolve_due_ms, "panel.due.resolve") : null,
+      el("h3", { text: t("panel.actions") }),
+      actionsBox(o),
+      el("h3", { text: `${t("panel.alerts")} (${d.alerts.length})` }),
+      el("ul", { class: "alerts" }, ...d.alerts.map((a) => el("li", {},
+        el("div", {}, el("span", { class: "dot", style: `background:${COLOURS[a.severity]}` }), ` ${a.kind} · ${a.subject} · ${a.ts}`),
+        el("div", { class: "evidence-title", text: t("panel.evidence") }),
+        el("table", { class: "evidence" }, ...Object.entries(a.evidence || {}).map(([k, v]) => el("tr", {}, el("th", { text: k }), el("td", { text: typeof v === "object" ? JSON.stringify(v) : String(v) }))))))),
+      el("h3", { text: t("panel.timeline") }),
+      el("ol", { class: "timeline", id: "timeline" }, ...d.audit.map((e) => el("li", {},
+        el("time", { text: CW.fmtTime(e.at || e.id.split("-")[0]) }), " ",
+        el("strong", { text: e.action || "" }), e.state ? ` → ${t(`state.${e.state}`)}` : "", e.by ? ` · ${e.by}` : "",
+        ...Object.entries(e).filter(([k]) => !["id", "at", "action", "state", "by"].includes(k)).map(([k, v]) => el("div", { class: "sub", text: `${k}: ${v}` }))))),
+    ].filter((c) => c != null));
+    panel.classList.remove("hidden");
+    render();
+  }
+
+  function actionsBox(o) {
+    const box = el("div", { class: "actions" });
+    const msg = el("p", { class: "action-msg", id: "action-msg" });
+    for (const a of meta.actions) {
+      const [field, label] = ACTION_FIELDS[a] || [];
+      const input = field ? el(field === "minutes" ? "input" : "textarea", { name: field, "data-action": a, placeholder: t(label), ...(field === "minutes" ? { type: "number", min: "1", value: "60" } : {}) }) : null;
+      const btn = el("button", { type: "button", class: `act act-${a}`, "data-action": a, text: t(`action.${a}`), onclick: async () => {
+        const body = field ? { [field]: field === "minutes" ? Number(input.value) : input.value } : {};
+        btn.disabled = true; msg.className = "action-msg";
+        try {
+          const r = await api(`/api/workorders/${encodeURIComponent(o.id)}/actions/${a}`, { method: "POST", body: JSON.stringify(body) });
+          if (r.order) { orders.set(r.order.id, r.order); }
+          msg.textContent = `${t(`action.${a}`)}: ${t("action.done")}`;
+          await openOrder(o.id);
+          document.getElementById("action-msg").textContent = `${t(`action.${a}`)}: ${t("action.done")}`;
+        } catch (e) { msg.className = "action-msg error"; msg.textContent = `${t("action.refused")}: ${e.message}`; btn.disabled = false; }
+      } });
+      box.append(el("div", { class: "action-row" }, btn, input));
+    }
+    box.append(msg);
+    return box;
+  }
+
+  function connect() {
+    const live = document.getElementById("live");
+    const es = new EventSource("/api/events");
+    es.addEventListener("hello", () => { live.className = "live on"; live.textContent = t("live.connected"); live.dataset.i18n = "live.connected"; });
+    es.addEventListener("wo", (ev) => { const wo = JSON.parse(ev.data); orders.set(wo.id, wo); scheduleRender(); if (wo.id === selected) openOrder(wo.id); });
+    es.addEventListener("gone", (ev) => { orders.delete(JSON.parse(ev.data).id); scheduleRender(); });
+    es.addEventListener("expired", () => { es.close(); live.className = "live off"; live.textContent = t("live.expired"); setTimeout(() => { location.href = "/login"; }, 1500); });
+    es.onerror = () => { live.className = "live off"; live.textContent = t("live.disconnected"); live.dataset.i18n = "live.disconnected"; };
+  }
+  let pending = false;
+  function scheduleRender() { if (pending) return; pending = true; setTimeout(() => { pending = false; render(); }, 250); }
+
+  meta = await api("/api/meta");
+  for (const wo of (await api("/api/workorders")).orders) orders.set(wo.id, wo);
+  fillFilters(); buildLayerControl(); render(); connect();
+  document.getElementById("filters").addEventListener("change", render);
+  document.addEventListener("cw:lang", () => { fillFilters(); buildLayerControl(); render(); if (selected) openOrder(selected); });
+  setInterval(async () => { meta = await api("/api/meta"); fillFilters(); }, 30000);
+})();

@@ -1,0 +1,333 @@
+"""Sensor health: ``sensor.offline`` (silent too long) and ``sensor.stuck`` (one value too long).
+
+**Offline.** A sensor that has sent nothing for longer than ``silent_s`` raises
+one alert per silence. The decision is made in event time, once the watermark
+shows that no on-time reading can still fill the gap, so it does not depend on
+batching, replay speed or when the check happens to run: the alert's ``ts`` is
+the last reading plus ``silent_s`` and its ``first_ts`` (hence its id) is the
+last reading. Readings ahead of the watermark are held (one heap for all
+sensors, a few seconds' worth) and settled in event-time order, so an
+out-of-order reading that closes a gap counts even when a later one arrived
+first. A gap that closes before the
+watermark passes its deadline is no silence.
+
+Timeline (silent_s 300, readings every minute, watermark after each)::
+
+    t(min)   0  1  2  3  .  .  .  .  .  .  10  11
+    reading  r  r  r  r                     r   r     (recovers at 10)
+    alert                   ^ ts = 3 + 5 = 8 min, first_ts = 3 min
+
+**Stuck.** A sensor whose readings stay within ``tolerance`` of one value for
+``min_readings`` readings or ``min_stuck_s`` seconds (whichever is set and
+comes first) raises one alert per run; a different value starts a new run.
+Readings older than the sensor's latest are ignored (arrival order decides).
+
+>>> from detectors.events import SensorEvent
+>>> det = StuckDetector({"water_level": StuckParams(min_readings=4)})
+>>> out = []
+>>> for i, v in enumerate([3.1, 3.2, 3.2, 3.2, 3.2, 3.2, 3.3]):
+...     det.on_event(SensorEvent(i * 60_000, "wl-1", "water_level", v), out)
+>>> [(a.kind, a.first_ts_ms, a.ts_ms, a.evidence["readings"]) for a in out]
+[('sensor.stuck', 60000, 240000, 4)]
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from detectors import params
+from detectors.alerts import Alert
+from detectors.base import ContractCase, Detector, KeyedState
+from detectors.events import Event, SensorEvent, format_ts
+from detectors.sensor_kit import (
+    T_CASE,
+    PerSensorDetector,
+    background_readings,
+    merge_by_time,
+    sensor_alert,
+)
+from detectors.timers import DueTimers
+from detectors.watermark import NO_WATERMARK
+
+MINUTE = 60_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OfflineParams:
+    """``[sensor.offline.<sensor kind>]``: how long a sensor of that kind may stay silent."""
+
+    silent_s: int
+    severity: str = "blue"
+
+    def __post_init__(self) -> None:
+        params.positive("sensor.offline", "silent_s", self.silent_s)
+        params.severity("sensor.offline", self.severity)
+
+
+@dataclass(slots=True)
+class _Line:
+    kind: str
+    last: SensorEvent | None = None  # latest settled reading (event time < watermark)
+    alerted_ts: int = NO_WATERMARK  # the last reading whose silence was reported
+    timer_due: int | None = None
+
+
+class OfflineDetector(Detector):
+    """``sensor.offline`` per sensor kind; fires on event-time progress (``on_watermark``)."""
+
+    kinds = ("sensor.offline",)
+    event_type = "sensor"
+
+    def __init__(
+        self, by_kind: Mapping[str, OfflineParams], *, idle_evict_s: int = 24 * 3600
+    ) -> None:
+        self.by_kind = dict(by_kind)
+        longest = max((p.silent_s for p in self.by_kind.values()), default=0)
+        if idle_evict_s <= longest:
+            msg = (
+                f'sensor.offline: "idle_evict_s" ({idle_evict_s}) must exceed the longest '
+                f"silent_s ({longest}), else a silent sensor is forgotten before it alerts"
+            )
+            raise ValueError(msg)
+        self.idle_evict_s = idle_evict_s
+        self._state: KeyedState[_Line] = KeyedState(idle_evict_s * 1000)
+        self._timers = DueTimers()
+        # Readings at or after the watermark, settled once it passes them: in arrival
+        # order while event time rises, and a heap of (ts, seq, event) for the rest.
+        self._fifo: deque[SensorEvent] = deque()
+        self._pending: list[tuple[int, int, SensorEvent]] = []
+        self._seq = 0
+        self._wm = NO_WATERMARK
+        self.late_events_ = 0
+
+    def on_event(self, ev: Event, out: list[Alert]) -> None:
+        if not isinstance(ev, SensorEvent) or ev.kind not in self.by_kind:
+            return
+        line = self._state.get(ev.sensor, ev.ts_ms)
+        if line is None:
+            line = _Line(ev.kind)
+            self._state.put(ev.sensor, line, ev.ts_ms)
+        if ev.ts_ms < self._wm:
+            # Behind our watermark (only when fed outside the flow, which drops late
+            # events): it cannot reopen a silence already judged; settle it as is.
+            self.late_events_ += 1
+            if line.last is None or ev.ts_ms > line.last.ts_ms:
+                line.last = ev
+            return
+        # Arrivals are nearly in event-time order: a FIFO takes them in O(1); the few
+        # that come out of order go to a heap. Settling merges the two by time.
+        if not self._fifo or ev.ts_ms >= self._fifo[-1].ts_ms:
+            self._fifo.append(ev)
+        else:
+            self._seq += 1
+            heapq.heappush(self._pending, (ev.ts_ms, self._seq, ev))
+
+    def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
+        if wm_ms <= self._wm:
+            return
+        self._wm = wm_ms
+        # Settle the readings now behind the watermark, in event-time order: a
+        # reading further than silent_s after the sensor's previous one is a silence.
+        pending, fifo = self._pending, self._fifo
+        while True:
+            if fifo and fifo[0].ts_ms < wm_ms and not (pending and pending[0][0] < fifo[0].ts_ms):
+                ev = fifo.popleft()
+            elif pending and pending[0][0] < wm_ms:
+                ev = heapq.heappop(pending)[2]
+            else:
+                break
+            line = self._state.get(ev.sensor, NO_WATERMARK)  # a peek: no touch
+            if line is not None:
+                self._settle(ev.sensor, line, ev, out)
+        for due, key in self._timers.pop_due(wm_ms - 1):
+            line = self._state.get(key, NO_WATERMARK)
+            if line is None or line.timer_due != due:
+                continue
+            line.timer_due = None
+            self._check_silence(key, line, wm_ms, out)
+        self._state.evict_idle(wm_ms)
+
+    def _settle(self, key: str, line: _Line, ev: SensorEvent, out: list[Alert]) -> None:
+        last = line.last
+        if last is not None and ev.ts_ms <= last.ts_ms:
+            return
+        if last is not None and ev.ts_ms - last.ts_ms > self._silent_ms(line):
+            self._alert(line, out)
+        line.last = ev
+        # Judged by the timer once every reading before the watermark is settled.
+        if line.timer_due is None:
+            self._arm(key, line, ev.ts_ms + self._silent_ms(line))
+
+    def _check_silence(self, key: str, line: _Line, wm_ms: int, out: list[Alert]) -> None:
+        if line.last is None:
+            return
+        deadline = line.last.ts_ms + self._silent_ms(line)
+        if deadline < wm_ms:  # every reading before the watermark is settled: confirmed
+            self._alert(line, out)
+        elif line.timer_due is None and line.alerted_ts != line.last.ts_ms:
+            self._arm(key, line, deadline)
+
+    def _arm(self, key: str, line: _Line, deadline: int) -> None:
+        # Timers in whole seconds after the deadline: many sensors share one, and the
+        # check on firing is exact, so the alert does not depend on the rounding.
+        line.timer_due = (deadline // 1000 + 1) * 1000
+        self._timers.add(key, line.timer_due)
+
+    def _silent_ms(self, line: _Line) -> int:
+        return self.by_kind[line.kind].silent_s * 1000
+
+    def _alert(self, line: _Line, out: list[Alert]) -> None:
+        last = line.last
+        if last is None or line.alerted_ts == last.ts_ms:
+            return
+        line.alerted_ts = last.ts_ms
+        p = self.by_kind[line.kind]
+        out.append(
+            sensor_alert(
+                "sensor.offline",
+                p.severity,
+                last,
+                ts_ms=last.ts_ms + p.silent_s * 1000,
+                first_ts_ms=last.ts_ms,
+                evidence={
+                    "sensor_kind": last.kind,
+                    "silent_s": p.silent_s,
+                    "last_reading_ts": format_ts(last.ts_ms),
+                    "last_value": last.value,
+                    "event_id": last.id,
+                },
+            )
+        )
+
+    def live_keys(self) -> int:
+        return len(self._state)
+
+    @classmethod
+    def contract_case(cls, seed: int) -> ContractCase:
+        """Six gauges reporting every minute (with jittered, out-of-order arrivals);
+        from ``anomaly_from`` on one gauge falls silent for 20 minutes."""
+        det = cls({"water_level": OfflineParams(silent_s=600)})
+        streams = [
+            background_readings(seed, f"wl-{i}", "water_level", 3.0, T_CASE, 90, 60)
+            for i in range(6)
+        ]
+        quiet = streams[0]
+        streams[0] = quiet[:40] + quiet[60:]
+        events = _jitter(merge_by_time(*streams), seed)
+        anomaly_from = next(i for i, ev in enumerate(events) if ev.ts_ms > quiet[40].ts_ms)
+        wms = {i: ev.ts_ms - 30_000 for i, ev in enumerate(events)}
+        return ContractCase(det, list(events), frozenset(cls.kinds), anomaly_from, wms)
+
+
+def _jitter(events: list[Event], seed: int) -> list[Event]:
+    """Swap some neighbours: arrival order differs a little from event time."""
+    rng = random.Random(seed)
+    out = list(events)
+    for i in range(1, len(out)):
+        if rng.random() < 0.2 and out[i].ts_ms - out[i - 1].ts_ms < 20_000:
+            out[i - 1], out[i] = out[i], out[i - 1]
+    return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StuckParams:
+    """``[sensor.stuck.<sensor kind>]``: a run of equal readings that means a stuck sensor.
+
+    ``min_readings`` and ``min_stuck_s``: either or both (0 = unused); the first
+    reached raises the alert. ``tolerance``: readings within this distance (in
+    the sensor's unit) of the run's first value count as the same value.
+    """
+
+    min_readings: int = 0
+    min_stuck_s: int = 0
+    tolerance: float = 0.0
+    severity: str = "blue"
+
+    def __post_init__(self) -> None:
+        owner = "sensor.stuck"
+        params.non_negative(owner, "min_readings", self.min_readings)
+        params.non_negative(owner, "min_stuck_s", self.min_stuck_s)
+        params.non_negative(owner, "tolerance", self.tolerance)
+        params.severity(owner, self.severity)
+        if self.min_readings < 2 and self.min_stuck_s <= 0:
+            msg = (
+                f'{owner}: set "min_readings" (>= 2) or "min_stuck_s" (> 0), got '
+                f"min_readings={self.min_readings}, min_stuck_s={self.min_stuck_s}"
+            )
+            raise ValueError(msg)
+
+
+@dataclass(slots=True)
+class _Run:
+    value: float
+    first_ts: int
+    last_ts: int
+    readings: int = 1
+    alerted: bool = False
+
+
+class StuckDetector(PerSensorDetector[StuckParams, _Run]):
+    """``sensor.stuck`` per sensor kind, in arrival order, O(1) per reading."""
+
+    kinds = ("sensor.stuck",)
+
+    def on_event(self, ev: Event, out: list[Alert]) -> None:
+        if not isinstance(ev, SensorEvent):
+            return
+        p = self.by_kind.get(ev.kind)
+        if p is None:
+            return
+        run = self._state.get(ev.sensor, ev.ts_ms)
+        if run is None or (ev.ts_ms > run.last_ts and abs(ev.value - run.value) > p.tolerance):
+            self._state.put(ev.sensor, _Run(ev.value, ev.ts_ms, ev.ts_ms), ev.ts_ms)
+            return
+        if ev.ts_ms <= run.last_ts:
+            return
+        run.last_ts = ev.ts_ms
+        run.readings += 1
+        if run.alerted:
+            return
+        by_count = p.min_readings >= 2 and run.readings >= p.min_readings
+        by_time = p.min_stuck_s > 0 and ev.ts_ms - run.first_ts >= p.min_stuck_s * 1000
+        if not (by_count or by_time):
+            return
+        run.alerted = True
+        out.append(
+            sensor_alert(
+                "sensor.stuck",
+                p.severity,
+                ev,
+                ts_ms=ev.ts_ms,
+                first_ts_ms=run.first_ts,
+                evidence={
+                    "sensor_kind": ev.kind,
+                    "value": run.value,
+                    "readings": run.readings,
+                    "stuck_s": (ev.ts_ms - run.first_ts) // 1000,
+                    "tolerance": p.tolerance,
+                    "event_id": ev.id,
+                },
+            )
+        )
+
+    @classmethod
+    def contract_case(cls, seed: int) -> ContractCase:
+        """Five noisy gauges; from ``anomaly_from`` on one repeats a single value."""
+        det = cls({"water_level": StuckParams(min_readings=8, min_stuck_s=900)})
+        streams = [
+            background_readings(seed, f"wl-{i}", "water_level", 3.0, T_CASE, 60, 60)
+            for i in range(5)
+        ]
+        stuck = streams[2]
+        frozen = stuck[30].value
+        streams[2] = stuck[:30] + [
+            SensorEvent(ev.ts_ms, ev.sensor, ev.kind, frozen, ev.lon, ev.lat, id=ev.id)
+            for ev in stuck[30:]
+        ]
+        events = merge_by_time(*streams)
+        anomaly_from = events.index(streams[2][30])
+        return ContractCase(det, list(events), frozenset(cls.kinds), anomaly_from)

@@ -1,0 +1,202 @@
+"""``track.speeding``: a watched vehicle over its speed limit for a sustained time.
+
+The limit of a fix is the lowest of its class limit (``limits_kmh``), the limit
+of each zone kind it is in (``zone_limits_kmh``) and a zone's own rule
+``speed_limit_kmh`` (which replaces its kind's limit). An episode starts with
+the first fix over the limit and alerts once, when it has lasted ``min_over_s``
+and has ``min_fixes`` fixes over the limit; it ends (hysteresis) at the first
+fix at or below ``limit - clear_below_kmh``, or after ``max_fix_gap_s`` without
+a fix. Speed is the reported ``speed``, else derived from the previous fix.
+Out-of-order fixes are ignored: arrival order is fixed, so this is deterministic.
+
+Timeline (limit 80 km/h, min 60 s and 3 fixes, clear below 75)::
+
+    t(s)     0    15   30   45   60   75   90   105
+    km/h     70   92   95   78   93   96   74   95
+    episode       [start .............. ^alert]  end [new episode]
+                                         ts 75 (60 s, 4 fixes over), first_ts 15
+
+>>> from detectors.events import GpsEvent
+>>> det = SpeedingDetector(SpeedingParams(limits_kmh={"tanker": 80}), {})
+>>> out = []
+>>> for i, kmh in enumerate([70, 92, 95, 78, 93, 96, 74, 95]):
+...     det.on_event(GpsEvent(i * 15_000, "tk-1", 121.0, 32.0, "tanker", kmh), out)
+>>> [(a.kind, a.first_ts_ms, a.ts_ms, a.evidence["max_speed_kmh"]) for a in out]
+[('track.speeding', 15000, 75000, 96.0)]
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from detectors import params
+from detectors.alerts import Alert
+from detectors.base import ContractCase, Detector, KeyedState, ZoneCatalog
+from detectors.events import Event, GpsEvent
+from geo.distance import haversine_m
+
+OWNER = "track.speeding"
+ZONE_RULE = "speed_limit_kmh"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SpeedingParams:
+    """``[track.speeding]``: limits per class and per zone kind, and what "sustained" means."""
+
+    limits_kmh: Mapping[str, float] = field(
+        default_factory=lambda: {"hazmat_truck": 80.0, "tanker": 80.0, "muck_truck": 60.0}
+    )
+    zone_limits_kmh: Mapping[str, float] = field(default_factory=dict)
+    min_over_s: int = 60
+    min_fixes: int = 3
+    clear_below_kmh: float = 5.0
+    max_fix_gap_s: int = 120
+    min_derive_s: int = 5
+    severity: str = "yellow"
+    idle_evict_s: int = 3600
+
+    def __post_init__(self) -> None:
+        for cls, kmh in self.limits_kmh.items():
+            params.positive(OWNER, f"limits_kmh.{cls}", kmh)
+        for kind, kmh in self.zone_limits_kmh.items():
+            params.positive(OWNER, f"zone_limits_kmh.{kind}", kmh)
+        params.non_negative(OWNER, "min_over_s", self.min_over_s)
+        params.positive(OWNER, "min_fixes", self.min_fixes)
+        params.non_negative(OWNER, "clear_below_kmh", self.clear_below_kmh)
+        params.positive(OWNER, "max_fix_gap_s", self.max_fix_gap_s)
+        params.positive(OWNER, "min_derive_s", self.min_derive_s)
+        params.positive(OWNER, "idle_evict_s", self.idle_evict_s)
+        params.severity(OWNER, self.severity)
+
+
+@dataclass(slots=True)
+class _Episode:
+    last_ts: int
+    lon: float
+    lat: float
+    over: bool = False
+    first_ts: int = 0
+    zone: str | None = None
+    limit_kmh: float = 0.0
+    fixes: int = 0
+    max_kmh: float = 0.0
+    first_id: str | None = None
+    alerted: bool = False
+
+
+class SpeedingDetector(Detector):
+    kinds = ("track.speeding",)
+    event_type = "gps"
+
+    def __init__(self, p: SpeedingParams, zones: ZoneCatalog) -> None:
+        self.p = p
+        self._zone_limit: dict[str, float] = {}
+        self.set_zones(zones)
+        self._state: KeyedState[_Episode] = KeyedState(p.idle_evict_s * 1000)
+
+    def set_zones(self, zones: ZoneCatalog) -> None:
+        limits: dict[str, float] = {}
+        for zid, meta in zones.items():
+            rule = meta.rules.get(ZONE_RULE) if meta.rules else None
+            kmh = rule if rule is not None else self.p.zone_limits_kmh.get(meta.kind)
+            if kmh is not None:
+                limits[zid] = float(kmh)
+        self._zone_limit = limits
+
+    def limit_of(self, ev: GpsEvent) -> tuple[float, str | None]:
+        """The limit that applies to a fix, and the zone that sets it (None: its class)."""
+        limit, zone = self.p.limits_kmh[ev.cls or ""], None
+        for z in ev.zones:
+            kmh = self._zone_limit.get(z)
+            if kmh is not None and kmh < limit:
+                limit, zone = kmh, z
+        return limit, zone
+
+    def on_event(self, ev: Event, out: list[Alert]) -> None:
+        if not isinstance(ev, GpsEvent) or ev.cls not in self.p.limits_kmh:
+            return
+        ts = ev.ts_ms
+        st = self._state.get(ev.entity, ts)
+        if st is None:
+            st = _Episode(ts, ev.lon, ev.lat)
+            self._state.put(ev.entity, st, ts)
+            if ev.speed_kmh is None:
+                return
+        elif ts <= st.last_ts:
+            return
+        kmh = ev.speed_kmh
+        if kmh is None:
+            dt_ms = ts - st.last_ts
+            if dt_ms < self.p.min_derive_s * 1000:
+                return  # too close to the last fix to derive a speed from jitter
+            kmh = haversine_m(st.lon, st.lat, ev.lon, ev.lat) / dt_ms * 3600.0
+        if st.over and ts - st.last_ts > self.p.max_fix_gap_s * 1000:
+            st.over = False
+        st.last_ts, st.lon, st.lat = ts, ev.lon, ev.lat
+        limit, zone = self.limit_of(ev)
+        if kmh > limit:
+            if not st.over:
+                st.over, st.first_ts, st.zone, st.limit_kmh = True, ts, zone, limit
+                st.fixes, st.max_kmh, st.first_id, st.alerted = 0, 0.0, ev.id, False
+            st.fixes += 1
+            st.max_kmh = max(st.max_kmh, kmh)
+            if (
+                not st.alerted
+                and st.fixes >= self.p.min_fixes
+                and ts - st.first_ts >= self.p.min_over_s * 1000
+            ):
+                st.alerted = True
+                out.append(self._alert(ev, st))
+        elif kmh <= limit - self.p.clear_below_kmh:
+            st.over = False
+
+    def _alert(self, ev: GpsEvent, st: _Episode) -> Alert:
+        return Alert.make(
+            "track.speeding",
+            self.p.severity,
+            ev.entity,
+            "gps",
+            st.zone,
+            ev.lon,
+            ev.lat,
+            ts_ms=ev.ts_ms,
+            first_ts_ms=st.first_ts,
+            evidence={
+                "class": ev.cls,
+                "cargo": ev.cargo,
+                "limit_kmh": st.limit_kmh,
+                "max_speed_kmh": round(float(st.max_kmh), 1),
+                "duration_s": (ev.ts_ms - st.first_ts) / 1000,
+                "fixes": st.fixes,
+                "first_event_id": st.first_id,
+                "event_id": ev.id,
+            },
+        )
+
+    def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
+        self._state.evict_idle(wm_ms)
+
+    def live_keys(self) -> int:
+        return len(self._state)
+
+    @classmethod
+    def contract_case(cls, seed: int) -> ContractCase:
+        """Four tankers at 40-70 km/h; one speeds up to 95-105 km/h from fix 30 on."""
+        rng = random.Random(seed)
+        t0, period = 1_767_225_600_000, 15_000
+        events: list[Event] = []
+        anomaly_from = -1
+        for k in range(60):
+            if k == 30:
+                anomaly_from = len(events)
+            for v in range(4):
+                fast = v == 0 and k >= 30
+                kmh = rng.uniform(95, 105) if fast else rng.uniform(40, 70)
+                ts = t0 + k * period + v * 700
+                events.append(
+                    GpsEvent(ts, f"tk-{v}", 121.0 + k * 0.003, 32.0 + v * 0.01, "tanker", kmh)
+                )
+        det = cls(SpeedingParams(limits_kmh={"tanker": 80}), {})
+        return ContractCase(det, events, frozenset(cls.kinds), anomaly_from)

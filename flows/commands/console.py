@@ -1,0 +1,127 @@
+"""``citywatch console``: the duty officers' web console, and its users."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from flows.commands.common import add_config
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "console",
+        help="serve the duty officers' web console (live map, work orders, overview)",
+        description=(
+            "Serves the duty officers' console over the work orders in Redis: a live map "
+            "of incidents with sign-off and handling, and a leadership overview. Officers "
+            "see and act on their own centre and department only; leaders see all. "
+            "Manage accounts with 'citywatch console users'."
+        ),
+    )
+    add_config(p)
+    p.add_argument("--redis-url", default=None, help="Redis URL (default: config / env)")
+    p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port to listen on (default 8765)")
+    p.set_defaults(func=run_serve)
+    users = p.add_subparsers(dest="console_cmd", metavar="users")
+    u = users.add_parser("users", help="add, list or remove console users")
+    uu = u.add_subparsers(dest="users_cmd", required=True, metavar="{add,list,remove}")
+
+    add = uu.add_parser(
+        "add",
+        help="add an officer or a leader",
+        description=(
+            "Adds a user. An officer needs a centre and/or a department (e.g. --centre "
+            "county:qidong --department water_resources; '*' means any); a leader sees "
+            "everything. The password is read from the terminal, or from one line of stdin."
+        ),
+    )
+    add.add_argument("name")
+    add.add_argument("--role", choices=("officer", "leader"), default="officer")
+    add.add_argument("--centre", default="*", help="centre id, e.g. county:qidong ('*': any)")
+    add.add_argument("--department", default="*", help="department, e.g. water_resources")
+    add.add_argument("--display", default="", help="display name")
+    add.add_argument("--replace", action="store_true", help="overwrite an existing user")
+    add.set_defaults(func=run_users_add)
+    ls = uu.add_parser("list", help="list users")
+    ls.set_defaults(func=run_users_list)
+    rm = uu.add_parser("remove", help="remove a user (their sessions end)")
+    rm.add_argument("name")
+    rm.set_defaults(func=run_users_remove)
+
+
+def _url(args: argparse.Namespace) -> str:
+    from flows.config import load_config
+
+    cfg = load_config(args.config)
+    url = args.redis_url or cfg.redis.url
+    if not url:
+        sys.stderr.write(
+            "citywatch console: no Redis to read; set CITYWATCH_REDIS_URL or pass --redis-url "
+            "(or run 'citywatch demo --keep', which starts a console on its embedded Redis)\n"
+        )
+        raise SystemExit(2)
+    return url
+
+
+def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from console.auth import UserStore
+    from flows.config import load_config
+    from sinks.redis_dispatch import connect
+
+    cfg = load_config(args.config)
+    return UserStore(connect(_url(args)), cfg.redis.prefix)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from console.server import serve, settings_for
+    from flows.config import load_config
+
+    cfg = load_config(args.config)
+    url = _url(args)
+    settings = settings_for(cfg, host=args.host, port=args.port)
+    print(f"citywatch console: http://{settings.host}:{settings.port} (Ctrl-C to stop)")
+    serve(cfg, url, settings)
+    return 0
+
+
+def run_users_add(args: argparse.Namespace) -> int:
+    from console.auth import AuthError, User
+
+    try:
+        user = User(
+            name=args.name,
+            role=args.role,
+            centre=args.centre,
+            department=args.department,
+            display=args.display,
+        )
+        if sys.stdin.isatty():
+            password = getpass.getpass(f"password for {args.name}: ")
+            if getpass.getpass("again: ") != password:
+                sys.stderr.write("passwords differ; nothing changed\n")
+                return 1
+        else:
+            password = sys.stdin.readline().rstrip("\n")
+        _store(args).add(user, password, replace=args.replace)
+    except AuthError as exc:
+        sys.stderr.write(f"citywatch console users add: {exc}\n")
+        return 1
+    print(f"added {user.role} {user.name} ({user.centre} / {user.department})")
+    return 0
+
+
+def run_users_list(args: argparse.Namespace) -> int:
+    for u in _store(args).list():
+        print(f"{u.name:<20} {u.role:<8} {u.centre:<28} {u.department:<24} {u.display}")
+    return 0
+
+
+def run_users_remove(args: argparse.Namespace) -> int:
+    if not _store(args).remove(args.name):
+        sys.stderr.write(f"no user {args.name!r}; 'citywatch console users list' shows them\n")
+        return 1
+    print(f"removed {args.name}")
+    return 0

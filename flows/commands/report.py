@@ -1,0 +1,63 @@
+"""``citywatch report``: accountability per department and per centre."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import orjson
+
+from flows.commands.dispatch_common import add_redis, open_orders
+
+COLUMNS = (
+    "orders",
+    "signed",
+    "resolved",
+    "closed",
+    "sign_p50_s",
+    "sign_p90_s",
+    "handle_p50_s",
+    "handle_p90_s",
+    "overdue",
+    "returns",
+    "escalations",
+)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "report",
+        help="accountability: sign-off and handling times, overdue, returns",
+        description=(
+            "Per department and per centre: work orders, signed, resolved, closed, sign-off "
+            "and handling time percentiles (seconds, p50/p90), overdue (unsigned past the "
+            "deadline or flagged by the escalator), returns and escalations."
+        ),
+    )
+    add_redis(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.0f}" if isinstance(v, float) else str(v)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sinks.escalation import accountability, all_orders
+
+    _, _, orders = open_orders(args)
+    rep = accountability(all_orders(orders))
+    if args.json:
+        print(orjson.dumps(rep, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    for dim in ("department", "centre"):
+        rows = rep[dim]
+        width = max([len(dim)] + [len(k) for k in rows])
+        print(f"{dim:<{width}}  " + "  ".join(f"{c:>12}" for c in COLUMNS))
+        for name, row in rows.items():
+            print(f"{name:<{width}}  " + "  ".join(f"{_fmt(row[c]):>12}" for c in COLUMNS))
+        print()
+    return 0

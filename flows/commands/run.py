@@ -1,0 +1,154 @@
+"""``citywatch run``: Kafka topics through the flow into Redis, for production."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from pathlib import Path
+
+from flows.commands.common import add_config
+from flows.config import ConfigError, load_config
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = sub.add_parser(
+        "run",
+        help="consume the Kafka topics and dispatch work orders to Redis (production)",
+        description=(
+            "Consumes the gps, sensor and video topics ([kafka] in the config), runs the "
+            "flow and writes work orders to Redis; dead letters go to the DLQ topic (reason "
+            "in a header) and the Redis dead-letter stream. State and Kafka offsets are "
+            "snapshotted to the recovery directory ([run] recovery_dir, created on first "
+            "start) every snapshot_interval_s; after a crash, run again with the same "
+            "directory and it resumes from the last snapshot. SIGTERM or Ctrl-C stops "
+            "cleanly. Logs are JSON lines on stderr; metrics on http://HOST:PORT/metrics."
+        ),
+    )
+    add_config(run)
+    run.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (host:port,...)")
+    run.add_argument("--redis-url", default=None, help="Redis URL (overrides config/env)")
+    run.add_argument("--group", default=None, help="consumer group (overrides [kafka] group_id)")
+    run.add_argument("--recovery-dir", type=Path, default=None, help="overrides [run] recovery_dir")
+    run.add_argument(
+        "--snapshot-interval",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds between snapshots (overrides [run] snapshot_interval_s)",
+    )
+    run.add_argument("-w", "--workers", type=int, default=1, help="worker threads per process")
+    run.add_argument(
+        "-p",
+        "--processes",
+        type=int,
+        default=1,
+        help="processes on this host, forming one cluster (partitions >= workers in total)",
+    )
+    run.add_argument(
+        "-i",
+        "--process-id",
+        type=int,
+        default=None,
+        help="this process's index in a multi-host cluster (with --addresses)",
+    )
+    run.add_argument(
+        "-a",
+        "--addresses",
+        default=None,
+        help="host:port of every process, ';'-separated, the same on all hosts",
+    )
+    run.add_argument(
+        "--stop-at-end",
+        action="store_true",
+        help="stop once every partition is read to the end it had (backfills, tests)",
+    )
+    run.add_argument(
+        "--alerts-out", type=Path, default=None, help="also append every alert to this JSONL file"
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="Prometheus port (overrides [run] metrics_port; 0 turns it off; +process id)",
+    )
+    run.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="messages per partition and poll (overrides [flow] batch_size)",
+    )
+    run.add_argument(
+        "--timers",
+        choices=["wall", "event"],
+        default=None,
+        help="timeouts on wall-clock (live default) or on event time (deterministic)",
+    )
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.set_defaults(func=main)
+
+
+def _child_argv(args: argparse.Namespace, redis_url: str) -> list[str]:
+    out: list[str] = ["--redis-url", redis_url, "-w", str(args.workers)]
+    for flag, value in (
+        ("--config", args.config),
+        ("--bootstrap", args.bootstrap),
+        ("--group", args.group),
+        ("--recovery-dir", args.recovery_dir),
+        ("--snapshot-interval", args.snapshot_interval),
+        ("--alerts-out", args.alerts_out),
+        ("--metrics-port", args.metrics_port),
+        ("--log-level", args.log_level),
+        ("--batch-size", args.batch_size),
+        ("--timers", args.timers),
+    ):
+        if value is not None:
+            out += [flag, str(value)]
+    if args.stop_at_end:
+        out.append("--stop-at-end")
+    return out
+
+
+def main(args: argparse.Namespace) -> int:
+    from flows.live import RunOptions, run_live, spawn_processes
+    from flows.metrics import setup_json_logging
+    from flows.runner import redis_for
+
+    setup_json_logging(getattr(logging, args.log_level.upper()))
+    cfg = load_config(args.config)
+    kafka = cfg.kafka
+    if args.bootstrap:
+        kafka = dataclasses.replace(kafka, bootstrap=args.bootstrap)
+    if args.group:
+        kafka = dataclasses.replace(kafka, group_id=args.group)
+    run_cfg = cfg.run
+    if args.recovery_dir is not None:
+        run_cfg = dataclasses.replace(run_cfg, recovery_dir=str(args.recovery_dir))
+    if args.snapshot_interval is not None:
+        run_cfg = dataclasses.replace(run_cfg, snapshot_interval_s=args.snapshot_interval)
+    flow = cfg.flow
+    if args.batch_size is not None:
+        flow = dataclasses.replace(flow, batch_size=args.batch_size)
+    cfg = dataclasses.replace(cfg, kafka=kafka, run=run_cfg, flow=flow)
+    for name in ("workers", "processes"):
+        if getattr(args, name) < 1:
+            msg = f"--{name} must be >= 1, got {getattr(args, name)}"
+            raise ConfigError(msg)
+    if (args.process_id is None) != (args.addresses is None):
+        msg = "--process-id and --addresses go together (one cluster across hosts)"
+        raise ConfigError(msg)
+    port = cfg.run.metrics_port if args.metrics_port is None else args.metrics_port
+    with redis_for(cfg, args.redis_url) as (url, _embedded):
+        if args.processes > 1 and args.process_id is None:
+            return spawn_processes(_child_argv(args, url), cfg, args.processes)
+        opts = RunOptions(
+            workers=args.workers,
+            process_id=args.process_id,
+            addresses=tuple(args.addresses.split(";")) if args.addresses else (),
+            stop_at_end=args.stop_at_end,
+            alerts_out=args.alerts_out,
+            metrics_port=port or None,
+            timers=args.timers,
+        )
+        run_live(cfg, url, opts)
+    return 0

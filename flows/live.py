@@ -1,0 +1,244 @@
+"""``citywatch run``: the flow from Kafka into Redis, with recovery, scale-out and metrics.
+
+One process runs ``workers`` Bytewax worker threads; ``processes`` > 1 on one
+host starts that many child processes that form one Bytewax cluster on
+loopback addresses; across hosts each process is started by hand (or by the
+orchestrator) with ``--process-id`` and the same ``--addresses`` list.
+
+Recovery: the recovery directory is created and initialised by the first
+start (``recovery_partitions`` SQLite files); every ``snapshot_interval_s``
+Bytewax closes an epoch and stores each Kafka partition's next offset together
+with the watermarks and detector shards. After a crash, the next start resumes
+from the last stored epoch; what was dispatched after it is dispatched again
+and the idempotent Redis sink ignores it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.run import cli_main
+
+from detectors.alerts import Alert
+from detectors.events import DeadLetter
+from flows.config import Config
+from flows.kafka_io import STOP, KafkaBatchSource, KafkaDeadLetterSink, PartitionHooks, request_stop
+from flows.metrics import Metrics, MetricsStats
+from flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
+from flows.runner import _Multi, load_reference
+from sinks.base import BatchSink, BytewaxSink
+from sinks.files import JsonLinesSink
+from sinks.redis_dispatch import (
+    Dispatch,
+    Keys,
+    RedisDeadLetterSink,
+    RedisDispatchSink,
+    Written,
+)
+
+log = logging.getLogger("citywatch.run")
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RunOptions:
+    workers: int = 1
+    processes: int = 1
+    process_id: int | None = None
+    addresses: tuple[str, ...] = ()
+    stop_at_end: bool = False
+    alerts_out: Path | None = None
+    metrics_port: int | None = None
+    timers: str | None = None
+
+
+def live_config(cfg: Config, timers: str | None = None) -> Config:
+    """Timeouts on wall-clock for live runs, unless the file or ``timers`` chose explicitly."""
+    flow_raw = cfg.raw.get("flow", {}) if isinstance(cfg.raw, dict) else {}
+    if not hasattr(cfg.flow, "timers"):
+        return cfg  # this build fires every timeout on event time
+    chosen = timers or flow_raw.get("timers") or "wall"
+    changes: dict[str, Any] = {"timers": chosen}
+    return dataclasses.replace(cfg, flow=dataclasses.replace(cfg.flow, **changes))
+
+
+def ensure_recovery_dir(path: Path, partitions: int) -> bool:
+    """Create and initialise the recovery directory once; True if it was new."""
+    path.mkdir(parents=True, exist_ok=True)
+    if any(path.glob("part-*.sqlite3")):
+        return False
+    init_db_dir(path, partitions)
+    return True
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _on_term(signum: int, _frame: FrameType | None) -> None:
+    if STOP.is_set():  # a second signal: stop now, recovery covers the rest
+        raise KeyboardInterrupt
+    log.info("stopping: inputs close, the last epoch is snapshotted", extra={"signal": signum})
+    request_stop()
+
+
+def run_live(cfg: Config, redis_url: str, opts: RunOptions) -> MetricsStats:
+    """Run one process of the live flow until the inputs end or SIGTERM/SIGINT."""
+    cfg = live_config(cfg, opts.timers)
+    metrics = Metrics()
+    stats = MetricsStats(metrics)
+    pid = opts.process_id or 0
+    if opts.metrics_port:
+        metrics.serve(opts.metrics_port + pid)
+    holder = ReferenceHolder(load_reference(cfg))
+    keys = Keys(cfg.redis.prefix)
+
+    def on_written(items: list[Dispatch], results: list[Written]) -> None:
+        created = [d.route.queue for d, w in zip(items, results, strict=True) if w.created]
+        stats.add_work_orders(created, sum(w.repeat for w in results))
+        metrics.on_written(items, results)
+
+    def dead_sink(_w: int) -> BatchSink[DeadLetter]:
+        return _Multi(
+            [
+                RedisDeadLetterSink(redis_url, keys, maxlen=cfg.redis.dead_letter_maxlen),
+                KafkaDeadLetterSink(cfg.kafka),
+            ]
+        )
+
+    alerts_out = opts.alerts_out
+    outputs = FlowOutputs(
+        dispatch=BytewaxSink(
+            lambda _w: RedisDispatchSink(
+                redis_url,
+                keys,
+                feed_maxlen=cfg.redis.feed_maxlen,
+                on_written=on_written,
+                settings=cfg.redis,
+            )
+        ),
+        dead=BytewaxSink(dead_sink),
+        alerts=BytewaxSink(lambda _w: JsonLinesSink(alerts_out, Alert.to_json))
+        if alerts_out
+        else None,
+    )
+    source = KafkaBatchSource(
+        cfg.kafka,
+        batch_size=cfg.flow.batch_size,
+        stop_at_end=opts.stop_at_end,
+        hooks=PartitionHooks(metrics.on_messages, metrics.on_lag),
+    )
+    flow = build_flow(source, outputs, cfg, holder, stats)
+    rec_dir = Path(cfg.run.recovery_dir)
+    if opts.process_id is None:
+        if ensure_recovery_dir(rec_dir, cfg.run.recovery_partitions):
+            log.info("recovery directory initialised", extra={"dir": str(rec_dir)})
+    recovery = RecoveryConfig(str(rec_dir), timedelta(seconds=cfg.run.backup_interval_s))
+    kwargs: dict[str, Any] = {}
+    if opts.addresses:
+        kwargs = {"process_id": pid, "addresses": list(opts.addresses)}
+    STOP.clear()
+    previous = signal.signal(signal.SIGTERM, _on_term)
+    t0 = time.monotonic()
+    log.info(
+        "started",
+        extra={
+            "bootstrap": cfg.kafka.bootstrap,
+            "topics": list(cfg.kafka.topics()),
+            "workers": opts.workers,
+            "process_id": pid,
+            "recovery_dir": str(rec_dir),
+            "snapshot_interval_s": cfg.run.snapshot_interval_s,
+        },
+    )
+    reporter = _Reporter(stats)
+    reporter.start()
+    try:
+        cli_main(
+            flow,
+            workers_per_process=opts.workers,
+            epoch_interval=timedelta(seconds=cfg.run.snapshot_interval_s),
+            recovery_config=recovery,
+            **kwargs,
+        )
+    finally:
+        reporter.stop()
+        signal.signal(signal.SIGTERM, previous)
+    log.info("finished", extra={"seconds": round(time.monotonic() - t0, 3), **stats_fields(stats)})
+    return stats
+
+
+def stats_fields(stats: MetricsStats) -> dict[str, Any]:
+    return {
+        "events_in": stats.events_in,
+        "dead_letters": sum(stats.dead.values()),
+        "late": stats.late,
+        "alerts": sum(stats.alerts.values()),
+        "work_orders": sum(stats.work_orders.values()),
+        "repeats": stats.repeats,
+    }
+
+
+class _Reporter:
+    """A JSON log line with the counters every 30 s while the flow runs."""
+
+    def __init__(self, stats: MetricsStats, every_s: float = 30.0) -> None:
+        self.stats = stats
+        self.every_s = every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            log.info("progress", extra=stats_fields(self.stats))
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def spawn_processes(argv: Sequence[str], cfg: Config, processes: int) -> int:
+    """Run ``processes`` child processes on loopback as one cluster; forward SIGTERM/SIGINT."""
+    ensure_recovery_dir(Path(cfg.run.recovery_dir), cfg.run.recovery_partitions)
+    addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(processes))
+    base = [sys.executable, "-m", "flows.cli", "run", *argv]
+    children = [
+        subprocess.Popen([*base, "--process-id", str(i), "--addresses", addresses])  # noqa: S603
+        for i in range(processes)
+    ]
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    prev_term = signal.signal(signal.SIGTERM, forward)
+    prev_int = signal.signal(signal.SIGINT, forward)
+    try:
+        codes = [child.wait() for child in children]
+    finally:
+        signal.signal(signal.SIGTERM, prev_term)
+        signal.signal(signal.SIGINT, prev_int)
+    bad = [c for c in codes if c != 0]
+    return bad[0] if bad else 0

@@ -1,0 +1,138 @@
+"""The cross-key peer stage: household meter readings → peer-group ``sensor.anomaly``.
+
+A dwelling's water, power and gas meters hash onto different detection shards,
+and its peers onto others still, so the peer model cannot live in the shards.
+Here each input batch's household readings (ids matching ``[anomaly.peer]
+id_pattern``) are picked out and sent, as one item per batch, to a single
+Bytewax key holding the :class:`~detectors.anomaly.peer.PeerGroupDetector`.
+One key is enough: household meters report every 15 minutes, so even a
+million of them is about 1,100 readings a second, and the detector's state is
+numpy arrays, one row per dwelling. Readings are handled in arrival order, so
+a recording gives the same alerts at any batch size and worker count.
+"""
+
+from __future__ import annotations
+
+import heapq
+import pickle
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Stream
+from bytewax.operators import KeyedStream, StatefulBatchLogic
+
+from detectors.alerts import Alert
+from detectors.anomaly.params import PeerParams
+from detectors.anomaly.peer import PeerGroupDetector
+from detectors.events import Event, SensorEvent
+from flows.config import Config
+from flows.model import EventBatch, ShardBatch
+from flows.watermarks import SourceWatermarks
+
+PEER_KEY = "peer"
+
+
+def pick_households(
+    p: PeerParams, timezone: str
+) -> Callable[[EventBatch], list[tuple[str, ShardBatch]]]:
+    probe = PeerGroupDetector(replace(p, hst=False), timezone=timezone)
+    kinds = frozenset(p.kinds)
+
+    def pick(batch: EventBatch) -> list[tuple[str, ShardBatch]]:
+        events: list[Event] = [
+            ev
+            for ev in batch.events
+            if isinstance(ev, SensorEvent)
+            and ev.kind in kinds
+            and probe.dwelling_of(ev.sensor) is not None
+        ]
+        # Batches without household readings still carry their source's watermark.
+        return [
+            (
+                PEER_KEY,
+                ShardBatch(
+                    events, batch.wm_ms, batch.ingest_ns, batch.source, batch.idle, batch.peers
+                ),
+            )
+        ]
+
+    return pick
+
+
+class PeerLogic(StatefulBatchLogic[ShardBatch, list[Alert], bytes]):
+    """Bytewax state of the peer stage: detector, watermarks and pending readings are
+    the recovery snapshot.
+
+    A dwelling is compared with the others as they stand when its reading comes, so
+    the order of readings across dwellings matters. Readings arrive in an order that
+    depends on partitions and workers; they are therefore held until the watermark
+    (the minimum over sources) passes them and fed to the detector in
+    ``(time, sensor, value)`` order, which every run agrees on.
+    """
+
+    def __init__(self, p: PeerParams, timezone: str, resume: bytes | None) -> None:
+        # Several sources (Kafka partitions) feed this stage: act on the minimum of
+        # their watermarks, as the detection shards do, so the result does not depend
+        # on how the partitions interleave.
+        self.detector: PeerGroupDetector
+        self.watermarks: SourceWatermarks
+        self.pending: list[tuple[int, str, float, int, SensorEvent]]
+        self._seq = 0  # tie-break among identical readings (re-deliveries), never compared on
+        if resume is not None:
+            state = pickle.loads(resume)  # noqa: S301 - our own snapshot
+            self.detector, self.watermarks, self.pending = state
+        else:
+            self.detector = PeerGroupDetector(p, timezone=timezone)
+            self.watermarks = SourceWatermarks()
+            self.pending = []
+
+    def on_batch(self, values: list[ShardBatch]) -> tuple[Iterable[list[Alert]], bool]:
+        out: list[Alert] = []
+        for batch in values:
+            start = len(out)
+            for ev in batch.events:
+                assert isinstance(ev, SensorEvent)
+                self._seq += 1
+                heapq.heappush(self.pending, (ev.ts_ms, ev.sensor, ev.value, self._seq, ev))
+            wm_ms = self.watermarks.update(batch.source, batch.wm_ms, batch.idle, batch.peers)
+            self._release(wm_ms, out)
+            self.detector.on_watermark(wm_ms, out)
+            for alert in out[start:]:
+                alert.ingest_ns = batch.ingest_ns
+                alert.wm_ms = wm_ms
+        return ([out] if out else []), StatefulBatchLogic.RETAIN
+
+    def _release(self, upto_ms: int | None, out: list[Alert]) -> None:
+        """Feed the detector every pending reading older than ``upto_ms`` (all: None)."""
+        pending = self.pending
+        while pending and (upto_ms is None or pending[0][0] < upto_ms):
+            self.detector.on_event(heapq.heappop(pending)[4], out)
+
+    def on_eof(self) -> tuple[Iterable[list[Alert]], bool]:
+        out: list[Alert] = []
+        self._release(None, out)
+        return ([out] if out else []), StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> bytes:
+        state = (self.detector, self.watermarks, self.pending)
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def add_peer(
+    batches: Stream[EventBatch], alerts: KeyedStream[list[Alert]], cfg: Config
+) -> KeyedStream[list[Alert]]:
+    """Compare dwellings with their peers; returns ``alerts`` with peer anomalies merged in
+    (unchanged when ``[anomaly.peer]`` is off)."""
+    p = cfg.anomaly.peer
+    if p is None:
+        return alerts
+    tz = cfg.flow.timezone
+    picked = op.flat_map("peer_pick", batches, pick_households(p, tz))
+
+    def build(resume: Any) -> PeerLogic:
+        return PeerLogic(p, tz, resume)
+
+    found = op.stateful_batch("peer", picked, build)
+    return op.merge("alerts_and_peers", alerts, found)

@@ -1,0 +1,88 @@
+"""The cross-key rendezvous stage: stop spans from the shards → ``track.rendezvous`` alerts.
+
+Each detection shard reports the stop spans of tankers and their possible
+partners (``detectors.tracks_rendezvous.SpanReporter``). Here every span is
+sent to its grid cell and to the neighbouring cells within the meeting radius,
+the cells are hashed onto ``stage_shards`` Bytewax keys, and each key's
+:class:`~detectors.tracks_rendezvous.RendezvousMatcher` finds the pairs. Only
+the spans of the batch cross the key exchange, grouped per stage shard, and
+the stage's cost depends on the stopped vehicles near each other, not on the
+number of live vehicles. The matcher's result does not depend on the order in
+which shards' spans arrive, so any batching and worker count gives the same
+alerts (see the module docstring of ``detectors.tracks_rendezvous``).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import Stream
+from bytewax.operators import KeyedStream, StatefulBatchLogic
+
+from detectors.alerts import Alert
+from detectors.tracks_rendezvous import (
+    Cell,
+    RendezvousMatcher,
+    RendezvousParams,
+    StopSpan,
+    cells_for,
+    stage_key,
+)
+from flows.config import Config
+from flows.detect import ShardOutput
+
+# One routed span: the cell it is filed under, whether that is its home cell, the span.
+Routed = tuple[Cell, bool, StopSpan]
+
+
+def route_spans(p: RendezvousParams) -> Callable[[ShardOutput], list[tuple[str, list[Routed]]]]:
+    """Group a shard output's spans by stage shard, one item per shard that gets any."""
+
+    def route(res: ShardOutput) -> list[tuple[str, list[Routed]]]:
+        if not res.spans:
+            return []
+        parts: dict[str, list[Routed]] = {}
+        for span in res.spans:
+            for cell, home in cells_for(span.lon, span.lat, p.cell_m, p.radius_m):
+                parts.setdefault(stage_key(cell, p.stage_shards), []).append((cell, home, span))
+        return sorted(parts.items())
+
+    return route
+
+
+class MatchLogic(StatefulBatchLogic[list[Routed], list[Alert], bytes]):
+    """Bytewax state of one stage shard: the pickled matcher is the recovery snapshot."""
+
+    def __init__(self, p: RendezvousParams, resume: bytes | None) -> None:
+        if resume is not None:
+            self.matcher: RendezvousMatcher = pickle.loads(resume)  # noqa: S301 - our own
+        else:
+            self.matcher = RendezvousMatcher(p)
+
+    def on_batch(self, values: list[list[Routed]]) -> tuple[Iterable[list[Alert]], bool]:
+        out: list[Alert] = []
+        for routed in values:
+            for cell, home, span in routed:
+                self.matcher.add(cell, home, span, out)
+        return ([out] if out else []), StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.matcher, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def add_rendezvous(
+    detected: KeyedStream[ShardOutput], alerts: KeyedStream[list[Alert]], cfg: Config
+) -> KeyedStream[list[Alert]]:
+    """Find rendezvous in the shards' stop spans; returns ``alerts`` with them merged in."""
+    p = cfg.track_rendezvous
+    outputs: Stream[ShardOutput] = op.key_rm("rdv_outputs", detected)
+    routed = op.flat_map("rdv_route", outputs, route_spans(p))
+
+    def build(resume: Any) -> MatchLogic:
+        return MatchLogic(p, resume)
+
+    found = op.stateful_batch("rdv_match", routed, build)
+    return op.merge("alerts_and_rendezvous", alerts, found)

@@ -1,0 +1,460 @@
+"""The work-order lifecycle: the one API the officer tool, the escalator and the console share.
+
+States and transitions (each one a Lua script on the work order's slot, so it
+is atomic: two officers signing the same order at once, exactly one wins)::
+
+    dispatched ──sign──> signed ──start──> handling ──resolve──> resolved ──close──> closed
+        │  ^                │                  │                    │
+        │  └──reassign──────┴──────────────────┘                    └──reopen──> handling
+        ├──escalate (sign-off overdue) ──> escalated ──sign──> signed ...
+        └──return_ (wrong department) ──> returned ──reassign──> dispatched
+
+Usage::
+
+    from sinks.lifecycle import WorkOrders, TransitionRefused
+    orders = WorkOrders(client, Keys("cw"))
+    orders.sign("wo-…", "alice")                      # dispatched|escalated -> signed
+    orders.start("wo-…", "alice")                     # signed -> handling
+    orders.resolve("wo-…", "alice", "site cleared")   # signed|handling -> resolved
+    orders.close("wo-…", "centre-bob")                # resolved -> closed (centre verifies)
+    orders.reopen("wo-…", "centre-bob", "not fixed")  # resolved -> handling
+    orders.return_("wo-…", "alice", "not ours", to_department="transport")
+    orders.reassign("wo-…", "centre-bob", department="transport", centre="county:rudong")
+    orders.escalate("wo-…", to_centre="city", level="city")   # the escalator does this
+    orders.get("wo-…"); orders.audit("wo-…"); orders.alerts("wo-…")
+    orders.queue("town:x|water_resources")            # open orders of one queue
+
+Every method returns the work order after the change (a dict of str) and
+raises :class:`TransitionRefused` (with the current state and the reason) when
+the order is not in a state that allows it, or :class:`UnknownWorkOrder`.
+Every change appends to the audit stream ``P:wo:{WO}:audit`` (action, state,
+by, at, and the details) and to the live feed. Times are epoch milliseconds;
+``now_ms`` may be passed (tests, replays), else the wall clock is used.
+
+Signing acknowledges the order's entry in its queue's consumer group
+``officers``; re-routing (return, reassign, escalate) adds a new entry to the
+new queue. The queue and index writes follow the atomic transition (they live
+on other Cluster slots); a lost one is harmless because the escalator and the
+officer tool check the hash state, which is the truth.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+import redis
+
+from sinks.redis_dispatch import GROUP, LEVEL_RANK, Keys
+
+# KEYS: wo, audit.  ARGV: 1 action, 2 by, 3 now_ms, 4 allowed states (comma list),
+# 5 new state ('' keeps it), 6 extra condition, 7 audit details JSON, 8.. field pairs.
+# Extra conditions: 'sign_due' (sign deadline passed), 'not_overdue', ''.
+TRANSITION_LUA = """
+local h = redis.call('HMGET', KEYS[1], 'state', 'sign_due_ms', 'overdue', 'resolve_due_ms')
+local st = h[1]
+if not st then return {'missing', ''} end
+local ok = false
+for s in string.gmatch(ARGV[4], '[^,]+') do if s == st then ok = true end end
+if not ok then return {'refused', st} end
+local now = tonumber(ARGV[3])
+if ARGV[6] == 'sign_due' and tonumber(h[2]) > now then return {'not_due', st} end
+if ARGV[6] == 'resolve_due' and (h[3] == '1' or tonumber(h[4]) > now) then
+  return {'not_due', st}
+end
+local new = ARGV[5]
+if new == '' then new = st end
+local fields = {'state', new, 'updated_ms', ARGV[3]}
+for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+if ARGV[1] == 'return' then redis.call('HINCRBY', KEYS[1], 'returns', 1) end
+if ARGV[1] == 'escalate' then redis.call('HINCRBY', KEYS[1], 'escalations', 1) end
+local audit = {'action', ARGV[1], 'state', new, 'from', st, 'by', ARGV[2], 'at', ARGV[3]}
+if ARGV[7] ~= '' then audit[#audit + 1] = 'details'; audit[#audit + 1] = ARGV[7] end
+redis.call('XADD', KEYS[2], '*', unpack(audit))
+return {'ok', st}
+"""
+
+UNSIGNED = ("dispatched", "escalated")
+OPEN_STATES = ("dispatched", "escalated", "signed", "handling", "returned")
+
+
+class WorkOrderError(RuntimeError):
+    """A lifecycle operation failed; the message says why and what is allowed."""
+
+
+class UnknownWorkOrder(WorkOrderError):
+    """No such work order: check the id (``wo-…``) and the key prefix."""
+
+
+class TransitionRefused(WorkOrderError):
+    """The work order's state does not allow this action; read its state and audit trail."""
+
+    def __init__(self, wo_id: str, action: str, state: str, allowed: tuple[str, ...]) -> None:
+        self.wo_id, self.action, self.state, self.allowed = wo_id, action, state, allowed
+        super().__init__(
+            f"{action} refused for {wo_id}: it is {state}; {action} needs {' or '.join(allowed)}"
+        )
+
+
+def _now(now_ms: int | None) -> int:
+    return int(time.time() * 1000) if now_ms is None else now_ms
+
+
+def _str(x: Any) -> str:
+    return x.decode() if isinstance(x, bytes) else str(x)
+
+
+class WorkOrders:
+    """Lifecycle operations on work orders in Redis (see the module docstring)."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self.client = client
+        self.keys = keys
+        self._transition = client.register_script(TRANSITION_LUA)
+
+    # -- reading -------------------------------------------------------------------
+    def get(self, wo_id: str) -> dict[str, str]:
+        raw: dict[Any, Any] = self.client.hgetall(self.keys.wo(wo_id))
+        if not raw:
+            msg = f"work order {wo_id!r} not found under prefix {self.keys.prefix!r}"
+            raise UnknownWorkOrder(msg)
+        return {_str(k): _str(v) for k, v in raw.items()}
+
+    def audit(self, wo_id: str) -> list[dict[str, str]]:
+        entries: list[Any] = self.client.xrange(self.keys.audit(wo_id))  # type: ignore[assignment]
+        return [{"id": _str(i), **{_str(k): _str(v) for k, v in f.items()}} for i, f in entries]
+
+    def alerts(self, wo_id: str) -> list[dict[str, Any]]:
+        docs: list[Any] = self.client.lrange(self.keys.alerts(wo_id), 0, -1)
+        return [orjson.loads(d) for d in docs]
+
+    def ids(self) -> list[str]:
+        """Every work order id, oldest first."""
+        return [_str(x) for x in self.client.zrange(self.keys.index(), 0, -1)]
+
+    def queues(self) -> list[str]:
+        return sorted(_str(x) for x in self.client.smembers(self.keys.queues()))
+
+    def queue(self, queue: str, states: tuple[str, ...] = OPEN_STATES) -> list[dict[str, str]]:
+        """The work orders whose current queue is ``queue`` (CENTRE|DEPT), in arrival order."""
+        entries: list[Any] = self.client.xrange(self.keys.queue(queue))  # type: ignore[assignment]
+        seen: set[str] = set()
+        out: list[dict[str, str]] = []
+        pipe = self.client.pipeline(transaction=False)
+        ids = []
+        for _, f in entries:
+            wo = _str(f[b"wo"] if b"wo" in f else f["wo"])
+            if wo not in seen:
+                seen.add(wo)
+                ids.append(wo)
+                pipe.hgetall(self.keys.wo(wo))
+        for raw in pipe.execute():
+            doc = {_str(k): _str(v) for k, v in raw.items()}
+            if doc and doc.get("queue") == queue and doc.get("state") in states:
+                out.append(doc)
+        return out
+
+    def ensure_group(self, queue: str) -> None:
+        """Create the queue's consumer group (from the start of the stream) if missing."""
+        try:
+            self.client.xgroup_create(self.keys.queue(queue), GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    # -- transitions ---------------------------------------------------------------
+    def _apply(
+        self,
+        wo_id: str,
+        action: str,
+        by: str,
+        allowed: tuple[str, ...],
+        new_state: str,
+        now_ms: int | None,
+        fields: dict[str, str] | None = None,
+        details: dict[str, Any] | None = None,
+        condition: str = "",
+    ) -> tuple[str, dict[str, str]]:
+        if not by:
+            msg = f"{action} of {wo_id}: name who does it (officer or centre id)"
+            raise WorkOrderError(msg)
+        now = _now(now_ms)
+        argv: list[str] = [
+            action,
+            by,
+            str(now),
+            ",".join(allowed),
+            new_state,
+            condition,
+            orjson.dumps(details).decode() if details else "",
+        ]
+        for k, v in (fields or {}).items():
+            argv += (k, v)
+        res = self._transition(keys=[self.keys.wo(wo_id), self.keys.audit(wo_id)], args=argv)
+        outcome, before = _str(res[0]), _str(res[1])
+        if outcome == "missing":
+            msg = f"work order {wo_id!r} not found under prefix {self.keys.prefix!r}"
+            raise UnknownWorkOrder(msg)
+        if outcome == "refused":
+            raise TransitionRefused(wo_id, action, before, allowed)
+        if outcome == "not_due":
+            msg = f"{action} refused for {wo_id}: its deadline has not passed (state {before})"
+            raise WorkOrderError(msg)
+        wo = self.get(wo_id)
+        self.client.xadd(
+            self.keys.feed(),
+            {
+                "event": action,
+                "wo": wo_id,
+                "state": wo["state"],
+                "by": by,
+                "queue": wo["queue"],
+                "kind": wo.get("kind", ""),
+                "severity": wo.get("severity", ""),
+                "subject": wo.get("subject", ""),
+                "zone": wo.get("zone", ""),
+                "centre": wo.get("centre", ""),
+                "department": wo.get("department", ""),
+                "ts": wo.get("ts", ""),
+            },
+            maxlen=10_000,
+            approximate=True,
+        )
+        return before, wo
+
+    def sign(self, wo_id: str, officer: str, *, now_ms: int | None = None) -> dict[str, str]:
+        """Sign off (take responsibility); acknowledges the queue entry."""
+        now = _now(now_ms)
+        _, wo = self._apply(
+            wo_id,
+            "sign",
+            officer,
+            UNSIGNED,
+            "signed",
+            now,
+            {"signed_by": officer, "signed_ms": str(now)},
+        )
+        if wo.get("queue_entry"):
+            self.client.xack(self.keys.queue(wo["queue"]), GROUP, wo["queue_entry"])
+        self.client.zrem(self.keys.due_sign(), wo_id)
+        return wo
+
+    def start(self, wo_id: str, officer: str, *, now_ms: int | None = None) -> dict[str, str]:
+        now = _now(now_ms)
+        return self._apply(
+            wo_id,
+            "start",
+            officer,
+            ("signed",),
+            "handling",
+            now,
+            {"handled_by": officer, "started_ms": str(now)},
+        )[1]
+
+    def resolve(
+        self, wo_id: str, officer: str, feedback: str, *, now_ms: int | None = None
+    ) -> dict[str, str]:
+        """Resolved on site, with the feedback the centre will verify."""
+        if not feedback.strip():
+            msg = f"resolve of {wo_id}: feedback is required (what was found and done)"
+            raise WorkOrderError(msg)
+        now = _now(now_ms)
+        _, wo = self._apply(
+            wo_id,
+            "resolve",
+            officer,
+            ("signed", "handling"),
+            "resolved",
+            now,
+            {"resolved_by": officer, "resolved_ms": str(now), "feedback": feedback},
+            {"feedback": feedback},
+        )
+        self.client.zrem(self.keys.due_resolve(), wo_id)
+        return wo
+
+    def close(
+        self, wo_id: str, verifier: str, note: str = "", *, now_ms: int | None = None
+    ) -> dict[str, str]:
+        """The centre verifies the resolution and closes the order."""
+        now = _now(now_ms)
+        return self._apply(
+            wo_id,
+            "close",
+            verifier,
+            ("resolved",),
+            "closed",
+            now,
+            {"closed_by": verifier, "closed_ms": str(now)},
+            {"note": note} if note else None,
+        )[1]
+
+    def reopen(
+        self, wo_id: str, verifier: str, reason: str, *, now_ms: int | None = None
+    ) -> dict[str, str]:
+        """The centre rejects the resolution: back to handling."""
+        now = _now(now_ms)
+        _, wo = self._apply(
+            wo_id, "reopen", verifier, ("resolved",), "handling", now, None, {"reason": reason}
+        )
+        self.client.zadd(self.keys.due_resolve(), {wo_id: int(wo["resolve_due_ms"])})
+        return wo
+
+    def return_(
+        self,
+        wo_id: str,
+        officer: str,
+        reason: str,
+        *,
+        to_department: str | None = None,
+        now_ms: int | None = None,
+    ) -> dict[str, str]:
+        """Return to sender (wrong department); with ``to_department``, re-route at once."""
+        if not reason.strip():
+            msg = f"return of {wo_id}: give the reason (e.g. 'not our department')"
+            raise WorkOrderError(msg)
+        now = _now(now_ms)
+        _, wo = self._apply(
+            wo_id,
+            "return",
+            officer,
+            ("dispatched", "escalated", "signed"),
+            "returned",
+            now,
+            {"returned_by": officer, "returned_ms": str(now), "return_reason": reason},
+            {"reason": reason},
+        )
+        if wo.get("queue_entry"):
+            self.client.xack(self.keys.queue(wo["queue"]), GROUP, wo["queue_entry"])
+        self.client.zrem(self.keys.due_sign(), wo_id)
+        if to_department:
+            return self.reassign(wo_id, officer, department=to_department, now_ms=now)
+        return wo
+
+    def reassign(
+        self,
+        wo_id: str,
+        by: str,
+        *,
+        department: str | None = None,
+        centre: str | None = None,
+        level: str | None = None,
+        now_ms: int | None = None,
+    ) -> dict[str, str]:
+        """Move the order to another queue (centre and/or department); it needs signing again."""
+        if department is None and centre is None:
+            msg = f"reassign of {wo_id}: give a department, a centre or both"
+            raise WorkOrderError(msg)
+        cur = self.get(wo_id)
+        centre = centre or cur["centre"]
+        department = department or cur["department"]
+        return self._move(
+            wo_id,
+            "reassign",
+            by,
+            ("dispatched", "escalated", "signed", "handling", "returned"),
+            "dispatched",
+            centre,
+            department,
+            level or cur["level"],
+            _now(now_ms),
+        )
+
+    def escalate(
+        self,
+        wo_id: str,
+        *,
+        to_centre: str,
+        level: str,
+        by: str = "escalator",
+        now_ms: int | None = None,
+    ) -> dict[str, str]:
+        """Sign-off overdue: move to the parent centre (only while unsigned and due)."""
+        cur = self.get(wo_id)
+        return self._move(
+            wo_id,
+            "escalate",
+            by,
+            UNSIGNED,
+            "escalated",
+            to_centre,
+            cur["department"],
+            level,
+            _now(now_ms),
+            condition="sign_due",
+        )
+
+    def flag_overdue(
+        self, wo_id: str, *, by: str = "escalator", now_ms: int | None = None
+    ) -> dict[str, str]:
+        """Resolution overdue: flag it (once) and record it in the audit trail."""
+        return self._apply(
+            wo_id,
+            "overdue",
+            by,
+            ("dispatched", "escalated", "signed", "handling", "returned"),
+            "",
+            _now(now_ms),
+            {"overdue": "1"},
+            condition="resolve_due",
+        )[1]
+
+    def _move(
+        self,
+        wo_id: str,
+        action: str,
+        by: str,
+        allowed: tuple[str, ...],
+        new_state: str,
+        centre: str,
+        department: str,
+        level: str,
+        now: int,
+        condition: str = "",
+    ) -> dict[str, str]:
+        if level not in LEVEL_RANK:
+            msg = f"{action} of {wo_id}: level must be town, county or city, got {level!r}"
+            raise WorkOrderError(msg)
+        cur = self.get(wo_id)
+        queue = f"{centre}|{department}"
+        sign_due = now + int(cur.get("sign_sla_s") or 3600) * 1000
+        _, wo = self._apply(
+            wo_id,
+            action,
+            by,
+            allowed,
+            new_state,
+            now,
+            {
+                "centre": centre,
+                "department": department,
+                "level": level,
+                "queue": queue,
+                "queued": "0",
+                "sign_due_ms": str(sign_due),
+                "signed_by": "",
+            },
+            {"from": cur["queue"], "to": queue},
+            condition,
+        )
+        if cur.get("queue_entry"):
+            self.client.xack(self.keys.queue(cur["queue"]), GROUP, cur["queue_entry"])
+        entry = {k: wo.get(k, "") for k in ("kind", "severity", "subject", "zone", "ts")}
+        entry.update(
+            {
+                "wo": wo_id,
+                "incident": wo.get("incident", ""),
+                "centre": centre,
+                "department": department,
+                "level": level,
+            }
+        )
+        entry_id = self.client.xadd(self.keys.queue(queue), entry)  # type: ignore[arg-type]
+        self.client.sadd(self.keys.queues(), queue)
+        self.client.hset(
+            self.keys.wo(wo_id), mapping={"queued": "1", "queue_entry": _str(entry_id)}
+        )
+        self.client.zadd(self.keys.due_sign(), {wo_id: sign_due})
+        wo.update({"queued": "1", "queue_entry": _str(entry_id)})
+        return wo

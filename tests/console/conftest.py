@@ -1,0 +1,49 @@
+"""Console fixtures: a small recording with work orders of several departments, users."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis
+
+from console.auth import User, UserStore
+from flows.config import Config
+from geo.reference import Reference
+from replay.generator import GenParams, generate
+
+# The 20-minute seed-3 recording's injected incidents (how many work orders they become
+# depends on incident merging):
+#   geofence.enter   -> county:haimen            / airport_construction
+#   geofence.enter   -> county:rugao             / agriculture_fisheries
+#   sensor.threshold -> town:chongchuan-tangzha  / ecology_environment
+#   video.intrusion  -> town:haimen-changle      / airport_construction
+RECORDING_MINUTES = 20
+RECORDING_SEED = 3
+
+# name, password, role, centre, department
+USERS = [
+    ("lead", "lead-pw", "leader", "*", "*"),
+    ("air", "air-pw", "officer", "*", "airport_construction"),
+    ("fish", "fish-pw", "officer", "county:rugao", "agriculture_fisheries"),
+]
+
+
+@pytest.fixture(scope="session")
+def small_recording(tmp_path_factory: pytest.TempPathFactory, reference: Reference) -> Path:
+    out = tmp_path_factory.mktemp("console") / "recording.jsonl"
+    generate(
+        reference,
+        GenParams(minutes=RECORDING_MINUTES, seed=RECORDING_SEED),
+        out,
+        out.with_suffix(".truth.json"),
+    )
+    return out
+
+
+@pytest.fixture()
+def users(redis_url: str, config: Config) -> UserStore:
+    store = UserStore(redis.Redis.from_url(redis_url), config.redis.prefix)
+    for name, pw, role, centre, dept in USERS:
+        store.add(User(name=name, role=role, centre=centre, department=dept), pw)
+    return store

@@ -1,0 +1,195 @@
+"""The console in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright).
+
+Timeline of the live test (replay paced at 200x real time, in a thread):
+
+    t=0            page open, signed in as the airport_construction officer
+    t~1.5 s        13:05 geofence.enter (muck truck, airport site) dispatched
+                   -> its marker and list row appear through server-sent events
+    then           open it: alerts, evidence, timeline; sign off; resolve with
+                   feedback; Redis holds state=resolved with the officer's name
+
+Screenshots land in tests/artifacts/console/ (gitignored).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from console.auth import UserStore
+from console.server import ConsoleThread, free_port, settings_for
+from flows.config import Config
+from flows.runner import run_recordings
+from sinks.redis_dispatch import Keys
+
+pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.slow]
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "console"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+if not os.path.exists(CHROMIUM):
+    pytest.skip(
+        f"{CHROMIUM} is missing: install Debian's chromium (make test does, where apt-get is "
+        "allowed); these tests never download a browser",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="Playwright is missing: pip install -e '.[dev]'"
+)
+
+
+@pytest.fixture()
+def browser_page() -> Iterator[Any]:
+    profile = tempfile.mkdtemp(prefix="cw-chromium-")
+    with sync_api.sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            profile,
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 900},
+        )
+        ctx.set_default_timeout(20_000)
+        try:
+            yield ctx.new_page()
+        finally:
+            ctx.close()
+            shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture()
+def console_url(redis_url: str, config: Config, users: UserStore) -> Iterator[str]:
+    settings = settings_for(config, port=free_port(), refresh_s=0.5)
+    server = ConsoleThread(config, redis_url, settings).start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def shot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def sign_in(page: Any, url: str, name: str, password: str) -> None:
+    page.goto(url + "/login")
+    page.fill("#username", name)
+    page.fill("#password", password)
+    page.click("#login-submit")
+    page.wait_for_url(url + "/")
+    page.wait_for_selector("#live.on")
+
+
+def test_incident_appears_live_and_is_signed_off_and_resolved(
+    browser_page: Any, console_url: str, redis_url: str, config: Config, small_recording: Path
+) -> None:
+    page = browser_page
+    sign_in(page, console_url, "air", "air-pw")
+    assert page.locator("li.order").count() == 0
+    shot(page, "01-signed-in-empty")
+
+    errors: list[BaseException] = []
+
+    def replay() -> None:
+        try:
+            run_recordings([small_recording], config, redis_url, speed=200.0, progress=False)
+        except BaseException as exc:  # reported by the test below
+            errors.append(exc)
+
+    feeder = threading.Thread(target=replay, daemon=True)
+    feeder.start()
+    row = page.locator("li.order").first
+    row.wait_for(timeout=30_000)  # the first airport order, pushed over server-sent events
+    assert page.locator("#map path.leaflet-interactive, .cw-cluster").count() > 0
+    shot(page, "02-incident-appeared")
+    wo_id = row.get_attribute("data-wo")
+    assert wo_id
+    row.click()
+    page.wait_for_selector("#panel-title")
+    assert page.inner_text("#panel-title") == wo_id
+    assert page.locator(".alerts li").count() >= 1
+    assert page.locator(".evidence tr").count() >= 1
+    assert page.locator("#timeline li").count() >= 1
+    shot(page, "03-incident-panel")
+
+    if importlib.util.find_spec("sinks.lifecycle") is None:
+        pytest.skip("sinks.lifecycle (the dispatch lifecycle) is not in the tree yet")
+    page.click("button.act-sign")
+    page.wait_for_selector("#wo-state[data-value=signed]")
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    key = Keys(config.redis.prefix).wo(wo_id)
+    assert client.hget(key, "state") == "signed", page.inner_text("#action-msg")
+    page.click("button.act-handle")
+    page.wait_for_selector("#wo-state[data-value=handling]")
+    page.fill("textarea[data-action=resolve]", "truck escorted off the airport site")
+    page.click("button.act-resolve")
+    page.wait_for_selector("#wo-state[data-value=resolved]")
+    shot(page, "04-resolved")
+    order = client.hgetall(key)
+    assert order["state"] == "resolved", order
+    assert order.get("feedback") == "truck escorted off the airport site"
+    audit = client.xrange(Keys(config.redis.prefix).audit(wo_id))
+    assert any(f.get("by") == "air" for _, f in audit)
+    feeder.join(60)
+    assert not errors
+    page.click("a[href='/overview']")
+    page.wait_for_selector("#ov-times table")
+    assert page.inner_text("#ov-open") != "–"
+    shot(page, "06-overview")
+
+
+def test_officer_of_another_department_is_refused(
+    browser_page: Any, console_url: str, redis_url: str, config: Config, small_recording: Path
+) -> None:
+    run_recordings([small_recording], config, redis_url, progress=False)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    keys = Keys(config.redis.prefix)
+    airport = [
+        k.split("{")[1].rstrip("}")
+        for k in client.scan_iter(keys.wo("")[:-1] + "*}")
+        if client.hget(k, "department") == "airport_construction"
+    ]
+    assert airport
+    page = browser_page
+    sign_in(page, console_url, "fish", "fish-pw")
+    page.wait_for_selector("li.order")
+    listed = page.locator("li.order").evaluate_all("els => els.map(e => e.dataset.wo)")
+    assert listed and not set(listed) & set(airport)
+    # Crafted requests from the signed-in page: reading and acting on an airport order.
+    got = page.evaluate(
+        """async (id) => {
+            const read = await fetch(`/api/workorders/${id}`);
+            const act = await fetch(`/api/workorders/${id}/actions/sign`, {method: "POST",
+                headers: {"Content-Type": "application/json", "X-CSRF-Token": CW.state.csrf},
+                body: "{}"});
+            return [read.status, act.status, (await act.json()).error];
+        }""",
+        airport[0],
+    )
+    assert got[0] == 403 and got[1] == 403 and "outside your centre" in got[2]
+    assert client.hget(keys.wo(airport[0]), "state") == "dispatched"
+    # The language switch: the same page in Chinese.
+    page.click("#lang-switch")
+    page.wait_for_selector("html[lang=zh-CN]")
+    assert page.inner_text("#signout") == "退出"
+    shot(page, "05-other-department-refused-zh")

@@ -1,0 +1,140 @@
+"""fusion.corroborated: cross-source alerts in one zone, independent of arrival order."""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+
+import pytest
+
+from detectors.alerts import Alert
+from detectors.base import ZoneMeta
+from detectors.fusion import Corroborator, FusionParams
+
+T0 = 1_781_528_400_000
+MIN = 60_000
+ZONES = {
+    "ap": ZoneMeta("ap", "airport_site"),
+    "lv": ZoneMeta("lv", "levee"),
+    "res": ZoneMeta("res", "residential"),
+}
+
+
+def alert(
+    kind: str,
+    subject: str,
+    source: str,
+    minute: float,
+    zone: str | None = "ap",
+    severity: str = "yellow",
+) -> Alert:
+    ts = T0 + int(minute * MIN)
+    return Alert.make(
+        kind, severity, subject, source, zone, 121.2, 31.9, ts_ms=ts, first_ts_ms=ts, evidence={}
+    )
+
+
+ENTER = alert("geofence.enter", "muck-1", "gps", 5, severity="orange")
+DIG = alert("video.construction", "cam-3", "video", 12, severity="orange")
+PEOPLE = alert("video.intrusion", "cam-1", "video", 15)
+LATE_PEOPLE = alert("video.intrusion", "cam-1", "video", 40)
+
+
+def fuse(alerts: list[Alert], p: FusionParams | None = None) -> list[Alert]:
+    c = Corroborator(p or FusionParams(), ZONES)
+    out: list[Alert] = []
+    for a in alerts:
+        c.on_alerts([a], out)
+    return out
+
+
+def test_a_truck_entering_and_a_camera_seeing_an_excavator_fuse() -> None:
+    # t(min)  0 ... 5 ....... 12 .. 15 ................. 40      window 20 min
+    # gps           enter
+    # video                   dig   people               people (25 min after dig)
+    # fusion                  ^dig  ^people              (none: nothing of gps within 20)
+    out = fuse([ENTER, DIG, PEOPLE, LATE_PEOPLE])
+    assert [(a.subject, a.ts_ms, a.severity) for a in out] == [
+        ("cam-3", DIG.ts_ms, "red"),
+        ("cam-1", PEOPLE.ts_ms, "red"),
+    ]
+    first = out[0]
+    assert first.kind == "fusion.corroborated" and first.zone == "ap"
+    assert [e["id"] for e in first.evidence["alerts"]] == [ENTER.id, DIG.id]
+    assert first.evidence["sources"] == ["gps", "video"] and first.evidence["anchor"] == DIG.id
+    assert first.first_ts_ms == ENTER.first_ts_ms
+
+
+@pytest.mark.parametrize(
+    "order", list(itertools.permutations(range(4))), ids=lambda o: "".join(map(str, o))
+)
+def test_the_same_fusion_ids_in_any_arrival_order(order: tuple[int, ...]) -> None:
+    alerts = [ENTER, DIG, PEOPLE, LATE_PEOPLE]
+    expected = sorted(a.id for a in fuse(alerts))
+    assert sorted(a.id for a in fuse([alerts[i] for i in order])) == expected
+
+
+def test_same_source_other_zone_kind_and_no_zone_never_fuse() -> None:
+    other_video = alert("video.intrusion", "cam-9", "video", 6)
+    assert fuse([DIG, other_video]) == []  # both video
+    assert (
+        fuse(
+            [
+                alert("geofence.enter", "m", "gps", 1, zone="res"),
+                alert("video.intrusion", "c", "video", 2, zone="res"),
+            ]
+        )
+        == []
+    )
+    assert (
+        fuse(
+            [
+                alert("geofence.enter", "m", "gps", 1, zone=None),
+                alert("video.intrusion", "c", "video", 2, zone=None),
+            ]
+        )
+        == []
+    )
+    assert (
+        fuse(
+            [
+                alert("sensor.offline", "g", "sensor", 1, zone="lv"),
+                alert("video.dumping", "c", "video", 2, zone="lv"),
+            ]
+        )
+        == []
+    )  # kind not listed
+
+
+def test_equal_times_make_one_anchor_and_repeats_are_ignored() -> None:
+    a = alert("sensor.rate", "wl-1", "sensor", 10, zone="lv")
+    b = alert("video.dumping", "cam-l", "video", 10, zone="lv")
+    out = fuse([a, b, a, b])
+    assert len(out) == 1
+    assert out[0].evidence["anchor"] == max(a.id, b.id)
+
+
+def test_state_is_bounded_picklable_and_forgets_old_alerts() -> None:
+    p = FusionParams(retain_s=3600, max_alerts_per_zone=16)
+    c = Corroborator(p, ZONES)
+    out: list[Alert] = []
+    for i in range(200):
+        c.on_alerts([alert("video.intrusion", f"cam-{i}", "video", i * 2)], out)
+    assert out == []
+    assert max(len(z.alerts) for _, z in c._zones.items()) <= 16
+    revived = pickle.loads(pickle.dumps(c))
+    gps = [alert("geofence.enter", "m", "gps", 399.5)]
+    c.on_alerts(gps, out)
+    again: list[Alert] = []
+    revived.on_alerts(gps, again)
+    assert [a.to_json() for a in out] == [a.to_json() for a in again]
+    assert len(out) == 1 and out[0].subject == "m"  # the truck anchors on recent cameras
+    c.evict_idle(T0 + 10_000 * MIN)
+    assert c.live_keys() == 0
+
+
+def test_fusion_params_validate() -> None:
+    with pytest.raises(ValueError, match='"retain_s" \\(60\\) must be >= "window_s" \\(1200\\)'):
+        FusionParams(retain_s=60)
+    with pytest.raises(ValueError, match="must not include fusion.corroborated"):
+        FusionParams(kinds=("fusion.corroborated",))

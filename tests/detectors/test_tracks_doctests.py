@@ -1,0 +1,23 @@
+"""The docstring examples of the track modules run (STYLE.md habit 9)."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "detectors.track",
+    "detectors.tracks_gap",
+    "detectors.tracks_jump",
+    "detectors.tracks_rendezvous",
+    "detectors.tracks_speeding",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples_run(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0, f"{name} has no examples"
+    assert result.failed == 0

@@ -1,0 +1,147 @@
+"""track.gap: a watched vehicle silent for longer than its class allows."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import pytest
+
+from detectors.alerts import Alert
+from detectors.events import GpsEvent
+from detectors.tracks_gap import GapDetector, GapParams
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+MIN = 60_000
+SILENCE_MS = 180_000  # max_silence_s = 180 for hazmat trucks below
+
+
+def fix(minute: float, entity: str = "hz-1", cls: str = "hazmat_truck") -> GpsEvent:
+    return GpsEvent(T0 + int(minute * MIN), entity, 121.0 + minute * 1e-3, 32.0, cls,
+                    zones=(), id=f"{entity}@{minute}")
+
+
+def detector(**overrides: Any) -> GapDetector:
+    settings: dict[str, Any] = {"max_silence_s": {"hazmat_truck": 180, "tanker": 120}}
+    settings.update(overrides)
+    return GapDetector(GapParams(**settings))
+
+
+def run(det: GapDetector, script: list[GpsEvent | int]) -> list[Alert]:
+    """Feed fixes and watermarks (ints, minutes after T0 as ms offsets) in arrival order."""
+    out: list[Alert] = []
+    for item in script:
+        if isinstance(item, GpsEvent):
+            det.on_event(item, out)
+        else:
+            det.on_watermark(item, out)
+    return out
+
+
+def wm(minute: float) -> int:
+    return T0 + int(minute * MIN)
+
+
+def test_silence_fires_once_when_the_watermark_passes_last_fix_plus_t() -> None:
+    # t(min)  0  1  2 .................... 5   5+1ms
+    # fix     A  A  A     (silent)
+    # wm                                   5   5.00002 -> track.gap, first_ts 2, ts 5
+    det = detector()
+    out = run(det, [fix(0), fix(1), fix(2), wm(4), wm(5)])
+    assert out == []  # a fix at exactly 2 + 3 min would still be on time
+    out = run(det, [wm(5) + 1, wm(9), wm(30)])
+    assert [(a.kind, a.first_ts_ms, a.ts_ms) for a in out] == [("track.gap", wm(2), wm(5))]
+    alert = out[0]
+    assert (alert.subject, alert.subject_type, alert.severity) == ("hz-1", "gps", "yellow")
+    assert (alert.lon, alert.lat) == (fix(2).lon, fix(2).lat)  # the last position
+    assert alert.evidence == {"class": "hazmat_truck", "cargo": None, "max_silence_s": 180.0,
+                              "last_fix_id": "hz-1@2"}
+
+
+def test_gap_that_closed_before_the_watermark_got_there_alerts_the_same() -> None:
+    # t(min)  0   1            5   (arrival of the closing fix at 5)
+    # fix     A   A  (silent)  A
+    # wm                          then wm 4.6 -> 5.5: the gap 1 -> 5 (> 3 min) is decided
+    closed = run(detector(), [fix(0), fix(1), fix(5), wm(4.6), wm(5.5)])
+    # The same fixes, but the watermark passed the deadline before the fix arrived.
+    open_ = run(detector(), [fix(0), fix(1), wm(4.5), fix(5), wm(5.5)])
+    assert [a.id for a in closed] == [a.id for a in open_]
+    assert len(closed) == 1
+    assert closed[0].to_json() == open_[0].to_json()
+    assert closed[0].first_ts_ms == wm(1) and closed[0].ts_ms == wm(4)
+
+
+def test_out_of_order_fix_inside_the_silence_cancels_the_gap() -> None:
+    # t(min)  0   1   (3.9 arrives after 4.5)   4.5
+    # fix     A   A          A(late-ish)        A      every silence <= 3 min: no alert
+    out = run(detector(), [fix(0), fix(1), fix(4.5), fix(3.9), wm(4.2), wm(10)])
+    ids_without_gap = [a for a in out if a.first_ts_ms == wm(1)]
+    assert ids_without_gap == []
+    # Only the final silence after 4.5 remains, decided at 7.5.
+    assert [(a.first_ts_ms, a.ts_ms) for a in out] == [(wm(4.5), wm(7.5))]
+
+
+def test_steady_reporting_never_alerts_and_duplicates_are_harmless() -> None:
+    script: list[GpsEvent | int] = []
+    for k in range(120):
+        script += [fix(k * 0.25), fix(k * 0.25), wm(k * 0.25 - 0.5)]
+    assert run(detector(), script) == []
+
+
+def test_each_class_has_its_own_silence_and_unwatched_classes_are_ignored() -> None:
+    # tanker T = 2 min, hazmat T = 3 min, muck trucks not watched.
+    det = detector()
+    script: list[GpsEvent | int] = [
+        fix(0, "tk-1", "tanker"), fix(0, "hz-1"), fix(0, "mk-1", "muck_truck"), wm(2.5)
+    ]
+    out = run(det, script)
+    assert [a.subject for a in out] == ["tk-1"]
+    out = run(det, [wm(3.5)])
+    assert [a.subject for a in out] == ["hz-1"]
+    assert det.live_keys() == 2
+
+
+def test_a_second_silence_gives_a_second_alert_with_a_new_id() -> None:
+    out = run(detector(), [fix(0), fix(4), fix(5), fix(10), wm(20)])
+    assert [(a.first_ts_ms - T0) // MIN for a in out] == [0, 5, 10]
+    assert len({a.id for a in out}) == 3
+
+
+def test_watermark_going_backwards_is_ignored() -> None:
+    det = detector()
+    assert run(det, [fix(0), wm(10), wm(2), fix(1)]) != []
+    assert run(det, [wm(3)]) == []
+
+
+def test_idle_vehicles_are_evicted_after_their_gap_fired() -> None:
+    det = detector(idle_evict_s=3600)
+    out = run(det, [fix(0), wm(30)])
+    assert len(out) == 1 and det.live_keys() == 1
+    run(det, [wm(61)])
+    assert det.live_keys() == 0
+
+
+def test_state_is_bounded_over_many_vehicles_and_pickles_mid_silence() -> None:
+    det = detector(idle_evict_s=600)
+    for k in range(40):
+        run(det, [fix(k, entity=f"hz-{k}") for _ in range(3)] + [wm(k - 0.5)])
+    assert det.live_keys() <= 12  # only the last ~10 minutes of vehicles are kept
+    clone = pickle.loads(pickle.dumps(det))
+    # Each vehicle sent one fix; those of minutes 36-39 were still undecided.
+    assert [a.subject for a in run(clone, [wm(39 + 3.01)])] == [f"hz-{k}" for k in range(36, 40)]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({"max_silence_s": {"tanker": 0}}, "max_silence_s.tanker"),
+        ({"severity": "pink"}, "severity"),
+        ({"max_silence_s": {"tanker": 7200}, "idle_evict_s": 3600}, "idle_evict_s"),
+    ],
+    ids=["silence-zero", "severity-unknown", "evicted-before-decided"],
+)
+def test_gap_params_reject_bad_values_naming_the_setting(
+    overrides: dict[str, Any], needle: str
+) -> None:
+    with pytest.raises(ValueError, match=rf"^track\.gap: .*{needle}"):
+        GapParams(**overrides)

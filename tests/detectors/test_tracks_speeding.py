@@ -1,0 +1,125 @@
+"""track.speeding: over the class or zone limit for a sustained time, one alert per episode."""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import pytest
+
+from detectors.alerts import Alert
+from detectors.base import ZoneMeta
+from detectors.events import GpsEvent
+from detectors.tracks_speeding import SpeedingDetector, SpeedingParams
+
+T0 = 1_767_225_600_000
+S = 1000
+
+
+def fix(sec: float, kmh: float | None, *, entity: str = "tk-1", cls: str = "tanker",
+        zones: tuple[str, ...] = (), lon: float | None = None) -> GpsEvent:
+    return GpsEvent(T0 + int(sec * S), entity, 121.0 if lon is None else lon, 32.0, cls, kmh,
+                    zones=zones, id=f"{entity}@{sec}")
+
+
+def detector(zones: dict[str, ZoneMeta] | None = None, **overrides: Any) -> SpeedingDetector:
+    settings: dict[str, Any] = {"limits_kmh": {"tanker": 80, "muck_truck": 60},
+                                "zone_limits_kmh": {"residential": 30}}
+    settings.update(overrides)
+    return SpeedingDetector(SpeedingParams(**settings), zones or {})
+
+
+def run(det: SpeedingDetector, fixes: list[GpsEvent]) -> list[Alert]:
+    out: list[Alert] = []
+    for ev in fixes:
+        det.on_event(ev, out)
+    return out
+
+
+def series(speeds: list[float], **kw: Any) -> list[GpsEvent]:
+    return [fix(i * 15, kmh, **kw) for i, kmh in enumerate(speeds)]
+
+
+def test_sustained_speeding_alerts_once_per_episode_with_hysteresis() -> None:
+    # t(s)   0   15  30  45  60  75  90  105 120 135 150 165 180 195
+    # km/h   70  92  95  78  93  96  97  74  95  96  97  98  99  70
+    # over       [episode 1 ............]    [episode 2 ...........]
+    # alert                      ^75                     ^180 (60 s, >= 3 fixes over)
+    # 78 is within 5 km/h of the limit: the episode goes on; 74 ends it.
+    speeds = [70, 92, 95, 78, 93, 96, 97, 74, 95, 96, 97, 98, 99, 70]
+    out = run(detector(), series(speeds))
+    assert [((a.first_ts_ms - T0) // S, (a.ts_ms - T0) // S) for a in out] == [(15, 75), (120, 180)]
+    first = out[0]
+    assert first.kind == "track.speeding" and first.zone is None
+    assert first.evidence["limit_kmh"] == 80
+    assert first.evidence["max_speed_kmh"] == 96.0
+    assert first.evidence["fixes"] == 4
+    assert first.id != out[1].id
+
+
+def test_short_burst_does_not_alert() -> None:
+    # 45 s over the limit, 4 fixes: short of 60 s
+    assert run(detector(), series([70, 95, 96, 97, 98, 60])) == []
+
+
+def test_zone_limit_applies_and_names_the_zone() -> None:
+    catalog = {"res-1": ZoneMeta("res-1", "residential")}
+    fixes = series([45] * 6, zones=("res-1",))
+    out = run(detector(catalog), fixes)
+    assert [(a.zone, a.evidence["limit_kmh"]) for a in out] == [("res-1", 30.0)]
+    # The same speeds outside the zone are legal.
+    assert run(detector(catalog), series([45] * 6)) == []
+
+
+def test_zone_rule_speed_limit_overrides_its_kind() -> None:
+    catalog = {"res-1": ZoneMeta("res-1", "residential", rules={"speed_limit_kmh": 50})}
+    assert run(detector(catalog), series([45] * 6, zones=("res-1",))) == []
+    catalog = {"lv": ZoneMeta("lv", "levee", rules={"speed_limit_kmh": 20})}
+    assert [a.zone for a in run(detector(catalog), series([25] * 6, zones=("lv",)))] == ["lv"]
+
+
+def test_speed_is_derived_from_positions_when_not_reported() -> None:
+    # 500 m every 15 s = 120 km/h
+    fixes = [fix(i * 15, None, lon=121.0 + i * 0.0053) for i in range(8)]
+    out = run(detector(), fixes)
+    assert len(out) == 1 and out[0].evidence["max_speed_kmh"] > 110
+
+
+def test_out_of_order_fixes_are_ignored_and_a_long_silence_ends_an_episode() -> None:
+    # arrival: 0(95) 15(95) 10(20, older: ignored) 30(95) | 300(95) 315(95) 330(95)
+    # the 270 s silence ends episode 1 before it reached 60 s; episode 2 is short too
+    fixes = [fix(0, 95), fix(15, 95), fix(10, 20), fix(30, 95),
+             fix(300, 95), fix(315, 95), fix(330, 95)]
+    assert run(detector(), fixes) == []
+
+
+def test_unwatched_classes_are_ignored_and_state_is_evicted() -> None:
+    det = detector(idle_evict_s=600)
+    assert run(det, series([150] * 10, cls="vessel", entity="v-1")) == []
+    run(det, series([50] * 3))
+    assert det.live_keys() == 1
+    det.on_watermark(T0 + 700 * S, [])
+    assert det.live_keys() == 0
+
+
+def test_pickles_mid_episode() -> None:
+    det = detector()
+    fixes = series([95] * 6)
+    run(det, fixes[:3])
+    clone = pickle.loads(pickle.dumps(det))
+    assert len(run(clone, fixes[3:])) == 1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        ({"limits_kmh": {"tanker": 0}}, "limits_kmh.tanker"),
+        ({"zone_limits_kmh": {"levee": -1}}, "zone_limits_kmh.levee"),
+        ({"min_fixes": 0}, "min_fixes"),
+        ({"clear_below_kmh": -2}, "clear_below_kmh"),
+    ],
+    ids=["class-limit-zero", "zone-limit-negative", "min-fixes-zero", "hysteresis-negative"],
+)
+def test_speeding_params_reject_bad_values(overrides: dict[str, Any], needle: str) -> None:
+    with pytest.raises(ValueError, match=rf"^track\.speeding: .*{needle}"):
+        SpeedingParams(**overrides)

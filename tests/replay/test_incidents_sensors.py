@@ -1,0 +1,93 @@
+"""Ground truth of corroboration: derived from the other incidents, never guessed."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from detectors.events import format_ts
+from replay.incidents_sensors import corroborated_truth, tide_level
+
+T0 = 1_781_528_400_000
+MIN = 60_000
+
+
+class TruthOnly:
+    """Just the parts of a Generator that corroborated_truth reads and writes."""
+
+    def __init__(self, incidents: list[dict[str, Any]]) -> None:
+        self.truth = SimpleNamespace(incidents=incidents)
+        self.world = SimpleNamespace(zone_kind={"ap": "airport_site", "res": "residential"})
+
+    def expect(
+        self, kind: str, subject: str, zone: str | None, t0: int, t1: int, note: str
+    ) -> None:
+        self.truth.incidents.append(
+            {
+                "id": f"inj-{len(self.truth.incidents) + 1:03d}",
+                "kind": kind,
+                "subject": subject,
+                "zone": zone,
+                "start": format_ts(t0),
+                "end": format_ts(t1),
+                "note": note,
+            }
+        )
+
+
+def incident(
+    i: int, kind: str, subject: str, m0: float, m1: float, zone: str = "ap"
+) -> dict[str, Any]:
+    return {
+        "id": f"inj-{i:03d}",
+        "kind": kind,
+        "subject": subject,
+        "zone": zone,
+        "start": format_ts(T0 + int(m0 * MIN)),
+        "end": format_ts(T0 + int(m1 * MIN)),
+    }
+
+
+def test_a_certain_pair_gives_one_fusion_on_the_later_alert() -> None:
+    # t(min)  4..6 enter (gps)      15 people (video)      window 20 min -> fusion at 15
+    gen = TruthOnly(
+        [
+            incident(1, "geofence.enter", "muck", 4, 6),
+            incident(2, "video.intrusion", "cam", 15, 15.1),
+            incident(3, "geofence.enter", "m2", 1, 2, zone="res"),
+        ]
+    )
+    corroborated_truth(gen, 0, T0, 40 * MIN)  # type: ignore[arg-type]
+    corroborated_truth(gen, 1, T0 + 40 * MIN, 40 * MIN)  # type: ignore[arg-type]
+    fusion = [i for i in gen.truth.incidents if i["kind"] == "fusion.corroborated"]
+    assert [(f["subject"], f["zone"], f["anchor"]) for f in fusion] == [("cam", "ap", "inj-002")]
+
+
+@pytest.mark.parametrize(
+    ("enter", "video"),
+    [((4, 6), (5, 5.1)), ((0, 1), (20.5, 20.6))],
+    ids=["order-unknown", "distance-unknown"],
+)
+def test_an_uncertain_pair_is_an_error(
+    enter: tuple[float, float], video: tuple[float, float]
+) -> None:
+    gen = TruthOnly(
+        [
+            incident(1, "geofence.enter", "muck", *enter),
+            incident(2, "video.intrusion", "cam", *video),
+        ]
+    )
+    with pytest.raises(ValueError, match="depends on exact alert times"):
+        corroborated_truth(gen, 0, T0, 40 * MIN)  # type: ignore[arg-type]
+
+
+def test_tide_level_matches_the_background_model_without_noise() -> None:
+    import random
+
+    from replay.world import normal_value
+
+    rng = random.Random(0)
+    t = T0 + 17 * MIN
+    assert abs(normal_value("water_level", 3.0, t, rng) - tide_level(3.0, t)) < 0.1
