@@ -166,13 +166,20 @@ def parse_ts(value: Any, where: str = "ts") -> int:
         raise _Reject(f"{where}: {_show(value)} is outside years 2000-2100 as epoch milliseconds")
     if isinstance(value, str):
         try:
-            # RFC 3339 allows a lower-case "t" and "z"; fromisoformat does not.
-            dt = datetime.fromisoformat(value.upper() if len(value) <= 40 else value)
+            dt = datetime.fromisoformat(value)
         except ValueError:
+            dt = None
+        if dt is None and len(value) <= 40:
+            # RFC 3339 allows a lower-case "t" and "z"; fromisoformat does not.
+            try:
+                dt = datetime.fromisoformat(value.upper())
+            except ValueError:
+                dt = None
+        if dt is None:
             raise _Reject(
                 f"{where}: {_show(value)} is not an RFC 3339 timestamp "
                 f"(like 2026-05-01T08:00:00+08:00) or epoch milliseconds"
-            ) from None
+            )
         if dt.tzinfo is None:
             raise _Reject(f"{where}: {_show(value)} has no UTC offset; add Z or +08:00")
         ms = int(round(dt.timestamp() * 1000))

@@ -41,7 +41,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FlowSettings:
-    batch_size: int = 1000
+    batch_size: int = 5000
     shards: int = 8
     max_out_of_order_s: int = 30
     timezone: str = "Asia/Shanghai"

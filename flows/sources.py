@@ -20,7 +20,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from detectors.events import parse_ts
 from flows.model import RawBatch
-from replay.recording import iter_lines, unwrap
+from replay.recording import ENVELOPE_PREFIX, iter_lines, read_header, unwrap
 
 # (raw event, type implied by the topic, source id "topic#partition" of an envelope)
 _Line = tuple[bytes, str | None, str | None]
@@ -72,6 +72,25 @@ def merged_lines(paths: Sequence[Path]) -> Iterator[_Line]:
         yield line
 
 
+def announced_partitions(paths: Sequence[Path]) -> tuple[str, ...]:
+    """Every Kafka partition recorded in the files ("topic#partition"), from the
+    recorder's header, else by reading the envelopes; empty for plain recordings."""
+    found: set[str] = set()
+    for path in paths:
+        header = read_header(path) or {}
+        listed = (header.get("recorder") or {}).get("partitions")
+        if isinstance(listed, list):
+            found.update(str(p) for p in listed)
+            continue
+        for line in iter_lines(path):
+            if not line.startswith(ENVELOPE_PREFIX):
+                break  # a plain recording: no partitions to announce
+            part = _partition_of(unwrap(line)[2])
+            if part is not None:
+                found.add(part)
+    return tuple(sorted(found))
+
+
 class _RecordingPartition(StatefulSourcePartition[RawBatch, int]):
     def __init__(
         self, paths: Sequence[Path], batch_size: int, speed: float | None, skip: int
@@ -81,6 +100,7 @@ class _RecordingPartition(StatefulSourcePartition[RawBatch, int]):
         self._speed = speed
         self._emitted = 0
         self._partitions: dict[str, None] = {}  # recorded Kafka partitions, in order seen
+        self._peers = announced_partitions(paths)
         for _ in range(skip):
             skipped = next(self._lines, None)
             if skipped is None:
@@ -154,7 +174,9 @@ class _RecordingPartition(StatefulSourcePartition[RawBatch, int]):
             g = groups.setdefault(src, ([], []))
             g[0].append(raw)
             g[1].append(typ)
-        return [RawBatch(src, ls, now_ns, ts) for src, (ls, ts) in groups.items()]
+        return [
+            RawBatch(src, ls, now_ns, ts, peers=self._peers) for src, (ls, ts) in groups.items()
+        ]
 
     def _end_of_partitions(self) -> list[RawBatch]:
         # Like a live run that stops at the end: every partition goes idle, so the

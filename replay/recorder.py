@@ -82,7 +82,15 @@ def record(
     result = RecordResult()
     t0 = time.monotonic()
     last = t0
-    header = {"recorder": {"topics": sorted({t for t, _ in partitions}), "from_start": from_start}}
+    header = {
+        "recorder": {
+            "topics": sorted({t for t, _ in partitions}),
+            "from_start": from_start,
+            # Replays announce every partition up front from this list, so the
+            # watermark waits for partitions whose first lines come later.
+            "partitions": sorted(f"{t}#{p}" for t, p in partitions),
+        }
+    }
     try:
         with RecordingWriter(out, header=header) as writer:
             while not stop.is_set():
