@@ -132,7 +132,8 @@ def run_demo(args: argparse.Namespace) -> int:
                 print()
         elif embedded:
             print(
-                "the embedded Redis stops now (run with --keep to leave it up, or set "
-                "CITYWATCH_REDIS_URL)"
+                "the embedded Redis stops now: run `citywatch demo --keep` (the default "
+                "from a terminal) to keep it up and open the duty officers' console on "
+                "these results, or set CITYWATCH_REDIS_URL"
             )
     return 0

@@ -69,6 +69,8 @@ def fishing_boat_in_no_fishing_reach(gen: Generator, b: int, base: int, span: in
         t_go = base + 2 * minute
         legs = approach(outside, inside, t_go, geom, speed_kmh=12.0)
         t_enter = legs[1].t0
+        if t_enter + 2 * minute > base + span:
+            return  # a slow boat: it would enter after the run ends
         legs.append(Leg(legs[-1].t1, gen.t_end + minute, inside[0], inside[1], *inside))
         vid = f"boat-inj-{b + 1:03d}"
         gen.vehicles.append(Vehicle(vid, "fishing_boat", legs, 30_000, base + 30_000))
