@@ -39,6 +39,7 @@ from flows.kafka_io import STOP, KafkaBatchSource, KafkaDeadLetterSink, Partitio
 from flows.metrics import Metrics, MetricsStats
 from flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
 from flows.runner import _Multi, load_reference
+from flows.zone_reload import watching_zones
 from sinks.base import BatchSink, BytewaxSink
 from sinks.files import JsonLinesSink
 from sinks.redis_dispatch import (
@@ -173,13 +174,15 @@ def run_live(cfg: Config, redis_url: str, opts: RunOptions) -> MetricsStats:
     reporter = _Reporter(stats)
     reporter.start()
     try:
-        cli_main(
-            flow,
-            workers_per_process=opts.workers,
-            epoch_interval=timedelta(seconds=cfg.run.snapshot_interval_s),
-            recovery_config=recovery,
-            **kwargs,
-        )
+        # Zones hot-reload in production too: on a change of the file or on SIGHUP.
+        with watching_zones(holder, cfg):
+            cli_main(
+                flow,
+                workers_per_process=opts.workers,
+                epoch_interval=timedelta(seconds=cfg.run.snapshot_interval_s),
+                recovery_config=recovery,
+                **kwargs,
+            )
     finally:
         reporter.stop()
         signal.signal(signal.SIGTERM, previous)
