@@ -95,18 +95,18 @@ class Jurisdictions:
         lon = np.asarray(lon, dtype=float)
         lat = np.asarray(lat, dtype=float)
         out: list[str | None] = [None] * lon.size
-        todo = np.arange(lon.size)
+        pending = np.arange(lon.size)
         for ids, geoms, tree in self._levels:
-            if todo.size == 0:
+            if pending.size == 0:
                 break
-            pi, gi = tree.query(shapely.points(lon[todo], lat[todo]))
-            keep = shapely.intersects_xy(geoms[gi], lon[todo][pi], lat[todo][pi])
-            found = np.zeros(todo.size, dtype=bool)
+            pi, gi = tree.query(shapely.points(lon[pending], lat[pending]))
+            keep = shapely.intersects_xy(geoms[gi], lon[pending][pi], lat[pending][pi])
+            found = np.zeros(pending.size, dtype=bool)
             for p, g in zip(pi[keep].tolist(), gi[keep].tolist(), strict=True):
                 if not found[p]:
                     found[p] = True
-                    out[int(todo[p])] = ids[g]
-            todo = todo[~found]
+                    out[int(pending[p])] = ids[g]
+            pending = pending[~found]
         return out
 
     def chain(self, jid: str | None) -> list[str]:

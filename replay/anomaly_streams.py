@@ -16,7 +16,7 @@ Same arguments, same arrays (numpy ``default_rng(seed)``).
 
 >>> s = labelled_streams(sensors=10, days=4, period_s=600, seed=1)
 >>> s.values.shape, len(s.labels), sorted({lb.type for lb in s.labels})[:2]
-((5760,), 5, ['broken_cycle', 'drift'])
+((5760,), 4, ['drift', 'level_shift'])
 """
 
 from __future__ import annotations
