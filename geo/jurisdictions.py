@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import shapely
 from shapely.geometry.base import BaseGeometry
 
 from geo.errors import ZoneFileError
-from geo.zones import features_of, geometry_of, read_geojson
+from geo.zones import Zone, ZoneIndex, features_of, geometry_of, read_geojson
 
 LEVELS = ("city", "county", "town")
 
@@ -83,29 +82,33 @@ class Jurisdictions:
     def __init__(self, items: Sequence[Jurisdiction]) -> None:
         self.items = {j.id: j for j in items}
         # Most specific level first: a point takes the first level that contains it.
-        self._levels: list[tuple[list[str], np.ndarray, Any]] = []
+        # Each level is a ZoneIndex, whose grid answers most points (cells wholly
+        # inside one polygon) without a geometry test.
+        self._levels: list[ZoneIndex] = []
         for level in ("town", "county", "city"):
             chosen = [j for j in items if j.level == level]
             if chosen:
-                geoms = np.array([j.geometry for j in chosen], dtype=object)
-                shapely.prepare(geoms)
-                self._levels.append(([j.id for j in chosen], geoms, shapely.STRtree(geoms)))
+                self._levels.append(
+                    ZoneIndex([Zone(j.id, j.name, level, {}, j.geometry) for j in chosen])
+                )
 
     def locate(self, lon: np.ndarray, lat: np.ndarray) -> list[str | None]:
         lon = np.asarray(lon, dtype=float)
         lat = np.asarray(lat, dtype=float)
         out: list[str | None] = [None] * lon.size
         pending = np.arange(lon.size)
-        for ids, geoms, tree in self._levels:
+        for index in self._levels:
             if pending.size == 0:
                 break
-            pi, gi = tree.query(shapely.points(lon[pending], lat[pending]))
-            keep = shapely.intersects_xy(geoms[gi], lon[pending][pi], lat[pending][pi])
+            pi, zi = index.locate(lon[pending], lat[pending])  # sorted by point
             found = np.zeros(pending.size, dtype=bool)
-            for p, g in zip(pi[keep].tolist(), gi[keep].tolist(), strict=True):
-                if not found[p]:
+            if pi.size:
+                first = np.ones(pi.size, dtype=bool)
+                first[1:] = pi[1:] != pi[:-1]  # the first zone of each point, in file order
+                ids = index.ids
+                for p, z in zip(pi[first].tolist(), zi[first].tolist(), strict=True):
                     found[p] = True
-                    out[int(pending[p])] = ids[g]
+                    out[int(pending[p])] = ids[z]
             pending = pending[~found]
         return out
 
