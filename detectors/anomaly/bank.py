@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from detectors.anomaly.params import BaselineParams
+from detectors.anomaly.slots import SlotTable
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -127,63 +128,34 @@ class BaselineBank:
     ) -> None:
         self.p = p
         self.utc_offset_ms = utc_offset_s * 1000
-        self._slot: dict[str, int] = {}
-        self._keys: list[str | None] = []
-        self._free: list[int] = []
-        self._cap = 0
-        self._a: dict[str, np.ndarray] = {}
-        self._grow(max(1, capacity))
+        self._rows = SlotTable(_FIELDS, capacity)
+        self._a = self._rows.cols
         self.calibration = KindCalibration(p.quantile, p.min_score, p.calibration_min_readings)
         self.suppressed_ = 0  # alerts withheld by the per-sensor-day budget
 
     # -- slots ------------------------------------------------------------------
-    def _grow(self, cap: int) -> None:
-        for name, (dtype, shape) in _FIELDS.items():
-            new = np.zeros((cap, *shape), dtype=dtype)
-            old = self._a.get(name)
-            if old is not None:
-                new[: self._cap] = old
-            self._a[name] = new
-        self._keys.extend([None] * (cap - self._cap))
-        self._free.extend(range(cap - 1, self._cap - 1, -1))
-        self._cap = cap
-
     def slot(self, key: str) -> int:
         """The row of ``key``, allocated (zeroed) on first sight."""
-        i = self._slot.get(key)
-        if i is None:
-            if not self._free:
-                self._grow(self._cap * 2)
-            i = self._free.pop()
-            for arr in self._a.values():
-                arr[i] = 0
-            self._slot[key] = i
-            self._keys[i] = key
-        return i
+        return self._rows.slot(key)[0]
 
     def key_of(self, slot: int) -> str | None:
-        return self._keys[slot]
+        return self._rows.key_of(slot)
 
     def __len__(self) -> int:
-        return len(self._slot)
+        return len(self._rows)
 
     def nbytes(self) -> int:
         """Bytes held by the per-sensor arrays (the index dict not included)."""
-        return sum(a.nbytes for a in self._a.values())
+        return self._rows.nbytes()
 
     def evict_idle(self, now_ms: int) -> int:
         """Forget sensors silent for ``idle_evict_s``; returns how many."""
-        last = self._a["last_ts"]
-        used = np.fromiter(self._slot.values(), dtype=np.int64, count=len(self._slot))
+        used = self._rows.rows()
         if used.size == 0:
             return 0
-        idle = used[last[used] < now_ms - self.p.idle_evict_s * 1000]
+        idle = used[self._a["last_ts"][used] < now_ms - self.p.idle_evict_s * 1000]
         for i in idle.tolist():
-            key = self._keys[i]
-            if key is not None:
-                del self._slot[key]
-            self._keys[i] = None
-            self._free.append(i)
+            self._rows.release(i)
         return int(idle.size)
 
     def field(self, name: str) -> np.ndarray:

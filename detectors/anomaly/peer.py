@@ -42,6 +42,7 @@ from detectors.alerts import Alert
 from detectors.anomaly.bank import DAY_MS, HOUR_MS
 from detectors.anomaly.params import PeerParams, score_of_z
 from detectors.anomaly.sensor import utc_offset_s
+from detectors.anomaly.slots import SlotTable
 from detectors.base import ContractCase, Detector
 from detectors.events import Event, SensorEvent
 
@@ -58,15 +59,27 @@ class PeerGroupDetector(Detector):
         self._re = re.compile(self.p.id_pattern)
         self._kind_ix = {k: i for i, k in enumerate(self.p.kinds)}
         self.utc_offset_ms = utc_offset_s(timezone) * 1000
-        self._slot: dict[str, int] = {}
-        self._keys: list[str | None] = []
-        self._free: list[int] = []
         self._groups: dict[str, int] = {}
         self._zones: dict[str, int] = {}
         self._zone_names: list[str | None] = []
-        self._cap = 0
-        self._a: dict[str, np.ndarray] = {}
-        self._grow(16)
+        k = len(self.p.kinds)
+        self._rows = SlotTable(
+            {
+                "mean": (np.float64, (k,)),
+                "cnt": (np.int32, (k,)),
+                "last_ts": (np.int64, ()),
+                "group": (np.int32, ()),
+                "zone": (np.int32, ()),
+                "lon": (np.float64, ()),
+                "lat": (np.float64, ()),
+                "live": (np.bool_, ()),
+                "flagged": (np.bool_, ()),
+                "alert_day": (np.int32, ()),
+                "day_alerts": (np.int16, ()),
+            },
+            capacity=16,
+        )
+        self._a = self._rows.cols
         # group id (or -1 for the class) -> ((epoch, generation), centre, scale, members)
         self._stats: dict[int, tuple[tuple[int, int], np.ndarray, np.ndarray, int]] = {}
         self._hst: Any = None
@@ -85,41 +98,9 @@ class PeerGroupDetector(Detector):
         self._gen: dict[int, int] = {}
         self._members: dict[int, list[int]] = {}
 
-    def _grow(self, cap: int) -> None:
-        k = len(self.p.kinds)
-        fields: dict[str, tuple[Any, tuple[int, ...]]] = {
-            "mean": (np.float64, (k,)),
-            "cnt": (np.int32, (k,)),
-            "last_ts": (np.int64, ()),
-            "group": (np.int32, ()),
-            "zone": (np.int32, ()),
-            "lon": (np.float64, ()),
-            "lat": (np.float64, ()),
-            "live": (np.bool_, ()),
-            "flagged": (np.bool_, ()),
-            "alert_day": (np.int32, ()),
-            "day_alerts": (np.int16, ()),
-        }
-        for name, (dtype, shape) in fields.items():
-            new = np.zeros((cap, *shape), dtype=dtype)
-            old = self._a.get(name)
-            if old is not None:
-                new[: self._cap] = old
-            self._a[name] = new
-        self._keys.extend([None] * (cap - self._cap))
-        self._free.extend(range(cap - 1, self._cap - 1, -1))
-        self._cap = cap
-
     def _slot_of(self, dwelling: str, group: str) -> int:
-        i = self._slot.get(dwelling)
-        if i is None:
-            if not self._free:
-                self._grow(self._cap * 2)
-            i = self._free.pop()
-            for arr in self._a.values():
-                arr[i] = 0
-            self._slot[dwelling] = i
-            self._keys[i] = dwelling
+        i, new = self._rows.slot(dwelling)
+        if new:
             gid = self._groups.setdefault(group, len(self._groups))
             self._a["group"][i] = gid
             self._a["live"][i] = True
@@ -138,7 +119,7 @@ class PeerGroupDetector(Detector):
         return f"hh-{m['group']}-{m['unit']}{m['copy'] or ''}", m["group"], m["kind"]
 
     def live_keys(self) -> int:
-        return len(self._slot)
+        return len(self._rows)
 
     def on_event(self, ev: Event, out: list[Alert]) -> None:
         if not isinstance(ev, SensorEvent):
@@ -299,12 +280,10 @@ class PeerGroupDetector(Detector):
             return
         self._next_evict_ms = wm_ms + HOUR_MS
         a = self._a
-        for dwelling, i in list(self._slot.items()):
+        for _, i in self._rows.items():
             if a["last_ts"][i] < wm_ms - self.p.idle_evict_s * 1000:
-                del self._slot[dwelling]
-                self._keys[i] = None
+                self._rows.release(i)
                 a["live"][i] = False
-                self._free.append(i)
                 gid = int(a["group"][i])
                 self._members[gid].remove(i)
                 self._bump(gid)
