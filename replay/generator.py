@@ -111,6 +111,21 @@ class Truth:
     late_events: int = 0
 
 
+def truth_entry(
+    n: int, kind: str, subject: str, zone: str | None, t0: int, t1: int, note: str
+) -> dict[str, Any]:
+    """The truth file's record of the n-th injected incident."""
+    return {
+        "id": f"inj-{n:03d}",
+        "kind": kind,
+        "subject": subject,
+        "zone": zone,
+        "start": format_ts(t0),
+        "end": format_ts(t1),
+        "note": note,
+    }
+
+
 class Generator:
     """Builds the background fleet, sensors and cameras, injects incidents, emits events."""
 
@@ -192,15 +207,7 @@ class Generator:
         self, kind: str, subject: str, zone: str | None, t0: int, t1: int, note: str
     ) -> None:
         self.truth.incidents.append(
-            {
-                "id": f"inj-{len(self.truth.incidents) + 1:03d}",
-                "kind": kind,
-                "subject": subject,
-                "zone": zone,
-                "start": format_ts(t0),
-                "end": format_ts(t1),
-                "note": note,
-            }
+            truth_entry(len(self.truth.incidents) + 1, kind, subject, zone, t0, t1, note)
         )
 
     def _inject(self) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from detectors.events import format_ts
+from replay.generator import truth_entry
 from replay.incidents_sensors import corroborated_truth, tide_level
 
 T0 = 1_781_528_400_000
@@ -25,15 +26,7 @@ class TruthOnly:
         self, kind: str, subject: str, zone: str | None, t0: int, t1: int, note: str
     ) -> None:
         self.truth.incidents.append(
-            {
-                "id": f"inj-{len(self.truth.incidents) + 1:03d}",
-                "kind": kind,
-                "subject": subject,
-                "zone": zone,
-                "start": format_ts(t0),
-                "end": format_ts(t1),
-                "note": note,
-            }
+            truth_entry(len(self.truth.incidents) + 1, kind, subject, zone, t0, t1, note)
         )
 
 
