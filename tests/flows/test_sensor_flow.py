@@ -11,14 +11,11 @@ so ``sensor.window`` is only injected from the second block on::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from bytewax.testing import TestingSink, TestingSource, run_main
 
-from flows.config import Config
-from flows.model import RawBatch
-from flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
 from geo.reference import Reference
 from replay.generator import GenParams, generate
 from replay.recording import iter_lines
@@ -43,34 +40,13 @@ def long_recording(tmp_path_factory: pytest.TempPathFactory, reference: Referenc
     return d
 
 
-def _alerts(
-    lines: list[bytes], config: Config, reference: Reference, batch: int, workers: int
-) -> list:
-    from bytewax.run import cli_main
-
-    batches = [RawBatch("recording", lines[i : i + batch], 0) for i in range(0, len(lines), batch)]
-    dispatched: list = []
-    flow = build_flow(
-        TestingSource(batches),
-        FlowOutputs(dispatch=TestingSink(dispatched)),
-        config,
-        ReferenceHolder(reference),
-    )
-    if workers == 1:
-        run_main(flow)
-    else:
-        cli_main(flow, workers_per_process=workers)
-    return [d.alert for d in dispatched]
-
-
 def test_every_injected_sensor_and_video_incident_is_found_and_nothing_else(
     long_recording: Path,
-    config: Config,
-    reference: Reference,
+    run_batched: Callable[[list[bytes], int, int], list],
 ) -> None:
     truth = load_truth(long_recording / "truth.json")
     lines = list(iter_lines(long_recording / "rec.jsonl"))
-    alerts = _alerts(lines, config, reference, 1000, 1)
+    alerts = [d.alert for d in run_batched(lines, 1000, 1)]
     kinds_in_truth = {i["kind"] for i in truth["incidents"]}
     assert kinds_in_truth >= set(MY_KINDS)
     sc = score([a.to_json() for a in alerts], truth, kinds=MY_KINDS)
@@ -88,11 +64,10 @@ def test_every_injected_sensor_and_video_incident_is_found_and_nothing_else(
 
 def test_fusion_and_window_ids_do_not_depend_on_batching_or_workers(
     long_recording: Path,
-    config: Config,
-    reference: Reference,
+    run_batched: Callable[[list[bytes], int, int], list],
 ) -> None:
     lines = list(iter_lines(long_recording / "rec.jsonl"))
-    one = sorted((a.kind, a.id) for a in _alerts(lines, config, reference, 5000, 1))
-    two = sorted((a.kind, a.id) for a in _alerts(lines, config, reference, 97, 2))
+    one = sorted((a.kind, a.id) for a in [d.alert for d in run_batched(lines, 5000, 1)])
+    two = sorted((a.kind, a.id) for a in [d.alert for d in run_batched(lines, 97, 2)])
     assert one == two
     assert {k for k, _ in one} >= {"fusion.corroborated", "sensor.window", "sensor.offline"}

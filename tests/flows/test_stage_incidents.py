@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
-from bytewax.run import cli_main
-from bytewax.testing import TestingSink, TestingSource, run_main
 
 from flows.config import Config
-from flows.model import RawBatch
-from flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
+from flows.pipeline import ReferenceHolder
 from geo.reference import Reference
 from replay.generator import GenParams, generate
 from replay.recording import iter_lines
@@ -21,32 +20,20 @@ def lines(tmp_path_factory: pytest.TempPathFactory, reference: Reference) -> lis
     return list(iter_lines(rec))
 
 
-def _incidents(
-    lines: list[bytes], config: Config, reference: Reference, batch: int, workers: int
-) -> list[tuple[str, str, str, str]]:
-    batches = [RawBatch("recording", lines[i : i + batch], 0) for i in range(0, len(lines), batch)]
-    out: list = []
-    flow = build_flow(
-        TestingSource(batches),
-        FlowOutputs(dispatch=TestingSink(out)),
-        config,
-        ReferenceHolder(reference),
+def _incidents(dispatches: list) -> list[tuple[str, str, str, str]]:
+    return sorted(
+        (d.alert.id, d.alert.incident, d.route.queue, d.incident.severity) for d in dispatches
     )
-    if workers == 1:
-        run_main(flow)
-    else:
-        cli_main(flow, workers_per_process=workers)
-    return sorted((d.alert.id, d.alert.incident, d.route.queue, d.incident.severity) for d in out)
 
 
 def test_incidents_do_not_depend_on_batching_or_workers(
-    lines: list[bytes], config: Config, reference: Reference
+    lines: list[bytes], run_batched: Callable[[list[bytes], int, int], list]
 ) -> None:
-    base = _incidents(lines, config, reference, 1000, 1)
+    base = _incidents(run_batched(lines, 1000, 1))
     assert base, "the recording must raise alerts"
     assert all(inc and inc.startswith("in-") for _, inc, _, _ in base)
-    assert _incidents(lines, config, reference, 97, 2) == base
-    assert _incidents(lines, config, reference, 5000, 1) == base
+    assert _incidents(run_batched(lines, 97, 2)) == base
+    assert _incidents(run_batched(lines, 5000, 1)) == base
 
 
 def test_the_clock_waits_for_the_slowest_shard(config: Config, reference: Reference) -> None:

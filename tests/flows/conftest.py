@@ -1,0 +1,42 @@
+"""Flow-test helpers: run the whole flow over raw lines in given batches and workers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from bytewax.run import cli_main
+from bytewax.testing import TestingSink, TestingSource, run_main
+
+from flows.config import Config
+from flows.model import RawBatch
+from flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
+from geo.reference import Reference
+from sinks.redis_dispatch import Dispatch
+
+RunBatched = Callable[[list[bytes], int, int], list[Dispatch]]
+
+
+@pytest.fixture()
+def run_batched(config: Config, reference: Reference) -> RunBatched:
+    """``run(lines, batch, workers)``: the dispatches of the flow over ``lines`` cut into
+    batches of ``batch`` lines, on one worker (in this thread) or several."""
+
+    def run(lines: list[bytes], batch: int, workers: int) -> list[Dispatch]:
+        batches = [
+            RawBatch("recording", lines[i : i + batch], 0) for i in range(0, len(lines), batch)
+        ]
+        out: list[Dispatch] = []
+        flow = build_flow(
+            TestingSource(batches),
+            FlowOutputs(dispatch=TestingSink(out)),
+            config,
+            ReferenceHolder(reference),
+        )
+        if workers == 1:
+            run_main(flow)
+        else:
+            cli_main(flow, workers_per_process=workers)
+        return out
+
+    return run
