@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck check redis-server chromium console-assets kcat clean
+.PHONY: demo test lint typecheck typecheck-tree check dist redis-server chromium console-assets kcat clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -45,11 +45,25 @@ demo: $(STAMP) redis-server
 test: $(STAMP) redis-server chromium kcat
 	$(PY) -m pytest
 
-lint: $(STAMP)
+lint: $(STAMP) typecheck
 	$(VENV)/bin/ruff check .
+
+# mypy checks the package under its one import name: build/typecheck/citywatch links the
+# repository's folders as setuptools' package-dir maps them (mypy cannot follow that map).
+typecheck-tree:
+	@rm -rf build/typecheck && mkdir -p build/typecheck/citywatch
+	@cp citywatch/*.py citywatch/py.typed build/typecheck/citywatch/
+	@for d in flows detectors geo sinks replay console benchmarks data; do \
+	  ln -s "$(CURDIR)/$$d" build/typecheck/citywatch/$$d; done
+
+typecheck: $(STAMP) typecheck-tree
 	$(VENV)/bin/mypy
+
+# The wheel and the sdist, as a user would install them (tests/packaging checks them).
+dist: $(STAMP)
+	$(PY) -m build --no-isolation --outdir dist .
 
 check: lint test
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) out build dist .pytest_cache .mypy_cache .ruff_cache

@@ -9,7 +9,7 @@ one river ``HalfSpaceTrees`` after learning, the cost of a model per sensor.
 Also the peer stage: ``--sensors`` household meters (a third each of water,
 power, gas). Checks its own output: state under 500 MB.
 
-Run: ``python -m benchmarks.anomaly_memory [--sensors 100000 --rounds 5]``.
+Run: ``python -m citywatch.benchmarks.anomaly_memory [--sensors 100000 --rounds 5]``.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import sys
 import time
 import tracemalloc
 
-from detectors.alerts import Alert
-from detectors.anomaly.params import BaselineParams, PeerParams
-from detectors.anomaly.peer import PeerGroupDetector
-from detectors.anomaly.sensor import SensorAnomalyDetector
-from detectors.events import SensorEvent
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.anomaly.params import BaselineParams, PeerParams
+from citywatch.detectors.anomaly.peer import PeerGroupDetector
+from citywatch.detectors.anomaly.sensor import SensorAnomalyDetector
+from citywatch.detectors.events import SensorEvent
 
 T0 = 1_781_528_400_000
 MB = 1024 * 1024

@@ -1,11 +1,11 @@
 """Quality of ``sensor.anomaly`` per anomaly type, against two baselines in the same run.
 
-Streams: :func:`replay.anomaly_streams.labelled_streams` (seeded; daily cycles,
+Streams: :func:`citywatch.replay.anomaly_streams.labelled_streams` (seeded; daily cycles,
 noise, one labelled anomaly on half the sensors: spike, level shift, gradual
 drift, variance change, broken daily cycle). Models compared on the same
 readings:
 
-- ``citywatch``: :class:`detectors.anomaly.SensorAnomalyDetector` (default
+- ``citywatch``: :class:`citywatch.detectors.anomaly.SensorAnomalyDetector` (default
   params, warm-up one day), all sensors;
 - ``fixed``: a fixed-threshold rule per sensor, limits mean ± 4 sd of its first
   day (what a hand-set ``sensor.threshold`` does), all sensors;
@@ -14,7 +14,7 @@ readings:
   the highest score seen in the clean first days; ``citywatch`` is also scored on
   that subset for a like-for-like row.
 
-Run: ``python -m benchmarks.anomaly_quality [--sensors 200 --days 10]``. Checks
+Run: ``python -m citywatch.benchmarks.anomaly_quality [--sensors 200 --days 10]``. Checks
 its own output: citywatch must find spikes and level shifts and keep false
 alerts on clean sensors at or below the fixed baseline's.
 """
@@ -29,11 +29,17 @@ from typing import Any
 
 import numpy as np
 
-from detectors.alerts import Alert
-from detectors.anomaly.params import BaselineParams
-from detectors.anomaly.sensor import SensorAnomalyDetector
-from detectors.events import SensorEvent
-from replay.anomaly_streams import DAY_S, Evaluation, LabelledStreams, evaluate, labelled_streams
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.anomaly.params import BaselineParams
+from citywatch.detectors.anomaly.sensor import SensorAnomalyDetector
+from citywatch.detectors.events import SensorEvent
+from citywatch.replay.anomaly_streams import (
+    DAY_S,
+    Evaluation,
+    LabelledStreams,
+    evaluate,
+    labelled_streams,
+)
 
 
 def run_citywatch(s: LabelledStreams, sensors: set[int] | None = None) -> list[tuple[str, int]]:

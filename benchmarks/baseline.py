@@ -31,23 +31,23 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from detectors.alerts import Alert
-from detectors.anomaly.peer import PeerGroupDetector
-from detectors.events import DeadLetter
-from detectors.fusion import Corroborator
-from detectors.tracks_rendezvous import RendezvousMatcher, cells_for
-from detectors.watermark import Watermarker
-from flows.config import Config
-from flows.detect import DetectorSuite, ShardOutput
-from flows.model import EventBatch, RawBatch, ShardBatch
-from flows.pipeline import ReferenceHolder, parse_step, route_step, watermark_step
-from flows.sources import RecordingSource
-from flows.stage_fusion import split_by_zone
-from flows.stage_incidents import IncidentAlerts, IncidentLogic
-from flows.stage_peer import pick_households
-from flows.stats import RunStats
-from geo.reference import Reference
-from sinks.redis_dispatch import (
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.anomaly.peer import PeerGroupDetector
+from citywatch.detectors.events import DeadLetter
+from citywatch.detectors.fusion import Corroborator
+from citywatch.detectors.tracks_rendezvous import RendezvousMatcher, cells_for
+from citywatch.detectors.watermark import Watermarker
+from citywatch.flows.config import Config
+from citywatch.flows.detect import DetectorSuite, ShardOutput
+from citywatch.flows.model import EventBatch, RawBatch, ShardBatch
+from citywatch.flows.pipeline import ReferenceHolder, parse_step, route_step, watermark_step
+from citywatch.flows.sources import RecordingSource
+from citywatch.flows.stage_fusion import split_by_zone
+from citywatch.flows.stage_incidents import IncidentAlerts, IncidentLogic
+from citywatch.flows.stage_peer import pick_households
+from citywatch.flows.stats import RunStats
+from citywatch.geo.reference import Reference
+from citywatch.sinks.redis_dispatch import (
     Dispatch,
     Keys,
     RedisDeadLetterSink,

@@ -8,8 +8,8 @@ Over one recording (``citywatch generate`` writes them, with a truth file):
    routing, Redis dispatch) at ``--speed max`` into a fresh Redis: events/s,
    peak RSS of this process and of the Redis server, dead letters, alerts,
    incidents and work orders by kind, precision and recall per alert kind
-   against the truth file (``replay.truth.score``);
-3. **baseline** (``--compare``): ``benchmarks.baseline``, the same detections
+   against the truth file (``citywatch.replay.truth.score``);
+3. **baseline** (``--compare``): ``citywatch.benchmarks.baseline``, the same detections
    as a plain Python loop without Bytewax, into its own fresh Redis, in the
    same run; the ratio of the two and whether they found the same alerts;
 4. **paced**: the flow again, paced on event time so that events arrive at
@@ -44,13 +44,13 @@ import numpy as np
 import orjson
 import redis
 
-from detectors.events import parse_ts
-from flows.config import Config
-from flows.runner import Progress, RunResult, load_reference, redis_for, run_recordings
-from flows.stats import RunStats
-from geo.reference import Reference
-from replay.recording import RecordingWriter, iter_lines, read_header, unwrap
-from replay.truth import load_truth, score
+from citywatch.detectors.events import parse_ts
+from citywatch.flows.config import Config
+from citywatch.flows.runner import Progress, RunResult, load_reference, redis_for, run_recordings
+from citywatch.flows.stats import RunStats
+from citywatch.geo.reference import Reference
+from citywatch.replay.recording import RecordingWriter, iter_lines, read_header, unwrap
+from citywatch.replay.truth import load_truth, score
 
 AIM_EVENTS_PER_S = 100_000
 AIM_P99_MS = 250.0
@@ -342,7 +342,7 @@ def _flow_phase(
 def _baseline_phase(
     opts: BenchOptions, cfg: Config, ref: Reference, total: int
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    from benchmarks.baseline import run_baseline
+    from citywatch.benchmarks.baseline import run_baseline
 
     pcfg = _phase_cfg(cfg, "baseline")
     reset = reset_peak_rss()
@@ -609,8 +609,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m benchmarks.bench``: the same as ``citywatch bench``."""
-    from flows.cli import main as cli_main
+    """``python -m citywatch.benchmarks.bench``: the same as ``citywatch bench``."""
+    from citywatch.flows.cli import main as cli_main
 
     return cli_main(["bench", *(argv if argv is not None else sys.argv[1:])])
 

@@ -1,17 +1,17 @@
 """Dispatch throughput: work orders per second into a real redis-server, pipelined.
 
-Writes generated dispatches through :class:`sinks.redis_dispatch.WorkOrderWriter`
+Writes generated dispatches through :class:`citywatch.sinks.redis_dispatch.WorkOrderWriter`
 (the sink's code path: one Lua upsert per alert, then the queue, feed and index
 writes, in pipelined batches) into an embedded redis-server on loopback:
 
 * ``new``: every alert opens its own incident -> one work order created each;
 * ``merge``: duplicate-heavy traffic, ~13 alerts per incident -> mostly appends;
-* ``replay``: the ``new`` set again -> every write is an idempotent no-op.
+* ``citywatch.replay``: the ``new`` set again -> every write is an idempotent no-op.
 
 Checks that the number of work orders equals the number of incidents and that
 the replay created none; exits 1 otherwise.
 
-    python -m benchmarks.dispatch_throughput --orders 20000 --runs 3
+    python -m citywatch.benchmarks.dispatch_throughput --orders 20000 --runs 3
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import statistics
 import sys
 import time
 
-from detectors.alerts import Alert
-from detectors.incidents import IncidentMerger
-from flows.config import load_config
-from replay.incidents_dedup import DedupParams, dedup_traffic
-from sinks.embedded_redis import EmbeddedRedis
-from sinks.redis_dispatch import Dispatch, Keys, Route, WorkOrderWriter, connect
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.incidents import IncidentMerger
+from citywatch.flows.config import load_config
+from citywatch.replay.incidents_dedup import DedupParams, dedup_traffic
+from citywatch.sinks.embedded_redis import EmbeddedRedis
+from citywatch.sinks.redis_dispatch import Dispatch, Keys, Route, WorkOrderWriter, connect
 
 T0 = 1_781_528_400_000
 

@@ -15,7 +15,7 @@ Measures, in one run so the ratios are fair on a noisy machine:
 Each figure is the median of ``--repeat`` runs. The script checks its own
 output (batched == per-point answers) and exits non-zero if they differ.
 
-    python -m benchmarks.geofence [--points 1000000] [--repeat 3] [--results PATH]
+    python -m citywatch.benchmarks.geofence [--points 1000000] [--repeat 3] [--results PATH]
 """
 
 from __future__ import annotations
@@ -35,12 +35,12 @@ from pathlib import Path
 import numpy as np
 import shapely
 
-from detectors.events import GpsEvent
-from detectors.geofence import DwellRule, EnterRule, ExitRule, GeofenceDetector, ZoneRule
-from flows.config import load_config
-from flows.runner import load_reference
-from geo.reference import Reference
-from geo.zones import Zone, ZoneIndex
+from citywatch.detectors.events import GpsEvent
+from citywatch.detectors.geofence import DwellRule, EnterRule, ExitRule, GeofenceDetector, ZoneRule
+from citywatch.flows.config import load_config
+from citywatch.flows.runner import load_reference
+from citywatch.geo.reference import Reference
+from citywatch.geo.zones import Zone, ZoneIndex
 
 CITY = (120.3, 31.7, 121.9, 32.7)
 ZONE_COUNTS = (100, 1_000, 10_000)
@@ -226,7 +226,7 @@ def write_results(
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
     ).stdout.strip()
-    cmd = f"python -m benchmarks.geofence --points {args.points} --repeat {args.repeat}"
+    cmd = f"python -m citywatch.benchmarks.geofence --points {args.points} --repeat {args.repeat}"
     lines = [
         "",
         "## Geofence: zone index and geofence step",

@@ -1,14 +1,14 @@
 """Dedup benchmark: duplicate-heavy alert traffic merged into incidents, scored against truth.
 
 Generates traffic where each true incident is reported by several cameras,
-sensors and vehicles (:mod:`replay.incidents_dedup`), feeds it in arrival order
-and batches to :class:`detectors.incidents.IncidentMerger` with the shipped
+sensors and vehicles (:mod:`citywatch.replay.incidents_dedup`), feeds it in arrival order
+and batches to :class:`citywatch.detectors.incidents.IncidentMerger` with the shipped
 ``[incidents]`` config, and reports incident-level precision and recall, side by
 side with two baselines: one work order per alert (no merging) and merging
 within each alert family only (no ``[incidents.groups]``). Fails (exit 1) when
 precision or recall of the shipped config is below ``--min`` (0.97).
 
-    python -m benchmarks.incident_dedup --seeds 1 2 3
+    python -m citywatch.benchmarks.incident_dedup --seeds 1 2 3
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import sys
 import time
 from dataclasses import replace
 
-from detectors.incidents import IncidentMerger, IncidentParams
-from flows.config import load_config
-from replay.incidents_dedup import DedupParams, DedupScore, dedup_traffic, score_incidents
+from citywatch.detectors.incidents import IncidentMerger, IncidentParams
+from citywatch.flows.config import load_config
+from citywatch.replay.incidents_dedup import DedupParams, DedupScore, dedup_traffic, score_incidents
 
 
 def run_merge(params: IncidentParams, seed: int, batch: int) -> tuple[DedupScore, float, int]:

@@ -9,7 +9,7 @@ It produces the recording into librdkafka's mock cluster, runs ``citywatch run
 databases, and compares every work order and its alerts. Exit code 1 on any
 difference.
 
-    python -m benchmarks.kafka_determinism --minutes 150
+    python -m citywatch.benchmarks.kafka_determinism --minutes 150
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ import orjson
 import redis
 from confluent_kafka import Producer
 
-from flows.config import load_config
-from flows.kafka_io import produce_recording
-from flows.runner import load_reference
-from replay.generator import GenParams, generate
-from sinks.embedded_redis import EmbeddedRedis
+from citywatch.flows.config import load_config
+from citywatch.flows.kafka_io import produce_recording
+from citywatch.flows.runner import load_reference
+from citywatch.replay.generator import GenParams, generate
+from citywatch.sinks.embedded_redis import EmbeddedRedis
 
 RUNS = (("-w 1", ["-w", "1"]), ("-w 2", ["-w", "2"]), ("-p 2", ["-p", "2"]))
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
                 [
                     sys.executable,
                     "-m",
-                    "flows.cli",
+                    "citywatch.flows.cli",
                     "run",
                     "--bootstrap",
                     bootstrap,

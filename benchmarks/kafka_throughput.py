@@ -14,7 +14,7 @@ restarted on the same recovery directory; reported are the time from the
 restart until its partitions are assigned at their snapshot offsets (state
 restored) and until the run has finished the remainder.
 
-    python -m benchmarks.kafka_throughput [--minutes 150] [--repeat 3]
+    python -m citywatch.benchmarks.kafka_throughput [--minutes 150] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -36,16 +36,16 @@ import orjson
 import redis
 from confluent_kafka import Producer
 
-from flows.config import load_config
-from flows.kafka_io import produce_recording
-from flows.runner import load_reference
-from replay.generator import GenParams, generate
-from sinks.embedded_redis import EmbeddedRedis
+from citywatch.flows.config import load_config
+from citywatch.flows.kafka_io import produce_recording
+from citywatch.flows.runner import load_reference
+from citywatch.replay.generator import GenParams, generate
+from citywatch.sinks.embedded_redis import EmbeddedRedis
 
 
 def _cmd(bootstrap: str, url: str, rec: Path, *extra: str) -> list[str]:
     return [
-        *(sys.executable, "-m", "flows.cli", "run", "--bootstrap", bootstrap),
+        *(sys.executable, "-m", "citywatch.flows.cli", "run", "--bootstrap", bootstrap),
         *("--redis-url", url, "--recovery-dir", str(rec), "--metrics-port", "0"),
         *("--timers", "event", "--stop-at-end", *extra),
     ]

@@ -6,7 +6,7 @@ reports the median events/s. Every run's alerts are checked against the truth
 file: a run that misses an injected incident or raises a false alert fails
 the benchmark instead of reporting a number.
 
-    python -m benchmarks.replay_throughput --runs 3
+    python -m citywatch.benchmarks.replay_throughput --runs 3
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import orjson
 
-from flows.config import load_config
-from flows.runner import load_reference, redis_for, run_recordings
-from replay.generator import GenParams, generate
-from replay.truth import load_truth, score
+from citywatch.flows.config import load_config
+from citywatch.flows.runner import load_reference, redis_for, run_recordings
+from citywatch.replay.generator import GenParams, generate
+from citywatch.replay.truth import load_truth, score
 
 
 def main(argv: list[str] | None = None) -> int:

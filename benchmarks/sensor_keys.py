@@ -22,7 +22,7 @@ it keeps state only while a sensor is over its limit), memory per key must stay 
 events/s of each repeat are reported with the median and the 100 k / 1 k
 ratio (the aim: within 20 %).
 
-    python -m benchmarks.sensor_keys --events 200000 --repeat 3
+    python -m citywatch.benchmarks.sensor_keys --events 200000 --repeat 3
 """
 
 from __future__ import annotations
@@ -36,14 +36,19 @@ import time
 import tracemalloc
 from collections.abc import Callable, Iterable, Iterator
 
-from detectors.alerts import Alert
-from detectors.base import Detector, ZoneMeta
-from detectors.events import Event, SensorEvent, VideoEvent
-from detectors.sensor import ThresholdDetector, ThresholdParams
-from detectors.sensor_health import OfflineDetector, OfflineParams, StuckDetector, StuckParams
-from detectors.sensor_rate import RateDetector, RateParams
-from detectors.sensor_window import WindowDetector, WindowParams
-from detectors.video import VideoRule, VideoRuleDetector
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.base import Detector, ZoneMeta
+from citywatch.detectors.events import Event, SensorEvent, VideoEvent
+from citywatch.detectors.sensor import ThresholdDetector, ThresholdParams
+from citywatch.detectors.sensor_health import (
+    OfflineDetector,
+    OfflineParams,
+    StuckDetector,
+    StuckParams,
+)
+from citywatch.detectors.sensor_rate import RateDetector, RateParams
+from citywatch.detectors.sensor_window import WindowDetector, WindowParams
+from citywatch.detectors.video import VideoRule, VideoRuleDetector
 
 T0 = 1_781_524_800_000
 PERIOD_MS = 60_000

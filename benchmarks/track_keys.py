@@ -16,7 +16,7 @@ the warm-up (so the state really is per key), memory per key must stay under
 4 KiB, and the events/s of each repeat are reported with the median and the
 100 k / 1 k ratio (the aim: within 20 %).
 
-    python -m benchmarks.track_keys --events 200000 --repeat 3
+    python -m citywatch.benchmarks.track_keys --events 200000 --repeat 3
 """
 
 from __future__ import annotations
@@ -29,14 +29,14 @@ import time
 import tracemalloc
 from collections.abc import Callable
 
-from detectors.alerts import Alert
-from detectors.base import Detector
-from detectors.events import DeadLetter, Event, GpsEvent
-from detectors.track import StopDetector, StopParams
-from detectors.tracks_gap import GapDetector, GapParams
-from detectors.tracks_jump import JumpFilter, JumpParams
-from detectors.tracks_rendezvous import RendezvousDetector, RendezvousParams
-from detectors.tracks_speeding import SpeedingDetector, SpeedingParams
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.base import Detector
+from citywatch.detectors.events import DeadLetter, Event, GpsEvent
+from citywatch.detectors.track import StopDetector, StopParams
+from citywatch.detectors.tracks_gap import GapDetector, GapParams
+from citywatch.detectors.tracks_jump import JumpFilter, JumpParams
+from citywatch.detectors.tracks_rendezvous import RendezvousDetector, RendezvousParams
+from citywatch.detectors.tracks_speeding import SpeedingDetector, SpeedingParams
 
 T0 = 1_767_225_600_000
 PERIOD_MS = 15_000
@@ -150,8 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     sizes = [int(k) for k in args.keys.split(",")]
     names = [n for n in DETECTORS if not args.only or n in args.only.split(",")]
-    print("| detector | " + " | ".join(f"{n:,} keys ev/s" for n in sizes)
-          + f" | {sizes[-1] // 1000} k / {sizes[0] // 1000} k | bytes/key at {sizes[-1]:,} |")
+    print(
+        "| detector | "
+        + " | ".join(f"{n:,} keys ev/s" for n in sizes)
+        + f" | {sizes[-1] // 1000} k / {sizes[0] // 1000} k | bytes/key at {sizes[-1]:,} |"
+    )
     print("|---|" + "---|" * (len(sizes) + 2))
     ok = True
     for name in names:
@@ -168,8 +171,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {mem:.0f} bytes per key is over the 4 KiB bound", file=sys.stderr)
             ok = False
         ratio = medians[-1] / medians[0]
-        print(f"| {name} | " + " | ".join(f"{m:,.0f}" for m in medians)
-              + f" | {ratio:.2f} | {mem:,.0f} |", flush=True)
+        print(
+            f"| {name} | "
+            + " | ".join(f"{m:,.0f}" for m in medians)
+            + f" | {ratio:.2f} | {mem:,.0f} |",
+            flush=True,
+        )
     return 0 if ok else 1
 
 

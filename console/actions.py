@@ -1,10 +1,10 @@
-"""The console's actions, delegated to the dispatch lifecycle (:mod:`sinks.lifecycle`).
+"""The console's actions, delegated to the dispatch lifecycle (:mod:`citywatch.sinks.lifecycle`).
 
 The console never changes a work order itself: every action calls the same
-:class:`sinks.lifecycle.WorkOrders` operation as ``citywatch officer``, so
+:class:`citywatch.sinks.lifecycle.WorkOrders` operation as ``citywatch officer``, so
 transitions stay atomic, an invalid one is refused with the lifecycle's own
 reason, and the audit stream records the officer. Silencing adds a maintenance
-window through :class:`sinks.silences.SilenceStore` (the one the dispatch sink
+window through :class:`citywatch.sinks.silences.SilenceStore` (the one the dispatch sink
 reads): new alerts of the order's subject (or zone) stop creating or growing
 work orders for that many minutes; the order itself stays as it is.
 
@@ -30,10 +30,15 @@ from typing import Any
 
 import redis
 
-from console.auth import ANY, User
-from sinks.lifecycle import TransitionRefused, UnknownWorkOrder, WorkOrderError, WorkOrders
-from sinks.redis_dispatch import Keys
-from sinks.silences import SilenceError, SilenceStore, make_silence
+from citywatch.console.auth import ANY, User
+from citywatch.sinks.lifecycle import (
+    TransitionRefused,
+    UnknownWorkOrder,
+    WorkOrderError,
+    WorkOrders,
+)
+from citywatch.sinks.redis_dispatch import Keys
+from citywatch.sinks.silences import SilenceError, SilenceStore, make_silence
 
 SILENCE_TARGET = {"sensor": "sensor", "video": "camera", "gps": "subject"}
 MAX_SILENCE_MIN = 7 * 24 * 60

@@ -17,6 +17,7 @@ import hmac
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,14 +37,14 @@ from starlette.responses import (
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from console import actions
-from console.auth import User, UserStore
-from console.settings import ConsoleSettings
-from console.store import FILTERS, SEVERITIES, WorkOrderIndex, overview, summarize
-from flows.config import Config
-from sinks.redis_dispatch import Keys
+from citywatch.console import actions
+from citywatch.console.auth import User, UserStore
+from citywatch.console.settings import ConsoleSettings
+from citywatch.console.store import FILTERS, SEVERITIES, WorkOrderIndex, overview, summarize
+from citywatch.flows.config import Config
+from citywatch.sinks.redis_dispatch import Keys
 
-STATIC = Path(__file__).resolve().parent / "static"
+STATIC = Path(str(files("citywatch.console") / "static"))
 SESSION_COOKIE = "cw_session"
 LOGIN_CSRF_COOKIE = "cw_login_csrf"
 STATES = ("dispatched", "escalated", "returned", "signed", "handling", "resolved", "closed")

@@ -8,10 +8,10 @@ from typing import Any
 
 import redis
 
-from console.auth import User, UserStore
-from console.server import ConsoleThread, free_port, settings_for
-from flows.config import Config
-from sinks.redis_dispatch import Keys
+from citywatch.console.auth import User, UserStore
+from citywatch.console.server import ConsoleThread, free_port, settings_for
+from citywatch.flows.config import Config
+from citywatch.sinks.redis_dispatch import Keys
 
 
 def busiest_department(client: redis.Redis, keys: Keys) -> str:

@@ -9,9 +9,9 @@ import time
 
 import uvicorn
 
-from console.app import create_app
-from console.settings import ConsoleSettings
-from flows.config import Config
+from citywatch.console.app import create_app
+from citywatch.console.settings import ConsoleSettings
+from citywatch.flows.config import Config
 
 
 def settings_for(cfg: Config, **overrides: object) -> ConsoleSettings:

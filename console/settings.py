@@ -5,7 +5,7 @@
 >>> ConsoleSettings.from_table({"session_idle_s": 0})
 Traceback (most recent call last):
 ...
-console.settings.ConsoleSettingsError: [console] session_idle_s: must be > 0, got 0
+citywatch.console.settings.ConsoleSettingsError: [console] session_idle_s: must be > 0, got 0
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from detectors.events import format_ts
+from citywatch.detectors.events import format_ts
 
 SEVERITIES = ("blue", "yellow", "orange", "red")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}

@@ -14,8 +14,8 @@ from datetime import datetime
 from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
-from detectors.alerts import Alert
-from detectors.events import Event
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.events import Event
 
 S = TypeVar("S")
 

@@ -25,7 +25,7 @@ Timeline (window 20 min, zone airport-site)::
     video                    excavator (cam-3)          person (cam-1, 35 min after)
     fusion                   ^ anchor cam-3: severity +1, evidence: both alerts
 
->>> from detectors.alerts import Alert
+>>> from citywatch.detectors.alerts import Alert
 >>> zones = {"ap": ZoneMeta("ap", "airport_site")}
 >>> fuse = Corroborator(FusionParams(), zones)
 >>> enter = Alert.make("geofence.enter", "orange", "muck-1", "gps", "ap", 121.2, 31.9,
@@ -44,10 +44,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from detectors import params
-from detectors.alerts import SEVERITIES, SEVERITY_RANK, Alert, alert_id
-from detectors.base import KeyedState, ZoneCatalog, ZoneMeta
-from detectors.events import format_ts
+from citywatch.detectors import params
+from citywatch.detectors.alerts import SEVERITIES, SEVERITY_RANK, Alert, alert_id
+from citywatch.detectors.base import KeyedState, ZoneCatalog, ZoneMeta
+from citywatch.detectors.events import format_ts
 
 __all__ = ["FUSION_KIND", "Corroborator", "FusionParams", "ZoneMeta"]
 

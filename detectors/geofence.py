@@ -33,7 +33,7 @@ Timeline (min_inside_fixes 2, min_outside_fixes 2, a dwell rule of 40 s)::
     alerts        enter      dwell    exit
                   (first_ts = fix 1, dwell counted from fix 1)
 
->>> from detectors.events import GpsEvent
+>>> from citywatch.detectors.events import GpsEvent
 >>> det = GeofenceDetector({"enter": {"airport_site": EnterRule(classes=("muck_truck",))}},
 ...                        {"ap": ZoneMeta("ap", "airport_site")})
 >>> out = []
@@ -53,8 +53,8 @@ from typing import Any
 import numpy as np
 import shapely
 
-from detectors.alerts import Alert
-from detectors.base import (
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.base import (
     ContractCase,
     Detector,
     KeyedState,
@@ -63,8 +63,8 @@ from detectors.base import (
     ZoneMeta,
     in_hours,
 )
-from detectors.events import Event, GpsEvent, VideoEvent
-from detectors.geofence_rules import (
+from citywatch.detectors.events import Event, GpsEvent, VideoEvent
+from citywatch.detectors.geofence_rules import (
     PRESENCE_RULES,
     RULE_KINDS,
     RULE_TYPES,

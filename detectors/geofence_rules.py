@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from detectors import params
-from detectors.base import ZoneCatalog
+from citywatch.detectors import params
+from citywatch.detectors.base import ZoneCatalog
 
 VIDEO_RULES = ("inside", "dwell")  # rules that also apply to video detections
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

@@ -32,7 +32,7 @@ recording gives the same incidents at any speed, batch size or worker count as
 long as no alert arrives more than ``hold_s`` behind the latest one (such an
 alert is merged at once and counted in ``late``).
 
->>> from detectors.alerts import Alert
+>>> from citywatch.detectors.alerts import Alert
 >>> m = IncidentMerger(IncidentParams(hold_s=0))
 >>> def cam(name, t, sev="yellow"):
 ...     return Alert.make("video.intrusion", sev, name, "video", "airport-site", 121.0, 32.0,
@@ -50,9 +50,9 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from detectors import params
-from detectors.alerts import SEVERITY_RANK, Alert
-from geo.distance import haversine_m
+from citywatch.detectors import params
+from citywatch.detectors.alerts import SEVERITY_RANK, Alert
+from citywatch.geo.distance import haversine_m
 
 MATCH_KEYS = ("subject", "zone", "distance")
 MAX_POSITIONS = 64  # positions kept per incident for the distance match (bounded state)

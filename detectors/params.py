@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from detectors.alerts import check_severity
+from citywatch.detectors.alerts import check_severity
 
 
 def positive(owner: str, name: str, value: float) -> None:

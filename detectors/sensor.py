@@ -12,7 +12,7 @@ Timeline (limit 4.5, clear at 4.3, two readings needed)::
     state   .   ov   OV   OV   OV    .   ov
     alert            ^ first_ts = 2nd reading          (4.4 keeps the episode)
 
->>> from detectors.events import SensorEvent
+>>> from citywatch.detectors.events import SensorEvent
 >>> det = ThresholdDetector({"water_level": ThresholdParams(limit=4.5, clear_at=4.3,
 ...                                                           min_readings=2)})
 >>> out = []
@@ -27,11 +27,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from detectors import params
-from detectors.alerts import Alert
-from detectors.base import ContractCase, Detector, KeyedState
-from detectors.events import Event, SensorEvent
-from detectors.sensor_kit import T_CASE, background_readings, merge_by_time
+from citywatch.detectors import params
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.base import ContractCase, Detector, KeyedState
+from citywatch.detectors.events import Event, SensorEvent
+from citywatch.detectors.sensor_kit import T_CASE, background_readings, merge_by_time
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

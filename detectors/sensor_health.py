@@ -22,7 +22,7 @@ Timeline (silent_s 300, readings every minute, watermark after each)::
 comes first) raises one alert per run; a different value starts a new run.
 Readings older than the sensor's latest are ignored (arrival order decides).
 
->>> from detectors.events import SensorEvent
+>>> from citywatch.detectors.events import SensorEvent
 >>> det = StuckDetector({"water_level": StuckParams(min_readings=4)})
 >>> out = []
 >>> for i, v in enumerate([3.1, 3.2, 3.2, 3.2, 3.2, 3.2, 3.3]):
@@ -39,19 +39,19 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from detectors import params
-from detectors.alerts import Alert
-from detectors.base import ContractCase, Detector, KeyedState
-from detectors.events import Event, SensorEvent, format_ts
-from detectors.sensor_kit import (
+from citywatch.detectors import params
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.base import ContractCase, Detector, KeyedState
+from citywatch.detectors.events import Event, SensorEvent, format_ts
+from citywatch.detectors.sensor_kit import (
     T_CASE,
     PerSensorDetector,
     background_readings,
     merge_by_time,
     sensor_alert,
 )
-from detectors.timers import DueTimers
-from detectors.watermark import NO_WATERMARK
+from citywatch.detectors.timers import DueTimers
+from citywatch.detectors.watermark import NO_WATERMARK
 
 MINUTE = 60_000
 

@@ -1,6 +1,6 @@
 """Pieces shared by the sensor detectors: the alert they raise, synthetic readings.
 
->>> from detectors.events import Event, SensorEvent
+>>> from citywatch.detectors.events import Event, SensorEvent
 >>> ev = SensorEvent(60_000, "wl-1", "water_level", 3.1, 121.0, 32.0, zones=("lv",))
 >>> a = sensor_alert("sensor.stuck", "blue", ev, ts_ms=60_000, first_ts_ms=0, evidence={})
 >>> (a.kind, a.subject, a.subject_type, a.zone, a.first_ts_ms)
@@ -16,9 +16,9 @@ import random
 from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
-from detectors.alerts import Alert
-from detectors.base import Detector, KeyedState
-from detectors.events import Event, SensorEvent
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.base import Detector, KeyedState
+from citywatch.detectors.events import Event, SensorEvent
 
 P = TypeVar("P")
 S = TypeVar("S")

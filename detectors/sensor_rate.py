@@ -16,7 +16,7 @@ Timeline (window 20 min, rise limit 0.5 m/h, readings every 2 min)::
     slope    0   0     .07   .19   .36   .55   .75       1.5
     alert                                ^ first_ts = the window's first reading (8 min)
 
->>> from detectors.events import SensorEvent
+>>> from citywatch.detectors.events import SensorEvent
 >>> det = RateDetector({"water_level": RateParams(window_s=1200, rise_per_h=0.5,
 ...                                                min_readings=5, min_span_s=600)})
 >>> out = []
@@ -32,11 +32,11 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from detectors import params
-from detectors.alerts import Alert
-from detectors.base import ContractCase
-from detectors.events import Event, SensorEvent
-from detectors.sensor_kit import (
+from citywatch.detectors import params
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.base import ContractCase
+from citywatch.detectors.events import Event, SensorEvent
+from citywatch.detectors.sensor_kit import (
     T_CASE,
     PerSensorDetector,
     background_readings,

@@ -26,7 +26,7 @@ Timeline (tumbling 10 min, mean over 100, no allowed lateness)::
     mean       85           125              85
     alert                                    ^ ts = 20 min (window end), first_ts = 10 min
 
->>> from detectors.events import SensorEvent
+>>> from citywatch.detectors.events import SensorEvent
 >>> det = WindowDetector({"pm10": [WindowParams(size_s=600, aggregate="mean", limit=100)]})
 >>> out = []
 >>> for i, v in enumerate([80, 90, 85, 120, 130, 125, 90, 85, 80]):
@@ -43,13 +43,13 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from detectors import params
-from detectors.alerts import Alert
-from detectors.base import ContractCase, Detector, KeyedState
-from detectors.events import Event, SensorEvent, format_ts
-from detectors.sensor_kit import T_CASE, background_readings, merge_by_time, sensor_alert
-from detectors.timers import DueTimers
-from detectors.watermark import NO_WATERMARK
+from citywatch.detectors import params
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.base import ContractCase, Detector, KeyedState
+from citywatch.detectors.events import Event, SensorEvent, format_ts
+from citywatch.detectors.sensor_kit import T_CASE, background_readings, merge_by_time, sensor_alert
+from citywatch.detectors.timers import DueTimers
+from citywatch.detectors.watermark import NO_WATERMARK
 
 AGGREGATES = ("mean", "max", "count")
 

@@ -16,7 +16,7 @@ Timeline (radius 50 m, min stop 15 min, one jittered fix tolerated)::
     fix     A    A    A    J    A      A = at the stop, J = 120 m away
     alert                       ^ track.stop, first_ts = 0, duration 15 min
 
->>> from detectors.events import GpsEvent
+>>> from citywatch.detectors.events import GpsEvent
 >>> det = StopDetector(StopParams(classes=("hazmat_truck",), radius_m=50, min_stop_s=600), {})
 >>> out = []
 >>> for t in range(0, 11):
@@ -30,11 +30,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from detectors import params
-from detectors.alerts import Alert
-from detectors.base import ContractCase, Detector, KeyedState, ZoneCatalog
-from detectors.events import Event, GpsEvent
-from geo.distance import haversine_m
+from citywatch.detectors import params
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.base import ContractCase, Detector, KeyedState, ZoneCatalog
+from citywatch.detectors.events import Event, GpsEvent
+from citywatch.geo.distance import haversine_m
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -21,7 +21,7 @@ Timeline (T = 3 min, watermark = latest event time - 30 s)::
     fix      A    A    A         A               (the gap 2 -> 6 closed)
     wm                             ^ 5.5 > 2 + 3: track.gap, first_ts 2, ts 5
 
->>> from detectors.events import GpsEvent
+>>> from citywatch.detectors.events import GpsEvent
 >>> det = GapDetector(GapParams(max_silence_s={"hazmat_truck": 180}))
 >>> out = []
 >>> for m in (0, 1, 2, 6):
@@ -39,12 +39,12 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from detectors import params
-from detectors.alerts import Alert
-from detectors.base import ContractCase, Detector, KeyedState
-from detectors.events import Event, GpsEvent
-from detectors.timers import DueTimers
-from detectors.watermark import NO_WATERMARK
+from citywatch.detectors import params
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.base import ContractCase, Detector, KeyedState
+from citywatch.detectors.events import Event, GpsEvent
+from citywatch.detectors.timers import DueTimers
+from citywatch.detectors.watermark import NO_WATERMARK
 
 OWNER = "track.gap"
 

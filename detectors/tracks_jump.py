@@ -16,7 +16,7 @@ Timeline (hazmat truck, fixes every 15 s, max 250 km/h)::
     fix     A    T     A'    A''      T = 48 km away
     result  ok   dead  ok    ok       (A' is compared with A, not with T)
 
->>> from detectors.events import GpsEvent
+>>> from citywatch.detectors.events import GpsEvent
 >>> f = JumpFilter(JumpParams())
 >>> dead = []
 >>> kept = f.admit([GpsEvent(0, "hz-1", 121.0, 32.0, "hazmat_truck"),
@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from detectors import params
-from detectors.base import KeyedState
-from detectors.events import DeadLetter, Event, GpsEvent, event_to_json
-from geo.distance import haversine_m
+from citywatch.detectors import params
+from citywatch.detectors.base import KeyedState
+from citywatch.detectors.events import DeadLetter, Event, GpsEvent, event_to_json
+from citywatch.geo.distance import haversine_m
 
 OWNER = "track.jump"
 

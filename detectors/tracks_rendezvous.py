@@ -34,7 +34,7 @@ Timeline (T = 8 min, R = 30 m)::
     truck         [stopped 12 m from P ...........]
     alert                             ^ ts 10, first_ts 2 (the truck's start)
 
->>> from detectors.events import GpsEvent
+>>> from citywatch.detectors.events import GpsEvent
 >>> det = RendezvousDetector(RendezvousParams(min_together_s=480, min_still_s=60), {})
 >>> out = []
 >>> for s in range(0, 15 * 60, 15):
@@ -52,11 +52,11 @@ import random
 import zlib
 from dataclasses import dataclass, field
 
-from detectors import params
-from detectors.alerts import Alert, alert_id
-from detectors.base import ContractCase, Detector, KeyedState, ZoneCatalog
-from detectors.events import Event, GpsEvent
-from geo.distance import haversine_m
+from citywatch.detectors import params
+from citywatch.detectors.alerts import Alert, alert_id
+from citywatch.detectors.base import ContractCase, Detector, KeyedState, ZoneCatalog
+from citywatch.detectors.events import Event, GpsEvent
+from citywatch.geo.distance import haversine_m
 
 OWNER = "track.rendezvous"
 M_PER_DEG = 111_195.0

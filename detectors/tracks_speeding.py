@@ -16,7 +16,7 @@ Timeline (limit 80 km/h, min 60 s and 3 fixes, clear below 75)::
     episode       [start .............. ^alert]  end [new episode]
                                          ts 75 (60 s, 4 fixes over), first_ts 15
 
->>> from detectors.events import GpsEvent
+>>> from citywatch.detectors.events import GpsEvent
 >>> det = SpeedingDetector(SpeedingParams(limits_kmh={"tanker": 80}), {})
 >>> out = []
 >>> for i, kmh in enumerate([70, 92, 95, 78, 93, 96, 74, 95]):
@@ -31,11 +31,11 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from detectors import params
-from detectors.alerts import Alert
-from detectors.base import ContractCase, Detector, KeyedState, ZoneCatalog
-from detectors.events import Event, GpsEvent
-from geo.distance import haversine_m
+from citywatch.detectors import params
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.base import ContractCase, Detector, KeyedState, ZoneCatalog
+from citywatch.detectors.events import Event, GpsEvent
+from citywatch.geo.distance import haversine_m
 
 OWNER = "track.speeding"
 ZONE_RULE = "speed_limit_kmh"

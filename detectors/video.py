@@ -6,7 +6,7 @@ zone kinds it applies to, a minimum confidence and optional local hours.
 Repeated detections by one camera of one rule in one zone are one episode, and
 one alert, until the camera has seen nothing matching for ``cooldown_s``.
 
->>> from detectors.events import VideoEvent
+>>> from citywatch.detectors.events import VideoEvent
 >>> rule = VideoRule(kind="video.intrusion", labels=("person",), zone_kinds=("levee",))
 >>> det = VideoRuleDetector((rule,), {"lv": ZoneMeta("lv", "levee")})
 >>> out = []
@@ -22,9 +22,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from detectors import params
-from detectors.alerts import Alert
-from detectors.base import (
+from citywatch.detectors import params
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.base import (
     ContractCase,
     Detector,
     KeyedState,
@@ -33,7 +33,7 @@ from detectors.base import (
     ZoneMeta,
     in_hours,
 )
-from detectors.events import Event, VideoEvent
+from citywatch.detectors.events import Event, VideoEvent
 
 __all__ = ["VideoRule", "VideoRuleDetector", "ZoneMeta"]
 VIDEO_KINDS = ("video.intrusion", "video.construction", "video.fishing", "video.dumping")

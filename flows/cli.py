@@ -1,4 +1,4 @@
-"""The ``citywatch`` command line: one subcommand per module in ``flows.commands``."""
+"""The ``citywatch`` command line: one subcommand per module in ``citywatch.flows.commands``."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from flows.commands import COMMANDS
-from flows.config import ConfigError
-from geo.errors import ZoneFileError
-from sinks.embedded_redis import EmbeddedRedisError
-from sinks.redis_dispatch import DispatchError
+from citywatch.flows.commands import COMMANDS
+from citywatch.flows.config import ConfigError
+from citywatch.geo.errors import ZoneFileError
+from citywatch.sinks.embedded_redis import EmbeddedRedisError
+from citywatch.sinks.redis_dispatch import DispatchError
 
 EPILOG = """\
 Configuration: one TOML file (--config; default: the bundled Nantong sample),
@@ -30,12 +30,43 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def version_text() -> str:
+    """citywatch's version and those of the parts it runs on, one line."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from citywatch import __version__
+
+    def dist(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    try:
+        import confluent_kafka
+
+        librdkafka = str(confluent_kafka.libversion()[0])
+    except ImportError:  # pragma: no cover - a hard dependency
+        librdkafka = "not installed"
+    return (
+        f"citywatch {__version__} (Python {platform.python_version()}, "
+        f"bytewax {dist('bytewax')}, librdkafka {librdkafka}, redis-py {dist('redis')})"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="citywatch",
         description="Real-time warning engine for a city command centre.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=version_text(),
+        help="print the versions of citywatch, Python, bytewax, librdkafka and redis-py",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:

@@ -15,24 +15,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from detectors import params
-from detectors.anomaly.params import BaselineParams, PeerParams
-from detectors.fusion import FusionParams
-from detectors.geofence import RULE_KINDS, EnterRule, ZoneRule, build_rule
-from detectors.incidents import IncidentParams
-from detectors.sensor import ThresholdParams
-from detectors.sensor_health import OfflineParams, StuckParams
-from detectors.sensor_rate import RateParams
-from detectors.sensor_window import WindowParams
-from detectors.track import StopParams
-from detectors.tracks_gap import GapParams
-from detectors.tracks_jump import JumpParams
-from detectors.tracks_rendezvous import RendezvousParams
-from detectors.tracks_speeding import SpeedingParams
-from detectors.video import VideoRule
+from citywatch.data import data_dir
+from citywatch.detectors import params
+from citywatch.detectors.anomaly.params import BaselineParams, PeerParams
+from citywatch.detectors.fusion import FusionParams
+from citywatch.detectors.geofence import RULE_KINDS, EnterRule, ZoneRule, build_rule
+from citywatch.detectors.incidents import IncidentParams
+from citywatch.detectors.sensor import ThresholdParams
+from citywatch.detectors.sensor_health import OfflineParams, StuckParams
+from citywatch.detectors.sensor_rate import RateParams
+from citywatch.detectors.sensor_window import WindowParams
+from citywatch.detectors.track import StopParams
+from citywatch.detectors.tracks_gap import GapParams
+from citywatch.detectors.tracks_jump import JumpParams
+from citywatch.detectors.tracks_rendezvous import RendezvousParams
+from citywatch.detectors.tracks_speeding import SpeedingParams
+from citywatch.detectors.video import VideoRule
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = REPO_ROOT / "data" / "nantong" / "citywatch.toml"
+DEFAULT_CONFIG = data_dir() / "nantong" / "citywatch.toml"
 
 
 class ConfigError(ValueError):
@@ -293,8 +293,7 @@ def _geofence_rules(doc: Mapping[str, Any]) -> dict[str, dict[str, ZoneRule]]:
             raise ConfigError(msg)
         if not isinstance(kinds, dict) or not all(isinstance(v, dict) for v in kinds.values()):
             msg = (
-                f"[geofence.{rule}] must hold one table per zone kind, "
-                f"like [geofence.{rule}.levee]"
+                f"[geofence.{rule}] must hold one table per zone kind, like [geofence.{rule}.levee]"
             )
             raise ConfigError(msg)
         out[rule] = {}

@@ -12,10 +12,10 @@ from typing import Any
 import orjson
 import redis
 
-from flows.config import load_config
-from flows.runner import load_reference, redis_for, run_recordings
-from flows.summary import print_summary
-from sinks.redis_dispatch import Keys
+from citywatch.flows.config import load_config
+from citywatch.flows.runner import load_reference, redis_for, run_recordings
+from citywatch.flows.summary import print_summary
+from citywatch.sinks.redis_dispatch import Keys
 
 SEVERITY_MARK = {"blue": "BLUE  ", "yellow": "YELLOW", "orange": "ORANGE", "red": "RED   "}
 
@@ -81,7 +81,7 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.recording:
         recordings = list(args.recording)
     else:
-        from replay.generator import GenParams, generate
+        from citywatch.replay.generator import GenParams, generate
 
         recordings = [out / "recording.jsonl"]
         truth_path = out / "truth.json"
@@ -121,7 +121,7 @@ def run_demo(args: argparse.Namespace) -> int:
         )
         keep = args.keep if args.keep is not None else sys.stdin.isatty()
         if embedded and keep:
-            from console.demo import offer_console
+            from citywatch.console.demo import offer_console
 
             offer_console(cfg, url)
             print(f"\nRedis stays up at {url} for inspection; press Ctrl-C to stop.")

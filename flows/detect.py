@@ -17,24 +17,24 @@ from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
-from detectors.alerts import Alert
-from detectors.anomaly.sensor import SensorAnomalyDetector
-from detectors.base import Detector, ZoneMeta
-from detectors.events import DeadLetter, Event
-from detectors.geofence import GeofenceDetector, VideoGeofenceDetector
-from detectors.sensor import ThresholdDetector
-from detectors.sensor_health import OfflineDetector, StuckDetector
-from detectors.sensor_rate import RateDetector
-from detectors.sensor_window import WindowDetector
-from detectors.track import StopDetector
-from detectors.tracks_gap import GapDetector
-from detectors.tracks_jump import JumpFilter
-from detectors.tracks_rendezvous import SpanReporter, StopSpan
-from detectors.tracks_speeding import SpeedingDetector
-from detectors.video import VideoRuleDetector
-from flows.config import Config
-from flows.model import ShardBatch
-from flows.watermarks import SourceWatermarks
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.anomaly.sensor import SensorAnomalyDetector
+from citywatch.detectors.base import Detector, ZoneMeta
+from citywatch.detectors.events import DeadLetter, Event
+from citywatch.detectors.geofence import GeofenceDetector, VideoGeofenceDetector
+from citywatch.detectors.sensor import ThresholdDetector
+from citywatch.detectors.sensor_health import OfflineDetector, StuckDetector
+from citywatch.detectors.sensor_rate import RateDetector
+from citywatch.detectors.sensor_window import WindowDetector
+from citywatch.detectors.track import StopDetector
+from citywatch.detectors.tracks_gap import GapDetector
+from citywatch.detectors.tracks_jump import JumpFilter
+from citywatch.detectors.tracks_rendezvous import SpanReporter, StopSpan
+from citywatch.detectors.tracks_speeding import SpeedingDetector
+from citywatch.detectors.video import VideoRuleDetector
+from citywatch.flows.config import Config
+from citywatch.flows.model import ShardBatch
+from citywatch.flows.watermarks import SourceWatermarks
 
 
 def shard_of(key: str, shards: int) -> int:
@@ -188,9 +188,7 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, ShardOutput, bytes]):
         out = res.alerts
         for batch in values:
             start = len(out)
-            wm_ms = self.suite.watermarks.update(
-                batch.source, batch.wm_ms, batch.idle, batch.peers
-            )
+            wm_ms = self.suite.watermarks.update(batch.source, batch.wm_ms, batch.idle, batch.peers)
             if self._wall:
                 self._event_wm = max(self._event_wm, wm_ms)
                 wm_ms = max(wm_ms, self._wall_wm())

@@ -31,11 +31,11 @@ import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from detectors.events import DeadLetter, parse_ts
-from flows.config import Config, ConfigError, KafkaSettings
-from flows.model import RawBatch
-from replay.recording import iter_lines, unwrap
-from sinks.base import BatchSink
+from citywatch.detectors.events import DeadLetter, parse_ts
+from citywatch.flows.config import Config, ConfigError, KafkaSettings
+from citywatch.flows.model import RawBatch
+from citywatch.replay.recording import iter_lines, unwrap
+from citywatch.sinks.base import BatchSink
 
 log = logging.getLogger("citywatch.kafka")
 
@@ -396,7 +396,7 @@ def _recording_messages(
     paths: Sequence[Path], topics: Mapping[str, str]
 ) -> Iterator[tuple[str, bytes | None, bytes, int | None]]:
     """``(topic, key, value, arrival_ms)`` per line, in recording order (several files merged)."""
-    from flows.sources import merged_lines
+    from citywatch.flows.sources import merged_lines
 
     if len(paths) == 1:
         for line in iter_lines(paths[0]):

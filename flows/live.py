@@ -32,17 +32,23 @@ from typing import Any
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
-from detectors.alerts import Alert
-from detectors.events import DeadLetter
-from flows.config import Config
-from flows.kafka_io import STOP, KafkaBatchSource, KafkaDeadLetterSink, PartitionHooks, request_stop
-from flows.metrics import Metrics, MetricsStats
-from flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
-from flows.runner import _Multi, load_reference
-from flows.zone_reload import watching_zones
-from sinks.base import BatchSink, BytewaxSink
-from sinks.files import JsonLinesSink
-from sinks.redis_dispatch import (
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.events import DeadLetter
+from citywatch.flows.config import Config
+from citywatch.flows.kafka_io import (
+    STOP,
+    KafkaBatchSource,
+    KafkaDeadLetterSink,
+    PartitionHooks,
+    request_stop,
+)
+from citywatch.flows.metrics import Metrics, MetricsStats
+from citywatch.flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
+from citywatch.flows.runner import _Multi, load_reference
+from citywatch.flows.zone_reload import watching_zones
+from citywatch.sinks.base import BatchSink, BytewaxSink
+from citywatch.sinks.files import JsonLinesSink
+from citywatch.sinks.redis_dispatch import (
     Dispatch,
     Keys,
     RedisDeadLetterSink,
@@ -225,7 +231,7 @@ def spawn_processes(argv: Sequence[str], cfg: Config, processes: int) -> int:
     """Run ``processes`` child processes on loopback as one cluster; forward SIGTERM/SIGINT."""
     ensure_recovery_dir(Path(cfg.run.recovery_dir), cfg.run.recovery_partitions)
     addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(processes))
-    base = [sys.executable, "-m", "flows.cli", "run", *argv]
+    base = [sys.executable, "-m", "citywatch.flows.cli", "run", *argv]
     children = [
         subprocess.Popen([*base, "--process-id", str(i), "--addresses", addresses])  # noqa: S603
         for i in range(processes)

@@ -35,8 +35,8 @@ from typing import Any
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from flows.stats import RunStats
-from sinks.redis_dispatch import Dispatch, Written
+from citywatch.flows.stats import RunStats
+from citywatch.sinks.redis_dispatch import Dispatch, Written
 
 
 class Metrics:

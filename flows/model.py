@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from detectors.events import DeadLetter, Event
-from detectors.watermark import NO_WATERMARK
+from citywatch.detectors.events import DeadLetter, Event
+from citywatch.detectors.watermark import NO_WATERMARK
 
 
 @dataclass(slots=True)

@@ -17,12 +17,12 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from detectors.alerts import Alert
-from detectors.base import ZoneMeta
-from detectors.events import DeadLetter, Event, parse_event
-from detectors.watermark import Watermarker
-from flows.config import Config
-from flows.detect import (
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.base import ZoneMeta
+from citywatch.detectors.events import DeadLetter, Event, parse_event
+from citywatch.detectors.watermark import Watermarker
+from citywatch.flows.config import Config
+from citywatch.flows.detect import (
     DetectorSuite,
     ShardOutput,
     shard_alerts,
@@ -30,15 +30,15 @@ from flows.detect import (
     shard_of,
     wm_mark,
 )
-from flows.model import EventBatch, RawBatch, ShardBatch
-from flows.routing import route_alerts
-from flows.stage_fusion import add_fusion
-from flows.stage_incidents import add_incidents
-from flows.stage_peer import add_peer
-from flows.stage_rendezvous import add_rendezvous
-from flows.stats import RunStats
-from geo.reference import Reference
-from sinks.redis_dispatch import Dispatch
+from citywatch.flows.model import EventBatch, RawBatch, ShardBatch
+from citywatch.flows.routing import route_alerts
+from citywatch.flows.stage_fusion import add_fusion
+from citywatch.flows.stage_incidents import add_incidents
+from citywatch.flows.stage_peer import add_peer
+from citywatch.flows.stage_rendezvous import add_rendezvous
+from citywatch.flows.stats import RunStats
+from citywatch.geo.reference import Reference
+from citywatch.sinks.redis_dispatch import Dispatch
 
 
 class ReferenceHolder:

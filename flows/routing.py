@@ -22,12 +22,12 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from detectors.alerts import Alert
-from detectors.base import ZoneMeta
-from detectors.incidents import IncidentView
-from flows.config import RoutingSettings
-from geo.jurisdictions import Jurisdictions
-from sinks.redis_dispatch import LEVEL_RANK, Dispatch, Route
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.base import ZoneMeta
+from citywatch.detectors.incidents import IncidentView
+from citywatch.flows.config import RoutingSettings
+from citywatch.geo.jurisdictions import Jurisdictions
+from citywatch.sinks.redis_dispatch import LEVEL_RANK, Dispatch, Route
 
 
 def department_of(alert: Alert, routing: RoutingSettings, zones: Mapping[str, ZoneMeta]) -> str:

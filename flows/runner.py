@@ -14,18 +14,18 @@ from typing import IO, Any
 
 from bytewax.run import cli_main
 
-from detectors.alerts import Alert
-from detectors.events import DeadLetter, event_to_json
-from flows.config import Config
-from flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
-from flows.sources import RecordingSource
-from flows.stats import RunStats
-from flows.zone_reload import watching_zones
-from geo.reference import Reference
-from sinks.base import BatchSink, BytewaxSink
-from sinks.embedded_redis import EmbeddedRedis
-from sinks.files import JsonLinesSink
-from sinks.redis_dispatch import (
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.events import DeadLetter, event_to_json
+from citywatch.flows.config import Config
+from citywatch.flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
+from citywatch.flows.sources import RecordingSource
+from citywatch.flows.stats import RunStats
+from citywatch.flows.zone_reload import watching_zones
+from citywatch.geo.reference import Reference
+from citywatch.sinks.base import BatchSink, BytewaxSink
+from citywatch.sinks.embedded_redis import EmbeddedRedis
+from citywatch.sinks.files import JsonLinesSink
+from citywatch.sinks.redis_dispatch import (
     Dispatch,
     Keys,
     RedisDeadLetterSink,
@@ -179,8 +179,9 @@ def run_recordings(
         else None,
     )
     for path in (alerts_out, dead_out, late_out):
-        if path:
-            Path(path).unlink(missing_ok=True)
+        if path:  # a fresh, empty file: a reader finds "nothing", never "file not found"
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_bytes(b"")
     source = RecordingSource(paths, batch_size=cfg.flow.batch_size, speed=speed)
     flow = build_flow(source, outputs, cfg, holder, stats)
     t0 = time.perf_counter()

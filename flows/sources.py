@@ -18,9 +18,9 @@ from pathlib import Path
 import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from detectors.events import parse_ts
-from flows.model import RawBatch
-from replay.recording import ENVELOPE_PREFIX, iter_lines, read_header, unwrap
+from citywatch.detectors.events import parse_ts
+from citywatch.flows.model import RawBatch
+from citywatch.replay.recording import ENVELOPE_PREFIX, iter_lines, read_header, unwrap
 
 # (raw event, type implied by the topic, source id "topic#partition" of an envelope)
 _Line = tuple[bytes, str | None, str | None]

@@ -8,7 +8,7 @@ zone per batch, never one per alert); each zone key's
 :class:`~detectors.fusion.Corroborator` is its recovery snapshot. The fusion
 alerts are merged back into the stream next to the alerts they fuse, which
 pass through unchanged. The outcome does not depend on the order in which
-shards' alerts arrive (see ``detectors.fusion``).
+shards' alerts arrive (see ``citywatch.detectors.fusion``).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream
 from bytewax.operators import StatefulBatchLogic
 
-from detectors.alerts import Alert
-from detectors.base import ZoneMeta
-from detectors.fusion import Corroborator, FusionParams
-from flows.config import Config
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.base import ZoneMeta
+from citywatch.detectors.fusion import Corroborator, FusionParams
+from citywatch.flows.config import Config
 
 
 def split_by_zone(p: FusionParams) -> Callable[[Any], list[tuple[str, list[Alert]]]]:

@@ -3,7 +3,7 @@
 ``add_incidents(alerts, cfg, holder)`` takes the stream of alert lists from
 the detectors (keyed by shard, or plain lists), sends them all to one key
 (alerts are few next to events, and a single merger sees every candidate
-incident), and runs :class:`detectors.incidents.IncidentMerger` as a thin
+incident), and runs :class:`citywatch.detectors.incidents.IncidentMerger` as a thin
 Bytewax shim. Each released alert carries its incident id; the batch
 (:class:`IncidentAlerts`, a list) also carries each alert's
 :class:`~detectors.incidents.IncidentView`, which routing uses to route the
@@ -27,11 +27,11 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream
 from bytewax.operators import StatefulBatchLogic
 
-from detectors.alerts import Alert
-from detectors.incidents import IncidentMerger, IncidentParams, IncidentView
-from flows.config import Config
-from flows.detect import WatermarkMark
-from flows.routing import department_of, locate_towns
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.incidents import IncidentMerger, IncidentParams, IncidentView
+from citywatch.flows.config import Config
+from citywatch.flows.detect import WatermarkMark
+from citywatch.flows.routing import department_of, locate_towns
 
 KEY = "incidents"
 

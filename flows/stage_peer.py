@@ -23,13 +23,13 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 
-from detectors.alerts import Alert
-from detectors.anomaly.params import PeerParams
-from detectors.anomaly.peer import PeerGroupDetector
-from detectors.events import Event, SensorEvent
-from flows.config import Config
-from flows.model import EventBatch, ShardBatch
-from flows.watermarks import SourceWatermarks
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.anomaly.params import PeerParams
+from citywatch.detectors.anomaly.peer import PeerGroupDetector
+from citywatch.detectors.events import Event, SensorEvent
+from citywatch.flows.config import Config
+from citywatch.flows.model import EventBatch, ShardBatch
+from citywatch.flows.watermarks import SourceWatermarks
 
 PEER_KEY = "peer"
 

@@ -1,7 +1,7 @@
 """The cross-key rendezvous stage: stop spans from the shards → ``track.rendezvous`` alerts.
 
 Each detection shard reports the stop spans of tankers and their possible
-partners (``detectors.tracks_rendezvous.SpanReporter``). Here every span is
+partners (``citywatch.detectors.tracks_rendezvous.SpanReporter``). Here every span is
 sent to its grid cell and to the neighbouring cells within the meeting radius,
 the cells are hashed onto ``stage_shards`` Bytewax keys, and each key's
 :class:`~detectors.tracks_rendezvous.RendezvousMatcher` finds the pairs. Only
@@ -9,7 +9,7 @@ the spans of the batch cross the key exchange, grouped per stage shard, and
 the stage's cost depends on the stopped vehicles near each other, not on the
 number of live vehicles. The matcher's result does not depend on the order in
 which shards' spans arrive, so any batching and worker count gives the same
-alerts (see the module docstring of ``detectors.tracks_rendezvous``).
+alerts (see the module docstring of ``citywatch.detectors.tracks_rendezvous``).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 
-from detectors.alerts import Alert
-from detectors.tracks_rendezvous import (
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.tracks_rendezvous import (
     Cell,
     RendezvousMatcher,
     RendezvousParams,
@@ -31,8 +31,8 @@ from detectors.tracks_rendezvous import (
     cells_for,
     stage_key,
 )
-from flows.config import Config
-from flows.detect import ShardOutput
+from citywatch.flows.config import Config
+from citywatch.flows.detect import ShardOutput
 
 # One routed span: the cell it is filed under, whether that is its home cell, the span.
 Routed = tuple[Cell, bool, StopSpan]

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import orjson
 
-from flows.config import Config
-from flows.runner import RunResult
-from sinks.redis_dispatch import Keys
+from citywatch.flows.config import Config
+from citywatch.flows.runner import RunResult
+from citywatch.sinks.redis_dispatch import Keys
 
 
 def _table(title: str, counts: dict[str, int], indent: str = "  ") -> list[str]:
@@ -70,7 +70,7 @@ def print_summary(
     for line in summary_lines(result, cfg, embedded):
         print(line)
     if truth is not None and alerts_out is not None and alerts_out.exists():
-        from replay.truth import load_truth, score
+        from citywatch.replay.truth import load_truth, score
 
         alerts = [orjson.loads(x) for x in alerts_out.read_bytes().splitlines() if x]
         sc = score(alerts, load_truth(truth))

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from detectors.watermark import NO_WATERMARK
+from citywatch.detectors.watermark import NO_WATERMARK
 
 
 class SourceWatermarks:

@@ -1,9 +1,9 @@
 """Zones and jurisdictions: loading, validation, vectorised lookup, distances."""
 
-from geo.distance import haversine_m
-from geo.errors import ZoneFileError
-from geo.jurisdictions import Jurisdictions, load_jurisdictions
-from geo.zones import Zone, ZoneIndex, load_zones
+from citywatch.geo.distance import haversine_m
+from citywatch.geo.errors import ZoneFileError
+from citywatch.geo.jurisdictions import Jurisdictions, load_jurisdictions
+from citywatch.geo.zones import Zone, ZoneIndex, load_zones
 
 __all__ = [
     "Jurisdictions",

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 from shapely.geometry.base import BaseGeometry
 
-from geo.errors import ZoneFileError
-from geo.zones import Zone, ZoneIndex, features_of, geometry_of, read_geojson
+from citywatch.geo.errors import ZoneFileError
+from citywatch.geo.zones import Zone, ZoneIndex, features_of, geometry_of, read_geojson
 
 LEVELS = ("city", "county", "town")
 

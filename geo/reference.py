@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from detectors.base import ZoneMeta
-from detectors.events import Event
-from geo.jurisdictions import Jurisdictions, load_jurisdictions
-from geo.registry import Device, load_registry
-from geo.zones import Zone, ZoneIndex, load_zones
+from citywatch.detectors.base import ZoneMeta
+from citywatch.detectors.events import Event
+from citywatch.geo.jurisdictions import Jurisdictions, load_jurisdictions
+from citywatch.geo.registry import Device, load_registry
+from citywatch.geo.zones import Zone, ZoneIndex, load_zones
 
 
 @dataclass(slots=True)

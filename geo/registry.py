@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from geo.errors import ZoneFileError
+from citywatch.geo.errors import ZoneFileError
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,8 +27,8 @@ import orjson
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from geo.distance import EARTH_RADIUS_M
-from geo.errors import ZoneFileError
+from citywatch.geo.distance import EARTH_RADIUS_M
+from citywatch.geo.errors import ZoneFileError
 
 M_PER_DEG = EARTH_RADIUS_M * math.pi / 180
 

@@ -6,7 +6,7 @@ rules, the way the detectors will apply them, and names each bad one;
 ``citywatch zones check`` prints.
 
 >>> import shapely
->>> from geo.zones import Zone
+>>> from citywatch.geo.zones import Zone
 >>> z = Zone("a", "A", "levee", {"dwell": {"dwell_s": -5}}, shapely.box(121, 32, 121.01, 32.01))
 >>> check_rules([(z.id, z.kind, z.rules)], {"dwell": {}})[0]
 'zone \\'a\\' rules.dwell: "classes" must list at least one entity class (or "labels" at \
@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import shapely
 
-from detectors.base import ZoneMeta
-from detectors.geofence import ZoneRule, rules_for_zones
-from geo.distance import EARTH_RADIUS_M
-from geo.zones import Zone
+from citywatch.detectors.base import ZoneMeta
+from citywatch.detectors.geofence import ZoneRule, rules_for_zones
+from citywatch.geo.distance import EARTH_RADIUS_M
+from citywatch.geo.zones import Zone
 
 M_PER_DEG = EARTH_RADIUS_M * math.pi / 180
 
@@ -49,7 +49,7 @@ def check_rules(
             text = str(exc)
             rule = text.partition("rules.")[2].partition(":")[0] or "<rule>"
             problems.append(
-                f"{text}; hint: fix the zone's \"rules\" property or the "
+                f'{text}; hint: fix the zone\'s "rules" property or the '
                 f"[geofence.{rule}.{kind}] table"
             )
     return problems

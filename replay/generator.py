@@ -27,11 +27,11 @@ from typing import Any
 
 import orjson
 
-from detectors.events import format_ts, parse_ts
-from geo.distance import offset_deg
-from geo.reference import Reference
-from replay.recording import RecordingWriter
-from replay.world import (
+from citywatch.detectors.events import format_ts, parse_ts
+from citywatch.geo.distance import offset_deg
+from citywatch.geo.reference import Reference
+from citywatch.replay.recording import RecordingWriter
+from citywatch.replay.world import (
     ALLOWED,
     PREFIX,
     REPORT_S,
@@ -211,7 +211,7 @@ class Generator:
         )
 
     def _inject(self) -> None:
-        from replay.incidents import INJECTORS
+        from citywatch.replay.incidents import INJECTORS
 
         block_ms = 40 * 60_000
         blocks = max(1, (self.t_end - self.t0) // block_ms)

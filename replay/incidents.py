@@ -16,16 +16,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from geo.distance import haversine_m, offset_deg
-from geo.reference import Reference
-from replay.incidents_anomaly import group_rental_dwelling, noise_level_shift
-from replay.incidents_geo import muck_truck_dwells_in_airport_protection
-from replay.incidents_sensors import SENSOR_VIDEO_INJECTORS, corroborated_truth, tide_level
-from replay.incidents_tracks import TRACK_INJECTORS
-from replay.world import ALLOWED, Leg, Vehicle, approach
+from citywatch.geo.distance import haversine_m, offset_deg
+from citywatch.geo.reference import Reference
+from citywatch.replay.incidents_anomaly import group_rental_dwelling, noise_level_shift
+from citywatch.replay.incidents_geo import muck_truck_dwells_in_airport_protection
+from citywatch.replay.incidents_sensors import (
+    SENSOR_VIDEO_INJECTORS,
+    corroborated_truth,
+    tide_level,
+)
+from citywatch.replay.incidents_tracks import TRACK_INJECTORS
+from citywatch.replay.world import ALLOWED, Leg, Vehicle, approach
 
 if TYPE_CHECKING:
-    from replay.generator import Generator
+    from citywatch.replay.generator import Generator
 
 
 def muck_truck_on_airport_site(gen: Generator, b: int, base: int, span: int) -> None:

@@ -16,10 +16,10 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING
 
-from replay.world import normal_value
+from citywatch.replay.world import normal_value
 
 if TYPE_CHECKING:
-    from replay.generator import Generator
+    from citywatch.replay.generator import Generator
 
 MINUTE = 60_000
 # Per-dwelling means of a flat with many tenants (the background's are 0.01-0.04
@@ -47,7 +47,7 @@ def group_rental_dwelling(gen: Generator, b: int, base: int, span: int) -> None:
         gen.sensor_override.setdefault(f"{dwelling}-{kind}", []).append(
             (gen.t0, gen.t_end + MINUTE, consume)
         )
-    from replay.incidents import zone_of_sensor  # the registry of injectors imports us
+    from citywatch.replay.incidents import zone_of_sensor  # the registry of injectors imports us
 
     gen.expect(
         "sensor.anomaly",
@@ -75,7 +75,7 @@ def noise_level_shift(gen: Generator, b: int, base: int, span: int) -> None:
     gen.sensor_override.setdefault(sid, []).append((t_on, t_off, loud))
     # The first reading of the shift arrives within a minute (plus network delay);
     # the episode, and any echo as the level returns, fall inside the window.
-    from replay.incidents import zone_of_sensor
+    from citywatch.replay.incidents import zone_of_sensor
 
     gen.expect(
         "sensor.anomaly",

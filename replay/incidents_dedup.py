@@ -26,8 +26,8 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from detectors.alerts import SEVERITIES, Alert
-from geo.distance import offset_deg
+from citywatch.detectors.alerts import SEVERITIES, Alert
+from citywatch.geo.distance import offset_deg
 
 T0 = 1_781_528_400_000  # 2026-06-15T13:00:00Z
 

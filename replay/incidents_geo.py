@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from replay.world import Leg, Vehicle, approach
+from citywatch.replay.world import Leg, Vehicle, approach
 
 if TYPE_CHECKING:
-    from replay.generator import Generator
+    from citywatch.replay.generator import Generator
 
 MINUTE = 60_000
 DWELL_S = 600  # the default rule's dwell_s in data/nantong/citywatch.toml

@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from detectors.events import parse_ts
-from detectors.fusion import FusionParams
+from citywatch.detectors.events import parse_ts
+from citywatch.detectors.fusion import FusionParams
 
 if TYPE_CHECKING:
-    from replay.generator import Generator
+    from citywatch.replay.generator import Generator
 
 MINUTE = 60_000
 HOUR = 3_600_000
@@ -251,7 +251,7 @@ def _source(kind: str) -> str | None:
 def corroborated_truth(gen: Generator, b: int, base: int, span: int) -> None:
     """The ``fusion.corroborated`` alerts the injected incidents imply (run last).
 
-    Applies the default fusion rule (``detectors.fusion.FusionParams()``) to the
+    Applies the default fusion rule (``citywatch.detectors.fusion.FusionParams()``) to the
     truth so far: an expected alert is an anchor when an expected alert of another
     source in the same zone is at most ``window_s`` earlier. Truth windows are
     ranges, so a pair is only stated when its order and distance are certain

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from geo.distance import haversine_m, offset_deg
-from replay.world import ALLOWED, Leg, Vehicle
+from citywatch.geo.distance import haversine_m, offset_deg
+from citywatch.replay.world import ALLOWED, Leg, Vehicle
 
 if TYPE_CHECKING:
-    from replay.generator import Generator
+    from citywatch.replay.generator import Generator
 
 MINUTE = 60_000
 GAP_SILENCE_S = 180  # [track.gap.max_silence_s] hazmat_truck
@@ -198,8 +198,14 @@ def hazmat_teleport(gen: Generator, b: int, base: int, span: int) -> None:
     spot = gen.world.zone_point(depots[b % len(depots)])
     period = 15_000
     vid = f"hz-jump-{b + 1:03d}"
-    v = Vehicle(vid, "hazmat_truck", [Leg(base, gen.t_end + MINUTE, *spot, *spot)], period,
-                base + 5_000, cargo="methanol")
+    v = Vehicle(
+        vid,
+        "hazmat_truck",
+        [Leg(base, gen.t_end + MINUTE, *spot, *spot)],
+        period,
+        base + 5_000,
+        cargo="methanol",
+    )
     # Exactly one fix falls in a window one period long.
     v.spikes.append((t_spike, t_spike + period, 0.45, 0.0))
     gen.vehicles.append(v)

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, TopicPartition
 
-from replay.recording import RecordingWriter
+from citywatch.replay.recording import RecordingWriter
 
 
 @dataclass(slots=True)

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from detectors.events import parse_ts
+from citywatch.detectors.events import parse_ts
 
 
 @dataclass

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import shapely
 
-from geo.distance import haversine_m
-from geo.reference import Reference
+from citywatch.geo.distance import haversine_m
+from citywatch.geo.reference import Reference
 
 REPORT_S = {
     "hazmat_truck": 15,

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sinks.lifecycle import UNSIGNED, UnknownWorkOrder, WorkOrderError, WorkOrders
+from citywatch.sinks.lifecycle import UNSIGNED, UnknownWorkOrder, WorkOrderError, WorkOrders
 
 ParentOf = Callable[[str], tuple[str, str] | None]  # centre -> (parent centre, its level)
 

@@ -9,7 +9,7 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 
-from sinks.base import BatchSink
+from citywatch.sinks.base import BatchSink
 
 T = TypeVar("T")
 
@@ -26,6 +26,7 @@ class JsonLinesSink(BatchSink[T], Generic[T]):
 
     def setup(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.touch()  # created even when the run writes nothing to it
 
     def write_batch(self, items: list[T]) -> None:
         data = b"".join(orjson.dumps(self.to_json(it)) + b"\n" for it in items)

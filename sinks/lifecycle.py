@@ -11,7 +11,7 @@ is atomic: two officers signing the same order at once, exactly one wins)::
 
 Usage::
 
-    from sinks.lifecycle import WorkOrders, TransitionRefused
+    from citywatch.sinks.lifecycle import WorkOrders, TransitionRefused
     orders = WorkOrders(client, Keys("cw"))
     orders.sign("wo-…", "alice")                      # dispatched|escalated -> signed
     orders.start("wo-…", "alice")                     # signed -> handling
@@ -46,7 +46,7 @@ from typing import Any
 import orjson
 import redis
 
-from sinks.redis_dispatch import GROUP, LEVEL_RANK, Keys
+from citywatch.sinks.redis_dispatch import GROUP, LEVEL_RANK, Keys
 
 # KEYS: wo, audit.  ARGV: 1 action, 2 by, 3 now_ms, 4 allowed states (comma list),
 # 5 new state ('' keeps it), 6 extra condition, 7 audit details JSON, 8.. field pairs.

@@ -26,7 +26,7 @@ jurisdiction queue queue_entry created_ms sign_sla_s resolve_sla_s sign_due_ms
 resolve_due_ms alert_count incident_closes_at_ms returns escalations overdue
 queued`` plus the lifecycle fields (``signed_by signed_ms started_ms
 resolved_by resolved_ms feedback closed_by closed_ms ...``, see
-:mod:`sinks.lifecycle`).
+:mod:`citywatch.sinks.lifecycle`).
 
 Every alert goes through one Lua script (:data:`UPSERT_LUA`) on its work
 order's slot: it adds the alert id to ``:seen`` and returns at once when it
@@ -61,10 +61,10 @@ from typing import Any, NamedTuple, TypeVar
 import orjson
 import redis
 
-from detectors.alerts import SEVERITY_RANK, Alert
-from detectors.events import DeadLetter, format_ts
-from detectors.incidents import IncidentView
-from sinks.base import BatchSink
+from citywatch.detectors.alerts import SEVERITY_RANK, Alert
+from citywatch.detectors.events import DeadLetter, format_ts
+from citywatch.detectors.incidents import IncidentView
+from citywatch.sinks.base import BatchSink
 
 log = logging.getLogger(__name__)
 
@@ -370,7 +370,7 @@ class WorkOrderWriter:
         silenced_maxlen: int = 100_000,
         silence_cache_s: float = 5.0,
     ) -> None:
-        from sinks.silences import SilenceStore
+        from citywatch.sinks.silences import SilenceStore
 
         self.client = client
         self.keys = keys

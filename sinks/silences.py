@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import redis
 
-from detectors.alerts import Alert
+from citywatch.detectors.alerts import Alert
 
 if TYPE_CHECKING:
-    from sinks.redis_dispatch import Keys
+    from citywatch.sinks.redis_dispatch import Keys
 
 TARGETS = ("sensor", "camera", "subject", "zone")
 

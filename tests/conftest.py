@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from flows.config import Config, load_config
-from geo.reference import Reference
-from sinks.embedded_redis import EmbeddedRedis
+from citywatch.flows.config import Config, load_config
+from citywatch.geo.reference import Reference
+from citywatch.sinks.embedded_redis import EmbeddedRedis
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,9 @@ import pkgutil
 
 import pytest
 
-PACKAGES = ("detectors", "geo", "flows", "sinks", "replay", "console")
+PACKAGES = tuple(
+    f"citywatch.{name}" for name in ("detectors", "geo", "flows", "sinks", "replay", "console")
+)
 
 
 def _modules() -> list[str]:

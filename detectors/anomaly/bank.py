@@ -16,7 +16,7 @@ daily cycle or a slow drift would be taught to it as the new normal within
 days and the next occurrence would go unseen.
 
 >>> import numpy as np
->>> from detectors.anomaly.params import BaselineParams
+>>> from citywatch.detectors.anomaly.params import BaselineParams
 >>> bank = BaselineBank(BaselineParams(warmup_readings=30, min_scale=0.01))
 >>> rng = np.random.default_rng(1)
 >>> scores = [bank.score_learn_one("s", 60_000 * i, 5 + rng.normal(0, 0.1)) for i in range(90)]
@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from detectors.anomaly.params import BaselineParams
-from detectors.anomaly.slots import SlotTable
+from citywatch.detectors.anomaly.params import BaselineParams
+from citywatch.detectors.anomaly.slots import SlotTable
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from detectors import params
+from citywatch.detectors import params
 
 
 def score_of_z(z: float, z_half: float) -> float:

@@ -17,7 +17,7 @@ not drag the norm up and hide itself. A per-class river ``HalfSpaceTrees``
 dwelling's peer-normalised vector before learning it, and does not learn from
 flagged dwellings for the same reason; its score is reported as evidence.
 
->>> from detectors.events import SensorEvent
+>>> from citywatch.detectors.events import SensorEvent
 >>> det = PeerGroupDetector(PeerParams(hst=False))
 >>> out = []
 >>> for unit in range(1, 7):
@@ -38,13 +38,13 @@ from typing import Any
 
 import numpy as np
 
-from detectors.alerts import Alert
-from detectors.anomaly.bank import DAY_MS, HOUR_MS
-from detectors.anomaly.params import PeerParams, score_of_z
-from detectors.anomaly.sensor import utc_offset_s
-from detectors.anomaly.slots import SlotTable
-from detectors.base import ContractCase, Detector
-from detectors.events import Event, SensorEvent
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.anomaly.bank import DAY_MS, HOUR_MS
+from citywatch.detectors.anomaly.params import PeerParams, score_of_z
+from citywatch.detectors.anomaly.sensor import utc_offset_s
+from citywatch.detectors.anomaly.slots import SlotTable
+from citywatch.detectors.base import ContractCase, Detector
+from citywatch.detectors.events import Event, SensorEvent
 
 TINY = 1e-9
 CLASS = "class"

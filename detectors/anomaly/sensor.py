@@ -14,8 +14,8 @@ Timeline (warm-up 20 readings, one reading a minute, a level shift at minute 30)
     score    0 (warm-up)    low                hi hi ...
     alert                                      ^ first_ts = minute 30
 
->>> from detectors.events import SensorEvent
->>> from detectors.anomaly.params import BaselineParams
+>>> from citywatch.detectors.events import SensorEvent
+>>> from citywatch.detectors.anomaly.params import BaselineParams
 >>> import random
 >>> rng = random.Random(3)
 >>> det = SensorAnomalyDetector({"noise": BaselineParams(warmup_readings=20, min_scale=0.5)})
@@ -38,11 +38,11 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from detectors.alerts import Alert
-from detectors.anomaly.bank import HOUR_MS, BaselineBank, StepResult, rounds
-from detectors.anomaly.params import BaselineParams, z_of_score
-from detectors.base import ContractCase, Detector
-from detectors.events import Event, SensorEvent
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.anomaly.bank import HOUR_MS, BaselineBank, StepResult, rounds
+from citywatch.detectors.anomaly.params import BaselineParams, z_of_score
+from citywatch.detectors.base import ContractCase, Detector
+from citywatch.detectors.events import Event, SensorEvent
 
 FLUSH_AT = 4096
 EVICT_EVERY_MS = HOUR_MS

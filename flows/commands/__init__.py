@@ -2,22 +2,22 @@
 
 Each module defines ``register(sub)``, which adds its parser to the
 subparsers and sets ``func`` to the function that runs it (``args -> exit
-code``). ``flows.cli`` imports the modules listed in ``COMMANDS``.
+code``). ``citywatch.flows.cli`` imports the modules listed in ``COMMANDS``.
 """
 
 COMMANDS = [
-    "flows.commands.demo",
-    "flows.commands.replay",
-    "flows.commands.generate",
-    "flows.commands.run",
-    "flows.commands.record",
-    "flows.commands.zones",
-    "flows.commands.console",
-    "flows.commands.anomaly",
-    "flows.commands.route",
-    "flows.commands.officer",
-    "flows.commands.escalate",
-    "flows.commands.report",
-    "flows.commands.silence",
-    "flows.commands.bench",
+    "citywatch.flows.commands.demo",
+    "citywatch.flows.commands.replay",
+    "citywatch.flows.commands.generate",
+    "citywatch.flows.commands.run",
+    "citywatch.flows.commands.record",
+    "citywatch.flows.commands.zones",
+    "citywatch.flows.commands.console",
+    "citywatch.flows.commands.anomaly",
+    "citywatch.flows.commands.route",
+    "citywatch.flows.commands.officer",
+    "citywatch.flows.commands.escalate",
+    "citywatch.flows.commands.report",
+    "citywatch.flows.commands.silence",
+    "citywatch.flows.commands.bench",
 ]

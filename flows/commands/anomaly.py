@@ -7,8 +7,8 @@ import csv
 import sys
 from pathlib import Path
 
-from flows.commands.common import add_config
-from flows.config import ConfigError, load_config
+from citywatch.flows.commands.common import add_config
+from citywatch.flows.config import ConfigError, load_config
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,8 +37,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from detectors.anomaly.sensor import AnomalyScorer
-    from detectors.events import format_ts, parse_ts
+    from citywatch.detectors.anomaly.sensor import AnomalyScorer
+    from citywatch.detectors.events import format_ts, parse_ts
 
     try:
         cfg = load_config(args.config)

@@ -7,8 +7,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from flows.commands.common import add_config
-from flows.config import ConfigError, load_config
+from citywatch.flows.commands.common import add_config
+from citywatch.flows.config import ConfigError, load_config
 
 
 def _rate(text: str) -> float | None:
@@ -74,7 +74,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmarks.bench import BenchOptions, markdown, run_bench
+    from citywatch.benchmarks.bench import BenchOptions, markdown, run_bench
 
     cfg = load_config(args.config)
     for f in [*args.files, *([args.truth] if args.truth else [])]:

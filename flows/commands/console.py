@@ -6,7 +6,7 @@ import argparse
 import getpass
 import sys
 
-from flows.commands.common import add_config
+from citywatch.flows.commands.common import add_config
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _url(args: argparse.Namespace) -> str:
-    from flows.config import load_config
+    from citywatch.flows.config import load_config
 
     cfg = load_config(args.config)
     url = args.redis_url or cfg.redis.url
@@ -67,17 +67,17 @@ def _url(args: argparse.Namespace) -> str:
 
 
 def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from console.auth import UserStore
-    from flows.config import load_config
-    from sinks.redis_dispatch import connect
+    from citywatch.console.auth import UserStore
+    from citywatch.flows.config import load_config
+    from citywatch.sinks.redis_dispatch import connect
 
     cfg = load_config(args.config)
     return UserStore(connect(_url(args)), cfg.redis.prefix)
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from console.server import serve, settings_for
-    from flows.config import load_config
+    from citywatch.console.server import serve, settings_for
+    from citywatch.flows.config import load_config
 
     cfg = load_config(args.config)
     url = _url(args)
@@ -88,7 +88,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_users_add(args: argparse.Namespace) -> int:
-    from console.auth import AuthError, User
+    from citywatch.console.auth import AuthError, User
 
     try:
         user = User(

@@ -6,10 +6,10 @@ import argparse
 
 import redis
 
-from flows.commands.common import add_config
-from flows.config import Config, ConfigError, load_config
-from sinks.lifecycle import WorkOrders
-from sinks.redis_dispatch import Keys, connect
+from citywatch.flows.commands.common import add_config
+from citywatch.flows.config import Config, ConfigError, load_config
+from citywatch.sinks.lifecycle import WorkOrders
+from citywatch.sinks.redis_dispatch import Keys, connect
 
 
 def add_redis(p: argparse.ArgumentParser) -> None:

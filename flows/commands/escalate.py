@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from flows.commands.dispatch_common import add_redis, open_orders
+from citywatch.flows.commands.dispatch_common import add_redis, open_orders
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,8 +26,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flows.runner import load_reference
-    from sinks.escalation import escalate_due
+    from citywatch.flows.runner import load_reference
+    from citywatch.sinks.escalation import escalate_due
 
     cfg, client, orders = open_orders(args)
     juris = load_reference(cfg).jurisdictions

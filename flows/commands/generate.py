@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from flows.commands.common import add_config
-from flows.config import load_config
+from citywatch.flows.commands.common import add_config
+from citywatch.flows.config import load_config
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,8 +42,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flows.runner import load_reference
-    from replay.generator import GenParams, generate
+    from citywatch.flows.runner import load_reference
+    from citywatch.replay.generator import GenParams, generate
 
     cfg = load_config(args.config)
     params = GenParams(

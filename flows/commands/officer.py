@@ -6,9 +6,9 @@ import argparse
 import sys
 from typing import Any
 
-from flows.commands.dispatch_common import add_redis, open_orders
-from sinks.lifecycle import UNSIGNED, WorkOrderError, WorkOrders
-from sinks.redis_dispatch import GROUP
+from citywatch.flows.commands.dispatch_common import add_redis, open_orders
+from citywatch.sinks.lifecycle import UNSIGNED, WorkOrderError, WorkOrders
+from citywatch.sinks.redis_dispatch import GROUP
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -10,8 +10,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from flows.commands.common import add_config
-from flows.config import load_config
+from citywatch.flows.commands.common import add_config
+from citywatch.flows.config import load_config
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,8 +44,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flows.kafka_io import client_config, list_partitions
-    from replay.recorder import RecordResult, record
+    from citywatch.flows.kafka_io import client_config, list_partitions
+    from citywatch.replay.recorder import RecordResult, record
 
     cfg = load_config(args.config)
     kafka = cfg.kafka

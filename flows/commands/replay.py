@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from flows.commands.common import add_config, speed
-from flows.config import ConfigError, load_config
+from citywatch.flows.commands.common import add_config, speed
+from citywatch.flows.config import ConfigError, load_config
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -58,16 +58,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="'kafka' produces the recordings into the input topics ([kafka] in the config; "
         "keyed by entity/sensor/camera, paced by --speed) instead of running the flow",
     )
-    replay.add_argument(
-        "--bootstrap", default=None, help="Kafka bootstrap servers for --to kafka"
-    )
+    replay.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers for --to kafka")
 
     replay.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from flows.runner import redis_for, run_recordings
-    from flows.summary import print_summary
+    from citywatch.flows.runner import redis_for, run_recordings
+    from citywatch.flows.summary import print_summary
 
     cfg = load_config(args.config)
     for f in args.files:
@@ -75,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             msg = f"recording {f} not found"
             raise ConfigError(msg)
     if args.to == "kafka":
-        from flows.kafka_io import replay_to_kafka
+        from citywatch.flows.kafka_io import replay_to_kafka
 
         return replay_to_kafka(args.files, cfg, args.bootstrap, args.speed, quiet=args.quiet)
     alerts_out = args.alerts_out

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from flows.commands.dispatch_common import add_redis, open_orders
+from citywatch.flows.commands.dispatch_common import add_redis, open_orders
 
 COLUMNS = (
     "orders",
@@ -46,7 +46,7 @@ def _fmt(v: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sinks.escalation import accountability, all_orders
+    from citywatch.sinks.escalation import accountability, all_orders
 
     _, _, orders = open_orders(args)
     rep = accountability(all_orders(orders))

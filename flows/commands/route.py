@@ -7,9 +7,9 @@ import sys
 
 import orjson
 
-from detectors.alerts import Alert
-from flows.commands.common import add_config
-from flows.config import ConfigError, load_config
+from citywatch.detectors.alerts import Alert
+from citywatch.flows.commands.common import add_config
+from citywatch.flows.config import ConfigError, load_config
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,8 +74,8 @@ def _alert(args: argparse.Namespace) -> Alert:
 
 
 def run(args: argparse.Namespace) -> int:
-    from flows.routing import decide, locate_towns
-    from flows.runner import load_reference
+    from citywatch.flows.routing import decide, locate_towns
+    from citywatch.flows.runner import load_reference
 
     cfg = load_config(args.config)
     ref = load_reference(cfg)

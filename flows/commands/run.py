@@ -7,8 +7,8 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from flows.commands.common import add_config
-from flows.config import ConfigError, load_config
+from citywatch.flows.commands.common import add_config
+from citywatch.flows.config import ConfigError, load_config
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -110,9 +110,9 @@ def _child_argv(args: argparse.Namespace, redis_url: str) -> list[str]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from flows.live import RunOptions, run_live, spawn_processes
-    from flows.metrics import setup_json_logging
-    from flows.runner import redis_for
+    from citywatch.flows.live import RunOptions, run_live, spawn_processes
+    from citywatch.flows.metrics import setup_json_logging
+    from citywatch.flows.runner import redis_for
 
     setup_json_logging(getattr(logging, args.log_level.upper()))
     cfg = load_config(args.config)

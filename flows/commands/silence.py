@@ -6,10 +6,10 @@ import argparse
 import re
 import time
 
-from detectors.events import format_ts, parse_ts
-from flows.commands.dispatch_common import add_redis, open_orders
-from flows.config import ConfigError
-from sinks.silences import SilenceStore, make_silence
+from citywatch.detectors.events import format_ts, parse_ts
+from citywatch.flows.commands.dispatch_common import add_redis, open_orders
+from citywatch.flows.config import ConfigError
+from citywatch.sinks.silences import SilenceStore, make_silence
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 
@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg, client, _ = open_orders(args)
-    from sinks.redis_dispatch import Keys
+    from citywatch.sinks.redis_dispatch import Keys
 
     store = SilenceStore(client, Keys(cfg.redis.prefix))
     if args.action == "list":

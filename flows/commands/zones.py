@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from flows.commands.common import add_config
-from flows.config import ConfigError, load_config
+from citywatch.flows.commands.common import add_config
+from citywatch.flows.config import ConfigError, load_config
 
 CHUNK = 100_000
 
@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "check",
         help="validate a zones GeoJSON file and summarise it",
         description=(
-            "Validates FILE as the flow would (GeoJSON, rings, geometry validity, "
+            "Validates FILE (default: the configured zones) as the flow would (GeoJSON, "
+            "rings, geometry validity, "
             "lat/lon order, city bounds from [zones] bounds, kinds from [zones] kinds, "
             "duplicate ids, each zone's rule overrides against the [geofence.*] rules) "
             "and prints every problem with its feature index and id. When valid, prints "
@@ -36,7 +37,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ),
     )
     add_config(check)
-    check.add_argument("file", type=Path, help="zones GeoJSON FeatureCollection")
+    check.add_argument(
+        "file",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="zones GeoJSON FeatureCollection (default: the configured zones, [data] zones)",
+    )
     check.set_defaults(func=run_check)
     locate = zsub.add_parser(
         "locate",
@@ -60,12 +67,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from flows.zone_reload import load_checked_zones
-    from geo.errors import ZoneFileError
-    from geo.zones_check import summarise
+    from citywatch.flows.zone_reload import load_checked_zones
+    from citywatch.geo.errors import ZoneFileError
+    from citywatch.geo.zones_check import summarise
 
     try:
         cfg = load_config(args.config)
+        if args.file is None:
+            args.file = cfg.data.zones
         zones = load_checked_zones(cfg, args.file)
     except ZoneFileError as exc:
         sys.stderr.write(f"{args.file}: INVALID, {len(exc.problems)} problem(s):\n")
@@ -112,10 +121,10 @@ def _arrays(rows: list[dict]) -> tuple[np.ndarray, np.ndarray, list[dict]]:
 
 
 def run_locate(args: argparse.Namespace) -> int:
-    from flows.zone_reload import load_checked_zones
-    from geo.errors import ZoneFileError
-    from geo.jurisdictions import load_jurisdictions
-    from geo.zones import ZoneIndex
+    from citywatch.flows.zone_reload import load_checked_zones
+    from citywatch.geo.errors import ZoneFileError
+    from citywatch.geo.jurisdictions import load_jurisdictions
+    from citywatch.geo.zones import ZoneIndex
 
     if args.points is not None and args.point:
         sys.stderr.write("zones locate: give either LON LAT or --points CSV, not both\n")

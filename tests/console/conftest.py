@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from console.auth import User, UserStore
-from flows.config import Config
-from geo.reference import Reference
-from replay.generator import GenParams, generate
+from citywatch.console.auth import User, UserStore
+from citywatch.flows.config import Config
+from citywatch.geo.reference import Reference
+from citywatch.replay.generator import GenParams, generate
 
 # The 20-minute seed-3 recording's injected incidents (how many work orders they become
 # depends on incident merging):

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from console.app import LOGIN_CSRF_COOKIE, SESSION_COOKIE, create_app
-from console.auth import UserStore
-from console.settings import ConsoleSettings
-from flows.config import Config
-from flows.runner import run_recordings
+from citywatch.console.app import LOGIN_CSRF_COOKIE, SESSION_COOKIE, create_app
+from citywatch.console.auth import UserStore
+from citywatch.console.settings import ConsoleSettings
+from citywatch.flows.config import Config
+from citywatch.flows.runner import run_recordings
 
 pytestmark = pytest.mark.redis
 

@@ -8,8 +8,8 @@ import orjson
 import pytest
 import redis
 
-from console.auth import AuthError, User, UserStore, hash_password, verify_password
-from console.settings import ConsoleSettings, ConsoleSettingsError
+from citywatch.console.auth import AuthError, User, UserStore, hash_password, verify_password
+from citywatch.console.settings import ConsoleSettings, ConsoleSettingsError
 
 pytestmark = pytest.mark.redis
 

@@ -25,11 +25,11 @@ from typing import Any
 import pytest
 import redis
 
-from console.auth import UserStore
-from console.server import ConsoleThread, free_port, settings_for
-from flows.config import Config
-from flows.runner import run_recordings
-from sinks.redis_dispatch import Keys
+from citywatch.console.auth import UserStore
+from citywatch.console.server import ConsoleThread, free_port, settings_for
+from citywatch.flows.config import Config
+from citywatch.flows.runner import run_recordings
+from citywatch.sinks.redis_dispatch import Keys
 
 pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.slow]
 
@@ -132,8 +132,8 @@ def test_incident_appears_live_and_is_signed_off_and_resolved(
     assert page.locator("#timeline li").count() >= 1
     shot(page, "03-incident-panel")
 
-    if importlib.util.find_spec("sinks.lifecycle") is None:
-        pytest.skip("sinks.lifecycle (the dispatch lifecycle) is not in the tree yet")
+    if importlib.util.find_spec("citywatch.sinks.lifecycle") is None:
+        pytest.skip("citywatch.sinks.lifecycle (the dispatch lifecycle) is not in the tree yet")
     page.click("button.act-sign")
     page.wait_for_selector("#wo-state[data-value=signed]")
     client = redis.Redis.from_url(redis_url, decode_responses=True)

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from detectors.alerts import SEVERITIES, SEVERITY_RANK, Alert, alert_id, check_severity
+from citywatch.detectors.alerts import SEVERITIES, SEVERITY_RANK, Alert, alert_id, check_severity
 
 TS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from detectors import params
-from detectors.base import KeyedState, LocalClock, ZoneMeta, in_hours
+from citywatch.detectors import params
+from citywatch.detectors.base import KeyedState, LocalClock, ZoneMeta, in_hours
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -186,7 +186,7 @@ def test_hours_window_rejects_naming_the_setting(value: object) -> None:
 
 
 def test_params_build_names_unknown_settings_and_lists_known_ones() -> None:
-    from detectors.track import StopParams
+    from citywatch.detectors.track import StopParams
 
     with pytest.raises(ValueError, match=r"^owner: unknown setting\(s\) radius; known: .*radius_m"):
         params.build(StopParams, "owner", {"radius": 5})

@@ -1,7 +1,7 @@
 """The detector contract suite (STYLE.md habit 2): every concrete Detector, the same checks.
 
-Discovery imports every module of the ``detectors`` package and walks the
-subclasses of :class:`detectors.base.Detector`; a concrete class (one that
+Discovery imports every module of the ``citywatch.detectors`` package and walks the
+subclasses of :class:`citywatch.detectors.base.Detector`; a concrete class (one that
 implements ``on_event``) must provide ``contract_case(seed)`` or it fails here,
 so no detector skips the suite silently. A class may excuse itself from one
 check with a class attribute ``contract_skips = {"check name": "reason"}``; the
@@ -31,17 +31,17 @@ from typing import Any
 
 import pytest
 
-import detectors
-from detectors.alerts import Alert
-from detectors.base import ContractCase, Detector
-from detectors.events import Event
+from citywatch import detectors
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.base import ContractCase, Detector
+from citywatch.detectors.events import Event
 
 DAY_MS = 86_400_000
 KEY_FIELD = {"gps": "entity", "sensor": "sensor", "video": "camera"}
 
 
 def _import_all() -> None:
-    for mod in pkgutil.walk_packages(detectors.__path__, prefix="detectors."):
+    for mod in pkgutil.walk_packages(detectors.__path__, prefix="citywatch.detectors."):
         importlib.import_module(mod.name)
 
 
@@ -58,7 +58,7 @@ def concrete_detectors() -> list[type[Detector]]:
     found = {
         f"{c.__module__}.{c.__qualname__}": c
         for c in _subclasses(Detector)
-        if c.__module__.startswith("detectors.")
+        if c.__module__.startswith("citywatch.detectors.")
         and not inspect.isabstract(c)
         and not c.__name__.startswith("_")
         and c.on_event is not Detector.on_event
@@ -67,7 +67,7 @@ def concrete_detectors() -> list[type[Detector]]:
 
 
 DETECTORS = concrete_detectors()
-IDS = [f"{c.__module__.removeprefix('detectors.')}.{c.__qualname__}" for c in DETECTORS]
+IDS = [f"{c.__module__.removeprefix('citywatch.detectors.')}.{c.__qualname__}" for c in DETECTORS]
 
 
 def _case(cls: type[Detector], seed: int = 7) -> ContractCase:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.events import (
+from citywatch.detectors.events import (
     MAX_TS_MS,
     MIN_TS_MS,
     DeadLetter,

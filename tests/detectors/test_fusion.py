@@ -7,9 +7,9 @@ import pickle
 
 import pytest
 
-from detectors.alerts import Alert
-from detectors.base import ZoneMeta
-from detectors.fusion import Corroborator, FusionParams
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.base import ZoneMeta
+from citywatch.detectors.fusion import Corroborator, FusionParams
 
 T0 = 1_781_528_400_000
 MIN = 60_000

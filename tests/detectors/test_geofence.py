@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from detectors.alerts import Alert
-from detectors.base import ZoneMeta
-from detectors.events import GpsEvent
-from detectors.geofence import EnterDetector, EnterRule
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.base import ZoneMeta
+from citywatch.detectors.events import GpsEvent
+from citywatch.detectors.geofence import EnterDetector, EnterRule
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 SEC = 1_000
@@ -210,9 +210,9 @@ def test_enter_rule_rejects_bad_values_naming_the_setting(
 
 import shapely  # noqa: E402
 
-from detectors.base import ContractCase  # noqa: E402
-from detectors.events import VideoEvent  # noqa: E402
-from detectors.geofence import (  # noqa: E402
+from citywatch.detectors.base import ContractCase  # noqa: E402
+from citywatch.detectors.events import VideoEvent  # noqa: E402
+from citywatch.detectors.geofence import (  # noqa: E402
     CrossRule,
     DwellRule,
     ExitRule,

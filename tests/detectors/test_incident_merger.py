@@ -14,8 +14,8 @@ import random
 
 import pytest
 
-from detectors.alerts import Alert
-from detectors.incidents import IncidentMerger, IncidentParams
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.incidents import IncidentMerger, IncidentParams
 
 T0 = 1_781_528_400_000
 MIN = 60_000

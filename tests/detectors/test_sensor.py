@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from detectors.alerts import Alert
-from detectors.events import SensorEvent
-from detectors.sensor import ThresholdDetector, ThresholdParams
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.events import SensorEvent
+from citywatch.detectors.sensor import ThresholdDetector, ThresholdParams
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 MIN = 60_000

@@ -6,9 +6,14 @@ import pickle
 
 import pytest
 
-from detectors.alerts import Alert
-from detectors.events import SensorEvent
-from detectors.sensor_health import OfflineDetector, OfflineParams, StuckDetector, StuckParams
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.events import SensorEvent
+from citywatch.detectors.sensor_health import (
+    OfflineDetector,
+    OfflineParams,
+    StuckDetector,
+    StuckParams,
+)
 
 T0 = 1_781_528_400_000
 MIN = 60_000

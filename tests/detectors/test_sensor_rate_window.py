@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from detectors.alerts import Alert
-from detectors.events import SensorEvent
-from detectors.sensor_rate import RateDetector, RateParams
-from detectors.sensor_window import WindowDetector, WindowParams
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.events import SensorEvent
+from citywatch.detectors.sensor_rate import RateDetector, RateParams
+from citywatch.detectors.sensor_window import WindowDetector, WindowParams
 
 T0 = 1_781_524_800_000  # 2026-06-15T12:00:00Z, on the hour
 MIN = 60_000

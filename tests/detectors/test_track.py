@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from detectors.alerts import Alert
-from detectors.base import ZoneMeta
-from detectors.events import GpsEvent
-from detectors.track import StopDetector, StopParams
-from geo.distance import offset_deg
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.base import ZoneMeta
+from citywatch.detectors.events import GpsEvent
+from citywatch.detectors.track import StopDetector, StopParams
+from citywatch.geo.distance import offset_deg
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 MIN = 60_000

@@ -8,11 +8,11 @@ import importlib
 import pytest
 
 MODULES = [
-    "detectors.track",
-    "detectors.tracks_gap",
-    "detectors.tracks_jump",
-    "detectors.tracks_rendezvous",
-    "detectors.tracks_speeding",
+    "citywatch.detectors.track",
+    "citywatch.detectors.tracks_gap",
+    "citywatch.detectors.tracks_jump",
+    "citywatch.detectors.tracks_rendezvous",
+    "citywatch.detectors.tracks_speeding",
 ]
 
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from detectors.alerts import Alert
-from detectors.events import GpsEvent
-from detectors.tracks_gap import GapDetector, GapParams
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.events import GpsEvent
+from citywatch.detectors.tracks_gap import GapDetector, GapParams
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 MIN = 60_000
@@ -17,8 +17,15 @@ SILENCE_MS = 180_000  # max_silence_s = 180 for hazmat trucks below
 
 
 def fix(minute: float, entity: str = "hz-1", cls: str = "hazmat_truck") -> GpsEvent:
-    return GpsEvent(T0 + int(minute * MIN), entity, 121.0 + minute * 1e-3, 32.0, cls,
-                    zones=(), id=f"{entity}@{minute}")
+    return GpsEvent(
+        T0 + int(minute * MIN),
+        entity,
+        121.0 + minute * 1e-3,
+        32.0,
+        cls,
+        zones=(),
+        id=f"{entity}@{minute}",
+    )
 
 
 def detector(**overrides: Any) -> GapDetector:
@@ -54,8 +61,12 @@ def test_silence_fires_once_when_the_watermark_passes_last_fix_plus_t() -> None:
     alert = out[0]
     assert (alert.subject, alert.subject_type, alert.severity) == ("hz-1", "gps", "yellow")
     assert (alert.lon, alert.lat) == (fix(2).lon, fix(2).lat)  # the last position
-    assert alert.evidence == {"class": "hazmat_truck", "cargo": None, "max_silence_s": 180.0,
-                              "last_fix_id": "hz-1@2"}
+    assert alert.evidence == {
+        "class": "hazmat_truck",
+        "cargo": None,
+        "max_silence_s": 180.0,
+        "last_fix_id": "hz-1@2",
+    }
 
 
 def test_gap_that_closed_before_the_watermark_got_there_alerts_the_same() -> None:
@@ -92,7 +103,10 @@ def test_each_class_has_its_own_silence_and_unwatched_classes_are_ignored() -> N
     # tanker T = 2 min, hazmat T = 3 min, muck trucks not watched.
     det = detector()
     script: list[GpsEvent | int] = [
-        fix(0, "tk-1", "tanker"), fix(0, "hz-1"), fix(0, "mk-1", "muck_truck"), wm(2.5)
+        fix(0, "tk-1", "tanker"),
+        fix(0, "hz-1"),
+        fix(0, "mk-1", "muck_truck"),
+        wm(2.5),
     ]
     out = run(det, script)
     assert [a.subject for a in out] == ["tk-1"]

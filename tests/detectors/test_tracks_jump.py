@@ -7,16 +7,17 @@ import pickle
 import orjson
 import pytest
 
-from detectors.events import DeadLetter, Event, GpsEvent, SensorEvent
-from detectors.tracks_jump import JumpFilter, JumpParams
-from geo.distance import offset_deg
+from citywatch.detectors.events import DeadLetter, Event, GpsEvent, SensorEvent
+from citywatch.detectors.tracks_jump import JumpFilter, JumpParams
+from citywatch.geo.distance import offset_deg
 
 T0 = 1_767_225_600_000
 LON, LAT = 121.0, 32.0
 
 
-def fix(sec: float, east_km: float = 0.0, *, entity: str = "hz-1",
-        cls: str | None = "hazmat_truck") -> GpsEvent:
+def fix(
+    sec: float, east_km: float = 0.0, *, entity: str = "hz-1", cls: str | None = "hazmat_truck"
+) -> GpsEvent:
     dlon, _ = offset_deg(LAT, east_km * 1000, 0.0)
     return GpsEvent(T0 + int(sec * 1000), entity, LON + dlon, LAT, cls, id=f"{entity}@{sec}")
 
@@ -39,7 +40,10 @@ def test_teleport_goes_to_dead_letters_with_raw_bytes_and_a_reason() -> None:
     assert dead[0].category == "gps.jump"
     raw = orjson.loads(dead[0].raw)
     assert (raw["type"], raw["entity"], raw["id"], raw["ts"]) == (
-        "gps", "hz-1", "hz-1@15", "2026-01-01T00:00:15.000Z"
+        "gps",
+        "hz-1",
+        "hz-1@15",
+        "2026-01-01T00:00:15.000Z",
     )
 
 
@@ -52,8 +56,15 @@ def test_fast_but_plausible_driving_and_short_jitter_are_kept() -> None:
 def test_class_limits_apply() -> None:
     f = JumpFilter(JumpParams(max_speed_kmh={"vessel": 60}))
     # 5 km in 4 min = 75 km/h: too fast for a vessel, fine for a truck
-    kept, dead = admit(f, [fix(0, cls="vessel", entity="v"), fix(240, 5, cls="vessel", entity="v"),
-                           fix(0), fix(240, 5)])
+    kept, dead = admit(
+        f,
+        [
+            fix(0, cls="vessel", entity="v"),
+            fix(240, 5, cls="vessel", entity="v"),
+            fix(0),
+            fix(240, 5),
+        ],
+    )
     assert kept == [0, 0, 240] and len(dead) == 1
     assert "60 km/h max" in dead[0].reason
 

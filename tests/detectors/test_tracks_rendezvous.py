@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.alerts import Alert
-from detectors.base import ZoneMeta
-from detectors.events import GpsEvent
-from detectors.tracks_rendezvous import (
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.base import ZoneMeta
+from citywatch.detectors.events import GpsEvent
+from citywatch.detectors.tracks_rendezvous import (
     RendezvousDetector,
     RendezvousMatcher,
     RendezvousParams,
@@ -21,7 +21,7 @@ from detectors.tracks_rendezvous import (
     StopSpan,
     cells_for,
 )
-from geo.distance import haversine_m, offset_deg
+from citywatch.geo.distance import haversine_m, offset_deg
 
 T0 = 1_767_225_600_000
 MIN = 60_000
@@ -33,8 +33,16 @@ def at(east_m: float, north_m: float = 0.0) -> tuple[float, float]:
     return LON + dlon, LAT + dlat
 
 
-def parked(entity: str, cls: str, east_m: float, from_min: float, to_min: float,
-           *, zones: tuple[str, ...] = (), period_s: int = 15) -> list[GpsEvent]:
+def parked(
+    entity: str,
+    cls: str,
+    east_m: float,
+    from_min: float,
+    to_min: float,
+    *,
+    zones: tuple[str, ...] = (),
+    period_s: int = 15,
+) -> list[GpsEvent]:
     lon, lat = at(east_m)
     t, end = T0 + int(from_min * MIN), T0 + int(to_min * MIN)
     out = []
@@ -107,22 +115,23 @@ def test_two_tankers_give_one_alert_with_the_smaller_id_as_subject() -> None:
 
 
 def test_two_trucks_without_a_tanker_never_alert() -> None:
-    events = merged(parked("hz-1", "hazmat_truck", 0, 0, 20),
-                    parked("mk-2", "muck_truck", 5, 0, 20))
+    events = merged(
+        parked("hz-1", "hazmat_truck", 0, 0, 20), parked("mk-2", "muck_truck", 5, 0, 20)
+    )
     assert run(detector(), events) == []
 
 
 @pytest.mark.parametrize("gap_m", [45, 200], ids=["beyond-radius", "far"])
 def test_vehicles_farther_than_the_radius_do_not_alert(gap_m: float) -> None:
-    events = merged(parked("tk-1", "tanker", 0, 0, 20),
-                    parked("hz-2", "hazmat_truck", gap_m, 0, 20))
+    events = merged(
+        parked("tk-1", "tanker", 0, 0, 20), parked("hz-2", "hazmat_truck", gap_m, 0, 20)
+    )
     assert run(detector(), events) == []
 
 
 def test_overlap_one_fix_short_of_min_together_does_not_alert() -> None:
     # truck there from 2 to 9.75: 7.75 min together < 8
-    events = merged(parked("tk-1", "tanker", 0, 0, 20),
-                    parked("hz-2", "hazmat_truck", 5, 2, 9.75))
+    events = merged(parked("tk-1", "tanker", 0, 0, 20), parked("hz-2", "hazmat_truck", 5, 2, 9.75))
     assert run(detector(), events) == []
 
 
@@ -141,13 +150,16 @@ def test_stop_interrupted_by_one_jittered_fix_keeps_its_start() -> None:
 
 def test_moving_vehicles_and_stops_in_allowed_zones_are_not_reported() -> None:
     catalog = {"park": ZoneMeta("park", "approved_stop")}
-    events = merged(parked("tk-1", "tanker", 0, 0, 20, zones=("park",)),
-                    parked("hz-2", "hazmat_truck", 5, 0, 20, zones=("park",)))
+    events = merged(
+        parked("tk-1", "tanker", 0, 0, 20, zones=("park",)),
+        parked("hz-2", "hazmat_truck", 5, 0, 20, zones=("park",)),
+    )
     det = detector(catalog)
     assert run(det, events) == []
     assert det.matcher.live_spans() == 0
-    moving = [GpsEvent(T0 + k * 15_000, "tk-3", LON + k * 0.002, LAT, "tanker", 50.0)
-              for k in range(60)]
+    moving = [
+        GpsEvent(T0 + k * 15_000, "tk-3", LON + k * 0.002, LAT, "tanker", 50.0) for k in range(60)
+    ]
     assert run(det, moving) == [] and det.matcher.live_spans() == 0
 
 
@@ -163,8 +175,12 @@ def _spans(events: list[GpsEvent], p: RendezvousParams) -> list[StopSpan]:
 def test_matcher_result_does_not_depend_on_span_arrival_order(seed: int) -> None:
     # Shards report in any interleaving: the alerts (ids and content) stay the same.
     p = RendezvousParams(min_together_s=480, min_still_s=60)
-    events = merged(parked("tk-1", "tanker", 0, 0, 20), parked("hz-a", "hazmat_truck", 10, 1, 20),
-                    parked("mk-b", "muck_truck", -10, 3, 14), parked("tk-7", "tanker", 25, 5, 18))
+    events = merged(
+        parked("tk-1", "tanker", 0, 0, 20),
+        parked("hz-a", "hazmat_truck", 10, 1, 20),
+        parked("mk-b", "muck_truck", -10, 3, 14),
+        parked("tk-7", "tanker", 25, 5, 18),
+    )
     spans = _spans(events, p)
 
     def match(order: list[StopSpan]) -> list[dict[str, Any]]:
@@ -195,8 +211,10 @@ def test_matcher_forgets_old_spans() -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    st.floats(120.0, 122.0), st.floats(31.0, 33.0),
-    st.floats(0, 360), st.floats(0, 30),
+    st.floats(120.0, 122.0),
+    st.floats(31.0, 33.0),
+    st.floats(0, 360),
+    st.floats(0, 30),
 )
 def test_partner_within_radius_is_always_filed_in_the_subjects_home_cell(
     lon: float, lat: float, bearing: float, dist: float
@@ -204,8 +222,9 @@ def test_partner_within_radius_is_always_filed_in_the_subjects_home_cell(
     import math
 
     p = RendezvousParams()
-    dlon, dlat = offset_deg(lat, dist * math.sin(math.radians(bearing)),
-                            dist * math.cos(math.radians(bearing)))
+    dlon, dlat = offset_deg(
+        lat, dist * math.sin(math.radians(bearing)), dist * math.cos(math.radians(bearing))
+    )
     olon, olat = lon + dlon, lat + dlat
     assume_ok = haversine_m(lon, lat, olon, olat) <= p.radius_m
     home = next(c for c, h in cells_for(lon, lat, p.cell_m, p.radius_m) if h)
@@ -215,8 +234,11 @@ def test_partner_within_radius_is_always_filed_in_the_subjects_home_cell(
 
 @pytest.mark.parametrize(
     ("overrides", "needle"),
-    [({"radius_m": 0}, "radius_m"), ({"cell_m": 10, "radius_m": 30}, "cell_m"),
-     ({"tanker_classes": ()}, "tanker_classes")],
+    [
+        ({"radius_m": 0}, "radius_m"),
+        ({"cell_m": 10, "radius_m": 30}, "cell_m"),
+        ({"tanker_classes": ()}, "tanker_classes"),
+    ],
     ids=["radius-zero", "cell-smaller-than-radius", "no-tanker-class"],
 )
 def test_rendezvous_params_reject_bad_values(overrides: dict[str, Any], needle: str) -> None:

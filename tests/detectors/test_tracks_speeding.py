@@ -7,24 +7,41 @@ from typing import Any
 
 import pytest
 
-from detectors.alerts import Alert
-from detectors.base import ZoneMeta
-from detectors.events import GpsEvent
-from detectors.tracks_speeding import SpeedingDetector, SpeedingParams
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.base import ZoneMeta
+from citywatch.detectors.events import GpsEvent
+from citywatch.detectors.tracks_speeding import SpeedingDetector, SpeedingParams
 
 T0 = 1_767_225_600_000
 S = 1000
 
 
-def fix(sec: float, kmh: float | None, *, entity: str = "tk-1", cls: str = "tanker",
-        zones: tuple[str, ...] = (), lon: float | None = None) -> GpsEvent:
-    return GpsEvent(T0 + int(sec * S), entity, 121.0 if lon is None else lon, 32.0, cls, kmh,
-                    zones=zones, id=f"{entity}@{sec}")
+def fix(
+    sec: float,
+    kmh: float | None,
+    *,
+    entity: str = "tk-1",
+    cls: str = "tanker",
+    zones: tuple[str, ...] = (),
+    lon: float | None = None,
+) -> GpsEvent:
+    return GpsEvent(
+        T0 + int(sec * S),
+        entity,
+        121.0 if lon is None else lon,
+        32.0,
+        cls,
+        kmh,
+        zones=zones,
+        id=f"{entity}@{sec}",
+    )
 
 
 def detector(zones: dict[str, ZoneMeta] | None = None, **overrides: Any) -> SpeedingDetector:
-    settings: dict[str, Any] = {"limits_kmh": {"tanker": 80, "muck_truck": 60},
-                                "zone_limits_kmh": {"residential": 30}}
+    settings: dict[str, Any] = {
+        "limits_kmh": {"tanker": 80, "muck_truck": 60},
+        "zone_limits_kmh": {"residential": 30},
+    }
     settings.update(overrides)
     return SpeedingDetector(SpeedingParams(**settings), zones or {})
 
@@ -88,8 +105,15 @@ def test_speed_is_derived_from_positions_when_not_reported() -> None:
 def test_out_of_order_fixes_are_ignored_and_a_long_silence_ends_an_episode() -> None:
     # arrival: 0(95) 15(95) 10(20, older: ignored) 30(95) | 300(95) 315(95) 330(95)
     # the 270 s silence ends episode 1 before it reached 60 s; episode 2 is short too
-    fixes = [fix(0, 95), fix(15, 95), fix(10, 20), fix(30, 95),
-             fix(300, 95), fix(315, 95), fix(330, 95)]
+    fixes = [
+        fix(0, 95),
+        fix(15, 95),
+        fix(10, 20),
+        fix(30, 95),
+        fix(300, 95),
+        fix(315, 95),
+        fix(330, 95),
+    ]
     assert run(detector(), fixes) == []
 
 

@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from detectors.alerts import Alert
-from detectors.base import ZoneMeta
-from detectors.events import VideoEvent
-from detectors.video import VideoRule, VideoRuleDetector
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.base import ZoneMeta
+from citywatch.detectors.events import VideoEvent
+from citywatch.detectors.video import VideoRule, VideoRuleDetector
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 MIN = 60_000

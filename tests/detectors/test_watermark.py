@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.watermark import NO_WATERMARK, Watermarker
+from citywatch.detectors.watermark import NO_WATERMARK, Watermarker
 
 
 def test_no_watermark_before_the_first_event() -> None:

@@ -8,11 +8,11 @@ import pytest
 from bytewax.run import cli_main
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from flows.config import Config
-from flows.model import RawBatch
-from flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
-from geo.reference import Reference
-from sinks.redis_dispatch import Dispatch
+from citywatch.flows.config import Config
+from citywatch.flows.model import RawBatch
+from citywatch.flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
+from citywatch.geo.reference import Reference
+from citywatch.sinks.redis_dispatch import Dispatch
 
 RunBatched = Callable[[list[bytes], int, int], list[Dispatch]]
 

@@ -6,7 +6,7 @@ import csv
 import random
 from pathlib import Path
 
-from flows.cli import main
+from citywatch.flows.cli import main
 
 
 def _write(path: Path, rows: list[tuple[str, str]]) -> None:

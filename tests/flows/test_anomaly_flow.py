@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from flows.config import Config
-from flows.model import RawBatch
-from flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
-from geo.reference import Reference
-from replay.generator import GenParams, generate
-from replay.recording import iter_lines
-from replay.truth import load_truth, score
+from citywatch.flows.config import Config
+from citywatch.flows.model import RawBatch
+from citywatch.flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
+from citywatch.geo.reference import Reference
+from citywatch.replay.generator import GenParams, generate
+from citywatch.replay.recording import iter_lines
+from citywatch.replay.truth import load_truth, score
 
 
 @pytest.mark.slow

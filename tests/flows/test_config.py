@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from flows.config import (
+from citywatch.flows.config import (
     DEFAULT_CONFIG,
     ConfigError,
     RoutingSettings,

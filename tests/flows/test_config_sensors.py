@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from detectors.fusion import FusionParams
-from flows.config import DEFAULT_CONFIG, ConfigError, config_from_dict, load_config
+from citywatch.detectors.fusion import FusionParams
+from citywatch.flows.config import DEFAULT_CONFIG, ConfigError, config_from_dict, load_config
 
 BUNDLED: dict[str, Any] = tomllib.loads(DEFAULT_CONFIG.read_text(encoding="utf-8"))
 

@@ -35,13 +35,13 @@ import pytest
 import redis
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from flows.config import Config
-from flows.kafka_io import list_partitions, produce_recording
-from flows.metrics import Metrics, MetricsStats
-from flows.runner import run_recordings
-from replay.generator import GenParams, generate
-from replay.recording import iter_lines, unwrap
-from sinks.redis_dispatch import Dispatch, Route, Written
+from citywatch.flows.config import Config
+from citywatch.flows.kafka_io import list_partitions, produce_recording
+from citywatch.flows.metrics import Metrics, MetricsStats
+from citywatch.flows.runner import run_recordings
+from citywatch.replay.generator import GenParams, generate
+from citywatch.replay.recording import iter_lines, unwrap
+from citywatch.sinks.redis_dispatch import Dispatch, Route, Written
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
@@ -109,7 +109,7 @@ def _run_cmd(bootstrap: str, redis_url: str, rec_dir: Path, *extra: str) -> list
     return [
         sys.executable,
         "-m",
-        "flows.cli",
+        "citywatch.flows.cli",
         "run",
         "--bootstrap",
         bootstrap,
@@ -238,7 +238,7 @@ def test_kcat_as_the_producer(
 ) -> None:
     """A producer that is not citywatch: kcat writes ``key<TAB>value`` lines per topic."""
     files: dict[str, list[bytes]] = {}
-    from flows.kafka_io import route_line
+    from citywatch.flows.kafka_io import route_line
 
     by_type = {v: k for k, v in config.kafka.topics().items()}
     for line in iter_lines(recording):
@@ -271,7 +271,7 @@ def test_record_keeps_envelopes_and_replays_to_the_same_alerts(
     recorded = tmp_path / "recorded.jsonl.zst"
     proc = subprocess.run(
         [
-            *(sys.executable, "-m", "flows.cli", "record", "--bootstrap", kafka_bootstrap),
+            *(sys.executable, "-m", "citywatch", "record", "--bootstrap", kafka_bootstrap),
             *("--out", str(recorded), "--until-end", "--quiet"),
         ],
         capture_output=True,
@@ -379,7 +379,7 @@ def test_kill_9_at_random_points_loses_and_duplicates_no_work_order(
 def test_metrics_count_what_the_run_stats_count() -> None:
     from prometheus_client import generate_latest
 
-    from detectors.alerts import Alert
+    from citywatch.detectors.alerts import Alert
 
     m = Metrics()
     stats = MetricsStats(m)

@@ -26,22 +26,27 @@ import pytest
 import redis
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from flows.config import Config
-from flows.model import RawBatch
-from flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
-from flows.runner import run_recordings
-from flows.stats import RunStats
-from geo.reference import Reference
-from replay.generator import GenParams, generate
-from replay.recording import iter_lines
-from replay.truth import load_truth, score
-from sinks.redis_dispatch import Keys
+from citywatch.flows.config import Config
+from citywatch.flows.model import RawBatch
+from citywatch.flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
+from citywatch.flows.runner import run_recordings
+from citywatch.flows.stats import RunStats
+from citywatch.geo.reference import Reference
+from citywatch.replay.generator import GenParams, generate
+from citywatch.replay.recording import iter_lines
+from citywatch.replay.truth import load_truth, score
+from citywatch.sinks.redis_dispatch import Keys
 
 FOUNDATION_KINDS = ("geofence.enter", "track.stop", "sensor.threshold", "video.intrusion")
 TRACK_KINDS = ("track.gap", "track.speeding", "track.rendezvous")
 SENSOR_VIDEO_KINDS = (  # sensor.window needs an hour of readings: tests/flows/test_sensor_flow.py
-    "sensor.rate", "sensor.offline", "sensor.stuck", "video.construction", "video.fishing",
-    "video.dumping", "fusion.corroborated",
+    "sensor.rate",
+    "sensor.offline",
+    "sensor.stuck",
+    "video.construction",
+    "video.fishing",
+    "video.dumping",
+    "fusion.corroborated",
 )
 
 
@@ -59,15 +64,25 @@ def _alerts(path: Path) -> list[dict]:
 
 @pytest.mark.redis
 def test_replay_finds_every_injected_incident_and_nothing_else(
-    recording: tuple[Path, Path], config: Config, reference: Reference, redis_url: str,
+    recording: tuple[Path, Path],
+    config: Config,
+    reference: Reference,
+    redis_url: str,
     tmp_path: Path,
 ) -> None:
     rec, truth_path = recording
     truth = load_truth(truth_path)
     alerts_out = tmp_path / "alerts.jsonl"
     dead_out = tmp_path / "dead.jsonl"
-    result = run_recordings([rec], config, redis_url, alerts_out=alerts_out, dead_out=dead_out,
-                            progress=False, reference=reference)
+    result = run_recordings(
+        [rec],
+        config,
+        redis_url,
+        alerts_out=alerts_out,
+        dead_out=dead_out,
+        progress=False,
+        reference=reference,
+    )
     alerts = _alerts(alerts_out)
     sc = score(alerts, truth)
     assert {i["kind"] for i in truth["incidents"]} >= set(FOUNDATION_KINDS)
@@ -103,12 +118,13 @@ def test_replay_finds_every_injected_incident_and_nothing_else(
 
 @pytest.mark.redis
 def test_second_replay_creates_no_new_work_orders(
-    recording: tuple[Path, Path], config: Config, reference: Reference, redis_url: str,
+    recording: tuple[Path, Path],
+    config: Config,
+    reference: Reference,
+    redis_url: str,
 ) -> None:
-    first = run_recordings([recording[0]], config, redis_url, progress=False,
-                           reference=reference)
-    again = run_recordings([recording[0]], config, redis_url, progress=False,
-                           reference=reference)
+    first = run_recordings([recording[0]], config, redis_url, progress=False, reference=reference)
+    again = run_recordings([recording[0]], config, redis_url, progress=False, reference=reference)
     assert sum(first.stats.work_orders.values()) > 0
     assert sum(again.stats.work_orders.values()) == 0
     assert again.stats.repeats == sum(first.stats.alerts.values())
@@ -117,7 +133,10 @@ def test_second_replay_creates_no_new_work_orders(
 @pytest.mark.redis
 @pytest.mark.slow
 def test_alert_ids_identical_at_max_speed_and_at_50x(
-    config: Config, reference: Reference, redis_url: str, tmp_path: Path,
+    config: Config,
+    reference: Reference,
+    redis_url: str,
+    tmp_path: Path,
 ) -> None:
     rec = tmp_path / "short.jsonl.gz"
     truth = generate(reference, GenParams(minutes=14, seed=3), rec)
@@ -126,8 +145,9 @@ def test_alert_ids_identical_at_max_speed_and_at_50x(
     for speed, prefix in ((None, "a"), (50.0, "b"), (None, "c")):
         out = tmp_path / f"alerts-{prefix}.jsonl"
         cfg = _with_prefix(config, prefix)
-        run_recordings([rec], cfg, redis_url, speed=speed, alerts_out=out, progress=False,
-                       reference=reference)
+        run_recordings(
+            [rec], cfg, redis_url, speed=speed, alerts_out=out, progress=False, reference=reference
+        )
         runs.append(sorted(a["id"] for a in _alerts(out)))
     assert runs[0], "alerts were expected"
     assert runs[0] == runs[1] == runs[2]
@@ -139,22 +159,31 @@ def _with_prefix(cfg: Config, prefix: str) -> Config:
     return replace(cfg, redis=replace(cfg.redis, prefix=prefix))
 
 
-def _testing_flow(lines: list[bytes], config: Config, reference: Reference,
-                  batch: int) -> tuple[list, RunStats, list]:
-    batches = [RawBatch("recording", lines[i:i + batch], 0) for i in range(0, len(lines), batch)]
+def _testing_flow(
+    lines: list[bytes], config: Config, reference: Reference, batch: int
+) -> tuple[list, RunStats, list]:
+    batches = [RawBatch("recording", lines[i : i + batch], 0) for i in range(0, len(lines), batch)]
     dispatched: list = []
     dead: list = []
     stats = RunStats()
-    flow = build_flow(TestingSource(batches), FlowOutputs(dispatch=TestingSink(dispatched),
-                                                          dead=TestingSink(dead)),
-                      config, ReferenceHolder(reference), stats)
+    flow = build_flow(
+        TestingSource(batches),
+        FlowOutputs(dispatch=TestingSink(dispatched), dead=TestingSink(dead)),
+        config,
+        ReferenceHolder(reference),
+        stats,
+    )
     return [flow, dispatched, dead], stats, batches
 
 
 @pytest.mark.parametrize("workers", [1, 2], ids=["one-worker", "two-workers"])
 @pytest.mark.parametrize("batch", [1, 97, 5000], ids=["batch-1", "batch-97", "batch-5000"])
 def test_alerts_do_not_depend_on_batching_or_workers(
-    recording: tuple[Path, Path], config: Config, reference: Reference, workers: int, batch: int,
+    recording: tuple[Path, Path],
+    config: Config,
+    reference: Reference,
+    workers: int,
+    batch: int,
 ) -> None:
     from bytewax.run import cli_main
 

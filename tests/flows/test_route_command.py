@@ -7,7 +7,7 @@ import io
 import orjson
 import pytest
 
-from flows.cli import main
+from citywatch.flows.cli import main
 
 
 def test_route_dry_run_from_options(capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from geo.reference import Reference
-from replay.generator import GenParams, generate
-from replay.recording import iter_lines
-from replay.truth import load_truth, score
+from citywatch.geo.reference import Reference
+from citywatch.replay.generator import GenParams, generate
+from citywatch.replay.recording import iter_lines
+from citywatch.replay.truth import load_truth, score
 
 MY_KINDS = (
     "sensor.rate",

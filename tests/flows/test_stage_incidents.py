@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 import pytest
 
-from flows.config import Config
-from flows.pipeline import ReferenceHolder
-from geo.reference import Reference
-from replay.generator import GenParams, generate
-from replay.recording import iter_lines
+from citywatch.flows.config import Config
+from citywatch.flows.pipeline import ReferenceHolder
+from citywatch.geo.reference import Reference
+from citywatch.replay.generator import GenParams, generate
+from citywatch.replay.recording import iter_lines
 
 
 @pytest.fixture(scope="module")
@@ -39,16 +39,26 @@ def test_incidents_do_not_depend_on_batching_or_workers(
 def test_the_clock_waits_for_the_slowest_shard(config: Config, reference: Reference) -> None:
     # shards 0..6 report 13:00; shard 7 is still at 12:00 (a partition it has not caught
     # up on): an alert at 12:30 is held until shard 7 passes 12:30 + hold + 2 pushes.
-    from detectors.alerts import Alert
-    from flows.detect import WatermarkMark
-    from flows.stage_incidents import IncidentLogic
+    from citywatch.detectors.alerts import Alert
+    from citywatch.flows.detect import WatermarkMark
+    from citywatch.flows.stage_incidents import IncidentLogic
 
     hour = 3_600_000
     t12 = 1_781_496_000_000  # 2026-06-15T04:00Z, 12:00 local
     logic = IncidentLogic(config, ReferenceHolder(reference), None)
     shards = [f"shard-{i:03d}" for i in range(config.flow.shards)]
-    alert = Alert.make("sensor.threshold", "red", "wl-1", "sensor", None, 120.9, 32.0,
-                       ts_ms=t12 + hour // 2, first_ts_ms=t12 + hour // 2, evidence={})
+    alert = Alert.make(
+        "sensor.threshold",
+        "red",
+        "wl-1",
+        "sensor",
+        None,
+        120.9,
+        32.0,
+        ts_ms=t12 + hour // 2,
+        first_ts_ms=t12 + hour // 2,
+        evidence={},
+    )
 
     def released(values: list) -> list:
         out, _ = logic.on_batch(values)

@@ -19,15 +19,15 @@ import orjson
 import pytest
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from detectors.alerts import Alert
-from detectors.events import DeadLetter, GpsEvent, format_ts
-from flows.config import Config
-from flows.detect import DetectorSuite, ShardLogic, ShardOutput
-from flows.model import RawBatch, ShardBatch
-from flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
-from flows.stats import RunStats
-from geo.distance import offset_deg
-from geo.reference import Reference
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.events import DeadLetter, GpsEvent, format_ts
+from citywatch.flows.config import Config
+from citywatch.flows.detect import DetectorSuite, ShardLogic, ShardOutput
+from citywatch.flows.model import RawBatch, ShardBatch
+from citywatch.flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
+from citywatch.flows.stats import RunStats
+from citywatch.geo.distance import offset_deg
+from citywatch.geo.reference import Reference
 
 T0 = 1_781_528_400_000  # 2026-06-15T13:00:00Z
 MIN = 60_000
@@ -36,8 +36,17 @@ LON, LAT = 120.95, 32.25  # outside every sample zone
 
 def _line(ts: int, entity: str, cls: str, east_m: float, speed: float = 0.0) -> bytes:
     dlon, _ = offset_deg(LAT, east_m, 0.0)
-    return orjson.dumps({"type": "gps", "ts": format_ts(ts), "entity": entity, "class": cls,
-                         "lon": round(LON + dlon, 7), "lat": LAT, "speed": speed})
+    return orjson.dumps(
+        {
+            "type": "gps",
+            "ts": format_ts(ts),
+            "entity": entity,
+            "class": cls,
+            "lon": round(LON + dlon, 7),
+            "lat": LAT,
+            "speed": speed,
+        }
+    )
 
 
 def scripted_lines() -> list[bytes]:
@@ -56,18 +65,23 @@ def scripted_lines() -> list[bytes]:
     return [line for _, line in sorted(rows, key=lambda r: r[0])]
 
 
-def _run(config: Config, reference: Reference, batch: int,
-         workers: int) -> tuple[list[Alert], list[DeadLetter], RunStats]:
+def _run(
+    config: Config, reference: Reference, batch: int, workers: int
+) -> tuple[list[Alert], list[DeadLetter], RunStats]:
     from bytewax.run import cli_main
 
     lines = scripted_lines()
-    batches = [RawBatch("recording", lines[i:i + batch], 0) for i in range(0, len(lines), batch)]
+    batches = [RawBatch("recording", lines[i : i + batch], 0) for i in range(0, len(lines), batch)]
     dispatched: list = []
     dead: list[DeadLetter] = []
     stats = RunStats()
-    flow = build_flow(TestingSource(batches),
-                      FlowOutputs(dispatch=TestingSink(dispatched), dead=TestingSink(dead)),
-                      config, ReferenceHolder(reference), stats)
+    flow = build_flow(
+        TestingSource(batches),
+        FlowOutputs(dispatch=TestingSink(dispatched), dead=TestingSink(dead)),
+        config,
+        ReferenceHolder(reference),
+        stats,
+    )
     if workers == 1:
         run_main(flow)
     else:
@@ -86,12 +100,16 @@ def test_flow_finds_the_rendezvous_pairs_the_gap_and_the_teleport(
     reference_run: tuple[list[Alert], list[DeadLetter]],
 ) -> None:
     alerts, dead = reference_run
-    rdv = sorted((a.subject, a.evidence["partner"], round((a.ts_ms - T0) / MIN, 1))
-                 for a in alerts if a.kind == "track.rendezvous")
+    rdv = sorted(
+        (a.subject, a.evidence["partner"], round((a.ts_ms - T0) / MIN, 1))
+        for a in alerts
+        if a.kind == "track.rendezvous"
+    )
     assert rdv == [("tk-1", "hz-a", 9.0), ("tk-1", "mk-b", 11.0)]
     # All three fall silent at 21.75; hz-j reports on, so event time passes their deadlines.
-    gaps = sorted((a.subject, round((a.first_ts_ms - T0) / MIN, 1))
-                  for a in alerts if a.kind == "track.gap")
+    gaps = sorted(
+        (a.subject, round((a.first_ts_ms - T0) / MIN, 1)) for a in alerts if a.kind == "track.gap"
+    )
     assert gaps == [("hz-a", 21.8), ("mk-b", 21.8), ("tk-1", 21.8)]
     assert [d.reason.partition(":")[0] for d in dead] == ["gps.jump"]
     assert orjson.loads(dead[0].raw)["entity"] == "hz-j"
@@ -101,8 +119,11 @@ def test_flow_finds_the_rendezvous_pairs_the_gap_and_the_teleport(
 @pytest.mark.parametrize("workers", [1, 2], ids=["one-worker", "two-workers"])
 @pytest.mark.parametrize("batch", [1, 13], ids=["batch-1", "batch-13"])
 def test_track_alerts_do_not_depend_on_batching_or_workers(
-    config: Config, reference: Reference, reference_run: tuple[list[Alert], list[DeadLetter]],
-    workers: int, batch: int,
+    config: Config,
+    reference: Reference,
+    reference_run: tuple[list[Alert], list[DeadLetter]],
+    workers: int,
+    batch: int,
 ) -> None:
     alerts, dead, _ = _run(config, reference, batch, workers)
     expected_alerts, expected_dead = reference_run
@@ -125,11 +146,19 @@ def test_wall_clock_timers_fire_a_gap_while_input_is_quiet(config: Config) -> No
     # wm = now - 30 s = 12:03:00 > 11:59:45 + 180 s: track.gap, ts from the last fix
     now = [datetime(2026, 6, 15, 12, 0, tzinfo=UTC)]
     t_ms = int(now[0].timestamp() * 1000)
-    logic = ShardLogic(lambda: DetectorSuite.from_config(config, {}), lambda: {}, None,
-                       timers="wall", lag_ms=30_000, now=lambda: now[0])
+    logic = ShardLogic(
+        lambda: DetectorSuite.from_config(config, {}),
+        lambda: {},
+        None,
+        timers="wall",
+        lag_ms=30_000,
+        now=lambda: now[0],
+    )
     assert logic.notify_at() == now[0] + timedelta(seconds=1)
-    fixes = [GpsEvent(t_ms - 30_000, "hz-1", LON, LAT, "hazmat_truck", 40.0),
-             GpsEvent(t_ms - 15_000, "hz-1", LON + 0.002, LAT, "hazmat_truck", 40.0)]
+    fixes = [
+        GpsEvent(t_ms - 30_000, "hz-1", LON, LAT, "hazmat_truck", 40.0),
+        GpsEvent(t_ms - 15_000, "hz-1", LON + 0.002, LAT, "hazmat_truck", 40.0),
+    ]
     # Every activation reports the shard's watermark (for the incident stage), alerts
     # or not; what matters here is when the gap alert comes.
     out, _ = logic.on_batch([ShardBatch(fixes, t_ms - 60_000, 0)])

@@ -13,14 +13,14 @@ from typing import Any
 import orjson
 import pytest
 
-from detectors.alerts import Alert
-from flows.config import Config
-from flows.detect import DetectorSuite, ShardLogic
-from flows.model import RawBatch, ShardBatch
-from flows.pipeline import ReferenceHolder, parse_step
-from flows.stats import RunStats
-from flows.zone_reload import ZoneReloader
-from geo.reference import Reference
+from citywatch.detectors.alerts import Alert
+from citywatch.flows.config import Config
+from citywatch.flows.detect import DetectorSuite, ShardLogic
+from citywatch.flows.model import RawBatch, ShardBatch
+from citywatch.flows.pipeline import ReferenceHolder, parse_step
+from citywatch.flows.stats import RunStats
+from citywatch.flows.zone_reload import ZoneReloader
+from citywatch.geo.reference import Reference
 
 T0 = 1_781_528_400_000  # 2026-06-15T21:00+08:00
 # A spot in no bundled zone, where the new file adds an "airport_site" zone.

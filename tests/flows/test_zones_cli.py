@@ -8,8 +8,8 @@ from typing import Any
 import orjson
 import pytest
 
-from flows.cli import main
-from flows.config import Config
+from citywatch.flows.cli import main
+from citywatch.flows.config import Config
 
 
 def test_check_summarises_a_valid_file(config: Config, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import shapely
 
-from flows.config import load_config
-from geo.errors import ZoneFileError
-from geo.jurisdictions import (
+from citywatch.flows.config import load_config
+from citywatch.geo.errors import ZoneFileError
+from citywatch.geo.jurisdictions import (
     Jurisdiction,
     Jurisdictions,
     jurisdictions_from_geojson,

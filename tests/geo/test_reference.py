@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from detectors.events import GpsEvent, SensorEvent, VideoEvent
-from flows.config import load_config
-from geo.errors import ZoneFileError
-from geo.reference import Reference
-from geo.registry import load_registry
+from citywatch.detectors.events import GpsEvent, SensorEvent, VideoEvent
+from citywatch.flows.config import load_config
+from citywatch.geo.errors import ZoneFileError
+from citywatch.geo.reference import Reference
+from citywatch.geo.registry import load_registry
 
 TS = 1_767_225_600_000
 

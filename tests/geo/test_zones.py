@@ -13,9 +13,9 @@ import shapely.affinity
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flows.config import load_config
-from geo.errors import ZoneFileError
-from geo.zones import M_PER_DEG, Zone, ZoneIndex, load_zones, zones_from_geojson
+from citywatch.flows.config import load_config
+from citywatch.geo.errors import ZoneFileError
+from citywatch.geo.zones import M_PER_DEG, Zone, ZoneIndex, load_zones, zones_from_geojson
 
 # Test zones (x = lon, y = lat, small numbers for readability; file order as listed):
 #   box    square 0..4 x 0..4
@@ -471,7 +471,7 @@ def test_near_equals_brute_force_distances_in_metres(
 
 
 def test_near_distances_agree_with_haversine_within_half_a_percent() -> None:
-    from geo.distance import haversine_m
+    from citywatch.geo.distance import haversine_m
 
     idx = ZoneIndex([Zone("z", "", "k", {}, shapely.box(120.9, 31.9, 121.0, 32.0))])
     lon = np.array([121.0 + 0.005, 121.0 + 0.02, 120.95, 120.95])

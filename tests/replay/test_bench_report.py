@@ -16,10 +16,10 @@ from typing import Any
 import orjson
 import pytest
 
-from benchmarks.bench import BenchOptions, markdown, percentiles, run_bench
-from flows.config import Config
-from geo.reference import Reference
-from replay.generator import GenParams, generate
+from citywatch.benchmarks.bench import BenchOptions, markdown, percentiles, run_bench
+from citywatch.flows.config import Config
+from citywatch.geo.reference import Reference
+from citywatch.replay.generator import GenParams, generate
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

@@ -14,9 +14,14 @@ from typing import Any
 
 import pytest
 
-from geo.reference import Reference
-from replay import generator as gmod
-from replay.generator import DEFAULT_SENSOR_PERIOD_S, SENSOR_PERIOD_S, Generator, GenParams
+from citywatch.geo.reference import Reference
+from citywatch.replay import generator as gmod
+from citywatch.replay.generator import (
+    DEFAULT_SENSOR_PERIOD_S,
+    SENSOR_PERIOD_S,
+    Generator,
+    GenParams,
+)
 
 
 def every_key_every_tick(gen: Generator) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from detectors.events import format_ts
-from replay.generator import truth_entry
-from replay.incidents_sensors import corroborated_truth, tide_level
+from citywatch.detectors.events import format_ts
+from citywatch.replay.generator import truth_entry
+from citywatch.replay.incidents_sensors import corroborated_truth, tide_level
 
 T0 = 1_781_528_400_000
 MIN = 60_000
@@ -79,7 +79,7 @@ def test_an_uncertain_pair_is_an_error(
 def test_tide_level_matches_the_background_model_without_noise() -> None:
     import random
 
-    from replay.world import normal_value
+    from citywatch.replay.world import normal_value
 
     rng = random.Random(0)
     t = T0 + 17 * MIN

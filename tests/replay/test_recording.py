@@ -9,8 +9,8 @@ import orjson
 import pytest
 import zstandard
 
-from detectors.events import GpsEvent, parse_event
-from replay.recording import RecordingWriter, iter_lines, read_header, unwrap
+from citywatch.detectors.events import GpsEvent, parse_event
+from citywatch.replay.recording import RecordingWriter, iter_lines, read_header, unwrap
 
 SUFFIXES = [".jsonl", ".jsonl.gz", ".jsonl.zst"]
 SUFFIX_IDS = ["plain", "gzip", "zstd"]

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.bench import work_orders
-from flows.config import Config
-from flows.runner import run_recordings
-from geo.reference import Reference
-from replay.generator import GenParams, generate
+from citywatch.benchmarks.bench import work_orders
+from citywatch.flows.config import Config
+from citywatch.flows.runner import run_recordings
+from citywatch.geo.reference import Reference
+from citywatch.replay.generator import GenParams, generate
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

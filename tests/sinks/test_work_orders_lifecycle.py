@@ -13,12 +13,12 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from detectors.alerts import Alert
-from detectors.incidents import IncidentMerger, IncidentParams
-from sinks.embedded_redis import EmbeddedRedis
-from sinks.escalation import accountability, all_orders, escalate_due
-from sinks.lifecycle import TransitionRefused, WorkOrderError, WorkOrders
-from sinks.redis_dispatch import (
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.incidents import IncidentMerger, IncidentParams
+from citywatch.sinks.embedded_redis import EmbeddedRedis
+from citywatch.sinks.escalation import accountability, all_orders, escalate_due
+from citywatch.sinks.lifecycle import TransitionRefused, WorkOrderError, WorkOrders
+from citywatch.sinks.redis_dispatch import (
     Dispatch,
     DispatchError,
     Keys,
@@ -27,7 +27,7 @@ from sinks.redis_dispatch import (
     WorkOrderWriter,
     connect,
 )
-from sinks.silences import SilenceStore, make_silence
+from citywatch.sinks.silences import SilenceStore, make_silence
 
 pytestmark = pytest.mark.redis
 

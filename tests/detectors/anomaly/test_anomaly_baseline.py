@@ -15,12 +15,12 @@ import random
 import numpy as np
 import pytest
 
-from detectors.alerts import Alert
-from detectors.anomaly.bank import BaselineBank, KindCalibration, rounds
-from detectors.anomaly.params import BaselineParams
-from detectors.anomaly.sensor import AnomalyScorer, SensorAnomalyDetector
-from detectors.events import SensorEvent
-from replay.anomaly_streams import ANOMALY_TYPES, evaluate, labelled_streams
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.anomaly.bank import BaselineBank, KindCalibration, rounds
+from citywatch.detectors.anomaly.params import BaselineParams
+from citywatch.detectors.anomaly.sensor import AnomalyScorer, SensorAnomalyDetector
+from citywatch.detectors.events import SensorEvent
+from citywatch.replay.anomaly_streams import ANOMALY_TYPES, evaluate, labelled_streams
 
 T0 = 1_781_528_400_000
 

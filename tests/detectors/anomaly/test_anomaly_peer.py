@@ -12,10 +12,10 @@ from __future__ import annotations
 import pickle
 import random
 
-from detectors.alerts import Alert
-from detectors.anomaly.params import PeerParams
-from detectors.anomaly.peer import PeerGroupDetector
-from detectors.events import SensorEvent
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.anomaly.params import PeerParams
+from citywatch.detectors.anomaly.peer import PeerGroupDetector
+from citywatch.detectors.events import SensorEvent
 
 T0 = 1_781_528_400_000
 
