@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.events import Event
+from citywatch.detectors.state import Snapshot, Stateful
 
 S = TypeVar("S")
 
@@ -38,7 +39,7 @@ class ZoneMeta:
 ZoneCatalog = Mapping[str, ZoneMeta]
 
 
-class KeyedState(Generic[S]):
+class KeyedState(Stateful, Generic[S]):
     """A dict of per-key state ordered by last use, for O(1) idle eviction.
 
     >>> ks: KeyedState[int] = KeyedState(idle_ms=10)
@@ -84,6 +85,18 @@ class KeyedState(Generic[S]):
     def items(self) -> Iterator[tuple[str, S]]:
         return iter(self._items.items())
 
+    def state(self) -> Snapshot:
+        """Keys in last-use order with their records and last-use times; ``idle_ms``
+        is a parameter and stays as configured on restore."""
+        return Snapshot("KeyedState", 1, {"items": list(self._items.items()), "seen": self._seen})
+
+    def restore(self, snap: Snapshot) -> None:
+        from citywatch.detectors.state import migrate
+
+        data = migrate(KeyedState, snap)
+        self._items = OrderedDict(data["items"])
+        self._seen = dict(data["seen"])
+
     def evict_idle(self, now_ms: int) -> list[str]:
         """Drop keys last used more than ``idle_ms`` before ``now_ms``; returns them."""
         gone: list[str] = []
@@ -116,13 +129,15 @@ class ContractCase:
     watermarks: dict[int, int] = field(default_factory=dict)
 
 
-class Detector:
+class Detector(Stateful):
     """The interface every stream detector implements.
 
     ``on_event`` sees each on-time event of its type in arrival order;
     ``on_watermark`` is called when event time has progressed (timers, eviction).
     Both append alerts to ``out`` and never mutate the event. Every concrete
-    detector also provides ``contract_case(seed)`` for the contract suite.
+    detector also provides ``contract_case(seed)`` for the contract suite, and
+    names its learned state in ``STATE`` (see :class:`~citywatch.detectors.state.Stateful`):
+    a restart rebuilds it from the current config and restores only that.
     """
 
     kinds: tuple[str, ...] = ()

@@ -48,6 +48,7 @@ from citywatch.detectors import params
 from citywatch.detectors.alerts import SEVERITIES, SEVERITY_RANK, Alert, alert_id
 from citywatch.detectors.base import KeyedState, ZoneCatalog, ZoneMeta
 from citywatch.detectors.events import format_ts
+from citywatch.detectors.state import Stateful
 
 __all__ = ["FUSION_KIND", "Corroborator", "FusionParams", "ZoneMeta"]
 
@@ -104,8 +105,10 @@ def _before(a: Alert, b: Alert) -> bool:
     return (a.ts_ms, a.id) < (b.ts_ms, b.id)
 
 
-class Corroborator:
+class Corroborator(Stateful):
     """Fusion of one or more zones' alerts (a plain class; the flow keys it by zone)."""
+
+    STATE = ("_zones",)
 
     def __init__(self, p: FusionParams, zones: ZoneCatalog) -> None:
         self.p = p

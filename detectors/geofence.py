@@ -138,6 +138,8 @@ class GeofenceDetector(_WindowMixin, Detector):
     kinds = tuple(f"geofence.{k}" for k in RULE_KINDS)
     event_type = "gps"
 
+    STATE = ("_state",)
+
     def __init__(
         self,
         rules_by_kind: RulesByKind,
@@ -488,6 +490,8 @@ class VideoGeofenceDetector(_WindowMixin, Detector):
 
     kinds = ("geofence.inside", "geofence.dwell")
     event_type = "video"
+
+    STATE = ("_state",)
 
     def __init__(
         self,

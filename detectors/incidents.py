@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 
 from citywatch.detectors import params
 from citywatch.detectors.alerts import SEVERITY_RANK, Alert
+from citywatch.detectors.state import Stateful
 from citywatch.geo.distance import haversine_m
 
 MATCH_KEYS = ("subject", "zone", "distance")
@@ -179,7 +180,7 @@ class _Held:
     department: str | None
 
 
-class IncidentMerger:
+class IncidentMerger(Stateful):
     """Merges alerts into incidents; plain state, picklable (the stage's snapshot)."""
 
     def __init__(self, p: IncidentParams) -> None:

@@ -84,6 +84,8 @@ class ThresholdDetector(Detector):
     kinds = ("sensor.threshold",)
     event_type = "sensor"
 
+    STATE = ("_state",)
+
     def __init__(
         self, by_kind: Mapping[str, ThresholdParams], *, idle_evict_s: int = 24 * 3600
     ) -> None:

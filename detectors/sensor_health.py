@@ -82,6 +82,8 @@ class OfflineDetector(Detector):
     kinds = ("sensor.offline",)
     event_type = "sensor"
 
+    STATE = ("_state", "_timers", "_fifo", "_pending", "_seq", "_wm", "late_events_")
+
     def __init__(
         self, by_kind: Mapping[str, OfflineParams], *, idle_evict_s: int = 24 * 3600
     ) -> None:

@@ -77,6 +77,8 @@ class PerSensorDetector(Detector, Generic[P, S]):
 
     event_type = "sensor"
 
+    STATE = ("_state",)
+
     def __init__(self, by_kind: Mapping[str, P], *, idle_evict_s: int = 24 * 3600) -> None:
         self.by_kind = dict(by_kind)
         self.idle_evict_s = idle_evict_s

@@ -123,6 +123,8 @@ class WindowDetector(Detector):
     kinds = ("sensor.window",)
     event_type = "sensor"
 
+    STATE = ("_state", "_timers", "_wm", "late_events_")
+
     def __init__(
         self,
         by_kind: Mapping[str, Sequence[WindowParams]],

@@ -21,11 +21,15 @@ from __future__ import annotations
 
 import heapq
 
+from citywatch.detectors.state import Stateful
 
-class DueTimers:
+
+class DueTimers(Stateful):
     """Pending (due time, key) timers; picklable, deterministic pop order."""
 
     __slots__ = ("_by_due", "_heap", "_count")
+
+    STATE = ("_by_due", "_heap", "_count")
 
     def __init__(self) -> None:
         self._by_due: dict[int, list[str]] = {}

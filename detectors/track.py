@@ -78,6 +78,8 @@ class StopDetector(Detector):
     kinds = ("track.stop",)
     event_type = "gps"
 
+    STATE = ("_state",)
+
     def __init__(self, p: StopParams, zones: ZoneCatalog) -> None:
         self.p = p
         self._allowed: frozenset[str] = frozenset()

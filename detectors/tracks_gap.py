@@ -90,6 +90,8 @@ class GapDetector(Detector):
     kinds = ("track.gap",)
     event_type = "gps"
 
+    STATE = ("_state", "_timers", "_wm")
+
     def __init__(self, p: GapParams) -> None:
         self.p = p
         self._silence_ms = {cls: int(s * 1000) for cls, s in p.max_silence_s.items()}

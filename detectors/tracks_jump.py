@@ -38,6 +38,7 @@ import orjson
 from citywatch.detectors import params
 from citywatch.detectors.base import KeyedState
 from citywatch.detectors.events import DeadLetter, Event, GpsEvent, event_to_json
+from citywatch.detectors.state import Stateful
 from citywatch.geo.distance import haversine_m
 
 OWNER = "track.jump"
@@ -72,8 +73,10 @@ class _Anchor:
     rejects: int = 0
 
 
-class JumpFilter:
+class JumpFilter(Stateful):
     """Splits a shard's events into plausible ones and teleports (dead letters)."""
+
+    STATE = ("_state",)
 
     def __init__(self, p: JumpParams) -> None:
         self.p = p

@@ -56,6 +56,7 @@ from citywatch.detectors import params
 from citywatch.detectors.alerts import Alert, alert_id
 from citywatch.detectors.base import ContractCase, Detector, KeyedState, ZoneCatalog
 from citywatch.detectors.events import Event, GpsEvent
+from citywatch.detectors.state import Stateful
 from citywatch.geo.distance import haversine_m
 
 OWNER = "track.rendezvous"
@@ -181,10 +182,12 @@ class _Still:
     cand: _Still | None = None
 
 
-class SpanReporter:
+class SpanReporter(Stateful):
     """Per-shard half: stop spans of watched vehicles outside allowed zones."""
 
     event_type = "gps"
+
+    STATE = ("_state",)
 
     def __init__(self, p: RendezvousParams, zones: ZoneCatalog) -> None:
         self.p = p
@@ -257,8 +260,10 @@ class _Known:
     alerted: set[tuple[str, int]] = field(default_factory=set)
 
 
-class RendezvousMatcher:
+class RendezvousMatcher(Stateful):
     """Cross-key half: the spans of some grid cells, and the pairs found in them."""
+
+    STATE = ("_cells", "_clock_ms", "_swept_ms", "_spans")
 
     def __init__(self, p: RendezvousParams) -> None:
         self.p = p
@@ -368,6 +373,8 @@ class RendezvousDetector(Detector):
 
     kinds = ("track.rendezvous",)
     event_type = "gps"
+
+    STATE = ("reporter", "matcher", "_spans")
 
     def __init__(self, p: RendezvousParams, zones: ZoneCatalog) -> None:
         self.p = p

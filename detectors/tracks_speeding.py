@@ -90,6 +90,8 @@ class SpeedingDetector(Detector):
     kinds = ("track.speeding",)
     event_type = "gps"
 
+    STATE = ("_state",)
+
     def __init__(self, p: SpeedingParams, zones: ZoneCatalog) -> None:
         self.p = p
         self._zone_limit: dict[str, float] = {}

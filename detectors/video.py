@@ -76,6 +76,8 @@ class VideoRuleDetector(Detector):
     kinds = VIDEO_KINDS
     event_type = "video"
 
+    STATE = ("_state",)
+
     def __init__(
         self,
         rules: Sequence[VideoRule],

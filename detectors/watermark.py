@@ -14,11 +14,15 @@ decision depends only on arrival order, so every replay decides the same way.
 
 from __future__ import annotations
 
+from citywatch.detectors.state import Stateful
+
 NO_WATERMARK = -(2**62)
 
 
-class Watermarker:
+class Watermarker(Stateful):
     __slots__ = ("max_out_of_order_ms", "max_ts_ms")
+
+    STATE = ("max_ts_ms",)
 
     def __init__(self, max_out_of_order_ms: int) -> None:
         if max_out_of_order_ms < 0:

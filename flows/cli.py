@@ -7,6 +7,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from citywatch.detectors.state import StateError
 from citywatch.flows.commands import COMMANDS
 from citywatch.flows.config import ConfigError
 from citywatch.geo.errors import ZoneFileError
@@ -26,6 +27,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     ZoneFileError,
     DispatchError,
     EmbeddedRedisError,
+    StateError,
     ValueError,
 )
 
@@ -83,6 +85,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"citywatch {args.command}: error: {exc}", file=sys.stderr)
         for line in getattr(exc, "problems", [])[1:]:
             print(f"  {line}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        # Bytewax wraps what a step builder raises; a state that cannot be restored is
+        # still the operator's to fix (--reset-state), so say that in one line.
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, StateError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        print(f"citywatch {args.command}: error: {cause}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\ncitywatch {args.command}: interrupted", file=sys.stderr)

@@ -8,7 +8,6 @@ vehicles and sensors there are, and moves whole batches between workers.
 
 from __future__ import annotations
 
-import pickle
 import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from citywatch.detectors.sensor import ThresholdDetector
 from citywatch.detectors.sensor_health import OfflineDetector, StuckDetector
 from citywatch.detectors.sensor_rate import RateDetector
 from citywatch.detectors.sensor_window import WindowDetector
+from citywatch.detectors.state import Snapshot, Stateful, migrate
 from citywatch.detectors.track import StopDetector
 from citywatch.detectors.tracks_gap import GapDetector
 from citywatch.detectors.tracks_jump import JumpFilter
@@ -34,6 +34,7 @@ from citywatch.detectors.tracks_speeding import SpeedingDetector
 from citywatch.detectors.video import VideoRuleDetector
 from citywatch.flows.config import Config
 from citywatch.flows.model import ShardBatch
+from citywatch.flows.recovery import restore, snapshot
 from citywatch.flows.watermarks import SourceWatermarks
 
 
@@ -55,7 +56,7 @@ class ShardOutput:
     wm_ms: int | None = None
 
 
-class DetectorSuite:
+class DetectorSuite(Stateful):
     """All stream detectors of one shard, routed by event type.
 
     ``gate`` (the teleport filter) sees GPS fixes first and keeps implausible
@@ -141,13 +142,38 @@ class DetectorSuite:
     def live_keys(self) -> int:
         return sum(det.live_keys() for det in self.detectors)
 
+    def state(self) -> Snapshot:
+        """Each detector's learned state by class name, the gate's, the reporter's and
+        the per-source watermarks (parameters are never in it)."""
+        data = {
+            "detectors": {type(d).__name__: d.state() for d in self.detectors},
+            "gate": self.gate.state() if self.gate is not None else None,
+            "reporter": self.reporter.state() if self.reporter is not None else None,
+            "watermarks": self.watermarks.state(),
+        }
+        return Snapshot("DetectorSuite", self.STATE_VERSION, data)
+
+    def restore(self, snap: Snapshot) -> None:
+        data = migrate(DetectorSuite, snap)
+        saved = data["detectors"]
+        for det in self.detectors:  # a detector new in this version starts empty
+            if type(det).__name__ in saved:
+                det.restore(saved[type(det).__name__])
+        for part in (self.gate, self.reporter):
+            name = "gate" if part is self.gate else "reporter"
+            if part is not None and data[name] is not None:
+                part.restore(data[name])
+        self.watermarks.restore(data["watermarks"])
+
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
 class ShardLogic(StatefulBatchLogic[ShardBatch, ShardOutput, bytes]):
-    """Bytewax state for one shard: the pickled suite is the recovery snapshot.
+    """Bytewax state for one shard: the suite's plain state is the recovery snapshot
+    (see ``citywatch.flows.recovery``); on resume the suite is built from the current
+    config and that state restored into it.
 
     With ``timers="wall"`` (live runs) the shard also wakes every ``tick_s`` of
     wall-clock time and advances its detectors to ``now - lag_ms`` when that is
@@ -171,11 +197,7 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, ShardOutput, bytes]):
         self._tick = timedelta(seconds=tick_s)
         self._now = now
         self._event_wm = -(2**62)
-        if resume is not None:
-            self.suite: DetectorSuite = pickle.loads(resume)  # noqa: S301 - our own snapshot
-            self.suite.set_zones(zones())
-        else:
-            self.suite = factory()
+        self.suite: DetectorSuite = restore("detect", factory(), resume)
         self._zones = zones
         self._zones_seen = zones()
 
@@ -212,7 +234,7 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, ShardOutput, bytes]):
         return _emit(res), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.suite, protocol=pickle.HIGHEST_PROTOCOL)
+        return snapshot(self.suite)
 
 
 def _emit(res: ShardOutput) -> list[ShardOutput]:

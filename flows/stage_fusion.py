@@ -5,7 +5,7 @@ shard or stage, or plain lists) right before incidents and routing, so it sees
 the alerts of every detector and stage. Each batch's alerts of the fusion kinds
 are grouped by zone and only those groups cross the key exchange (one item per
 zone per batch, never one per alert); each zone key's
-:class:`~detectors.fusion.Corroborator` is its recovery snapshot. The fusion
+:class:`~detectors.fusion.Corroborator`'s plain state is its recovery snapshot. The fusion
 alerts are merged back into the stream next to the alerts they fuse, which
 pass through unchanged. The outcome does not depend on the order in which
 shards' alerts arrive (see ``citywatch.detectors.fusion``).
@@ -13,7 +13,6 @@ shards' alerts arrive (see ``citywatch.detectors.fusion``).
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -25,6 +24,7 @@ from citywatch.detectors.alerts import Alert
 from citywatch.detectors.base import ZoneMeta
 from citywatch.detectors.fusion import Corroborator, FusionParams
 from citywatch.flows.config import Config
+from citywatch.flows.recovery import restore, snapshot
 
 
 def split_by_zone(p: FusionParams) -> Callable[[Any], list[tuple[str, list[Alert]]]]:
@@ -43,7 +43,7 @@ def split_by_zone(p: FusionParams) -> Callable[[Any], list[tuple[str, list[Alert
 
 
 class FusionLogic(StatefulBatchLogic[list[Alert], list[Alert], bytes]):
-    """Bytewax state of one zone key: the pickled corroborator is the snapshot."""
+    """Bytewax state of one zone key: the corroborator's plain state is the snapshot."""
 
     def __init__(
         self,
@@ -53,11 +53,7 @@ class FusionLogic(StatefulBatchLogic[list[Alert], list[Alert], bytes]):
     ) -> None:
         self._zones = zones
         self._zones_seen = zones()
-        if resume is not None:
-            self.fuse: Corroborator = pickle.loads(resume)  # noqa: S301 - our own snapshot
-            self.fuse.set_zones(self._zones_seen)
-        else:
-            self.fuse = Corroborator(p, self._zones_seen)
+        self.fuse = restore("fusion", Corroborator(p, self._zones_seen), resume)
 
     def on_batch(self, values: list[list[Alert]]) -> tuple[Iterable[list[Alert]], bool]:
         current = self._zones()
@@ -72,7 +68,7 @@ class FusionLogic(StatefulBatchLogic[list[Alert], list[Alert], bytes]):
         return ([out] if out else []), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.fuse, protocol=pickle.HIGHEST_PROTOCOL)
+        return snapshot(self.fuse)
 
 
 def add_fusion(alerts: Stream[Any], cfg: Config, holder: Any) -> Stream[Any]:

@@ -13,12 +13,12 @@ grow its work order.
 Order and time: alerts are held for ``[incidents] hold_s`` of event time and
 released in ``(ts, id)`` order (see the merger); at the end of the input
 everything held is released, and in a live run an alert never waits more
-than ``hold_s`` of wall-clock time. The merger is the recovery snapshot.
+than ``hold_s`` of wall-clock time. The merger's plain state is the recovery
+snapshot.
 """
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +31,7 @@ from citywatch.detectors.alerts import Alert
 from citywatch.detectors.incidents import IncidentMerger, IncidentParams, IncidentView
 from citywatch.flows.config import Config
 from citywatch.flows.detect import WatermarkMark
+from citywatch.flows.recovery import restore, snapshot
 from citywatch.flows.routing import department_of, locate_towns
 
 KEY = "incidents"
@@ -52,10 +53,7 @@ class IncidentLogic(StatefulBatchLogic[list[Alert], IncidentAlerts, bytes]):
     def __init__(self, cfg: Config, holder: Any, resume: bytes | None) -> None:
         self.cfg = cfg
         self.holder = holder
-        if resume is not None:
-            self.merger: IncidentMerger = pickle.loads(resume)  # noqa: S301 - our own snapshot
-        else:
-            self.merger = IncidentMerger(cfg.incidents)
+        self.merger = restore("incidents", IncidentMerger(cfg.incidents), resume)
         self._wait_until: datetime | None = None
 
     def _push(
@@ -105,7 +103,7 @@ class IncidentLogic(StatefulBatchLogic[list[Alert], IncidentAlerts, bytes]):
         return self._wait_until
 
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.merger, protocol=pickle.HIGHEST_PROTOCOL)
+        return snapshot(self.merger)
 
 
 def _to_incident_key(item: Any) -> tuple[str, list[Alert]]:

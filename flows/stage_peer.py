@@ -14,7 +14,6 @@ a recording gives the same alerts at any batch size and worker count.
 from __future__ import annotations
 
 import heapq
-import pickle
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
@@ -27,8 +26,10 @@ from citywatch.detectors.alerts import Alert
 from citywatch.detectors.anomaly.params import PeerParams
 from citywatch.detectors.anomaly.peer import PeerGroupDetector
 from citywatch.detectors.events import Event, SensorEvent
+from citywatch.detectors.state import Stateful
 from citywatch.flows.config import Config
 from citywatch.flows.model import EventBatch, ShardBatch
+from citywatch.flows.recovery import restore, snapshot
 from citywatch.flows.watermarks import SourceWatermarks
 
 PEER_KEY = "peer"
@@ -61,9 +62,21 @@ def pick_households(
     return pick
 
 
+class PeerState(Stateful):
+    """What the peer stage keeps: the detector, the per-source watermarks and the
+    readings pending until the watermark passes them (its plain state is the snapshot)."""
+
+    STATE = ("detector", "watermarks", "pending", "seq")
+
+    def __init__(self, p: PeerParams, timezone: str) -> None:
+        self.detector = PeerGroupDetector(p, timezone=timezone)
+        self.watermarks = SourceWatermarks()
+        self.pending: list[tuple[int, str, float, int, SensorEvent]] = []
+        self.seq = 0  # tie-break among identical readings (re-deliveries), never compared on
+
+
 class PeerLogic(StatefulBatchLogic[ShardBatch, list[Alert], bytes]):
-    """Bytewax state of the peer stage: detector, watermarks and pending readings are
-    the recovery snapshot.
+    """Bytewax state of the peer stage (:class:`PeerState`).
 
     A dwelling is compared with the others as they stand when its reading comes, so
     the order of readings across dwellings matters. Readings arrive in an order that
@@ -76,17 +89,10 @@ class PeerLogic(StatefulBatchLogic[ShardBatch, list[Alert], bytes]):
         # Several sources (Kafka partitions) feed this stage: act on the minimum of
         # their watermarks, as the detection shards do, so the result does not depend
         # on how the partitions interleave.
-        self.detector: PeerGroupDetector
-        self.watermarks: SourceWatermarks
-        self.pending: list[tuple[int, str, float, int, SensorEvent]]
-        self._seq = 0  # tie-break among identical readings (re-deliveries), never compared on
-        if resume is not None:
-            state = pickle.loads(resume)  # noqa: S301 - our own snapshot
-            self.detector, self.watermarks, self.pending = state
-        else:
-            self.detector = PeerGroupDetector(p, timezone=timezone)
-            self.watermarks = SourceWatermarks()
-            self.pending = []
+        self.st = restore("peer", PeerState(p, timezone), resume)
+        self.detector = self.st.detector
+        self.watermarks = self.st.watermarks
+        self.pending = self.st.pending
 
     def on_batch(self, values: list[ShardBatch]) -> tuple[Iterable[list[Alert]], bool]:
         out: list[Alert] = []
@@ -94,8 +100,8 @@ class PeerLogic(StatefulBatchLogic[ShardBatch, list[Alert], bytes]):
             start = len(out)
             for ev in batch.events:
                 assert isinstance(ev, SensorEvent)
-                self._seq += 1
-                heapq.heappush(self.pending, (ev.ts_ms, ev.sensor, ev.value, self._seq, ev))
+                self.st.seq += 1
+                heapq.heappush(self.pending, (ev.ts_ms, ev.sensor, ev.value, self.st.seq, ev))
             wm_ms = self.watermarks.update(batch.source, batch.wm_ms, batch.idle, batch.peers)
             self._release(wm_ms, out)
             self.detector.on_watermark(wm_ms, out)
@@ -116,8 +122,7 @@ class PeerLogic(StatefulBatchLogic[ShardBatch, list[Alert], bytes]):
         return ([out] if out else []), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
-        state = (self.detector, self.watermarks, self.pending)
-        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        return snapshot(self.st)
 
 
 def add_peer(

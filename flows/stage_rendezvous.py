@@ -14,7 +14,6 @@ alerts (see the module docstring of ``citywatch.detectors.tracks_rendezvous``).
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -33,6 +32,7 @@ from citywatch.detectors.tracks_rendezvous import (
 )
 from citywatch.flows.config import Config
 from citywatch.flows.detect import ShardOutput
+from citywatch.flows.recovery import restore, snapshot
 
 # One routed span: the cell it is filed under, whether that is its home cell, the span.
 Routed = tuple[Cell, bool, StopSpan]
@@ -54,13 +54,10 @@ def route_spans(p: RendezvousParams) -> Callable[[ShardOutput], list[tuple[str, 
 
 
 class MatchLogic(StatefulBatchLogic[list[Routed], list[Alert], bytes]):
-    """Bytewax state of one stage shard: the pickled matcher is the recovery snapshot."""
+    """Bytewax state of one stage shard: the matcher's plain state is the snapshot."""
 
     def __init__(self, p: RendezvousParams, resume: bytes | None) -> None:
-        if resume is not None:
-            self.matcher: RendezvousMatcher = pickle.loads(resume)  # noqa: S301 - our own
-        else:
-            self.matcher = RendezvousMatcher(p)
+        self.matcher = restore("rdv_match", RendezvousMatcher(p), resume)
 
     def on_batch(self, values: list[list[Routed]]) -> tuple[Iterable[list[Alert]], bool]:
         out: list[Alert] = []
@@ -70,7 +67,7 @@ class MatchLogic(StatefulBatchLogic[list[Routed], list[Alert], bytes]):
         return ([out] if out else []), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.matcher, protocol=pickle.HIGHEST_PROTOCOL)
+        return snapshot(self.matcher)
 
 
 def add_rendezvous(

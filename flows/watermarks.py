@@ -24,10 +24,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from citywatch.detectors.state import Stateful
 from citywatch.detectors.watermark import NO_WATERMARK
 
 
-class SourceWatermarks:
+class SourceWatermarks(Stateful):
     """Per-source watermarks of one shard and their monotone combination."""
 
     def __init__(self) -> None:

@@ -35,6 +35,7 @@ import numpy as np
 
 from citywatch.detectors.anomaly.params import BaselineParams
 from citywatch.detectors.anomaly.slots import SlotTable
+from citywatch.detectors.state import Stateful
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -79,7 +80,7 @@ class StepResult:
     learned: np.ndarray
 
 
-class KindCalibration:
+class KindCalibration(Stateful):
     """A decayed histogram of one kind's scores; the alert threshold is its quantile.
 
     Deterministic whatever the batching: the threshold for readings of event hour
@@ -120,8 +121,10 @@ class KindCalibration:
             self.pending_[hour] = counts
 
 
-class BaselineBank:
+class BaselineBank(Stateful):
     """Per-sensor baselines of one sensor kind (see the module docstring)."""
+
+    STATE = ("_rows", "calibration", "suppressed_")
 
     def __init__(
         self, p: BaselineParams, *, utc_offset_s: int = 8 * 3600, capacity: int = 64

@@ -45,6 +45,7 @@ from citywatch.detectors.anomaly.sensor import utc_offset_s
 from citywatch.detectors.anomaly.slots import SlotTable
 from citywatch.detectors.base import ContractCase, Detector
 from citywatch.detectors.events import Event, SensorEvent
+from citywatch.detectors.state import Snapshot
 
 TINY = 1e-9
 CLASS = "class"
@@ -97,6 +98,28 @@ class PeerGroupDetector(Detector):
         # must refresh); -1 is the whole class
         self._gen: dict[int, int] = {}
         self._members: dict[int, list[int]] = {}
+
+    STATE = (
+        "_groups",
+        "_zones",
+        "_zone_names",
+        "_rows",
+        "_stats",
+        "_next_evict_ms",
+        "_gen",
+        "_members",
+    )
+
+    def state(self) -> Snapshot:
+        snap = super().state()
+        snap.data["hst"] = hst_state(self._hst) if self._hst is not None else None
+        return snap
+
+    def restore(self, snap: Snapshot) -> None:
+        super().restore(snap)
+        saved = snap.data.get("hst")
+        if self._hst is not None and saved is not None:
+            hst_restore(self._hst, saved)
 
     def _slot_of(self, dwelling: str, group: str) -> int:
         i, new = self._rows.slot(dwelling)
@@ -329,3 +352,44 @@ class PeerGroupDetector(Detector):
             expect_kinds=frozenset(cls.kinds),
             anomaly_from=anomaly_from,
         )
+
+
+def hst_state(hst: Any) -> dict[str, Any]:
+    """A river ``HalfSpaceTrees`` as plain data: its parameters, random state, window
+    counters and trees as nested tuples (``("L", l_mass, r_mass)`` or
+    ``("B", feature, threshold, l_mass, r_mass, left, right)``)."""
+
+    def node(n: Any) -> tuple[Any, ...]:
+        if getattr(n, "children", None):
+            left, right = n.children
+            return ("B", n.feature, n.threshold, n.l_mass, n.r_mass, node(left), node(right))
+        return ("L", n.l_mass, n.r_mass)
+
+    return {
+        "params": (hst.n_trees, hst.height, hst.window_size, hst.seed),
+        "rng": hst.rng.getstate(),
+        "counter": hst.counter,
+        "first_window": hst._first_window,
+        "trees": [node(t) for t in hst.trees],
+    }
+
+
+def hst_restore(hst: Any, saved: dict[str, Any]) -> None:
+    """Pour :func:`hst_state` data into a fresh model; when its parameters changed in
+    the config, the learned trees no longer fit and the model starts afresh."""
+    from river.tree.padded import PaddedBranch, PaddedLeaf
+
+    if tuple(saved["params"]) != (hst.n_trees, hst.height, hst.window_size, hst.seed):
+        return
+
+    def build(t: tuple[Any, ...]) -> Any:
+        if t[0] == "L":
+            return PaddedLeaf(l_mass=t[1], r_mass=t[2])
+        _, feature, threshold, l_mass, r_mass, left, right = t
+        return PaddedBranch(build(left), build(right), feature, threshold, l_mass, r_mass)
+
+    hst.rng.setstate(saved["rng"])
+    hst.counter = saved["counter"]
+    hst._first_window = saved["first_window"]
+    hst.trees = [build(t) for t in saved["trees"]]
+    hst._tree_nodes = [list(t.iter_dfs()) for t in hst.trees]

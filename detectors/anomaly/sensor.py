@@ -62,6 +62,8 @@ class SensorAnomalyDetector(Detector):
     kinds = ("sensor.anomaly",)
     event_type = "sensor"
 
+    STATE = ("_banks", "_pending", "_next_evict_ms")
+
     def __init__(
         self, by_kind: Mapping[str, BaselineParams], *, timezone: str = "Asia/Shanghai"
     ) -> None:

@@ -18,10 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from citywatch.detectors.state import Snapshot, StateError, Stateful, migrate
+
 Fields = Mapping[str, tuple[Any, tuple[int, ...]]]
 
 
-class SlotTable:
+class SlotTable(Stateful):
     """``cols`` maps field name to its array; the dict object itself never changes,
     so callers may hold on to it across growth."""
 
@@ -76,6 +78,44 @@ class SlotTable:
 
     def items(self) -> Iterator[tuple[str, int]]:
         return iter(list(self._index.items()))
+
+    def state(self) -> Snapshot:
+        """The rows up to the last one in use and the free list; ``fields`` (the layout)
+        is checked on restore."""
+        layout = {n: (np.dtype(t).str, tuple(shape)) for n, (t, shape) in self.fields.items()}
+        used = max(self._index.values(), default=-1) + 1  # rows past it are free and zero
+        data = {
+            "layout": layout,
+            "cols": {n: a[:used] for n, a in self.cols.items()},
+            "index": self._index,
+            "keys": self._keys,
+            "free": self._free,
+            "cap": self._cap,
+        }
+        return Snapshot("SlotTable", 1, data)
+
+    def restore(self, snap: Snapshot) -> None:
+        data = migrate(SlotTable, snap)
+        layout = {n: (np.dtype(t).str, tuple(shape)) for n, (t, shape) in self.fields.items()}
+        if data["layout"] != layout:
+            msg = (
+                f"per-key columns {data['layout']} in the snapshot do not fit the "
+                f"current configuration's {layout}"
+            )
+            raise StateError(msg)
+        cap = int(data["cap"])
+        cols: dict[str, np.ndarray] = {}
+        for name, (dtype, shape) in self.fields.items():
+            col = np.zeros((cap, *shape), dtype=dtype)
+            saved = data["cols"][name]
+            col[: len(saved)] = saved
+            cols[name] = col
+        self.cols.clear()  # in place: holders of ``cols`` keep seeing the live arrays
+        self.cols.update(cols)
+        self._index = dict(data["index"])
+        self._keys = list(data["keys"])
+        self._free = list(data["free"])
+        self._cap = cap
 
     def __len__(self) -> int:
         return len(self._index)

@@ -84,6 +84,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=None,
         help="timeouts on wall-clock (live default) or on event time (deterministic)",
     )
+    run.add_argument(
+        "--reset-state",
+        action="append",
+        default=[],
+        metavar="STEP",
+        help=(
+            "drop the recovery state of one stateful step before starting (repeatable): "
+            "detect, rdv_match, peer, fusion or incidents; that step starts empty while "
+            "Kafka offsets and the other steps resume. Needed only when a snapshot cannot "
+            "be restored (the error names the step)"
+        ),
+    )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     run.set_defaults(func=main)
 
@@ -106,7 +118,7 @@ def _child_argv(args: argparse.Namespace, redis_url: str) -> list[str]:
             out += [flag, str(value)]
     if args.stop_at_end:
         out.append("--stop-at-end")
-    return out
+    return out  # --reset-state is done once by the parent, before the children start
 
 
 def main(args: argparse.Namespace) -> int:
@@ -137,6 +149,16 @@ def main(args: argparse.Namespace) -> int:
     if (args.process_id is None) != (args.addresses is None):
         msg = "--process-id and --addresses go together (one cluster across hosts)"
         raise ConfigError(msg)
+    if args.reset_state:
+        from citywatch.flows.live import ensure_recovery_dir
+        from citywatch.flows.recovery import reset_steps
+
+        rec_dir = Path(cfg.run.recovery_dir)
+        ensure_recovery_dir(rec_dir, cfg.run.recovery_partitions)
+        removed = reset_steps(rec_dir, args.reset_state)
+        logging.getLogger("citywatch.run").info(
+            "recovery state reset", extra={"steps": args.reset_state, "snapshots": removed}
+        )
     port = cfg.run.metrics_port if args.metrics_port is None else args.metrics_port
     with redis_for(cfg, args.redis_url) as (url, _embedded):
         if args.processes > 1 and args.process_id is None:
