@@ -16,9 +16,11 @@ from citywatch.sinks.redis_dispatch import DispatchError
 
 EPILOG = """\
 Configuration: one TOML file (--config; default: the bundled Nantong sample),
-overridden by CITYWATCH_REDIS_URL, CITYWATCH_REDIS_PREFIX,
-CITYWATCH_KAFKA_BOOTSTRAP and CITYWATCH_ZONES. Without a Redis URL an embedded
-redis-server is started and stopped by the program.
+overridden by CITYWATCH_SECTION__KEY for any key (e.g. CITYWATCH_FLOW__SHARDS=4)
+and the shorthands CITYWATCH_REDIS_URL, CITYWATCH_REDIS_PREFIX,
+CITYWATCH_KAFKA_BOOTSTRAP and CITYWATCH_ZONES; `citywatch config check FILE`
+validates a file. Without a Redis URL an embedded redis-server is started and
+stopped by the program.
 """
 
 # Errors that mean "fix your input or setup", reported in one line, exit code 2.

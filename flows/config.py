@@ -1,13 +1,17 @@
 """Configuration: one TOML file, environment overrides, frozen validated settings.
 
 With no file given, the bundled Nantong sample (``data/nantong/citywatch.toml``)
-applies. Paths in the file are relative to the file. Environment variables
-override the file: ``CITYWATCH_REDIS_URL``, ``CITYWATCH_REDIS_PREFIX``,
+applies. Paths in the file are relative to the file. The whole file is checked
+against one model first (``citywatch.flows.config_schema``: unknown tables and
+keys, wrong types, with file and line). Environment variables override the
+file: ``CITYWATCH_SECTION__KEY`` for any key, and the shorthands
+``CITYWATCH_REDIS_URL``, ``CITYWATCH_REDIS_PREFIX``,
 ``CITYWATCH_KAFKA_BOOTSTRAP``, ``CITYWATCH_ZONES``.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import tomllib
 from collections.abc import Mapping
@@ -31,12 +35,18 @@ from citywatch.detectors.tracks_jump import JumpParams
 from citywatch.detectors.tracks_rendezvous import RendezvousParams
 from citywatch.detectors.tracks_speeding import SpeedingParams
 from citywatch.detectors.video import VideoRule
+from citywatch.flows import config_schema as schema
 
 DEFAULT_CONFIG = data_dir() / "nantong" / "citywatch.toml"
 
 
 class ConfigError(ValueError):
-    """The configuration file is missing or wrong; the message names the setting to fix."""
+    """The configuration file is missing or wrong; the message names the setting to fix.
+    ``problems`` lists every problem found (the message is the first)."""
+
+    def __init__(self, msg: str, problems: list[str] | None = None) -> None:
+        super().__init__(msg)
+        self.problems = problems if problems is not None else [msg]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -343,20 +353,47 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     env = os.environ if env is None else env
     cfg_path = Path(path) if path is not None else DEFAULT_CONFIG
     try:
-        doc = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
+        text = cfg_path.read_text(encoding="utf-8")
+        doc = tomllib.loads(text)
     except FileNotFoundError:
         msg = f"config file {cfg_path} not found; pass --config with an existing TOML file"
         raise ConfigError(msg) from None
     except tomllib.TOMLDecodeError as exc:
         msg = f"{cfg_path}: not valid TOML ({exc})"
         raise ConfigError(msg) from None
-    return config_from_dict(doc, cfg_path, env)
+    return config_from_dict(doc, cfg_path, env, text=text)
+
+
+def checked_document(
+    doc: Mapping[str, Any], path: Path | None, env: Mapping[str, str], text: str = ""
+) -> tuple[dict[str, Any], dict[tuple[str, str], str]]:
+    """``doc`` with the ``CITYWATCH_SECTION__KEY`` overrides applied, checked against the
+    model; returns it and the overrides' origins. Raises ConfigError listing every problem."""
+    checked: dict[str, Any] = copy.deepcopy(dict(doc))
+    origins = schema.apply_env(checked, env)
+    lines = schema.key_lines(text)
+    found = schema.check_document(checked, lines)
+    if found:
+        where = str(path) if path is not None else "config"
+        texts = []
+        for p in found:
+            var = origins.get((p.section, p.key or ""))
+            at = var if var else f"{where}:{p.line}" if p.line else where
+            table = f"{p.label} " if p.label else ""
+            texts.append(f"{at}: {table}{p.key}: {p.text}")
+        raise ConfigError(texts[0], texts)
+    return checked, origins
 
 
 def config_from_dict(
-    doc: Mapping[str, Any], path: Path | None, env: Mapping[str, str] | None = None
+    doc: Mapping[str, Any],
+    path: Path | None,
+    env: Mapping[str, str] | None = None,
+    *,
+    text: str = "",
 ) -> Config:
     env = {} if env is None else env
+    doc, _origins = checked_document(doc, path, env, text)
     base = path.parent if path is not None else Path.cwd()
 
     def resolve(name: str, required: bool) -> Path | None:

@@ -133,7 +133,7 @@ BROKEN: list[tuple[str, Edit, list[str]]] = [
     (
         "track.stop-unknown-setting",
         _set("track.stop.radius", 50),
-        ["[track.stop]", "unknown setting(s) radius", "radius_m"],
+        ["[track.stop] radius: unknown key; did you mean 'radius_m'?"],
     ),
     (
         "track.stop-negative-radius_m",
@@ -175,7 +175,11 @@ BROKEN: list[tuple[str, Edit, list[str]]] = [
         _video_rule(1, "hours", [25, 6]),
         ["[[video.rules]] #2", '"hours" must be [start, end]', "25, 6"],
     ),
-    ("video-rule-hours-word", _video_rule(1, "hours", "night"), ["[[video.rules]] #2", '"hours"']),
+    (
+        "video-rule-hours-word",
+        _video_rule(1, "hours", "night"),
+        ["[[video.rules]] #2 hours: expected array or none, got string 'night'"],
+    ),  # noqa: E501
     (
         "video-rule-min_confidence",
         _video_rule(0, "min_confidence", 1.5),
@@ -184,7 +188,7 @@ BROKEN: list[tuple[str, Edit, list[str]]] = [
     (
         "video-rule-unknown-setting",
         _video_rule(0, "label", "person"),
-        ["[[video.rules]] #1", "unknown setting(s) label"],
+        ["[[video.rules]] #1 label: unknown key; did you mean 'labels'?"],
     ),
     (
         "video-rules-not-an-array",
@@ -193,9 +197,17 @@ BROKEN: list[tuple[str, Edit, list[str]]] = [
     ),
     ("data-zones-missing", _del("data.zones"), ["[data] zones: missing"]),
     ("data-jurisdictions-missing", _del("data.jurisdictions"), ["[data] jurisdictions: missing"]),
-    ("track.stop-not-a-table", _set("track.stop", "fast"), ["[track.stop] must be a table"]),
+    (
+        "track.stop-not-a-table",
+        _set("track.stop", "fast"),
+        ["[track] stop: expected a table, got string 'fast'"],
+    ),  # noqa: E501
     ("flow-batch_size-zero", _set("flow.batch_size", 0), ["[flow]", '"batch_size" must be > 0']),
-    ("flow-unknown-setting", _set("flow.workers", 4), ["[flow]", "unknown setting(s) workers"]),
+    (
+        "flow-unknown-setting",
+        _set("flow.workers", 4),
+        ["[flow] workers: unknown key; known: batch_size"],
+    ),  # noqa: E501
     ("redis-prefix-braces", _set("redis.prefix", "{cw}"), ["[redis]", "prefix"]),
     (
         "routing-bad-level",

@@ -57,9 +57,17 @@ def _with(path: str, value: Any) -> dict[str, Any]:
             [{"limit": 1.0, "slide_s": 7}],
             r"\[\[sensor.window.pm10\]\] #1: .*multiple of \"slide_s\"",
         ),
-        ("sensor.window.pm10", "hourly", r"\[\[sensor.window.pm10\]\] must be a table or an array"),
+        (
+            "sensor.window.pm10",
+            "hourly",
+            r"\[sensor.window\] pm10: expected a table or an array of tables, got string",
+        ),  # noqa: E501
         ("sensor.offline.noise", {"silent_s": 0}, r"\[sensor.offline.noise\]: .*\"silent_s\" must"),
-        ("sensor.stuck.pm10", {"min_reads": 3}, r"unknown setting\(s\) min_reads; known: "),
+        (
+            "sensor.stuck.pm10",
+            {"min_reads": 3},
+            r"\[sensor.stuck.pm10\] min_reads: unknown key; did you mean 'min_readings'\?",
+        ),  # noqa: E501
         ("fusion", {"window_s": -5}, r"\[fusion\]: fusion: \"window_s\" must be > 0, got -5"),
     ],
     ids=[
