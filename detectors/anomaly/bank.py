@@ -1,19 +1,40 @@
 """Per-sensor baselines of one sensor kind as numpy arrays, updated a batch at a time.
 
-A :class:`BaselineBank` holds one row per sensor in flat arrays (about 330 bytes
-a sensor: Holt level/trend, residual variances, a 24-bin hour-of-day profile,
-episode and budget counters), so 100,000 sensors fit in a few tens of MB and a
-batch of readings updates in a handful of vectorised numpy operations. A Python
-object per sensor would cost several times that and a Python loop per reading.
+A :class:`BaselineBank` holds one row per sensor in flat arrays (about 1.15 kB a
+sensor, most of it the 168 hour-of-week bins), so 100,000 sensors fit in about
+150 MB and a batch of readings updates in a few dozen vectorised numpy
+operations, whatever the number of sensors in it.
+
+The model per sensor, three candidate seasons side by side (none, hour-of-day,
+hour-of-week, with hourly bins interpolated between bin centres):
+
+- a fast EW level of the deseasonalised value forecasts the next reading; the
+  one-step *residual* in units of its EW spread sees spikes and jumps;
+- a slow baseline plus the season is the long memory of normal; the fast
+  level's deviation from it, in units of that deviation's own spread, sees
+  drifts, lasting shifts and a broken daily or weekly cycle (*level*);
+- the fast/slow residual variance ratio sees a *volatility* change.
+
+The season is found from the series itself: the candidate whose baseline +
+season forecasts the readings best is used, if it cuts the squared error of the
+simpler candidate to ``season_gain`` (the daily one after
+``profile_warmup_days`` of history, the weekly one after
+``weekly_warmup_days``; neither when readings are too sparse for it). No period
+is configured.
+
+Each distance is then calibrated against the sensor's own recent errors: a
+running 99th percentile per feature (a quantile tracker), and a distance of
+``r`` percentiles has tail probability ``0.01 ** r``. The *surprise*
+``-log10 p`` of the least likely feature gives the score, so a threshold means
+the same rarity on a sensor in dB, in m³ or in megawatts, quiet or noisy.
 
 Every reading is scored before it is learned (prequential). Learning is
-winsorised: residuals are clipped at ``clip_z`` standard deviations before they
-enter the level, trend and variances, so one spike cannot inflate the variance
-and mask what follows, while a lasting level shift is absorbed a little at a
-time (drift adaptation). The hour-of-day profile, the model's long memory of
-"normal", does not learn readings scored as anomalous at all: otherwise a broken
-daily cycle or a slow drift would be taught to it as the new normal within
-days and the next occurrence would go unseen.
+winsorised at ``clip_z`` spreads; the long memory (baseline, seasons, spreads,
+tail percentiles) learns only readings with a surprise below
+:data:`LEARN_SURPRISE`, so a drift is not taught to it as normal, until an
+episode outlasts ``max_episode_s``. A silence longer than ``gap_factor``
+typical intervals restarts the fast state; out-of-order readings score 0 and
+are not learned.
 
 >>> import numpy as np
 >>> from citywatch.detectors.anomaly.params import BaselineParams
@@ -39,24 +60,43 @@ from citywatch.detectors.state import Stateful
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
+WEEK_BINS = 7 * 24
 HIST_BINS = 1000
 # Hourly decay of the calibration histogram: a one-week half-life.
 HIST_DECAY_PER_HOUR = 0.5 ** (1 / (7 * 24))
+SEASONS = ("none", "daily", "weekly")
+# Tail calibration: per feature, a running 99th percentile of the model's own recent
+# distances (a Robbins-Monro quantile tracker in log space). A distance r times that
+# percentile has tail probability 0.01 ** r under an exponential tail (conservative
+# for Gaussian errors, honest for heavy-tailed ones), i.e. -log10 p = 2 r.
+TAIL_LEVEL = 0.01
+TAIL_RATE = 0.05
+# Before any learning, and never below: about the 99th percentiles for Gaussian errors
+# (|z| 2.58; the volatility feature, a log variance ratio, has a longer tail).
+TAIL_PRIOR = np.array([2.58, 2.58, 3.0])
+TAIL_FLOOR = np.array([1.5, 1.5, 2.5])
+# The long memory learns readings less surprising than this (tail probability 1e-4).
+LEARN_SURPRISE = 4.0
+FEATURES = ("residual", "level", "volatility")
 
 _FIELDS: dict[str, tuple[Any, tuple[int, ...]]] = {
     "n": (np.int32, ()),
     "first_ts": (np.int64, ()),
     "last_ts": (np.int64, ()),
-    "level": (np.float64, ()),
-    "trend": (np.float64, ()),
-    "var": (np.float64, ()),
-    "fvar": (np.float64, ()),
-    "pdev": (np.float32, ()),
-    "pdev_var": (np.float32, ()),
-    "n_prof": (np.int32, ()),
-    "prof_mean": (np.float32, (24,)),
-    "prof_var": (np.float32, (24,)),
-    "prof_n": (np.uint16, (24,)),
+    "dt_typ": (np.float32, ()),  # typical reading interval, ms
+    "season": (np.int8, ()),  # index into SEASONS, chosen by the model
+    # per candidate season (none, daily, weekly):
+    "level": (np.float64, (3,)),  # fast level of the deseasonalised value
+    "base": (np.float64, (3,)),  # slow baseline (long memory, learns normal readings only)
+    "mse": (np.float64, (3,)),  # EW squared one-step error
+    "smse": (np.float64, (3,)),  # EW squared error of base + season (selects the season)
+    "dvar": (np.float64, (3,)),  # EW variance of level - base
+    "fvar": (np.float64, ()),  # fast EW squared error of the chosen season
+    "tail": (np.float32, (3,)),  # running 99th percentile of each feature's distance
+    "day_prof": (np.float32, (24,)),
+    "day_n": (np.uint8, (24,)),
+    "week_prof": (np.float32, (WEEK_BINS,)),
+    "week_n": (np.uint8, (WEEK_BINS,)),
     "ep_on": (np.bool_, ()),
     "ep_first": (np.int64, ()),
     "ep_peak": (np.float32, ()),
@@ -68,7 +108,12 @@ _FIELDS: dict[str, tuple[Any, tuple[int, ...]]] = {
 
 @dataclass(slots=True)
 class StepResult:
-    """Scores and explanations of one vectorised step (aligned with its inputs)."""
+    """Scores and explanations of one vectorised step (aligned with its inputs).
+
+    ``z_*`` are each feature's distance divided by its running 99th percentile
+    (``tail`` holds that percentile for the residual); ``surprise`` is
+    ``-log10`` of the tail probability; ``season`` indexes :data:`SEASONS`.
+    """
 
     score: np.ndarray
     z_residual: np.ndarray
@@ -78,6 +123,9 @@ class StepResult:
     sigma: np.ndarray
     profile_mean: np.ndarray
     learned: np.ndarray
+    surprise: np.ndarray
+    tail: np.ndarray
+    season: np.ndarray
 
 
 class KindCalibration(Stateful):
@@ -171,96 +219,181 @@ class BaselineBank(Stateful):
     def hour_of(self, ts: np.ndarray) -> np.ndarray:
         return ((ts + self.utc_offset_ms) // HOUR_MS) % 24
 
+    def hour_of_week(self, ts: np.ndarray) -> np.ndarray:
+        """Local hour of the week, 0 = Monday 00:00 (1970-01-01 was a Thursday)."""
+        return ((ts + self.utc_offset_ms) // HOUR_MS + 3 * 24) % WEEK_BINS
+
     def day_of(self, ts_ms: int) -> int:
         return (ts_ms + self.utc_offset_ms) // DAY_MS
+
+    def _season_at(
+        self,
+        s: np.ndarray,
+        ts: np.ndarray,
+        b: np.ndarray,
+        prof: str,
+        cnt: str,
+        bins: int,
+        fallback: np.ndarray,
+    ) -> np.ndarray:
+        """The season's value at ``ts``: its hourly bins interpolated linearly between
+        bin centres (a steep morning ramp is not a step at the hour); ``fallback``
+        where the bin has not been learned yet."""
+        a = self._a
+        frac = ((ts + self.utc_offset_ms) % HOUR_MS) / HOUR_MS - 0.5
+        nb = (b + np.where(frac >= 0, 1, -1)) % bins
+        here = np.where(a[cnt][s, b] > 0, a[prof][s, b].astype(np.float64), fallback)
+        there = a[prof][s, nb].astype(np.float64)
+        w = np.where((a[cnt][s, b] > 0) & (a[cnt][s, nb] > 0), np.abs(frac), 0.0)
+        return here + w * (there - here)
 
     def step(self, s: np.ndarray, ts: np.ndarray, x: np.ndarray) -> StepResult:
         """Score, then learn, one reading each of *distinct* sensors ``s``."""
         p, a = self.p, self._a
+        k = s.size
+        rows = np.arange(k)
         n = a["n"][s]
         last = a["last_ts"][s]
-        ok = (n == 0) | (ts > last)
         fresh = n == 0
+        ok = fresh | (ts > last)
+        dt = np.where(fresh, 0, ts - last).astype(np.float64)
+        dtyp = a["dt_typ"][s].astype(np.float64)
+        # a silence far longer than the sensor's usual interval: restart the fast state
+        gap = ok & (n >= 2) & (dtyp > 0) & (dt > p.gap_factor * dtyp)
+        restart = fresh | gap
         warm = n >= p.warmup_readings
-        level, trend, var, fvar = a["level"][s], a["trend"][s], a["var"][s], a["fvar"][s]
-        forecast = np.where(fresh, x, level + trend)
-        r = x - forecast
-        sigma = np.sqrt(np.maximum(var, p.min_scale * p.min_scale))
-        z_res = np.abs(r) / sigma
-        clip = np.where(warm, p.clip_z * sigma, np.inf)
-        rc = np.clip(r, -clip, clip)
-        rv = np.clip(r, -2 * clip, 2 * clip)  # a lone spike must not read as volatility
+        age = ts - a["first_ts"][s]
+
+        # each candidate season's term at this reading's time (0 where not learned yet)
+        hd, hw = self.hour_of(ts), self.hour_of_week(ts)
+        seas = np.zeros((k, 3))
+        seas[:, 1] = self._season_at(s, ts, hd, "day_prof", "day_n", 24, seas[:, 0])
+        seas[:, 2] = self._season_at(s, ts, hw, "week_prof", "week_n", WEEK_BINS, seas[:, 1])
+        des = x[:, None] - seas
+        level = np.where(restart[:, None], des, a["level"][s])
+        base = np.where(fresh[:, None], des, a["base"][s])
+        mse, dvar, smse = a["mse"][s], a["dvar"][s], a["smse"][s]
+        c = a["season"][s].astype(np.int64)
+
+        # one-step residual of every candidate; the chosen one is scored
+        forecast_c = level + seas
+        e = x[:, None] - forecast_c
+        floor2 = p.min_scale * p.min_scale
+        sig_c = np.sqrt(np.maximum(mse, floor2))
+        sigma = sig_c[rows, c]
+        z_res = np.abs(e[rows, c]) / sigma
+        clip = np.where(warm[:, None], p.clip_z * sig_c, np.inf)
+        e_cl = np.clip(e, -clip, clip)
+        # the fast level's deviation from the slow baseline (drift, shift, broken cycle),
+        # in units of its own spread (self-normalising: autocorrelation is not news)
+        la = p.level_alpha
+        level_new = level + la * e_cl
+        dev = level_new - base
+        lvl_floor = la / (2 - la) * np.maximum(mse, floor2)
+        z_lvl = np.abs(dev[rows, c]) / np.sqrt(np.maximum(dvar, lvl_floor))[rows, c]
+        # the baseline and the deviation's spread need more history than the residual
+        z_lvl = np.where(n >= 2 * p.warmup_readings, z_lvl, 0.0)
+        # fast / slow variance of the chosen residual: 2 log2 of their ratio
+        rv = np.clip(e[rows, c], -2 * clip[rows, c], 2 * clip[rows, c])
         af = p.fast_var_alpha
-        fvar_new = np.where(fresh, 0.0, (1 - af) * fvar + af * rv * rv)
-        # 2 log2(fast/slow variance): 4 (score 0.5) when the spread doubles
-        ratio = np.maximum(fvar_new / (sigma * sigma), 1.0)
-        z_vol = 2.0 * np.log2(ratio)
+        fvar_new = np.where(restart, sigma * sigma, (1 - af) * a["fvar"][s] + af * rv * rv)
+        z_vol = 2.0 * np.log2(np.maximum(fvar_new / (sigma * sigma), 1.0))
 
-        # hour-of-day profile
-        h = self.hour_of(ts)
-        pm = a["prof_mean"][s, h].astype(np.float64)
-        pv = a["prof_var"][s, h].astype(np.float64)
-        pn = a["prof_n"][s, h]
-        prof_on = warm & (ts - a["first_ts"][s] >= int(p.profile_warmup_days * DAY_MS)) & (pn >= 2)
-        psd = np.sqrt(np.maximum(pv, p.min_scale * p.min_scale))
-        pz = np.clip((x - pm) / psd, -2 * p.clip_z, 2 * p.clip_z)
-        ap = p.profile_alpha
-        pdev = a["pdev"][s].astype(np.float64)
-        pdev_new = np.where(prof_on, (1 - ap) * pdev + ap * pz, 0.0)
-        n_prof = a["n_prof"][s]
-        pdvar = a["pdev_var"][s].astype(np.float64)
-        prof_scored = prof_on & (n_prof >= p.warmup_readings)
-        z_prof = np.where(prof_scored, np.abs(pdev_new) / np.sqrt(np.maximum(pdvar, 0.0625)), 0.0)
-
-        z = np.maximum(np.maximum(z_res, z_vol), z_prof)
-        score = np.where(warm & ok, z * z / (z * z + p.z_half * p.z_half), 0.0)
-        # Long memory (profile, its deviation scale) learns only clearly normal readings,
+        # tail probability of each distance against its running 99th percentile
+        tail = a["tail"][s].astype(np.float64)
+        tail = np.where(tail > 0, tail, TAIL_PRIOR[None, :])
+        zs = np.stack([z_res, z_lvl, z_vol], axis=1)
+        ratio = zs / tail
+        surprise = -np.log10(TAIL_LEVEL) * ratio.max(axis=1)
+        scored = warm & ok & ~gap
+        surprise = np.where(scored, surprise, 0.0)
+        h2 = p.half_score_surprise * p.half_score_surprise
+        score = surprise * surprise / (surprise * surprise + h2)
+        # Long memory (baseline, seasons, tails) learns only clearly normal readings,
         # unless an episode has lasted max_episode_s: then the change is the new normal.
         long_ep = a["ep_on"][s] & (ts - a["ep_first"][s] > p.max_episode_s * 1000)
-        normal = (score < p.clear_score) | long_ep
+        normal = (surprise < LEARN_SURPRISE) | long_ep
 
-        # learn (only in-order readings)
-        la = p.level_alpha
-        learn = ok
-        sl = s[learn]
-        n1 = n[learn] + 1
+        # -- learn (in-order readings only) ------------------------------------------
+        lrn = ok
+        sl = s[lrn]
+        n1 = n[lrn] + 1
         a["n"][sl] = np.minimum(n1, np.iinfo(np.int32).max)
-        a["first_ts"][sl] = np.where(fresh[learn], ts[learn], a["first_ts"][sl])
-        dt = np.where(fresh[learn], 0, ts[learn] - last[learn])
-        a["last_ts"][sl] = ts[learn]
-        rcl = rc[learn]
-        a["level"][sl] = forecast[learn] + la * rcl
-        a["trend"][sl] = np.where(fresh[learn], 0.0, trend[learn] + la * p.trend_beta * rcl)
-        av = np.maximum(p.var_alpha, 1.0 / n1)
-        a["var"][sl] = np.where(fresh[learn], 0.0, (1 - av) * var[learn] + av * rcl * rcl)
-        a["fvar"][sl] = fvar_new[learn]
-        # profile: smoothed deviation and its own scale (self-normalising, so the
-        # autocorrelation of real deviations does not turn into false alerts)
-        pl = prof_on[learn]
-        a["pdev"][sl] = pdev_new[learn]
-        pd2 = pdev_new[learn] ** 2
-        pdv_new = np.where(
-            n_prof[learn] == 0,
-            pd2,
-            (1 - p.var_alpha) * pdvar[learn]
-            + p.var_alpha * np.minimum(pd2, 4 * np.maximum(pdvar[learn], 0.0625)),
+        a["first_ts"][sl] = np.where(fresh[lrn], ts[lrn], a["first_ts"][sl])
+        a["last_ts"][sl] = ts[lrn]
+        d0, d = dtyp[lrn], dt[lrn]
+        a["dt_typ"][sl] = np.where(
+            n[lrn] <= 1, d, d0 + 0.05 * (np.clip(d, 0.5 * d0, 2.0 * d0) - d0)
         )
-        a["pdev_var"][sl] = np.where(pl & normal[learn], pdv_new, pdvar[learn])
-        a["n_prof"][sl] = np.where(pl, n_prof[learn] + 1, n_prof[learn])
-        learn_prof = learn & normal
-        sp, hp = s[learn_prof], h[learn_prof]
-        pnp = pn[learn_prof].astype(np.float64)
-        dtp = np.where(fresh[learn_prof], HOUR_MS, ts[learn_prof] - last[learn_prof])
-        dtp = np.clip(dtp, 1, HOUR_MS)
-        ab = np.maximum(1.0 / (pnp + 1), 1 - 0.5 ** (dtp / (p.profile_half_life_days * HOUR_MS)))
-        d = x[learn_prof] - pm[learn_prof]
-        dlim = np.where(pnp >= 2, 2 * p.clip_z * psd[learn_prof], np.inf)
-        d = np.clip(d, -dlim, dlim)
-        a["prof_mean"][sp, hp] = pm[learn_prof] + ab * d
-        a["prof_var"][sp, hp] = (1 - ab) * (pv[learn_prof] + ab * d * d)
-        a["prof_n"][sp, hp] = np.minimum(pnp + 1, 65_535)
-        del dt
-        return StepResult(score, z_res, z_vol, z_prof, forecast, sigma, pm, learn)
+        a["level"][sl] = level_new[lrn]
+        av = np.maximum(p.var_alpha, 1.0 / (n + 1.0))[:, None]
+        mse_new = np.where(restart[:, None], mse, (1 - av) * mse + av * e_cl * e_cl)
+        a["mse"][sl] = np.where(fresh[lrn, None], 0.0, mse_new[lrn])
+        a["fvar"][sl] = fvar_new[lrn]
+
+        g = lrn & normal
+        sg = s[g]
+        dtp = np.clip(np.where(restart, HOUR_MS, dt), 1, HOUR_MS)[g]
+        nb = (n[g] + 1).astype(np.float64)
+        sgc = sig_c[g]
+        lim = np.where(warm[g, None], 2 * p.clip_z * sgc, np.inf)
+        bd = des[g] - base[g]
+        beta = np.maximum(1.0 / nb, 1 - 0.5 ** (dtp / (p.baseline_half_life_h * HOUR_MS)))
+        a["base"][sg] = base[g] + beta[:, None] * np.clip(bd, -lim, lim)
+        avd = np.maximum(p.var_alpha, 1.0 / nb)[:, None]
+        dv = dev[g] * dev[g]
+        lf = lvl_floor[g]
+        dvar_g = (1 - avd) * dvar[g] + avd * np.minimum(dv, 4 * np.maximum(dvar[g], lf))
+        a["dvar"][sg] = np.where(fresh[g, None], 0.0, dvar_g)
+        sm = (1 - avd) * smse[g] + avd * np.minimum(bd * bd, lim * lim)
+        sm = np.where(fresh[g, None], 0.0, sm)
+        a["smse"][sg] = sm
+        # the seasons learn the value minus their own baseline: normal readings, and
+        # the first visit of a bin whatever it reads (an empty bin must not lock itself)
+        hl = p.profile_half_life_days * HOUR_MS
+        dtl = np.clip(np.where(restart, HOUR_MS, dt), 1, HOUR_MS)
+        lim_all = np.where(warm[:, None], 2 * p.clip_z * sig_c, np.inf)
+        for prof, cnt, bins, col in (("day_prof", "day_n", hd, 1), ("week_prof", "week_n", hw, 2)):
+            m_all = a[cnt][s, bins]
+            u = lrn & (normal | (m_all == 0))
+            su, b = s[u], bins[u]
+            m = m_all[u].astype(np.float64)
+            old = a[prof][su, b].astype(np.float64)
+            target = x[u] - a["base"][su, col]
+            ab = np.maximum(1.0 / (m + 1), 1 - 0.5 ** (dtl[u] / hl))
+            step = np.clip(target - old, -lim_all[u, col], lim_all[u, col])
+            a[prof][su, b] = np.where(m > 0, old + ab * step, target)
+            a[cnt][su, b] = np.minimum(m + 1, 255)
+        # running 99th percentiles of the distances (warm, scored readings)
+        t = g & scored
+        if t.any():
+            up = (zs[t] > tail[t]).astype(np.float64)
+            new_tail = tail[t] * np.exp(TAIL_RATE * (up - TAIL_LEVEL))
+            a["tail"][s[t]] = np.maximum(new_tail, TAIL_FLOOR)
+        # the season: the candidate whose baseline + season forecasts best, if it
+        # cuts the squared error of the simpler one by the season_gain factor
+        dt_g = a["dt_typ"][sg].astype(np.float64)
+        age_g = age[g]
+        daily_ok = (age_g >= p.profile_warmup_days * DAY_MS) & (dt_g <= 6 * HOUR_MS)
+        weekly_ok = (age_g >= p.weekly_warmup_days * DAY_MS) & (dt_g <= DAY_MS)
+        choice = np.where(daily_ok & (sm[:, 1] < p.season_gain * sm[:, 0]), 1, 0)
+        best = sm[np.arange(sg.size), choice]
+        choice = np.where(weekly_ok & (sm[:, 2] < p.season_gain * best), 2, choice)
+        a["season"][sg] = choice
+
+        return StepResult(
+            score,
+            ratio[:, 0],
+            ratio[:, 2],
+            ratio[:, 1],
+            forecast_c[rows, c],
+            sigma,
+            (base + seas)[rows, c],
+            lrn,
+            surprise,
+            tail[:, 0],
+            c,
+        )
 
     def score_only(self, s: np.ndarray, ts: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Scores of readings without learning them (``score_one`` semantics)."""

@@ -34,14 +34,21 @@ def z_of_score(score: float, z_half: float) -> float:
 class BaselineParams:
     """Per-sensor online baseline of one sensor kind (``[anomaly.sensor.<kind>]``).
 
-    The model per sensor: a Holt level/trend forecast with an exponentially
-    weighted variance of its one-step residuals (spikes, level shifts), a fast/slow
-    residual variance ratio (variance change) and an hour-of-day profile
-    (gradual drift, a broken daily cycle). Each gives a z-like distance; the
-    score is ``score_of_z(max z)``.
+    The model per sensor: an EW level of the deseasonalised value forecasts the
+    next reading; a slow baseline plus a season (none, hour-of-day or
+    hour-of-week, chosen by the model from the series itself) is its long memory
+    of "normal". Three distances: the one-step residual in units of its EW
+    spread (spikes, jumps), the fast level's deviation from the baseline in
+    units of its own spread (drift, lasting shifts, a broken cycle) and the
+    fast/slow residual variance ratio (variance change). Each distance is divided
+    by its running 99th percentile over the sensor's own recent normal readings;
+    a ratio ``r`` has tail probability ``0.01 ** r``, and the *surprise* is
+    ``-log10`` of the smallest tail probability. The score is
+    ``surprise² / (surprise² + half_score_surprise²)``, so one threshold means
+    the same rarity on any sensor, whatever its scale, period or noise.
 
     - ``warmup_readings``: readings learned before any score is non-zero.
-    - ``level_alpha`` / ``trend_beta``: Holt smoothing of level and trend.
+    - ``level_alpha``: EW weight of the fast level (per reading).
     - ``var_alpha`` / ``fast_var_alpha``: EW weights of the slow and fast residual
       variances (their ratio is the volatility feature).
     - ``min_scale``: floor of the residual standard deviation, in the sensor's unit
@@ -49,31 +56,41 @@ class BaselineParams:
     - ``clip_z``: residuals are clipped to this many standard deviations before
       the model learns them (a spike cannot inflate the variance; a level shift
       is absorbed gradually: drift adaptation).
-    - ``profile_warmup_days`` / ``profile_half_life_days`` / ``profile_alpha``:
-      the hour-of-day profile starts scoring after this many days of history,
-      forgets with this half-life, and its deviation is smoothed with this EW weight.
+    - ``baseline_half_life_h``: half-life of the slow baseline, event-time hours.
+    - ``profile_warmup_days`` / ``weekly_warmup_days``: history needed before the
+      daily / weekly season may be chosen; ``profile_half_life_days``: a season's
+      bins forget with this half-life (in days for the daily season, weeks for
+      the weekly one).
+    - ``season_gain``: a season is chosen when baseline + season cuts the squared
+      error of the simpler choice to this fraction or less.
+    - ``gap_factor``: a silence longer than this many typical intervals restarts
+      the fast state (the first reading after it is not scored).
+    - ``half_score_surprise``: the surprise (decades of tail probability) at which
+      the score is 0.5.
     - ``min_score``: the alert threshold floor; the calibrated threshold is the
       larger of it and the kind's streaming ``quantile`` of scores (once
       ``calibration_min_readings`` scores are in).
     - ``clear_score`` / ``clear_readings``: an episode ends after this many
       readings below ``clear_score``.
     - ``max_alerts_per_sensor_day``: the alert budget per sensor and local day.
-    - ``max_episode_s``: after an episode this long the long memory (profile)
-      learns again: the change has become the new normal.
-    - ``z_half``: the z at which the score is 0.5.
+    - ``max_episode_s``: after an episode this long the long memory learns
+      again: the change has become the new normal.
     - ``idle_evict_s``: sensors silent this long are forgotten.
     """
 
     warmup_readings: int = 30
     level_alpha: float = 0.2
-    trend_beta: float = 0.05
     var_alpha: float = 0.02
     fast_var_alpha: float = 0.1
     min_scale: float = 1e-6
     clip_z: float = 3.0
+    baseline_half_life_h: float = 24.0
     profile_warmup_days: float = 2.0
+    weekly_warmup_days: float = 8.0
     profile_half_life_days: float = 3.0
-    profile_alpha: float = 0.05
+    season_gain: float = 0.8
+    gap_factor: float = 12.0
+    half_score_surprise: float = 2.45
     min_score: float = 0.7
     quantile: float = 0.99999
     calibration_min_readings: int = 1_000_000
@@ -81,7 +98,6 @@ class BaselineParams:
     clear_readings: int = 3
     max_alerts_per_sensor_day: int = 2
     max_episode_s: int = 24 * 3600
-    z_half: float = 4.0
     severity: str = "yellow"
     unit: str = ""
     idle_evict_s: int = 7 * 24 * 3600
@@ -89,13 +105,23 @@ class BaselineParams:
     def __post_init__(self) -> None:
         owner = "anomaly.sensor"
         params.positive(owner, "warmup_readings", self.warmup_readings)
-        for name in ("level_alpha", "var_alpha", "fast_var_alpha", "profile_alpha"):
+        for name in ("level_alpha", "var_alpha", "fast_var_alpha", "season_gain"):
             _unit_interval(owner, name, getattr(self, name))
-        _unit_interval(owner, "trend_beta", self.trend_beta, allow_zero=True)
-        params.positive(owner, "min_scale", self.min_scale)
-        params.positive(owner, "clip_z", self.clip_z)
-        params.positive(owner, "profile_warmup_days", self.profile_warmup_days)
-        params.positive(owner, "profile_half_life_days", self.profile_half_life_days)
+        for name in (
+            "min_scale",
+            "clip_z",
+            "baseline_half_life_h",
+            "profile_warmup_days",
+            "weekly_warmup_days",
+            "profile_half_life_days",
+            "half_score_surprise",
+        ):
+            params.positive(owner, name, getattr(self, name))
+        if self.gap_factor <= 1:
+            msg = (
+                f'{owner}: "gap_factor" must exceed 1 (typical intervals), got {self.gap_factor!r}'
+            )
+            raise ValueError(msg)
         _unit_interval(owner, "min_score", self.min_score)
         _unit_interval(owner, "quantile", self.quantile)
         params.positive(owner, "calibration_min_readings", self.calibration_min_readings)
@@ -108,7 +134,6 @@ class BaselineParams:
             raise ValueError(msg)
         params.positive(owner, "clear_readings", self.clear_readings)
         params.positive(owner, "max_alerts_per_sensor_day", self.max_alerts_per_sensor_day)
-        params.positive(owner, "z_half", self.z_half)
         params.positive(owner, "max_episode_s", self.max_episode_s)
         params.severity(owner, self.severity)
         params.positive(owner, "idle_evict_s", self.idle_evict_s)

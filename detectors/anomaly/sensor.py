@@ -30,6 +30,7 @@ Timeline (warm-up 20 readings, one reading a minute, a level shift at minute 30)
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping
 from datetime import datetime
@@ -39,7 +40,14 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from citywatch.detectors.alerts import Alert
-from citywatch.detectors.anomaly.bank import HOUR_MS, BaselineBank, StepResult, rounds
+from citywatch.detectors.anomaly.bank import (
+    HOUR_MS,
+    SEASONS,
+    TAIL_LEVEL,
+    BaselineBank,
+    StepResult,
+    rounds,
+)
 from citywatch.detectors.anomaly.params import BaselineParams, z_of_score
 from citywatch.detectors.base import ContractCase, Detector
 from citywatch.detectors.events import Event, SensorEvent
@@ -178,12 +186,14 @@ class SensorAnomalyDetector(Detector):
         self, bank: BaselineBank, kind: str, ev: SensorEvent, j: int, res: StepResult, thr: float
     ) -> Alert:
         p = bank.p
-        z_thr = z_of_score(thr, p.z_half)
+        # the residual that would just reach the threshold: surprise_thr / 2 percentiles
+        surprise_thr = z_of_score(thr, p.half_score_surprise)
+        z_thr = surprise_thr / -math.log10(TAIL_LEVEL) * float(res.tail[j])
         f, sd = float(res.forecast[j]), float(res.sigma[j])
         zs = {
             "residual": float(res.z_residual[j]),
+            "level": float(res.z_profile[j]),
             "volatility": float(res.z_volatility[j]),
-            "profile": float(res.z_profile[j]),
         }
         top = max(zs.values())
         features = {
@@ -191,6 +201,7 @@ class SensorAnomalyDetector(Detector):
             for k, v in sorted(zs.items(), key=lambda kv: -kv[1])
             if v >= 0.5 * top and v > 0
         }
+        surprise = float(res.surprise[j])
         return Alert.make(
             "sensor.anomaly",
             p.severity,
@@ -203,12 +214,15 @@ class SensorAnomalyDetector(Detector):
             first_ts_ms=ev.ts_ms,
             evidence={
                 "sensor_kind": kind,
-                "model": "holt+hour-profile",
+                "model": "ewma+baseline+season",
+                "season": SEASONS[int(res.season[j])],
                 "score": round(float(res.score[j]), 4),
                 "threshold": round(thr, 4),
+                "tail_probability": float(f"{10**-surprise:.3g}"),
                 "value": ev.value,
                 "expected": round(f, 6),
                 "expected_range": [round(f - z_thr * sd, 6), round(f + z_thr * sd, 6)],
+                "normal_level": round(float(res.profile_mean[j]), 6),
                 "contributing": features,
                 "unit": p.unit or ev.unit,
                 "readings_learned": int(bank.field("n")[bank.slot(ev.sensor)]),

@@ -25,8 +25,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "Reads IN.csv with a header and columns timestamp,value (RFC 3339 or epoch "
             "milliseconds), in time order, and writes timestamp,value,score,alert: each "
             "row scored before the model learns it (score in [0, 1], 0 during warm-up), "
-            "alert 1 where an alert episode starts. The model is [anomaly.sensor.KIND] "
-            "of the config (defaults when the kind has no table)."
+            "alert 1 where an alert episode starts. The score is a tail probability of "
+            "the reading against the series' own recent errors (0.7 is about 2e-4), and "
+            "the season (none, daily or weekly) is found from the series, so no period, "
+            "scale or threshold needs giving; irregular intervals are fine. The model is "
+            "[anomaly.sensor.KIND] of the config (defaults when the kind has no table)."
         ),
     )
     add_config(score)
