@@ -47,7 +47,7 @@ from citywatch.flows.stage_incidents import IncidentAlerts, IncidentLogic
 from citywatch.flows.stage_peer import pick_households
 from citywatch.flows.stats import RunStats
 from citywatch.geo.reference import Reference
-from citywatch.sinks.redis_dispatch import (
+from citywatch.sinks.dispatch import (
     Dispatch,
     Keys,
     RedisDeadLetterSink,

@@ -1,6 +1,6 @@
 """Dispatch throughput: work orders per second into a real redis-server, pipelined.
 
-Writes generated dispatches through :class:`citywatch.sinks.redis_dispatch.WorkOrderWriter`
+Writes generated dispatches through :class:`citywatch.sinks.dispatch.WorkOrderWriter`
 (the sink's code path: one Lua upsert per alert, then the queue, feed and index
 writes, in pipelined batches) into an embedded redis-server on loopback:
 
@@ -25,8 +25,8 @@ from citywatch.detectors.alerts import Alert
 from citywatch.detectors.incidents import IncidentMerger
 from citywatch.flows.config import load_config
 from citywatch.replay.incidents_dedup import DedupParams, dedup_traffic
+from citywatch.sinks.dispatch import Dispatch, Keys, Route, WorkOrderWriter, connect
 from citywatch.sinks.embedded_redis import EmbeddedRedis
-from citywatch.sinks.redis_dispatch import Dispatch, Keys, Route, WorkOrderWriter, connect
 
 T0 = 1_781_528_400_000
 

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from citywatch.flows.commands import COMMANDS
 from citywatch.flows.config import ConfigError
 from citywatch.geo.errors import ZoneFileError
+from citywatch.sinks.dispatch import DispatchError
 from citywatch.sinks.embedded_redis import EmbeddedRedisError
-from citywatch.sinks.redis_dispatch import DispatchError
 
 EPILOG = """\
 Configuration: one TOML file (--config; default: the bundled Nantong sample),

@@ -15,7 +15,7 @@ import redis
 from citywatch.flows.config import load_config
 from citywatch.flows.runner import load_reference, redis_for, run_recordings
 from citywatch.flows.summary import print_summary
-from citywatch.sinks.redis_dispatch import Keys
+from citywatch.sinks.dispatch import Keys
 
 SEVERITY_MARK = {"blue": "BLUE  ", "yellow": "YELLOW", "orange": "ORANGE", "red": "RED   "}
 

@@ -47,14 +47,14 @@ from citywatch.flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
 from citywatch.flows.runner import _Multi, load_reference
 from citywatch.flows.zone_reload import watching_zones
 from citywatch.sinks.base import BatchSink, BytewaxSink
-from citywatch.sinks.files import JsonLinesSink
-from citywatch.sinks.redis_dispatch import (
+from citywatch.sinks.dispatch import (
     Dispatch,
     Keys,
     RedisDeadLetterSink,
     RedisDispatchSink,
     Written,
 )
+from citywatch.sinks.files import JsonLinesSink
 
 log = logging.getLogger("citywatch.run")
 

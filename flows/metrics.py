@@ -36,7 +36,7 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from citywatch.flows.stats import RunStats
-from citywatch.sinks.redis_dispatch import Dispatch, Written
+from citywatch.sinks.dispatch import Dispatch, Written
 
 
 class Metrics:

@@ -23,15 +23,15 @@ from citywatch.flows.stats import RunStats
 from citywatch.flows.zone_reload import watching_zones
 from citywatch.geo.reference import Reference
 from citywatch.sinks.base import BatchSink, BytewaxSink
-from citywatch.sinks.embedded_redis import EmbeddedRedis
-from citywatch.sinks.files import JsonLinesSink
-from citywatch.sinks.redis_dispatch import (
+from citywatch.sinks.dispatch import (
     Dispatch,
     Keys,
     RedisDeadLetterSink,
     RedisDispatchSink,
     Written,
 )
+from citywatch.sinks.embedded_redis import EmbeddedRedis
+from citywatch.sinks.files import JsonLinesSink
 
 # A replay keeps no recovery snapshots, yet Bytewax pickles every touched stateful
 # key (each shard's whole detector suite) at the end of every epoch (10 s by

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from citywatch.sinks import queues as queue_reader
 from citywatch.sinks.lifecycle import UNSIGNED, UnknownWorkOrder, WorkOrderError, WorkOrders
 
 ParentOf = Callable[[str], tuple[str, str] | None]  # centre -> (parent centre, its level)
@@ -142,18 +143,5 @@ def accountability(
 
 
 def all_orders(orders: WorkOrders) -> list[dict[str, str]]:
-    pipe = orders.client.pipeline(transaction=False)
-    for wo_id in orders.ids():
-        pipe.hgetall(orders.keys.wo(wo_id))
-    out = []
-    for raw in pipe.execute():
-        if raw:
-            out.append(
-                {
-                    (k.decode() if isinstance(k, bytes) else k): (
-                        v.decode() if isinstance(v, bytes) else v
-                    )
-                    for k, v in raw.items()
-                }
-            )
-    return out
+    """Every indexed work order's hash, oldest first."""
+    return queue_reader.all_orders(orders.client, orders.keys)

@@ -46,38 +46,13 @@ from typing import Any
 import orjson
 import redis
 
-from citywatch.sinks.redis_dispatch import GROUP, LEVEL_RANK, Keys
-
-# KEYS: wo, audit.  ARGV: 1 action, 2 by, 3 now_ms, 4 allowed states (comma list),
-# 5 new state ('' keeps it), 6 extra condition, 7 audit details JSON, 8.. field pairs.
-# Extra conditions: 'sign_due' (sign deadline passed), 'not_overdue', ''.
-TRANSITION_LUA = """
-local h = redis.call('HMGET', KEYS[1], 'state', 'sign_due_ms', 'overdue', 'resolve_due_ms')
-local st = h[1]
-if not st then return {'missing', ''} end
-local ok = false
-for s in string.gmatch(ARGV[4], '[^,]+') do if s == st then ok = true end end
-if not ok then return {'refused', st} end
-local now = tonumber(ARGV[3])
-if ARGV[6] == 'sign_due' and tonumber(h[2]) > now then return {'not_due', st} end
-if ARGV[6] == 'resolve_due' and (h[3] == '1' or tonumber(h[4]) > now) then
-  return {'not_due', st}
-end
-local new = ARGV[5]
-if new == '' then new = st end
-local fields = {'state', new, 'updated_ms', ARGV[3]}
-for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[1], unpack(fields))
-if ARGV[1] == 'return' then redis.call('HINCRBY', KEYS[1], 'returns', 1) end
-if ARGV[1] == 'escalate' then redis.call('HINCRBY', KEYS[1], 'escalations', 1) end
-local audit = {'action', ARGV[1], 'state', new, 'from', st, 'by', ARGV[2], 'at', ARGV[3]}
-if ARGV[7] ~= '' then audit[#audit + 1] = 'details'; audit[#audit + 1] = ARGV[7] end
-redis.call('XADD', KEYS[2], '*', unpack(audit))
-return {'ok', st}
-"""
+from citywatch.sinks import queues as queue_reader
+from citywatch.sinks.keys import GROUP, LEVEL_RANK, Keys
+from citywatch.sinks.queues import OPEN_STATES
+from citywatch.sinks.scripts import TRANSITION_LUA
+from citywatch.sinks.workorder import WorkOrder
 
 UNSIGNED = ("dispatched", "escalated")
-OPEN_STATES = ("dispatched", "escalated", "signed", "handling", "returned")
 
 
 class WorkOrderError(RuntimeError):
@@ -130,39 +105,24 @@ class WorkOrders:
         docs: list[Any] = self.client.lrange(self.keys.alerts(wo_id), 0, -1)
         return [orjson.loads(d) for d in docs]
 
+    def record(self, wo_id: str) -> WorkOrder:
+        """The work order as a typed record."""
+        return WorkOrder.from_hash(self.get(wo_id))
+
     def ids(self) -> list[str]:
         """Every work order id, oldest first."""
-        return [_str(x) for x in self.client.zrange(self.keys.index(), 0, -1)]
+        return queue_reader.index_ids(self.client, self.keys)
 
     def queues(self) -> list[str]:
-        return sorted(_str(x) for x in self.client.smembers(self.keys.queues()))
+        return queue_reader.queue_names(self.client, self.keys)
 
     def queue(self, queue: str, states: tuple[str, ...] = OPEN_STATES) -> list[dict[str, str]]:
         """The work orders whose current queue is ``queue`` (CENTRE|DEPT), in arrival order."""
-        entries: list[Any] = self.client.xrange(self.keys.queue(queue))  # type: ignore[assignment]
-        seen: set[str] = set()
-        out: list[dict[str, str]] = []
-        pipe = self.client.pipeline(transaction=False)
-        ids = []
-        for _, f in entries:
-            wo = _str(f[b"wo"] if b"wo" in f else f["wo"])
-            if wo not in seen:
-                seen.add(wo)
-                ids.append(wo)
-                pipe.hgetall(self.keys.wo(wo))
-        for raw in pipe.execute():
-            doc = {_str(k): _str(v) for k, v in raw.items()}
-            if doc and doc.get("queue") == queue and doc.get("state") in states:
-                out.append(doc)
-        return out
+        return queue_reader.read_queue(self.client, self.keys, queue, states)
 
     def ensure_group(self, queue: str) -> None:
         """Create the queue's consumer group (from the start of the stream) if missing."""
-        try:
-            self.client.xgroup_create(self.keys.queue(queue), GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        queue_reader.ensure_group(self.client, self.keys, queue)
 
     # -- transitions ---------------------------------------------------------------
     def _apply(

@@ -69,7 +69,7 @@ def _url(args: argparse.Namespace) -> str:
 def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from citywatch.console.auth import UserStore
     from citywatch.flows.config import load_config
-    from citywatch.sinks.redis_dispatch import connect
+    from citywatch.sinks.dispatch import connect
 
     cfg = load_config(args.config)
     return UserStore(connect(_url(args)), cfg.redis.prefix)

@@ -8,8 +8,8 @@ import redis
 
 from citywatch.flows.commands.common import add_config
 from citywatch.flows.config import Config, ConfigError, load_config
+from citywatch.sinks.dispatch import Keys, connect
 from citywatch.sinks.lifecycle import WorkOrders
-from citywatch.sinks.redis_dispatch import Keys, connect
 
 
 def add_redis(p: argparse.ArgumentParser) -> None:

@@ -1,0 +1,182 @@
+"""The dispatch writer: creates and grows work orders for dispatches, idempotently.
+
+Every alert goes through one Lua script (:data:`~citywatch.sinks.scripts.UPSERT_LUA`)
+on its work order's slot: it adds the alert id to ``:seen`` and returns at once when
+it was there (a replay or a restart repeats nothing); otherwise it creates the work
+order if it is absent, or appends the alert, raises the severity (and tightens the
+deadlines), and re-routes an unsigned order when the grown incident needs a higher
+level. The queue, feed and index writes follow in a second pipelined round trip, and
+the hash records ``queued=1`` and its queue entry id once they are written; a work
+order found unqueued on a repeat delivery (a crash between the two round trips) is
+queued again.
+
+Silences are read from ``P:silences:{ctl}`` with a short cache (``[redis]
+silence_cache_s``) and applied here, at dispatch: a silenced alert stays in the alert
+output and in its incident's evidence downstream, but is logged to
+``P:silenced:{log}`` instead of creating or growing a work order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import redis
+
+from citywatch.detectors.alerts import SEVERITY_RANK
+from citywatch.detectors.events import format_ts
+from citywatch.sinks.client import DispatchError
+from citywatch.sinks.keys import LEVEL_RANK, Keys
+from citywatch.sinks.scripts import UPSERT_LUA
+from citywatch.sinks.silences import SilenceStore
+from citywatch.sinks.workorder import Dispatch, WorkOrder, Written, work_order_id
+
+
+def _csv(items: Sequence[str]) -> str:
+    return ",".join(items)
+
+
+class WorkOrderWriter:
+    """Creates and grows work orders for dispatches, idempotently, in pipelined batches."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        feed_maxlen: int = 10_000,
+        silenced_maxlen: int = 100_000,
+        silence_cache_s: float = 5.0,
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.feed_maxlen = feed_maxlen
+        self.silenced_maxlen = silenced_maxlen
+        self.silences = SilenceStore(client, keys, cache_s=silence_cache_s)
+        self._upsert = client.register_script(UPSERT_LUA)
+
+    def write(self, dispatches: Sequence[Dispatch]) -> list[Written]:
+        """Apply the dispatches in order; one :class:`Written` per dispatch."""
+        now_ms = int(time.time() * 1000)
+        out: list[Written | None] = [None] * len(dispatches)
+        pipe = self.client.pipeline(transaction=False)
+        live: list[int] = []
+        for i, d in enumerate(dispatches):
+            wo_id = work_order_id(d.alert)
+            silence = self.silences.match(d.alert)
+            if silence is not None:
+                out[i] = Written(wo_id, "silenced")
+                doc = orjson.dumps(d.alert.to_json()).decode()
+                pipe.xadd(
+                    self.keys.silenced(),
+                    {"silence": silence.id, "wo": wo_id, "alert": doc, "at": str(now_ms)},
+                    maxlen=self.silenced_maxlen,
+                    approximate=True,
+                )
+                continue
+            live.append(i)
+            self._upsert(
+                keys=[
+                    self.keys.wo(wo_id),
+                    self.keys.audit(wo_id),
+                    self.keys.alerts(wo_id),
+                    self.keys.seen(wo_id),
+                ],
+                args=self._argv(d, wo_id, now_ms),
+                client=pipe,
+            )
+        results = pipe_results_lua(pipe.execute(), len(live))
+        pipe = self.client.pipeline(transaction=False)
+        queued: list[tuple[str, int]] = []  # work order, index of its queue XADD reply
+        for i, res in zip(live, results, strict=True):
+            d = dispatches[i]
+            outcome, queue, state, sign_due, resolve_due = (_s(x) for x in res)
+            wo_id = work_order_id(d.alert)
+            out[i] = Written(wo_id, "repeat" if outcome in ("repeat", "requeue") else outcome)
+            if outcome == "repeat":
+                continue
+            if outcome in ("created", "rerouted", "requeue"):
+                queued.append((wo_id, len(pipe)))
+                pipe.xadd(self.keys.queue(queue), self._entry(d, wo_id, queue))  # type: ignore[arg-type]
+                pipe.sadd(self.keys.queues(), queue)
+            if outcome == "created":
+                pipe.zadd(self.keys.index(), {wo_id: now_ms})
+            if state in ("dispatched", "escalated"):
+                pipe.zadd(self.keys.due_sign(), {wo_id: int(sign_due)})
+            if state in ("dispatched", "escalated", "signed", "handling"):
+                pipe.zadd(self.keys.due_resolve(), {wo_id: int(resolve_due)})
+            feed = {
+                "event": {"requeue": "created"}.get(outcome, outcome),
+                **self._entry(d, wo_id, queue),
+                "alert": orjson.dumps(d.alert.to_json()).decode(),
+            }
+            pipe.xadd(self.keys.feed(), feed, maxlen=self.feed_maxlen, approximate=True)  # type: ignore[arg-type]
+        if len(pipe):
+            replies = pipe.execute()
+            pipe = self.client.pipeline(transaction=False)
+            for wo_id, at in queued:
+                fields = ["queued", "1", "queue_entry", _s(replies[at])]
+                pipe.hset(self.keys.wo(wo_id), items=fields)
+            if len(pipe):
+                pipe.execute()
+        return [w if w is not None else Written("", "repeat") for w in out]
+
+    @staticmethod
+    def _entry(d: Dispatch, wo_id: str, queue: str) -> dict[str, str]:
+        a = d.alert
+        centre, _, dept = queue.partition("|")
+        return {
+            "wo": wo_id,
+            "incident": a.incident or "",
+            "kind": a.kind,
+            "severity": d.incident.severity if d.incident else a.severity,
+            "subject": a.subject,
+            "zone": a.zone or "",
+            "centre": centre,
+            "department": dept,
+            "level": d.route.level,
+            "ts": format_ts(a.ts_ms),
+        }
+
+    @staticmethod
+    def _argv(d: Dispatch, wo_id: str, now_ms: int) -> list[str]:
+        a, inc = d.alert, d.incident
+        severity = inc.severity if inc else a.severity
+        argv = [
+            str(now_ms),
+            a.id,
+            orjson.dumps(a.to_json()).decode(),
+            severity,
+            str(SEVERITY_RANK[severity]),
+            format_ts(a.ts_ms),
+            str(inc.closes_at_ms if inc else a.ts_ms),
+            str(LEVEL_RANK.get(d.route.level, 0)),
+            d.route.centre,
+            d.route.department,
+            d.route.level,
+            d.route.queue,
+            str(d.sign_sla_s),
+            str(d.resolve_sla_s),
+            _csv(inc.subjects) if inc else a.subject,
+            _csv(inc.kinds) if inc else a.kind,
+            _csv(inc.departments) if inc else d.route.department,
+            str(inc.alert_count if inc else 1),
+            "1" if inc is not None and inc.inhibited else "0",
+            orjson.dumps(WorkOrder.new(d, now_ms).to_hash()).decode(),
+        ]
+        return argv
+
+
+def pipe_results_lua(results: list[Any], n: int) -> list[Any]:
+    """The Lua replies (lists) among a pipeline's replies, in order."""
+    lua = [r for r in results if isinstance(r, list)]
+    if len(lua) != n:
+        msg = f"expected {n} work-order script replies, got {len(lua)}"
+        raise DispatchError(msg)
+    return lua
+
+
+def _s(x: Any) -> str:
+    return x.decode() if isinstance(x, bytes) else str(x)
