@@ -8,6 +8,7 @@ own slot::
     P:wo:{WO}:audit        stream  every change, oldest first (action, state, by, at, ...)
     P:wo:{WO}:alerts       list    every alert merged into the incident (JSON), as evidence
     P:wo:{WO}:seen         set     ids of those alerts (makes re-delivery a no-op)
+    P:wo:{WO}:done         set     ids of the lifecycle transitions applied (repeat = no-op)
     P:queue:{CENTRE|DEPT}  stream  the receiving queue; consumer group ``officers``
     P:queues:{index}       set     names of all queues (CENTRE|DEPT) ever written
     P:index:{wo}           zset    every work order id, scored by creation (ms)
@@ -45,6 +46,9 @@ class Keys:
 
     def seen(self, wo_id: str) -> str:
         return f"{self.prefix}:wo:{{{wo_id}}}:seen"
+
+    def done(self, wo_id: str) -> str:
+        return f"{self.prefix}:wo:{{{wo_id}}}:done"
 
     def queue(self, queue: str) -> str:
         return f"{self.prefix}:queue:{{{queue}}}"

@@ -1,14 +1,13 @@
 """The dispatch writer: creates and grows work orders for dispatches, idempotently.
 
-Every alert goes through one Lua script (:data:`~citywatch.sinks.scripts.UPSERT_LUA`)
-on its work order's slot: it adds the alert id to ``:seen`` and returns at once when
-it was there (a replay or a restart repeats nothing); otherwise it creates the work
-order if it is absent, or appends the alert, raises the severity (and tightens the
-deadlines), and re-routes an unsigned order when the grown incident needs a higher
-level. The queue, feed and index writes follow in a second pipelined round trip, and
-the hash records ``queued=1`` and its queue entry id once they are written; a work
-order found unqueued on a repeat delivery (a crash between the two round trips) is
-queued again.
+Every alert goes through one Lua script (:data:`~citywatch.sinks.scripts.UPSERT_LUA`),
+the whole dispatch of that alert in one atomic call: it adds the alert id to
+``:seen`` and returns at once when it was there (a replay or a restart repeats
+nothing); otherwise it creates the work order if it is absent (hash, evidence,
+audit, queue entry, index, due sets, feed), or appends the alert, raises the
+severity (and tightens the deadlines), and re-routes an unsigned order when the
+grown incident needs a higher level (its old queue entry is acknowledged and
+deleted). A batch is one pipelined round trip.
 
 Silences are read from ``P:silences:{ctl}`` with a short cache (``[redis]
 silence_cache_s``) and applied here, at dispatch: a silenced alert stays in the alert
@@ -83,65 +82,32 @@ class WorkOrderWriter:
                     self.keys.audit(wo_id),
                     self.keys.alerts(wo_id),
                     self.keys.seen(wo_id),
+                    self.keys.queues(),
+                    self.keys.index(),
+                    self.keys.due_sign(),
+                    self.keys.due_resolve(),
+                    self.keys.feed(),
                 ],
                 args=self._argv(d, wo_id, now_ms),
                 client=pipe,
             )
         results = pipe_results_lua(pipe.execute(), len(live))
-        pipe = self.client.pipeline(transaction=False)
-        queued: list[tuple[str, int]] = []  # work order, index of its queue XADD reply
         for i, res in zip(live, results, strict=True):
-            d = dispatches[i]
-            outcome, queue, state, sign_due, resolve_due = (_s(x) for x in res)
-            wo_id = work_order_id(d.alert)
+            outcome = _s(res[0])
+            wo_id = work_order_id(dispatches[i].alert)
             out[i] = Written(wo_id, "repeat" if outcome in ("repeat", "requeue") else outcome)
-            if outcome == "repeat":
-                continue
-            if outcome in ("created", "rerouted", "requeue"):
-                queued.append((wo_id, len(pipe)))
-                pipe.xadd(self.keys.queue(queue), self._entry(d, wo_id, queue))  # type: ignore[arg-type]
-                pipe.sadd(self.keys.queues(), queue)
-            if outcome == "created":
-                pipe.zadd(self.keys.index(), {wo_id: now_ms})
-            if state in ("dispatched", "escalated"):
-                pipe.zadd(self.keys.due_sign(), {wo_id: int(sign_due)})
-            if state in ("dispatched", "escalated", "signed", "handling"):
-                pipe.zadd(self.keys.due_resolve(), {wo_id: int(resolve_due)})
-            feed = {
-                "event": {"requeue": "created"}.get(outcome, outcome),
-                **self._entry(d, wo_id, queue),
-                "alert": orjson.dumps(d.alert.to_json()).decode(),
-            }
-            pipe.xadd(self.keys.feed(), feed, maxlen=self.feed_maxlen, approximate=True)  # type: ignore[arg-type]
-        if len(pipe):
-            replies = pipe.execute()
-            pipe = self.client.pipeline(transaction=False)
-            for wo_id, at in queued:
-                fields = ["queued", "1", "queue_entry", _s(replies[at])]
-                pipe.hset(self.keys.wo(wo_id), items=fields)
-            if len(pipe):
-                pipe.execute()
         return [w if w is not None else Written("", "repeat") for w in out]
 
     @staticmethod
-    def _entry(d: Dispatch, wo_id: str, queue: str) -> dict[str, str]:
+    def _entry_values(d: Dispatch, wo_id: str) -> list[str]:
+        """The queue entry's values (the script adds the queue's centre and department)."""
         a = d.alert
-        centre, _, dept = queue.partition("|")
-        return {
-            "wo": wo_id,
-            "incident": a.incident or "",
-            "kind": a.kind,
-            "severity": d.incident.severity if d.incident else a.severity,
-            "subject": a.subject,
-            "zone": a.zone or "",
-            "centre": centre,
-            "department": dept,
-            "level": d.route.level,
-            "ts": format_ts(a.ts_ms),
-        }
+        severity = d.incident.severity if d.incident else a.severity
+        zone = a.zone or ""
+        return [wo_id, a.incident or "", a.kind, severity, a.subject, zone, d.route.level,
+                format_ts(a.ts_ms)]  # fmt: skip
 
-    @staticmethod
-    def _argv(d: Dispatch, wo_id: str, now_ms: int) -> list[str]:
+    def _argv(self, d: Dispatch, wo_id: str, now_ms: int) -> list[str]:
         a, inc = d.alert, d.incident
         severity = inc.severity if inc else a.severity
         argv = [
@@ -165,6 +131,9 @@ class WorkOrderWriter:
             str(inc.alert_count if inc else 1),
             "1" if inc is not None and inc.inhibited else "0",
             orjson.dumps(WorkOrder.new(d, now_ms).to_hash()).decode(),
+            self.keys.prefix,
+            orjson.dumps(self._entry_values(d, wo_id)).decode(),
+            str(self.feed_maxlen),
         ]
         return argv
 
