@@ -1,8 +1,9 @@
 """Dispatch throughput: work orders per second into a real redis-server, pipelined.
 
 Writes generated dispatches through :class:`citywatch.sinks.dispatch.WorkOrderWriter`
-(the sink's code path: one Lua upsert per alert, then the queue, feed and index
-writes, in pipelined batches) into an embedded redis-server on loopback:
+(the sink's code path: one Lua upsert per alert that writes the order, its queue
+entry, index, due sets and feed, in one pipelined round trip per batch) into an
+embedded redis-server on loopback:
 
 * ``new``: every alert opens its own incident -> one work order created each;
 * ``merge``: duplicate-heavy traffic, ~13 alerts per incident -> mostly appends;

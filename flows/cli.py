@@ -7,9 +7,12 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from redis.exceptions import NoPermissionError
+
 from citywatch.flows.commands import COMMANDS
 from citywatch.flows.config import ConfigError
 from citywatch.geo.errors import ZoneFileError
+from citywatch.sinks.client import permission_message
 from citywatch.sinks.dispatch import DispatchError
 from citywatch.sinks.embedded_redis import EmbeddedRedisError
 
@@ -28,6 +31,19 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     EmbeddedRedisError,
     ValueError,
 )
+
+
+def user_error(exc: BaseException) -> BaseException | None:
+    """The "fix your input or setup" error behind ``exc``, if any: the flow's workers
+    wrap what a step raised, so the cause chain is searched."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, (*USER_ERRORS, NoPermissionError)):
+            return cur
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 def version_text() -> str:
@@ -79,9 +95,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
         return code
-    except USER_ERRORS as exc:
-        print(f"citywatch {args.command}: error: {exc}", file=sys.stderr)
-        for line in getattr(exc, "problems", [])[1:]:
+    except Exception as exc:
+        cause = user_error(exc)
+        if cause is None:
+            raise
+        if isinstance(cause, NoPermissionError):
+            cause = DispatchError(permission_message(cause, getattr(args, "redis_url", "") or ""))
+        print(f"citywatch {args.command}: error: {cause}", file=sys.stderr)
+        for line in getattr(cause, "problems", [])[1:]:
             print(f"  {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -79,3 +79,7 @@ class Keys:
 
     def dlq(self) -> str:
         return f"{self.prefix}:dlq:{{dead}}"
+
+    def preflight(self) -> str:
+        """Scratch keys of the permission check at start (deleted at once)."""
+        return f"{self.prefix}:preflight:{{check}}"

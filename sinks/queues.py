@@ -70,3 +70,23 @@ def ensure_group(client: redis.Redis, keys: Keys, queue: str) -> None:
     except redis.ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
             raise
+
+
+# Fields that carry the wall clock of a write, not the input.
+WALL_CLOCK_FIELDS = frozenset(
+    {"created_ms", "updated_ms", "sign_due_ms", "resolve_due_ms", "queue_entry"}
+)
+
+
+def comparable_orders(client: redis.Redis, keys: Keys) -> dict[str, dict[str, Any]]:
+    """Every indexed work order with its alerts and audit actions, wall-clock fields left
+    out: what two runs over the same input must agree on."""
+    out: dict[str, dict[str, Any]] = {}
+    for wo_id in index_ids(client, keys):
+        raw: dict[Any, Any] = client.hgetall(keys.wo(wo_id))
+        doc: dict[str, Any] = {k: v for k, v in _decode(raw).items() if k not in WALL_CLOCK_FIELDS}
+        doc["alerts"] = [_str(x) for x in client.lrange(keys.alerts(wo_id), 0, -1)]
+        audit: list[Any] = client.xrange(keys.audit(wo_id))  # type: ignore[assignment]
+        doc["audit"] = [_decode(fields).get("action", "") for _, fields in audit]
+        out[wo_id] = doc
+    return out

@@ -224,3 +224,33 @@ redis.call('SADD', KEYS[3], ARGV[8])
 return {'ok', st}
 """
 )
+
+# KEYS: 1 a scratch key under the prefix.  Runs every command the scripts above use
+# (and the sinks' own), on scratch keys it deletes again; returns the denied ones.
+# Redis names no command when an ACL denies one inside a script, so this asks first.
+PREFLIGHT_LUA = """
+local k = KEYS[1]
+local denied = {}
+local function try(cmd, ...)
+  local r = redis.pcall(cmd, ...)
+  if type(r) == 'table' and r.err then denied[#denied + 1] = string.lower(cmd) end
+end
+try('EXISTS', k .. ':h')
+try('HSET', k .. ':h', 'f', '1')
+try('HMGET', k .. ':h', 'f')
+try('HINCRBY', k .. ':h', 'n', 1)
+try('HGETALL', k .. ':h')
+try('RPUSH', k .. ':l', 'x')
+try('SADD', k .. ':s', 'x')
+try('SISMEMBER', k .. ':s', 'x')
+try('ZADD', k .. ':z', 1, 'x')
+try('ZREM', k .. ':z', 'x')
+local id = redis.pcall('XADD', k .. ':x', '*', 'f', '1')
+if type(id) == 'table' and id.err then denied[#denied + 1] = 'xadd'; id = '0-1' end
+try('XADD', k .. ':x', 'MAXLEN', '~', 10, '*', 'f', '1')
+try('XRANGE', k .. ':x', id, id)
+try('XACK', k .. ':x', 'officers', id)
+try('XDEL', k .. ':x', id)
+try('DEL', k .. ':h', k .. ':l', k .. ':s', k .. ':z', k .. ':x')
+return denied
+"""

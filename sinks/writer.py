@@ -23,12 +23,13 @@ from typing import Any
 
 import orjson
 import redis
+from redis.exceptions import NoPermissionError
 
 from citywatch.detectors.alerts import SEVERITY_RANK
 from citywatch.detectors.events import format_ts
-from citywatch.sinks.client import DispatchError
+from citywatch.sinks.client import DispatchError, RedisOptions, permission_message
 from citywatch.sinks.keys import LEVEL_RANK, Keys
-from citywatch.sinks.scripts import UPSERT_LUA
+from citywatch.sinks.scripts import PREFLIGHT_LUA, UPSERT_LUA
 from citywatch.sinks.silences import SilenceStore
 from citywatch.sinks.workorder import Dispatch, WorkOrder, Written, work_order_id
 
@@ -149,3 +150,18 @@ def pipe_results_lua(results: list[Any], n: int) -> list[Any]:
 
 def _s(x: Any) -> str:
     return x.decode() if isinstance(x, bytes) else str(x)
+
+
+def check_permissions(client: redis.Redis, keys: Keys, opts: RedisOptions) -> None:
+    """Fail before the flow starts, in one line, when the ACL user may not run what the
+    dispatch runs (a denial inside the flow would stop it with the engine's noise)."""
+    try:
+        reply = client.register_script(PREFLIGHT_LUA)(keys=[keys.preflight()])
+        denied = list(dict.fromkeys(_s(x) for x in reply))
+    except NoPermissionError as exc:
+        raise DispatchError(permission_message(exc, opts)) from exc
+    if denied:
+        denial = NoPermissionError(
+            f"this user has no permissions to run {', '.join(denied)} in citywatch's scripts"
+        )
+        raise DispatchError(permission_message(denial, opts, commands=denied))
