@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from redis.exceptions import NoPermissionError
+from redis.exceptions import NoPermissionError, OutOfMemoryError, ReadOnlyError
 
 from citywatch.detectors.events import DeadLetter
 from citywatch.sinks.base import BatchSink
@@ -92,11 +92,11 @@ def _refused_as_unreachable(fn: Callable[[], Any]) -> Callable[[], Any]:
     def call() -> Any:
         try:
             return fn()
-        except redis.ReadOnlyError as exc:
-            msg = f"read-only replica: {exc}"
+        except (OutOfMemoryError, ReadOnlyError) as exc:
+            msg = f"{type(exc).__name__}: {exc}"
             raise redis.ConnectionError(msg) from exc
         except redis.ResponseError as exc:
-            if str(exc).startswith(("OOM", "MISCONF")):
+            if "MISCONF" in str(exc):  # a failing disk: writes refused until it is fixed
                 msg = str(exc)
                 raise redis.ConnectionError(msg) from exc
             raise

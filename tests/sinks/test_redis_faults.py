@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from citywatch.detectors.alerts import Alert
 from citywatch.flows.config import Config
 from citywatch.flows.kafka_io import produce_recording
 from citywatch.flows.runner import check_redis, run_recordings
@@ -33,6 +34,8 @@ from citywatch.sinks.client import DispatchError, RedisOptions, wait_for_redis
 from citywatch.sinks.embedded_redis import EmbeddedRedis, free_port
 from citywatch.sinks.keys import Keys
 from citywatch.sinks.queues import comparable_orders
+from citywatch.sinks.redis_sinks import RedisDispatchSink
+from citywatch.sinks.workorder import Dispatch, Route
 
 pytestmark = pytest.mark.redis
 
@@ -222,3 +225,37 @@ def test_run_children_die_with_their_parent_and_hide_the_password(
             parent.kill()
         for kid in _children(parent.pid):
             os.kill(kid, signal.SIGKILL)
+
+
+def test_a_full_redis_is_waited_out_like_an_absent_one() -> None:
+    """``OOM command not allowed`` (maxmemory with noeviction) holds the batch; once
+    memory is raised, the held batch is written and nothing is lost."""
+    alerts = [
+        Alert.make(
+            "video.intrusion", "yellow", f"cam-{i}", "video", f"site-{i}", 121.0, 32.0,
+            ts_ms=1_781_528_400_000 + i, first_ts_ms=1_781_528_400_000 + i, evidence={},
+        )
+        for i in range(5)
+    ]  # fmt: skip
+    for a in alerts:
+        a.incident = "in-" + a.id.split("-", 1)[1]
+    route = Route("town:a", "public_security", "town", "town:a")
+    with EmbeddedRedis() as server:
+        admin = redis.Redis.from_url(server.url)
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", "1")  # every write is refused with OOM from now on
+        retried: list[str] = []
+        sink = RedisDispatchSink(server.url, Keys("t"), on_retry=retried.append)
+        sink.setup()
+        writer = threading.Thread(
+            target=sink.write_batch, args=([Dispatch(a, route, 60, 3600) for a in alerts],)
+        )
+        writer.start()
+        while len(retried) < 2:  # the sink holds the batch and retries
+            writer.join(0.05)
+            assert writer.is_alive(), "the sink gave up or dropped the batch"
+        admin.config_set("maxmemory", "0")
+        writer.join()
+        sink.close()
+        assert admin.zcard("t:index:{wo}") == len(alerts)
+        admin.close()
