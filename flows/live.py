@@ -245,10 +245,10 @@ SPAWNED_ENV = "CITYWATCH_SPAWNED_BY"  # set in -p children: the parent checked R
 def _die_with_parent(parent_pid: int) -> Callable[[], None]:
     """In the child before exec: the kernel sends SIGKILL when the parent dies (as after a
     crash, recovery covers the rest); a parent already gone ends the child at once."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
 
     def arm() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        if prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
             os._exit(70)  # no guarantee the child would die with the parent: do not start
         if os.getppid() != parent_pid:
             os._exit(70)

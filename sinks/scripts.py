@@ -231,9 +231,13 @@ return {'ok', st}
 PREFLIGHT_LUA = """
 local k = KEYS[1]
 local denied = {}
+local function acl_denied(r)  -- other errors (OOM, READONLY) are the writes' to wait out
+  return type(r) == 'table' and r.err and
+         (string.find(r.err, "can't run this command", 1, true) or
+          string.find(r.err, 'NOPERM', 1, true) or string.find(r.err, 'no permissions', 1, true))
+end
 local function try(cmd, ...)
-  local r = redis.pcall(cmd, ...)
-  if type(r) == 'table' and r.err then denied[#denied + 1] = string.lower(cmd) end
+  if acl_denied(redis.pcall(cmd, ...)) then denied[#denied + 1] = string.lower(cmd) end
 end
 try('EXISTS', k .. ':h')
 try('HSET', k .. ':h', 'f', '1')
@@ -246,7 +250,8 @@ try('SISMEMBER', k .. ':s', 'x')
 try('ZADD', k .. ':z', 1, 'x')
 try('ZREM', k .. ':z', 'x')
 local id = redis.pcall('XADD', k .. ':x', '*', 'f', '1')
-if type(id) == 'table' and id.err then denied[#denied + 1] = 'xadd'; id = '0-1' end
+if acl_denied(id) then denied[#denied + 1] = 'xadd' end
+if type(id) ~= 'string' then id = '0-1' end
 try('XADD', k .. ':x', 'MAXLEN', '~', 10, '*', 'f', '1')
 try('XRANGE', k .. ':x', id, id)
 try('XACK', k .. ':x', 'officers', id)
