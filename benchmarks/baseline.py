@@ -47,7 +47,7 @@ from citywatch.flows.stage_incidents import IncidentAlerts, IncidentLogic
 from citywatch.flows.stage_peer import pick_households
 from citywatch.flows.stats import RunStats
 from citywatch.geo.reference import Reference
-from citywatch.sinks.redis_dispatch import (
+from citywatch.sinks.dispatch import (
     Dispatch,
     Keys,
     RedisDeadLetterSink,
@@ -102,9 +102,10 @@ class Baseline:
             keys,
             feed_maxlen=cfg.redis.feed_maxlen,
             on_written=self._on_written,
-            settings=cfg.redis,
         )
-        self.dead_sink = RedisDeadLetterSink(redis_url, keys, maxlen=cfg.redis.dead_letter_maxlen)
+        self.dead_sink = RedisDeadLetterSink(
+            cfg.redis.options(redis_url), keys, maxlen=cfg.redis.dead_letter_maxlen
+        )
         self.sink.setup()
         self.dead_sink.setup()
 

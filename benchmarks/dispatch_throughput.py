@@ -1,8 +1,9 @@
 """Dispatch throughput: work orders per second into a real redis-server, pipelined.
 
-Writes generated dispatches through :class:`citywatch.sinks.redis_dispatch.WorkOrderWriter`
-(the sink's code path: one Lua upsert per alert, then the queue, feed and index
-writes, in pipelined batches) into an embedded redis-server on loopback:
+Writes generated dispatches through :class:`citywatch.sinks.dispatch.WorkOrderWriter`
+(the sink's code path: one Lua upsert per alert that writes the order, its queue
+entry, index, due sets and feed, in one pipelined round trip per batch) into an
+embedded redis-server on loopback:
 
 * ``new``: every alert opens its own incident -> one work order created each;
 * ``merge``: duplicate-heavy traffic, ~13 alerts per incident -> mostly appends;
@@ -25,8 +26,8 @@ from citywatch.detectors.alerts import Alert
 from citywatch.detectors.incidents import IncidentMerger
 from citywatch.flows.config import load_config
 from citywatch.replay.incidents_dedup import DedupParams, dedup_traffic
+from citywatch.sinks.dispatch import Dispatch, Keys, Route, WorkOrderWriter, connect
 from citywatch.sinks.embedded_redis import EmbeddedRedis
-from citywatch.sinks.redis_dispatch import Dispatch, Keys, Route, WorkOrderWriter, connect
 
 T0 = 1_781_528_400_000
 

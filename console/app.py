@@ -23,8 +23,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-import redis
-import redis.asyncio as aredis
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -42,6 +40,7 @@ from citywatch.console.auth import User, UserStore
 from citywatch.console.settings import ConsoleSettings
 from citywatch.console.store import FILTERS, SEVERITIES, WorkOrderIndex, overview, summarize
 from citywatch.flows.config import Config
+from citywatch.sinks.client import open_async_client, open_client
 from citywatch.sinks.redis_dispatch import Keys
 
 STATIC = Path(str(files("citywatch.console") / "static"))
@@ -97,8 +96,9 @@ class Console:
         self.cfg = cfg
         self.settings = settings
         self.keys = Keys(cfg.redis.prefix)
-        self.sync = redis.Redis.from_url(redis_url, socket_timeout=10)
-        self.aclient = aredis.Redis.from_url(redis_url, socket_timeout=None)
+        opts = cfg.redis.options(redis_url)
+        self.sync = open_client(opts, check=False)
+        self.aclient = open_async_client(opts)
         self.users = UserStore(
             self.sync,
             cfg.redis.prefix,

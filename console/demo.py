@@ -11,6 +11,7 @@ import redis
 from citywatch.console.auth import User, UserStore
 from citywatch.console.server import ConsoleThread, free_port, settings_for
 from citywatch.flows.config import Config
+from citywatch.sinks.client import open_client
 from citywatch.sinks.redis_dispatch import Keys
 
 
@@ -26,7 +27,7 @@ def busiest_department(client: redis.Redis, keys: Keys) -> str:
 
 def offer_console(cfg: Config, redis_url: str) -> ConsoleThread:
     """Start the console in a thread, create a demo officer and leader, print how to sign in."""
-    client = redis.Redis.from_url(redis_url)
+    client = open_client(cfg.redis.options(redis_url), check=False)
     store = UserStore(client, cfg.redis.prefix)
     dept = busiest_department(client, Keys(cfg.redis.prefix))
     accounts = [

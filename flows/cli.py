@@ -7,12 +7,15 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from redis.exceptions import NoPermissionError
+
 from citywatch.detectors.state import StateError
 from citywatch.flows.commands import COMMANDS
 from citywatch.flows.config import ConfigError
 from citywatch.geo.errors import ZoneFileError
+from citywatch.sinks.client import permission_message
+from citywatch.sinks.dispatch import DispatchError
 from citywatch.sinks.embedded_redis import EmbeddedRedisError
-from citywatch.sinks.redis_dispatch import DispatchError
 
 EPILOG = """\
 Configuration: one TOML file (--config; default: the bundled Nantong sample),
@@ -32,6 +35,19 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     StateError,
     ValueError,
 )
+
+
+def user_error(exc: BaseException) -> BaseException | None:
+    """The "fix your input or setup" error behind ``exc``, if any: the flow's workers
+    wrap what a step raised, so the cause chain is searched."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, (*USER_ERRORS, NoPermissionError)):
+            return cur
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 def version_text() -> str:
@@ -83,20 +99,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
         return code
-    except USER_ERRORS as exc:
-        print(f"citywatch {args.command}: error: {exc}", file=sys.stderr)
-        for line in getattr(exc, "problems", [])[1:]:
-            print(f"  {line}", file=sys.stderr)
-        return 2
     except Exception as exc:
-        # Bytewax wraps what a step builder raises; a state that cannot be restored is
-        # still the operator's to fix (--reset-state), so say that in one line.
-        cause: BaseException | None = exc
-        while cause is not None and not isinstance(cause, StateError):
-            cause = cause.__cause__ or cause.__context__
+        cause = user_error(exc)
         if cause is None:
             raise
+        if isinstance(cause, NoPermissionError):
+            cause = DispatchError(permission_message(cause, getattr(args, "redis_url", "") or ""))
         print(f"citywatch {args.command}: error: {cause}", file=sys.stderr)
+        for line in getattr(cause, "problems", [])[1:]:
+            print(f"  {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"\ncitywatch {args.command}: interrupted", file=sys.stderr)

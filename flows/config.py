@@ -5,7 +5,7 @@ applies. Paths in the file are relative to the file. The whole file is checked
 against one model first (``citywatch.flows.config_schema``: unknown tables and
 keys, wrong types, with file and line). Environment variables override the
 file: ``CITYWATCH_SECTION__KEY`` for any key, and the shorthands
-``CITYWATCH_REDIS_URL``, ``CITYWATCH_REDIS_PREFIX``,
+``CITYWATCH_REDIS_URL``, ``CITYWATCH_REDIS_PREFIX``, ``CITYWATCH_REDIS_PASSWORD``,
 ``CITYWATCH_KAFKA_BOOTSTRAP``, ``CITYWATCH_ZONES``.
 """
 
@@ -36,6 +36,7 @@ from citywatch.detectors.tracks_rendezvous import RendezvousParams
 from citywatch.detectors.tracks_speeding import SpeedingParams
 from citywatch.detectors.video import VideoRule
 from citywatch.flows import config_schema as schema
+from citywatch.sinks.client import RedisOptions, RetryPolicy
 
 DEFAULT_CONFIG = data_dir() / "nantong" / "citywatch.toml"
 
@@ -73,27 +74,95 @@ class FlowSettings:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RedisSettings:
+    """``[redis]``: one connection for every part (flow sinks, console, officer tools).
+
+    The password comes from ``CITYWATCH_REDIS_PASSWORD``, from ``password_file`` (its
+    first line) or from the URL, in that order; it never appears in ``repr`` or in a
+    printed URL. TLS applies to ``rediss://`` URLs.
+    """
+
     url: str | None = None
     prefix: str = "cw"
     feed_maxlen: int = 10_000
     dead_letter_maxlen: int = 100_000
-    # Connection: timeouts, TLS CA for rediss:// URLs, retry with capped backoff while
-    # Redis is unreachable (0 = retry for ever: the flow waits instead of dropping).
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    password_file: str | None = None
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    # Connection: timeouts, retry with capped backoff while Redis is unreachable
+    # (0 = retry for ever: the flow waits instead of dropping).
     socket_timeout_s: float = 10.0
     connect_timeout_s: float = 5.0
-    tls_ca_file: str | None = None
     retry_backoff_max_s: float = 5.0
     retry_give_up_s: float = 0.0
+    # The dead-letter sink's budget: after it, the run stops with an error (not silent).
+    dead_letter_give_up_s: float = 300.0
     silence_cache_s: float = 5.0
 
     def __post_init__(self) -> None:
         for name in ("socket_timeout_s", "connect_timeout_s", "retry_backoff_max_s"):
             params.positive("[redis]", name, getattr(self, name))
         params.non_negative("[redis]", "retry_give_up_s", self.retry_give_up_s)
+        params.positive("[redis]", "dead_letter_give_up_s", self.dead_letter_give_up_s)
         params.non_negative("[redis]", "silence_cache_s", self.silence_cache_s)
         if not self.prefix or "{" in self.prefix or "}" in self.prefix:
             msg = f"redis: prefix must be non-empty and free of braces, got {self.prefix!r}"
             raise ConfigError(msg)
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            msg = "[redis] tls_cert_file and tls_key_file go together (client certificate)"
+            raise ConfigError(msg)
+
+    def options(self, url: str | None = None, *, give_up_s: float | None = None) -> RedisOptions:
+        """The connection options for ``url`` (default: the configured one)."""
+        chosen = url or self.url
+        if not chosen:
+            msg = (
+                "no Redis URL: pass --redis-url, set CITYWATCH_REDIS_URL or [redis] url "
+                "(run the flow with citywatch demo --keep to get one)"
+            )
+            raise ConfigError(msg)
+        retry = RetryPolicy(
+            max_s=self.retry_backoff_max_s,
+            give_up_s=self.retry_give_up_s if give_up_s is None else give_up_s,
+        )
+        return RedisOptions(
+            url=chosen,
+            username=self.username,
+            password=self.password,
+            tls_ca_file=self.tls_ca_file,
+            tls_cert_file=self.tls_cert_file,
+            tls_key_file=self.tls_key_file,
+            socket_timeout_s=self.socket_timeout_s,
+            connect_timeout_s=self.connect_timeout_s,
+            retry=retry,
+        )
+
+
+def _redis_raw(doc: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    raw = dict(_table(doc, "redis"))
+    if env.get("CITYWATCH_REDIS_URL"):
+        raw["url"] = env["CITYWATCH_REDIS_URL"]
+    if env.get("CITYWATCH_REDIS_PREFIX"):
+        raw["prefix"] = env["CITYWATCH_REDIS_PREFIX"]
+    if "password" in raw:
+        msg = (
+            "[redis] password: keep the secret out of the file; use password_file = PATH "
+            "or the CITYWATCH_REDIS_PASSWORD environment variable"
+        )
+        raise ConfigError(msg)
+    if env.get("CITYWATCH_REDIS_PASSWORD"):
+        raw["password"] = env["CITYWATCH_REDIS_PASSWORD"]
+    elif raw.get("password_file"):
+        path = Path(str(raw["password_file"]))
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            msg = f"[redis] password_file {path}: cannot read it ({exc.strerror})"
+            raise ConfigError(msg) from None
+        raw["password"] = lines[0] if lines else ""
+    return raw
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -412,11 +481,7 @@ def config_from_dict(
         sensors=resolve("sensors", False),
         cameras=resolve("cameras", False),
     )
-    redis_raw = dict(_table(doc, "redis"))
-    if env.get("CITYWATCH_REDIS_URL"):
-        redis_raw["url"] = env["CITYWATCH_REDIS_URL"]
-    if env.get("CITYWATCH_REDIS_PREFIX"):
-        redis_raw["prefix"] = env["CITYWATCH_REDIS_PREFIX"]
+    redis_raw = _redis_raw(doc, env)
     kafka = env.get("CITYWATCH_KAFKA_BOOTSTRAP") or _table(doc, "kafka").get("bootstrap")
 
     enter = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import threading
 import time
@@ -15,7 +16,8 @@ import redis
 from citywatch.flows.config import load_config
 from citywatch.flows.runner import load_reference, redis_for, run_recordings
 from citywatch.flows.summary import print_summary
-from citywatch.sinks.redis_dispatch import Keys
+from citywatch.sinks.client import RedisOptions, open_client
+from citywatch.sinks.dispatch import Keys
 
 SEVERITY_MARK = {"blue": "BLUE  ", "yellow": "YELLOW", "orange": "ORANGE", "red": "RED   "}
 
@@ -23,8 +25,8 @@ SEVERITY_MARK = {"blue": "BLUE  ", "yellow": "YELLOW", "orange": "ORANGE", "red"
 class FeedPrinter:
     """Follows the live feed stream in Redis and prints each dispatched work order."""
 
-    def __init__(self, url: str, keys: Keys) -> None:
-        self.client = redis.Redis.from_url(url, socket_timeout=5)
+    def __init__(self, opts: RedisOptions, keys: Keys) -> None:
+        self.client = open_client(dataclasses.replace(opts, socket_timeout_s=5.0), check=False)
         self.key = keys.feed()
         self.count = 0
         self._stop = threading.Event()
@@ -99,7 +101,7 @@ def run_demo(args: argparse.Namespace) -> int:
         speed = "max speed" if args.speed is None else f"{args.speed:g}x real time"
         print(f"citywatch demo: replaying at {speed} into {where} at {url.split('@')[-1]}")
         print("live feed of dispatched work orders:")
-        printer = FeedPrinter(url, Keys(cfg.redis.prefix)).start()
+        printer = FeedPrinter(cfg.redis.options(url), Keys(cfg.redis.prefix)).start()
         try:
             result = run_recordings(
                 recordings,

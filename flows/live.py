@@ -15,15 +15,17 @@ and the idempotent Redis sink ignores it.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import logging
+import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
@@ -44,17 +46,17 @@ from citywatch.flows.kafka_io import (
 )
 from citywatch.flows.metrics import Metrics, MetricsStats
 from citywatch.flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
-from citywatch.flows.runner import _Multi, load_reference
+from citywatch.flows.runner import _Multi, load_reference, preflight
 from citywatch.flows.zone_reload import watching_zones
 from citywatch.sinks.base import BatchSink, BytewaxSink
-from citywatch.sinks.files import JsonLinesSink
-from citywatch.sinks.redis_dispatch import (
+from citywatch.sinks.dispatch import (
     Dispatch,
     Keys,
     RedisDeadLetterSink,
     RedisDispatchSink,
     Written,
 )
+from citywatch.sinks.files import JsonLinesSink
 
 log = logging.getLogger("citywatch.run")
 
@@ -118,6 +120,8 @@ def run_live(cfg: Config, redis_url: str, opts: RunOptions) -> MetricsStats:
         metrics.serve(opts.metrics_port + pid)
     holder = ReferenceHolder(load_reference(cfg))
     keys = Keys(cfg.redis.prefix)
+    redis_opts = cfg.redis.options(redis_url)
+    preflight(redis_opts, keys)
 
     def on_written(items: list[Dispatch], results: list[Written]) -> None:
         created = [d.route.queue for d, w in zip(items, results, strict=True) if w.created]
@@ -127,7 +131,13 @@ def run_live(cfg: Config, redis_url: str, opts: RunOptions) -> MetricsStats:
     def dead_sink(_w: int) -> BatchSink[DeadLetter]:
         return _Multi(
             [
-                RedisDeadLetterSink(redis_url, keys, maxlen=cfg.redis.dead_letter_maxlen),
+                RedisDeadLetterSink(
+                    redis_opts,
+                    keys,
+                    maxlen=cfg.redis.dead_letter_maxlen,
+                    give_up_s=cfg.redis.dead_letter_give_up_s,
+                    on_retry=metrics.on_redis_retry,
+                ),
                 KafkaDeadLetterSink(cfg.kafka),
             ]
         )
@@ -136,11 +146,12 @@ def run_live(cfg: Config, redis_url: str, opts: RunOptions) -> MetricsStats:
     outputs = FlowOutputs(
         dispatch=BytewaxSink(
             lambda _w: RedisDispatchSink(
-                redis_url,
+                redis_opts,
                 keys,
                 feed_maxlen=cfg.redis.feed_maxlen,
+                silence_cache_s=cfg.redis.silence_cache_s,
                 on_written=on_written,
-                settings=cfg.redis,
+                on_retry=metrics.on_redis_retry,
             )
         ),
         dead=BytewaxSink(dead_sink),
@@ -227,13 +238,45 @@ class _Reporter:
         self._stop.set()
 
 
-def spawn_processes(argv: Sequence[str], cfg: Config, processes: int) -> int:
-    """Run ``processes`` child processes on loopback as one cluster; forward SIGTERM/SIGINT."""
+PR_SET_PDEATHSIG = 1
+SPAWNED_ENV = "CITYWATCH_SPAWNED_BY"  # set in -p children: the parent checked Redis
+
+
+def _die_with_parent(parent_pid: int) -> Callable[[], None]:
+    """In the child before exec: the kernel sends SIGKILL when the parent dies (as after a
+    crash, recovery covers the rest); a parent already gone ends the child at once."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+
+    def arm() -> None:
+        if prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            os._exit(70)  # no guarantee the child would die with the parent: do not start
+        if os.getppid() != parent_pid:
+            os._exit(70)
+
+    return arm
+
+
+def spawn_processes(
+    argv: Sequence[str], cfg: Config, processes: int, *, redis_url: str | None = None
+) -> int:
+    """Run ``processes`` child processes on loopback as one cluster; forward SIGTERM/SIGINT.
+
+    The children die with this process (``PR_SET_PDEATHSIG``), and get the Redis URL
+    through their environment (``CITYWATCH_REDIS_URL``), never on their command line,
+    where any local user could read its password.
+    """
     ensure_recovery_dir(Path(cfg.run.recovery_dir), cfg.run.recovery_partitions)
     addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(processes))
     base = [sys.executable, "-m", "citywatch.flows.cli", "run", *argv]
+    env = dict(os.environ)
+    if redis_url:
+        env["CITYWATCH_REDIS_URL"] = redis_url
+    env[SPAWNED_ENV] = str(os.getpid())
+    arm = _die_with_parent(os.getpid())
     children = [
-        subprocess.Popen([*base, "--process-id", str(i), "--addresses", addresses])  # noqa: S603
+        subprocess.Popen(  # noqa: S603
+            [*base, "--process-id", str(i), "--addresses", addresses], env=env, preexec_fn=arm
+        )
         for i in range(processes)
     ]
 

@@ -36,7 +36,7 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from citywatch.flows.stats import RunStats
-from citywatch.sinks.redis_dispatch import Dispatch, Written
+from citywatch.sinks.dispatch import Dispatch, Written
 
 
 class Metrics:
@@ -67,6 +67,12 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.redis_retries = Counter(
+            "citywatch_redis_retries",
+            "Batches retried while Redis was unreachable, full or read-only",
+            ["sink"],
+            registry=r,
+        )
         self.latency = Histogram(
             "citywatch_ingest_to_dispatch_seconds",
             "From reading a batch off Kafka to its work orders written in Redis",
@@ -82,6 +88,9 @@ class Metrics:
 
     def on_lag(self, topic: str, partition: int, lag: int) -> None:
         self.lag.labels(topic, str(partition)).set(lag)
+
+    def on_redis_retry(self, sink: str) -> None:
+        self.redis_retries.labels(sink).inc()
 
     def on_written(self, items: Sequence[Dispatch], results: Sequence[Written]) -> None:
         now = time.time_ns()

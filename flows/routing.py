@@ -27,7 +27,7 @@ from citywatch.detectors.base import ZoneMeta
 from citywatch.detectors.incidents import IncidentView
 from citywatch.flows.config import RoutingSettings
 from citywatch.geo.jurisdictions import Jurisdictions
-from citywatch.sinks.redis_dispatch import LEVEL_RANK, Dispatch, Route
+from citywatch.sinks.dispatch import LEVEL_RANK, Dispatch, Route
 
 
 def department_of(alert: Alert, routing: RoutingSettings, zones: Mapping[str, ZoneMeta]) -> str:

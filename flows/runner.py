@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import threading
 import time
@@ -23,15 +24,24 @@ from citywatch.flows.stats import RunStats
 from citywatch.flows.zone_reload import watching_zones
 from citywatch.geo.reference import Reference
 from citywatch.sinks.base import BatchSink, BytewaxSink
-from citywatch.sinks.embedded_redis import EmbeddedRedis
-from citywatch.sinks.files import JsonLinesSink
-from citywatch.sinks.redis_dispatch import (
+from citywatch.sinks.client import (
+    RedisOptions,
+    open_client,
+    persistence_warning,
+    wait_for_redis,
+)
+from citywatch.sinks.dispatch import (
     Dispatch,
     Keys,
     RedisDeadLetterSink,
     RedisDispatchSink,
     Written,
 )
+from citywatch.sinks.embedded_redis import EmbeddedRedis
+from citywatch.sinks.files import JsonLinesSink
+from citywatch.sinks.writer import check_permissions
+
+log = logging.getLogger("citywatch.run")
 
 # A replay keeps no recovery snapshots, yet Bytewax pickles every touched stateful
 # key (each shard's whole detector suite) at the end of every epoch (10 s by
@@ -68,6 +78,39 @@ def redis_for(cfg: Config, url: str | None = None) -> Iterator[tuple[str, Embedd
         yield server.url, server
     finally:
         server.cleanup()
+
+
+def announce_embedded(command: str, server: EmbeddedRedis) -> None:
+    """Say on stderr that the work orders go to a throw-away server, and where it keeps them."""
+    sys.stderr.write(
+        f"citywatch {command}: no Redis URL given; started a throw-away embedded redis-server "
+        f"at {server.url} with its data in {server.workdir} (deleted on exit). Set "
+        "CITYWATCH_REDIS_URL or [redis] url for work orders that outlive this process.\n"
+    )
+    sys.stderr.flush()
+
+
+def check_redis(cfg: Config, url: str, wait_s: float | None, *, warn: bool = True) -> None:
+    """Wait for the server (``wait_s``: None = for ever); with ``warn``, warn if it keeps
+    nothing on disk."""
+    opts = cfg.redis.options(url)
+    client = wait_for_redis(opts, wait_s, on_wait=log.warning)
+    try:
+        warning = persistence_warning(client, opts.masked_url) if warn else None
+        if warning:
+            log.warning(warning)
+    finally:
+        client.close()
+
+
+def preflight(opts: RedisOptions, keys: Keys) -> None:
+    """Reach Redis and check the ACL user's permissions before the flow starts, so that a
+    problem is one line that says what to do."""
+    client = open_client(opts)
+    try:
+        check_permissions(client, keys, opts)
+    finally:
+        client.close()
 
 
 class Progress:
@@ -156,17 +199,24 @@ def run_recordings(
         with lat_lock:
             latencies.extend((now - d.ingest_ns) / 1e6 for d in items if d.ingest_ns)
 
+    redis_opts = cfg.redis.options(redis_url)
+    preflight(redis_opts, keys)
     dispatch = BytewaxSink(
         lambda _w: RedisDispatchSink(
-            redis_url,
+            redis_opts,
             keys,
             feed_maxlen=cfg.redis.feed_maxlen,
+            silence_cache_s=cfg.redis.silence_cache_s,
             on_written=on_written,
-            settings=cfg.redis,
         )
     )
     dead_sinks: list[Callable[[], BatchSink[DeadLetter]]] = [
-        lambda: RedisDeadLetterSink(redis_url, keys, maxlen=cfg.redis.dead_letter_maxlen)
+        lambda: RedisDeadLetterSink(
+            redis_opts,
+            keys,
+            maxlen=cfg.redis.dead_letter_maxlen,
+            give_up_s=cfg.redis.dead_letter_give_up_s,
+        )
     ]
     if dead_out:
         dead_sinks.append(lambda: JsonLinesSink(dead_out, DeadLetter.to_json))

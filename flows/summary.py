@@ -8,7 +8,7 @@ import orjson
 
 from citywatch.flows.config import Config
 from citywatch.flows.runner import RunResult
-from citywatch.sinks.redis_dispatch import Keys
+from citywatch.sinks.dispatch import Keys
 
 
 def _table(title: str, counts: dict[str, int], indent: str = "  ") -> list[str]:

@@ -3,9 +3,11 @@
 :func:`escalate_due` moves every work order whose sign-off deadline passed
 while unsigned to its centre's parent (town → county → city), with a fresh
 sign-off deadline, and flags every order whose resolution deadline passed.
-It reads the deadline indexes ``P:due:{sign}`` / ``P:due:{resolve}``; the
-Lua transition re-checks state and deadline, so running several escalators,
-or one on a stale index, is safe.
+It reads the deadline indexes ``P:due:{sign}`` / ``P:due:{resolve}``, which the
+lifecycle scripts keep in step with each order's state; the Lua transition
+re-checks state and deadline, so running several escalators, or one on a stale
+read, is safe. An unsigned order at the top centre (no parent) stays due and is
+reported on every pass until someone signs it.
 
 :func:`accountability` computes per department and per centre: orders,
 signed, sign-off time and handling time percentiles (seconds), overdue and
@@ -19,6 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from citywatch.sinks import queues as queue_reader
 from citywatch.sinks.lifecycle import UNSIGNED, UnknownWorkOrder, WorkOrderError, WorkOrders
 
 ParentOf = Callable[[str], tuple[str, str] | None]  # centre -> (parent centre, its level)
@@ -42,29 +45,30 @@ def escalate_due(
         try:
             wo = orders.get(wo_id)
         except UnknownWorkOrder:
-            client.zrem(keys.due_sign(), wo_id)
+            client.zrem(keys.due_sign(), wo_id)  # a deleted order: nothing keeps it current
             continue
         if wo["state"] not in UNSIGNED:
-            client.zrem(keys.due_sign(), wo_id)
-            continue
+            continue  # signed meanwhile: its transition took it out of the due set
         parent = parent_of(wo["centre"])
         if parent is None:
-            out.at_top.append(wo_id)
-            client.zrem(keys.due_sign(), wo_id)
+            out.at_top.append(wo_id)  # stays due: reported on every pass until signed
             continue
         try:
             orders.escalate(wo_id, to_centre=parent[0], level=parent[1], now_ms=now)
             out.escalated.append(wo_id)
+        except UnknownWorkOrder:
+            client.zrem(keys.due_sign(), wo_id)
         except WorkOrderError:
             continue  # signed meanwhile, or not due: the transition said no
     for raw in client.zrangebyscore(keys.due_resolve(), "-inf", now):
         wo_id = raw.decode() if isinstance(raw, bytes) else str(raw)
         try:
-            orders.flag_overdue(wo_id, now_ms=now)
+            orders.flag_overdue(wo_id, now_ms=now)  # takes it out of the due set
             out.overdue.append(wo_id)
+        except UnknownWorkOrder:
+            client.zrem(keys.due_resolve(), wo_id)
         except WorkOrderError:
-            pass
-        client.zrem(keys.due_resolve(), wo_id)
+            pass  # resolved or flagged meanwhile: its transition keeps the set right
     return out
 
 
@@ -142,18 +146,5 @@ def accountability(
 
 
 def all_orders(orders: WorkOrders) -> list[dict[str, str]]:
-    pipe = orders.client.pipeline(transaction=False)
-    for wo_id in orders.ids():
-        pipe.hgetall(orders.keys.wo(wo_id))
-    out = []
-    for raw in pipe.execute():
-        if raw:
-            out.append(
-                {
-                    (k.decode() if isinstance(k, bytes) else k): (
-                        v.decode() if isinstance(v, bytes) else v
-                    )
-                    for k, v in raw.items()
-                }
-            )
-    return out
+    """Every indexed work order's hash, oldest first."""
+    return queue_reader.all_orders(orders.client, orders.keys)

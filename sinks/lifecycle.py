@@ -1,7 +1,7 @@
 """The work-order lifecycle: the one API the officer tool, the escalator and the console share.
 
-States and transitions (each one a Lua script on the work order's slot, so it
-is atomic: two officers signing the same order at once, exactly one wins)::
+States and transitions (each one call of one Lua script, so it is atomic: two
+officers signing the same order at once, exactly one wins)::
 
     dispatched ──sign──> signed ──start──> handling ──resolve──> resolved ──close──> closed
         │  ^                │                  │                    │
@@ -31,53 +31,34 @@ Every change appends to the audit stream ``P:wo:{WO}:audit`` (action, state,
 by, at, and the details) and to the live feed. Times are epoch milliseconds;
 ``now_ms`` may be passed (tests, replays), else the wall clock is used.
 
-Signing acknowledges the order's entry in its queue's consumer group
-``officers``; re-routing (return, reassign, escalate) adds a new entry to the
-new queue. The queue and index writes follow the atomic transition (they live
-on other Cluster slots); a lost one is harmless because the escalator and the
-officer tool check the hash state, which is the truth.
+Each transition writes everything it changes in that one call: the hash, the
+audit line, the queue entries (signing and returning acknowledge the order's entry
+in its queue's consumer group ``officers``; a move by reassign or escalation
+acknowledges and deletes the old entry and adds one to the new queue), the due
+sets and the live feed. Each carries a transition id (``transition_id=``, else a
+fresh one per call), recorded in ``P:wo:{WO}:done``: the call is retried with the
+same id while the connection is cut, and a repeat of an applied id changes nothing.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import orjson
 import redis
 
-from citywatch.sinks.redis_dispatch import GROUP, LEVEL_RANK, Keys
-
-# KEYS: wo, audit.  ARGV: 1 action, 2 by, 3 now_ms, 4 allowed states (comma list),
-# 5 new state ('' keeps it), 6 extra condition, 7 audit details JSON, 8.. field pairs.
-# Extra conditions: 'sign_due' (sign deadline passed), 'not_overdue', ''.
-TRANSITION_LUA = """
-local h = redis.call('HMGET', KEYS[1], 'state', 'sign_due_ms', 'overdue', 'resolve_due_ms')
-local st = h[1]
-if not st then return {'missing', ''} end
-local ok = false
-for s in string.gmatch(ARGV[4], '[^,]+') do if s == st then ok = true end end
-if not ok then return {'refused', st} end
-local now = tonumber(ARGV[3])
-if ARGV[6] == 'sign_due' and tonumber(h[2]) > now then return {'not_due', st} end
-if ARGV[6] == 'resolve_due' and (h[3] == '1' or tonumber(h[4]) > now) then
-  return {'not_due', st}
-end
-local new = ARGV[5]
-if new == '' then new = st end
-local fields = {'state', new, 'updated_ms', ARGV[3]}
-for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[1], unpack(fields))
-if ARGV[1] == 'return' then redis.call('HINCRBY', KEYS[1], 'returns', 1) end
-if ARGV[1] == 'escalate' then redis.call('HINCRBY', KEYS[1], 'escalations', 1) end
-local audit = {'action', ARGV[1], 'state', new, 'from', st, 'by', ARGV[2], 'at', ARGV[3]}
-if ARGV[7] ~= '' then audit[#audit + 1] = 'details'; audit[#audit + 1] = ARGV[7] end
-redis.call('XADD', KEYS[2], '*', unpack(audit))
-return {'ok', st}
-"""
+from citywatch.sinks import queues as queue_reader
+from citywatch.sinks.client import RetryPolicy
+from citywatch.sinks.keys import LEVEL_RANK, Keys
+from citywatch.sinks.queues import OPEN_STATES
+from citywatch.sinks.scripts import TRANSITION_LUA
+from citywatch.sinks.workorder import WorkOrder
 
 UNSIGNED = ("dispatched", "escalated")
-OPEN_STATES = ("dispatched", "escalated", "signed", "handling", "returned")
+# An officer waits a few seconds for a cut connection to come back, not for ever.
+TRANSITION_RETRY = RetryPolicy(first_s=0.05, max_s=1.0, give_up_s=10.0)
 
 
 class WorkOrderError(RuntimeError):
@@ -109,9 +90,18 @@ def _str(x: Any) -> str:
 class WorkOrders:
     """Lifecycle operations on work orders in Redis (see the module docstring)."""
 
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        feed_maxlen: int = 10_000,
+        retry: RetryPolicy = TRANSITION_RETRY,
+    ) -> None:
         self.client = client
         self.keys = keys
+        self.feed_maxlen = feed_maxlen
+        self.retry = retry
         self._transition = client.register_script(TRANSITION_LUA)
 
     # -- reading -------------------------------------------------------------------
@@ -130,39 +120,24 @@ class WorkOrders:
         docs: list[Any] = self.client.lrange(self.keys.alerts(wo_id), 0, -1)
         return [orjson.loads(d) for d in docs]
 
+    def record(self, wo_id: str) -> WorkOrder:
+        """The work order as a typed record."""
+        return WorkOrder.from_hash(self.get(wo_id))
+
     def ids(self) -> list[str]:
         """Every work order id, oldest first."""
-        return [_str(x) for x in self.client.zrange(self.keys.index(), 0, -1)]
+        return queue_reader.index_ids(self.client, self.keys)
 
     def queues(self) -> list[str]:
-        return sorted(_str(x) for x in self.client.smembers(self.keys.queues()))
+        return queue_reader.queue_names(self.client, self.keys)
 
     def queue(self, queue: str, states: tuple[str, ...] = OPEN_STATES) -> list[dict[str, str]]:
         """The work orders whose current queue is ``queue`` (CENTRE|DEPT), in arrival order."""
-        entries: list[Any] = self.client.xrange(self.keys.queue(queue))  # type: ignore[assignment]
-        seen: set[str] = set()
-        out: list[dict[str, str]] = []
-        pipe = self.client.pipeline(transaction=False)
-        ids = []
-        for _, f in entries:
-            wo = _str(f[b"wo"] if b"wo" in f else f["wo"])
-            if wo not in seen:
-                seen.add(wo)
-                ids.append(wo)
-                pipe.hgetall(self.keys.wo(wo))
-        for raw in pipe.execute():
-            doc = {_str(k): _str(v) for k, v in raw.items()}
-            if doc and doc.get("queue") == queue and doc.get("state") in states:
-                out.append(doc)
-        return out
+        return queue_reader.read_queue(self.client, self.keys, queue, states)
 
     def ensure_group(self, queue: str) -> None:
         """Create the queue's consumer group (from the start of the stream) if missing."""
-        try:
-            self.client.xgroup_create(self.keys.queue(queue), GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        queue_reader.ensure_group(self.client, self.keys, queue)
 
     # -- transitions ---------------------------------------------------------------
     def _apply(
@@ -176,23 +151,46 @@ class WorkOrders:
         fields: dict[str, str] | None = None,
         details: dict[str, Any] | None = None,
         condition: str = "",
+        *,
+        move: dict[str, str] | None = None,
+        ack: bool = False,
+        transition_id: str | None = None,
     ) -> tuple[str, dict[str, str]]:
+        """One transition, as one atomic, idempotent script call.
+
+        The call is retried with the same transition id while the connection is cut,
+        so a transition the server applied before the cut is not applied twice (the
+        script answers ``repeat`` and the order is returned as it is now).
+        """
         if not by:
             msg = f"{action} of {wo_id}: name who does it (officer or centre id)"
             raise WorkOrderError(msg)
-        now = _now(now_ms)
         argv: list[str] = [
             action,
             by,
-            str(now),
+            str(_now(now_ms)),
             ",".join(allowed),
             new_state,
             condition,
             orjson.dumps(details).decode() if details else "",
+            transition_id or uuid.uuid4().hex,
+            self.keys.prefix,
+            str(self.feed_maxlen),
+            orjson.dumps(move).decode() if move else "",
+            "1" if ack else "0",
         ]
         for k, v in (fields or {}).items():
             argv += (k, v)
-        res = self._transition(keys=[self.keys.wo(wo_id), self.keys.audit(wo_id)], args=argv)
+        keys = [
+            self.keys.wo(wo_id),
+            self.keys.audit(wo_id),
+            self.keys.done(wo_id),
+            self.keys.queues(),
+            self.keys.due_sign(),
+            self.keys.due_resolve(),
+            self.keys.feed(),
+        ]
+        res = self.retry.run(lambda: self._transition(keys=keys, args=argv))
         outcome, before = _str(res[0]), _str(res[1])
         if outcome == "missing":
             msg = f"work order {wo_id!r} not found under prefix {self.keys.prefix!r}"
@@ -202,104 +200,90 @@ class WorkOrders:
         if outcome == "not_due":
             msg = f"{action} refused for {wo_id}: its deadline has not passed (state {before})"
             raise WorkOrderError(msg)
-        wo = self.get(wo_id)
-        self.client.xadd(
-            self.keys.feed(),
-            {
-                "event": action,
-                "wo": wo_id,
-                "state": wo["state"],
-                "by": by,
-                "queue": wo["queue"],
-                "kind": wo.get("kind", ""),
-                "severity": wo.get("severity", ""),
-                "subject": wo.get("subject", ""),
-                "zone": wo.get("zone", ""),
-                "centre": wo.get("centre", ""),
-                "department": wo.get("department", ""),
-                "ts": wo.get("ts", ""),
-            },
-            maxlen=10_000,
-            approximate=True,
-        )
-        return before, wo
+        return before, self.retry.run(lambda: self.get(wo_id))
 
-    def sign(self, wo_id: str, officer: str, *, now_ms: int | None = None) -> dict[str, str]:
+    def sign(
+        self,
+        wo_id: str,
+        officer: str,
+        *,
+        now_ms: int | None = None,
+        transition_id: str | None = None,
+    ) -> dict[str, str]:
         """Sign off (take responsibility); acknowledges the queue entry."""
         now = _now(now_ms)
-        _, wo = self._apply(
-            wo_id,
-            "sign",
-            officer,
-            UNSIGNED,
-            "signed",
-            now,
-            {"signed_by": officer, "signed_ms": str(now)},
-        )
-        if wo.get("queue_entry"):
-            self.client.xack(self.keys.queue(wo["queue"]), GROUP, wo["queue_entry"])
-        self.client.zrem(self.keys.due_sign(), wo_id)
-        return wo
-
-    def start(self, wo_id: str, officer: str, *, now_ms: int | None = None) -> dict[str, str]:
-        now = _now(now_ms)
+        fields = {"signed_by": officer, "signed_ms": str(now)}
         return self._apply(
-            wo_id,
-            "start",
-            officer,
-            ("signed",),
-            "handling",
-            now,
-            {"handled_by": officer, "started_ms": str(now)},
-        )[1]
+            wo_id, "sign", officer, UNSIGNED, "signed", now, fields,
+            ack=True, transition_id=transition_id,
+        )[1]  # fmt: skip
+
+    def start(
+        self,
+        wo_id: str,
+        officer: str,
+        *,
+        now_ms: int | None = None,
+        transition_id: str | None = None,
+    ) -> dict[str, str]:
+        now = _now(now_ms)
+        fields = {"handled_by": officer, "started_ms": str(now)}
+        return self._apply(
+            wo_id, "start", officer, ("signed",), "handling", now, fields,
+            transition_id=transition_id,
+        )[1]  # fmt: skip
 
     def resolve(
-        self, wo_id: str, officer: str, feedback: str, *, now_ms: int | None = None
+        self,
+        wo_id: str,
+        officer: str,
+        feedback: str,
+        *,
+        now_ms: int | None = None,
+        transition_id: str | None = None,
     ) -> dict[str, str]:
         """Resolved on site, with the feedback the centre will verify."""
         if not feedback.strip():
             msg = f"resolve of {wo_id}: feedback is required (what was found and done)"
             raise WorkOrderError(msg)
         now = _now(now_ms)
-        _, wo = self._apply(
-            wo_id,
-            "resolve",
-            officer,
-            ("signed", "handling"),
-            "resolved",
-            now,
-            {"resolved_by": officer, "resolved_ms": str(now), "feedback": feedback},
-            {"feedback": feedback},
-        )
-        self.client.zrem(self.keys.due_resolve(), wo_id)
-        return wo
+        fields = {"resolved_by": officer, "resolved_ms": str(now), "feedback": feedback}
+        return self._apply(
+            wo_id, "resolve", officer, ("signed", "handling"), "resolved", now, fields,
+            {"feedback": feedback}, transition_id=transition_id,
+        )[1]  # fmt: skip
 
     def close(
-        self, wo_id: str, verifier: str, note: str = "", *, now_ms: int | None = None
+        self,
+        wo_id: str,
+        verifier: str,
+        note: str = "",
+        *,
+        now_ms: int | None = None,
+        transition_id: str | None = None,
     ) -> dict[str, str]:
         """The centre verifies the resolution and closes the order."""
         now = _now(now_ms)
+        fields = {"closed_by": verifier, "closed_ms": str(now)}
         return self._apply(
-            wo_id,
-            "close",
-            verifier,
-            ("resolved",),
-            "closed",
-            now,
-            {"closed_by": verifier, "closed_ms": str(now)},
-            {"note": note} if note else None,
-        )[1]
+            wo_id, "close", verifier, ("resolved",), "closed", now, fields,
+            {"note": note} if note else None, transition_id=transition_id,
+        )[1]  # fmt: skip
 
     def reopen(
-        self, wo_id: str, verifier: str, reason: str, *, now_ms: int | None = None
+        self,
+        wo_id: str,
+        verifier: str,
+        reason: str,
+        *,
+        now_ms: int | None = None,
+        transition_id: str | None = None,
     ) -> dict[str, str]:
         """The centre rejects the resolution: back to handling."""
-        now = _now(now_ms)
-        _, wo = self._apply(
-            wo_id, "reopen", verifier, ("resolved",), "handling", now, None, {"reason": reason}
-        )
-        self.client.zadd(self.keys.due_resolve(), {wo_id: int(wo["resolve_due_ms"])})
-        return wo
+        return self._apply(
+            wo_id, "reopen", verifier, ("resolved",), "handling", _now(now_ms), None,
+            {"reason": reason}, transition_id=transition_id,
+        )[1]  # fmt: skip
 
     def return_(
         self,
@@ -309,27 +293,23 @@ class WorkOrders:
         *,
         to_department: str | None = None,
         now_ms: int | None = None,
+        transition_id: str | None = None,
     ) -> dict[str, str]:
         """Return to sender (wrong department); with ``to_department``, re-route at once."""
         if not reason.strip():
             msg = f"return of {wo_id}: give the reason (e.g. 'not our department')"
             raise WorkOrderError(msg)
         now = _now(now_ms)
+        tid = transition_id or uuid.uuid4().hex
+        fields = {"returned_by": officer, "returned_ms": str(now), "return_reason": reason}
         _, wo = self._apply(
-            wo_id,
-            "return",
-            officer,
-            ("dispatched", "escalated", "signed"),
-            "returned",
-            now,
-            {"returned_by": officer, "returned_ms": str(now), "return_reason": reason},
-            {"reason": reason},
-        )
-        if wo.get("queue_entry"):
-            self.client.xack(self.keys.queue(wo["queue"]), GROUP, wo["queue_entry"])
-        self.client.zrem(self.keys.due_sign(), wo_id)
+            wo_id, "return", officer, ("dispatched", "escalated", "signed"), "returned", now,
+            fields, {"reason": reason}, ack=True, transition_id=tid,
+        )  # fmt: skip
         if to_department:
-            return self.reassign(wo_id, officer, department=to_department, now_ms=now)
+            return self.reassign(
+                wo_id, officer, department=to_department, now_ms=now, transition_id=tid + ".to"
+            )
         return wo
 
     def reassign(
@@ -341,24 +321,21 @@ class WorkOrders:
         centre: str | None = None,
         level: str | None = None,
         now_ms: int | None = None,
+        transition_id: str | None = None,
     ) -> dict[str, str]:
         """Move the order to another queue (centre and/or department); it needs signing again."""
         if department is None and centre is None:
             msg = f"reassign of {wo_id}: give a department, a centre or both"
             raise WorkOrderError(msg)
-        cur = self.get(wo_id)
-        centre = centre or cur["centre"]
-        department = department or cur["department"]
         return self._move(
             wo_id,
             "reassign",
             by,
             ("dispatched", "escalated", "signed", "handling", "returned"),
             "dispatched",
-            centre,
-            department,
-            level or cur["level"],
+            {"centre": centre or "", "department": department or "", "level": level or ""},
             _now(now_ms),
+            transition_id=transition_id,
         )
 
     def escalate(
@@ -369,20 +346,19 @@ class WorkOrders:
         level: str,
         by: str = "escalator",
         now_ms: int | None = None,
+        transition_id: str | None = None,
     ) -> dict[str, str]:
         """Sign-off overdue: move to the parent centre (only while unsigned and due)."""
-        cur = self.get(wo_id)
         return self._move(
             wo_id,
             "escalate",
             by,
             UNSIGNED,
             "escalated",
-            to_centre,
-            cur["department"],
-            level,
+            {"centre": to_centre, "department": "", "level": level},
             _now(now_ms),
             condition="sign_due",
+            transition_id=transition_id,
         )
 
     def flag_overdue(
@@ -407,54 +383,15 @@ class WorkOrders:
         by: str,
         allowed: tuple[str, ...],
         new_state: str,
-        centre: str,
-        department: str,
-        level: str,
+        move: dict[str, str],
         now: int,
         condition: str = "",
+        transition_id: str | None = None,
     ) -> dict[str, str]:
-        if level not in LEVEL_RANK:
-            msg = f"{action} of {wo_id}: level must be town, county or city, got {level!r}"
+        if move["level"] and move["level"] not in LEVEL_RANK:
+            msg = f"{action} of {wo_id}: level must be town, county or city, got {move['level']!r}"
             raise WorkOrderError(msg)
-        cur = self.get(wo_id)
-        queue = f"{centre}|{department}"
-        sign_due = now + int(cur.get("sign_sla_s") or 3600) * 1000
-        _, wo = self._apply(
-            wo_id,
-            action,
-            by,
-            allowed,
-            new_state,
-            now,
-            {
-                "centre": centre,
-                "department": department,
-                "level": level,
-                "queue": queue,
-                "queued": "0",
-                "sign_due_ms": str(sign_due),
-                "signed_by": "",
-            },
-            {"from": cur["queue"], "to": queue},
-            condition,
-        )
-        if cur.get("queue_entry"):
-            self.client.xack(self.keys.queue(cur["queue"]), GROUP, cur["queue_entry"])
-        entry = {k: wo.get(k, "") for k in ("kind", "severity", "subject", "zone", "ts")}
-        entry.update(
-            {
-                "wo": wo_id,
-                "incident": wo.get("incident", ""),
-                "centre": centre,
-                "department": department,
-                "level": level,
-            }
-        )
-        entry_id = self.client.xadd(self.keys.queue(queue), entry)  # type: ignore[arg-type]
-        self.client.sadd(self.keys.queues(), queue)
-        self.client.hset(
-            self.keys.wo(wo_id), mapping={"queued": "1", "queue_entry": _str(entry_id)}
-        )
-        self.client.zadd(self.keys.due_sign(), {wo_id: sign_due})
-        wo.update({"queued": "1", "queue_entry": _str(entry_id)})
-        return wo
+        return self._apply(
+            wo_id, action, by, allowed, new_state, now, None, None, condition,
+            move=move, transition_id=transition_id,
+        )[1]  # fmt: skip

@@ -19,15 +19,13 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 import redis
 
 from citywatch.detectors.alerts import Alert
-
-if TYPE_CHECKING:
-    from citywatch.sinks.redis_dispatch import Keys
+from citywatch.sinks.keys import Keys
 
 TARGETS = ("sensor", "camera", "subject", "zone")
 

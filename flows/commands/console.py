@@ -21,7 +21,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         ),
     )
     add_config(p)
-    p.add_argument("--redis-url", default=None, help="Redis URL (default: config / env)")
+    p.add_argument(
+        "--redis-url",
+        default=None,
+        help="Redis URL (default: config / env; none: a throw-away embedded server)",
+    )
     p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port to listen on (default 8765)")
     p.set_defaults(func=run_serve)
@@ -69,21 +73,24 @@ def _url(args: argparse.Namespace) -> str:
 def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from citywatch.console.auth import UserStore
     from citywatch.flows.config import load_config
-    from citywatch.sinks.redis_dispatch import connect
+    from citywatch.sinks.client import open_client
 
     cfg = load_config(args.config)
-    return UserStore(connect(_url(args)), cfg.redis.prefix)
+    return UserStore(open_client(cfg.redis.options(_url(args))), cfg.redis.prefix)
 
 
 def run_serve(args: argparse.Namespace) -> int:
     from citywatch.console.server import serve, settings_for
     from citywatch.flows.config import load_config
+    from citywatch.flows.runner import announce_embedded, redis_for
 
     cfg = load_config(args.config)
-    url = _url(args)
     settings = settings_for(cfg, host=args.host, port=args.port)
-    print(f"citywatch console: http://{settings.host}:{settings.port} (Ctrl-C to stop)")
-    serve(cfg, url, settings)
+    with redis_for(cfg, args.redis_url) as (url, embedded):
+        if embedded is not None:
+            announce_embedded("console", embedded)
+        print(f"citywatch console: http://{settings.host}:{settings.port} (Ctrl-C to stop)")
+        serve(cfg, url, settings)
     return 0
 
 

@@ -7,9 +7,10 @@ import argparse
 import redis
 
 from citywatch.flows.commands.common import add_config
-from citywatch.flows.config import Config, ConfigError, load_config
+from citywatch.flows.config import Config, load_config
+from citywatch.sinks.client import open_client
+from citywatch.sinks.keys import Keys
 from citywatch.sinks.lifecycle import WorkOrders
-from citywatch.sinks.redis_dispatch import Keys, connect
 
 
 def add_redis(p: argparse.ArgumentParser) -> None:
@@ -24,19 +25,9 @@ def add_redis(p: argparse.ArgumentParser) -> None:
 
 def open_orders(args: argparse.Namespace) -> tuple[Config, redis.Redis, WorkOrders]:
     cfg = load_config(args.config)
-    url = args.redis_url or cfg.redis.url
-    if not url:
-        msg = (
-            "no Redis URL: pass --redis-url or set CITYWATCH_REDIS_URL to the server the "
-            "flow dispatches to (run the flow with citywatch demo --keep to get one)"
-        )
-        raise ConfigError(msg)
-    s = cfg.redis
-    client = connect(
-        url,
-        socket_timeout_s=s.socket_timeout_s,
-        connect_timeout_s=s.connect_timeout_s,
-        tls_ca_file=s.tls_ca_file,
-        decode_responses=True,
+    client = open_client(cfg.redis.options(args.redis_url), decode_responses=True)
+    return (
+        cfg,
+        client,
+        WorkOrders(client, Keys(cfg.redis.prefix), feed_maxlen=cfg.redis.feed_maxlen),
     )
-    return cfg, client, WorkOrders(client, Keys(s.prefix))

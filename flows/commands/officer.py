@@ -7,8 +7,8 @@ import sys
 from typing import Any
 
 from citywatch.flows.commands.dispatch_common import add_redis, open_orders
+from citywatch.sinks.dispatch import GROUP
 from citywatch.sinks.lifecycle import UNSIGNED, WorkOrderError, WorkOrders
-from citywatch.sinks.redis_dispatch import GROUP
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 from pathlib import Path
 
 from citywatch.flows.commands.common import add_config
@@ -22,12 +23,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "snapshotted to the recovery directory ([run] recovery_dir, created on first "
             "start) every snapshot_interval_s; after a crash, run again with the same "
             "directory and it resumes from the last snapshot. SIGTERM or Ctrl-C stops "
-            "cleanly. Logs are JSON lines on stderr; metrics on http://HOST:PORT/metrics."
+            "cleanly. Logs are JSON lines on stderr; metrics on http://HOST:PORT/metrics. "
+            "Redis: waits for it at start (--redis-wait); while it is unreachable or full "
+            "(OOM) the flow holds its input and resumes on its own; without a URL a "
+            "throw-away embedded server is used (and announced). With -p, the children die "
+            "with this process and get the Redis URL by environment, not on their command "
+            "line."
         ),
     )
     add_config(run)
     run.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (host:port,...)")
     run.add_argument("--redis-url", default=None, help="Redis URL (overrides config/env)")
+    run.add_argument(
+        "--redis-wait",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="how long to wait for an unreachable Redis at start, retrying with capped "
+        "backoff and a log line each time (default: wait for ever; 0: fail at once)",
+    )
     run.add_argument("--group", default=None, help="consumer group (overrides [kafka] group_id)")
     run.add_argument("--recovery-dir", type=Path, default=None, help="overrides [run] recovery_dir")
     run.add_argument(
@@ -100,8 +114,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.set_defaults(func=main)
 
 
-def _child_argv(args: argparse.Namespace, redis_url: str) -> list[str]:
-    out: list[str] = ["--redis-url", redis_url, "-w", str(args.workers)]
+def _child_argv(args: argparse.Namespace) -> list[str]:
+    """The children's arguments; the Redis URL (and its password) goes by environment."""
+    out: list[str] = ["-w", str(args.workers)]
     for flag, value in (
         ("--config", args.config),
         ("--bootstrap", args.bootstrap),
@@ -122,9 +137,9 @@ def _child_argv(args: argparse.Namespace, redis_url: str) -> list[str]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from citywatch.flows.live import RunOptions, run_live, spawn_processes
+    from citywatch.flows.live import SPAWNED_ENV, RunOptions, run_live, spawn_processes
     from citywatch.flows.metrics import setup_json_logging
-    from citywatch.flows.runner import redis_for
+    from citywatch.flows.runner import announce_embedded, check_redis, redis_for
 
     setup_json_logging(getattr(logging, args.log_level.upper()))
     cfg = load_config(args.config)
@@ -160,9 +175,16 @@ def main(args: argparse.Namespace) -> int:
             "recovery state reset", extra={"steps": args.reset_state, "snapshots": removed}
         )
     port = cfg.run.metrics_port if args.metrics_port is None else args.metrics_port
-    with redis_for(cfg, args.redis_url) as (url, _embedded):
+    if args.redis_wait is not None and args.redis_wait < 0:
+        msg = f"--redis-wait must be >= 0 seconds, got {args.redis_wait:g}"
+        raise ConfigError(msg)
+    with redis_for(cfg, args.redis_url) as (url, embedded):
+        if embedded is not None:
+            announce_embedded("run", embedded)
+        elif not os.environ.get(SPAWNED_ENV):  # a -p parent checked for its children
+            check_redis(cfg, url, args.redis_wait, warn=args.process_id in (None, 0))
         if args.processes > 1 and args.process_id is None:
-            return spawn_processes(_child_argv(args, url), cfg, args.processes)
+            return spawn_processes(_child_argv(args), cfg, args.processes, redis_url=url)
         opts = RunOptions(
             workers=args.workers,
             process_id=args.process_id,

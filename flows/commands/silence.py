@@ -51,7 +51,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg, client, _ = open_orders(args)
-    from citywatch.sinks.redis_dispatch import Keys
+    from citywatch.sinks.dispatch import Keys
 
     store = SilenceStore(client, Keys(cfg.redis.prefix))
     if args.action == "list":

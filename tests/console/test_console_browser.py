@@ -29,7 +29,7 @@ from citywatch.console.auth import UserStore
 from citywatch.console.server import ConsoleThread, free_port, settings_for
 from citywatch.flows.config import Config
 from citywatch.flows.runner import run_recordings
-from citywatch.sinks.redis_dispatch import Keys
+from citywatch.sinks.dispatch import Keys
 
 pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.slow]
 

@@ -12,7 +12,7 @@ from citywatch.flows.config import Config
 from citywatch.flows.model import RawBatch
 from citywatch.flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
 from citywatch.geo.reference import Reference
-from citywatch.sinks.redis_dispatch import Dispatch
+from citywatch.sinks.dispatch import Dispatch
 
 RunBatched = Callable[[list[bytes], int, int], list[Dispatch]]
 

@@ -41,7 +41,7 @@ from citywatch.flows.metrics import Metrics, MetricsStats
 from citywatch.flows.runner import run_recordings
 from citywatch.replay.generator import GenParams, generate
 from citywatch.replay.recording import iter_lines, unwrap
-from citywatch.sinks.redis_dispatch import Dispatch, Route, Written
+from citywatch.sinks.dispatch import Dispatch, Route, Written
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 

@@ -35,7 +35,7 @@ from citywatch.geo.reference import Reference
 from citywatch.replay.generator import GenParams, generate
 from citywatch.replay.recording import iter_lines
 from citywatch.replay.truth import load_truth, score
-from citywatch.sinks.redis_dispatch import Keys
+from citywatch.sinks.dispatch import Keys
 
 FOUNDATION_KINDS = ("geofence.enter", "track.stop", "sensor.threshold", "video.intrusion")
 TRACK_KINDS = ("track.gap", "track.speeding", "track.rendezvous")

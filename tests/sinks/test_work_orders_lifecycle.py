@@ -15,10 +15,7 @@ import redis
 
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.incidents import IncidentMerger, IncidentParams
-from citywatch.sinks.embedded_redis import EmbeddedRedis
-from citywatch.sinks.escalation import accountability, all_orders, escalate_due
-from citywatch.sinks.lifecycle import TransitionRefused, WorkOrderError, WorkOrders
-from citywatch.sinks.redis_dispatch import (
+from citywatch.sinks.dispatch import (
     Dispatch,
     DispatchError,
     Keys,
@@ -27,6 +24,9 @@ from citywatch.sinks.redis_dispatch import (
     WorkOrderWriter,
     connect,
 )
+from citywatch.sinks.embedded_redis import EmbeddedRedis
+from citywatch.sinks.escalation import accountability, all_orders, escalate_due
+from citywatch.sinks.lifecycle import TransitionRefused, WorkOrderError, WorkOrders
 from citywatch.sinks.silences import SilenceStore, make_silence
 
 pytestmark = pytest.mark.redis

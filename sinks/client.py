@@ -1,0 +1,286 @@
+"""Redis clients for every part of citywatch, from one set of options.
+
+:class:`RedisOptions` holds what a connection needs: the URL, an ACL user and
+password (kept out of ``repr`` and of every printed URL), TLS files, timeouts and
+the retry policy. :func:`open_client` / :func:`open_async_client` build the
+clients every part uses (dispatch and dead-letter sinks, console, ``users``,
+officer, escalation, report, silences), so a setting applies everywhere.
+
+>>> opts = RedisOptions(url="redis://ops:p@ss:w0rd@redis.internal:6379/0")
+>>> opts.masked_url
+'redis://ops:***@redis.internal:6379/0'
+>>> opts
+RedisOptions(url='redis://ops:***@redis.internal:6379/0', username=None, ...)
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import redis
+import redis.asyncio as aredis
+from redis.exceptions import NoPermissionError
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class DispatchError(RuntimeError):
+    """Redis could not be reached or refused a write. Check the URL and that the server runs."""
+
+
+def safe_url(url: str) -> str:
+    """The URL with its whole password masked (the user stays readable).
+
+    A password may hold ``@`` or ``:``: the user part ends at the last ``@``
+    before the host, and the password starts after the first ``:`` in it.
+
+    >>> safe_url("redis://user:secret@host:6379/0")
+    'redis://user:***@host:6379/0'
+    >>> safe_url("rediss://:p@ss:w@rd@host:6380")
+    'rediss://:***@host:6380'
+    >>> safe_url("redis://token@host"), safe_url("unix:///run/redis.sock")
+    ('redis://***@host', 'unix:///run/redis.sock')
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    # The authority ends at the first '/' after the last '@' (passwords may hold '/').
+    at = rest.rfind("@")
+    if at < 0:
+        return url
+    userinfo, host = rest[:at], rest[at + 1 :]
+    user, colon, _ = userinfo.partition(":")
+    masked = f"{user}:***" if colon else "***"
+    return f"{scheme}://{masked}@{host}"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Capped exponential backoff while Redis is unreachable; ``give_up_s=0``: never give up."""
+
+    first_s: float = 0.05
+    max_s: float = 5.0
+    give_up_s: float = 0.0
+
+    def run(
+        self, fn: Callable[[], T], *, on_retry: Callable[[Exception, int], None] | None = None
+    ) -> T:
+        delay, attempt, t0 = self.first_s, 0, time.monotonic()
+        while True:
+            try:
+                return fn()
+            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+                attempt += 1
+                if self.give_up_s and time.monotonic() - t0 + delay > self.give_up_s:
+                    msg = f"Redis unreachable for {self.give_up_s:g} s, giving up: {exc}"
+                    raise DispatchError(msg) from exc
+                if on_retry is not None:
+                    on_retry(exc, attempt)
+                time.sleep(delay)
+                delay = min(self.max_s, delay * 2)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RedisOptions:
+    """Everything a Redis connection needs; ``password`` overrides one in the URL."""
+
+    url: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    socket_timeout_s: float = 10.0
+    connect_timeout_s: float = 5.0
+    retry: RetryPolicy = RetryPolicy()
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisOptions(url={self.masked_url!r}, username={self.username!r}, "
+            f"tls_ca_file={self.tls_ca_file!r}, ...)"
+        )
+
+    @property
+    def masked_url(self) -> str:
+        return safe_url(self.url)
+
+    @property
+    def tls(self) -> bool:
+        return self.url.startswith("rediss://")
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``redis.Redis.from_url`` (sync and asyncio alike)."""
+        kw: dict[str, Any] = {
+            "socket_timeout": self.socket_timeout_s,
+            "socket_connect_timeout": self.connect_timeout_s,
+        }
+        if self.username:
+            kw["username"] = self.username
+        if self.password is not None:
+            kw["password"] = self.password
+        if self.tls:
+            kw["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+            if self.tls_ca_file:
+                kw["ssl_ca_certs"] = self.tls_ca_file
+            if self.tls_cert_file:
+                kw["ssl_certfile"] = self.tls_cert_file
+            if self.tls_key_file:
+                kw["ssl_keyfile"] = self.tls_key_file
+        elif self.tls_cert_file or self.tls_ca_file:
+            log.warning(
+                "[redis] TLS files are set but the URL %s is not rediss://; TLS is off",
+                self.masked_url,
+            )
+        return kw
+
+
+def permission_message(
+    exc: NoPermissionError, opts: RedisOptions | str, *, commands: Sequence[str] = ()
+) -> str:
+    """One line for an ACL denial: who, what is missing, how to grant it.
+
+    >>> err = NoPermissionError("User cw has no permissions to run the 'xadd' command")
+    >>> line = permission_message(err, "redis://cw:secret@db:6379/0")
+    >>> line.startswith("Redis at redis://cw:***@db:6379/0 denied ACL user 'cw'")
+    True
+    >>> line.endswith("grant it: ACL SETUSER cw +xadd")
+    True
+    """
+    text = str(exc).removeprefix("NOPERM ").strip().rstrip(".")
+    url = opts.masked_url if isinstance(opts, RedisOptions) else safe_url(opts)
+    named = re.search(r"User (\S+) has no permissions", text)
+    url_user = urlsplit(opts.url if isinstance(opts, RedisOptions) else opts).username
+    user = (
+        (opts.username if isinstance(opts, RedisOptions) else None)
+        or (named.group(1) if named else None)
+        or url_user
+        or "default"
+    )
+    cmd = re.search(r"run the '([^']+)' command", text)
+    if commands:
+        grant = f"ACL SETUSER {user} " + " ".join(f"+{c}" for c in commands)
+    elif cmd:
+        grant = f"ACL SETUSER {user} +{cmd.group(1).split('|')[0]}"
+    elif "key" in text:
+        grant = f"ACL SETUSER {user} ~<prefix>:*  (the [redis] prefix, e.g. ~cw:*)"
+    elif "channel" in text:
+        grant = f"ACL SETUSER {user} &*"
+    else:
+        grant = f"ACL SETUSER {user} ... (see ACL LOG on the server)"
+    where = f"Redis at {url}" if url else "Redis"
+    return f"{where} denied ACL user {user!r} a permission ({text}); grant it: {grant}"
+
+
+def open_client(
+    opts: RedisOptions, *, check: bool = True, decode_responses: bool = False
+) -> redis.Redis:
+    """A client for ``opts``; pings first when ``check``, with a message that says what to do."""
+    client = redis.Redis.from_url(opts.url, decode_responses=decode_responses, **opts.kwargs())
+    if check:
+        try:
+            client.ping()
+        except redis.AuthenticationError as exc:
+            msg = (
+                f"Redis at {opts.masked_url} refused the credentials ({exc}); set the ACL "
+                "user and password ([redis] username, password_file or password_env, or "
+                "redis://USER:PASSWORD@host:6379/0)"
+            )
+            raise DispatchError(msg) from exc
+        except NoPermissionError as exc:
+            raise DispatchError(permission_message(exc, opts)) from exc
+        except redis.RedisError as exc:
+            msg = (
+                f"cannot reach Redis at {opts.masked_url} ({exc}); start the server, fix "
+                "CITYWATCH_REDIS_URL, or unset it to run an embedded server"
+            )
+            raise DispatchError(msg) from exc
+    return client
+
+
+def open_async_client(opts: RedisOptions, *, decode_responses: bool = False) -> aredis.Redis:
+    """The asyncio client for ``opts`` (the console's live read side)."""
+    kw = opts.kwargs()
+    kw["socket_timeout"] = None  # it blocks on XREAD; liveness comes from the server's replies
+    return aredis.Redis.from_url(opts.url, decode_responses=decode_responses, **kw)
+
+
+def connect(
+    url: str,
+    *,
+    check: bool = True,
+    socket_timeout_s: float = 10.0,
+    connect_timeout_s: float = 5.0,
+    tls_ca_file: str | None = None,
+    decode_responses: bool = False,
+) -> redis.Redis:
+    """A client for a bare ``url`` (tests, tools); the rest of citywatch uses
+    :func:`open_client` with the ``[redis]`` options."""
+    opts = RedisOptions(
+        url=url,
+        socket_timeout_s=socket_timeout_s,
+        connect_timeout_s=connect_timeout_s,
+        tls_ca_file=tls_ca_file,
+    )
+    return open_client(opts, check=check, decode_responses=decode_responses)
+
+
+def wait_for_redis(
+    opts: RedisOptions,
+    wait_s: float | None,
+    *,
+    on_wait: Callable[[str], None] | None = None,
+) -> redis.Redis:
+    """A checked client, waiting while the server is unreachable: capped exponential
+    backoff, ``on_wait`` told before each pause; ``wait_s=None`` waits for ever, ``0``
+    tries once. Wrong credentials or an ACL denial fail at once (waiting cannot help)."""
+    t0 = time.monotonic()
+    delay, attempt = 0.5, 0
+    while True:
+        try:
+            return open_client(opts)
+        except DispatchError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, redis.AuthenticationError | NoPermissionError):
+                raise
+            waited = time.monotonic() - t0
+            if wait_s is not None and waited + delay > wait_s:
+                if wait_s == 0:
+                    raise
+                msg = f"{exc} (waited {waited:.0f} s, --redis-wait {wait_s:g})"
+                raise DispatchError(msg) from cause
+            attempt += 1
+            if on_wait is not None:
+                bound = "for ever" if wait_s is None else f"up to {wait_s:g} s"
+                on_wait(
+                    f"Redis at {opts.masked_url} not reachable ({cause}); attempt {attempt}, "
+                    f"next in {delay:.1f} s (waiting {bound}; --redis-wait bounds it)"
+                )
+            time.sleep(delay)
+            delay = min(opts.retry.max_s, delay * 2)
+
+
+def persistence_warning(client: redis.Redis, masked_url: str) -> str | None:
+    """A warning when the server keeps nothing on disk (AOF off and no RDB save points),
+    else None; None too when the ACL user may not read the configuration."""
+    try:
+        conf: dict[Any, Any] = client.config_get("appendonly")
+        conf.update(client.config_get("save"))
+    except (NoPermissionError, redis.ResponseError):
+        return None
+    text = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in conf.items()}  # fmt: skip
+    if text.get("appendonly") == "yes" or text.get("save", "").strip():
+        return None
+    return (
+        f"Redis at {masked_url} has no persistence (AOF and RDB snapshots are off): work "
+        "orders will not survive a Redis restart; set appendonly yes with appendfsync "
+        "everysec (see README, Redis in production)"
+    )

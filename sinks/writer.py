@@ -1,0 +1,167 @@
+"""The dispatch writer: creates and grows work orders for dispatches, idempotently.
+
+Every alert goes through one Lua script (:data:`~citywatch.sinks.scripts.UPSERT_LUA`),
+the whole dispatch of that alert in one atomic call: it adds the alert id to
+``:seen`` and returns at once when it was there (a replay or a restart repeats
+nothing); otherwise it creates the work order if it is absent (hash, evidence,
+audit, queue entry, index, due sets, feed), or appends the alert, raises the
+severity (and tightens the deadlines), and re-routes an unsigned order when the
+grown incident needs a higher level (its old queue entry is acknowledged and
+deleted). A batch is one pipelined round trip.
+
+Silences are read from ``P:silences:{ctl}`` with a short cache (``[redis]
+silence_cache_s``) and applied here, at dispatch: a silenced alert stays in the alert
+output and in its incident's evidence downstream, but is logged to
+``P:silenced:{log}`` instead of creating or growing a work order.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import redis
+from redis.exceptions import NoPermissionError
+
+from citywatch.detectors.alerts import SEVERITY_RANK
+from citywatch.detectors.events import format_ts
+from citywatch.sinks.client import DispatchError, RedisOptions, permission_message
+from citywatch.sinks.keys import LEVEL_RANK, Keys
+from citywatch.sinks.scripts import PREFLIGHT_LUA, UPSERT_LUA
+from citywatch.sinks.silences import SilenceStore
+from citywatch.sinks.workorder import Dispatch, WorkOrder, Written, work_order_id
+
+
+def _csv(items: Sequence[str]) -> str:
+    return ",".join(items)
+
+
+class WorkOrderWriter:
+    """Creates and grows work orders for dispatches, idempotently, in pipelined batches."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        *,
+        feed_maxlen: int = 10_000,
+        silenced_maxlen: int = 100_000,
+        silence_cache_s: float = 5.0,
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.feed_maxlen = feed_maxlen
+        self.silenced_maxlen = silenced_maxlen
+        self.silences = SilenceStore(client, keys, cache_s=silence_cache_s)
+        self._upsert = client.register_script(UPSERT_LUA)
+
+    def write(self, dispatches: Sequence[Dispatch]) -> list[Written]:
+        """Apply the dispatches in order; one :class:`Written` per dispatch."""
+        now_ms = int(time.time() * 1000)
+        out: list[Written | None] = [None] * len(dispatches)
+        pipe = self.client.pipeline(transaction=False)
+        live: list[int] = []
+        for i, d in enumerate(dispatches):
+            wo_id = work_order_id(d.alert)
+            silence = self.silences.match(d.alert)
+            if silence is not None:
+                out[i] = Written(wo_id, "silenced")
+                doc = orjson.dumps(d.alert.to_json()).decode()
+                pipe.xadd(
+                    self.keys.silenced(),
+                    {"silence": silence.id, "wo": wo_id, "alert": doc, "at": str(now_ms)},
+                    maxlen=self.silenced_maxlen,
+                    approximate=True,
+                )
+                continue
+            live.append(i)
+            self._upsert(
+                keys=[
+                    self.keys.wo(wo_id),
+                    self.keys.audit(wo_id),
+                    self.keys.alerts(wo_id),
+                    self.keys.seen(wo_id),
+                    self.keys.queues(),
+                    self.keys.index(),
+                    self.keys.due_sign(),
+                    self.keys.due_resolve(),
+                    self.keys.feed(),
+                ],
+                args=self._argv(d, wo_id, now_ms),
+                client=pipe,
+            )
+        results = pipe_results_lua(pipe.execute(), len(live))
+        for i, res in zip(live, results, strict=True):
+            outcome = _s(res[0])
+            wo_id = work_order_id(dispatches[i].alert)
+            out[i] = Written(wo_id, "repeat" if outcome in ("repeat", "requeue") else outcome)
+        return [w if w is not None else Written("", "repeat") for w in out]
+
+    @staticmethod
+    def _entry_values(d: Dispatch, wo_id: str) -> list[str]:
+        """The queue entry's values (the script adds the queue's centre and department)."""
+        a = d.alert
+        severity = d.incident.severity if d.incident else a.severity
+        zone = a.zone or ""
+        return [wo_id, a.incident or "", a.kind, severity, a.subject, zone, d.route.level,
+                format_ts(a.ts_ms)]  # fmt: skip
+
+    def _argv(self, d: Dispatch, wo_id: str, now_ms: int) -> list[str]:
+        a, inc = d.alert, d.incident
+        severity = inc.severity if inc else a.severity
+        argv = [
+            str(now_ms),
+            a.id,
+            orjson.dumps(a.to_json()).decode(),
+            severity,
+            str(SEVERITY_RANK[severity]),
+            format_ts(a.ts_ms),
+            str(inc.closes_at_ms if inc else a.ts_ms),
+            str(LEVEL_RANK.get(d.route.level, 0)),
+            d.route.centre,
+            d.route.department,
+            d.route.level,
+            d.route.queue,
+            str(d.sign_sla_s),
+            str(d.resolve_sla_s),
+            _csv(inc.subjects) if inc else a.subject,
+            _csv(inc.kinds) if inc else a.kind,
+            _csv(inc.departments) if inc else d.route.department,
+            str(inc.alert_count if inc else 1),
+            "1" if inc is not None and inc.inhibited else "0",
+            orjson.dumps(WorkOrder.new(d, now_ms).to_hash()).decode(),
+            self.keys.prefix,
+            orjson.dumps(self._entry_values(d, wo_id)).decode(),
+            str(self.feed_maxlen),
+        ]
+        return argv
+
+
+def pipe_results_lua(results: list[Any], n: int) -> list[Any]:
+    """The Lua replies (lists) among a pipeline's replies, in order."""
+    lua = [r for r in results if isinstance(r, list)]
+    if len(lua) != n:
+        msg = f"expected {n} work-order script replies, got {len(lua)}"
+        raise DispatchError(msg)
+    return lua
+
+
+def _s(x: Any) -> str:
+    return x.decode() if isinstance(x, bytes) else str(x)
+
+
+def check_permissions(client: redis.Redis, keys: Keys, opts: RedisOptions) -> None:
+    """Fail before the flow starts, in one line, when the ACL user may not run what the
+    dispatch runs (a denial inside the flow would stop it with the engine's noise)."""
+    try:
+        reply = client.register_script(PREFLIGHT_LUA)(keys=[keys.preflight()])
+        denied = list(dict.fromkeys(_s(x) for x in reply))
+    except NoPermissionError as exc:
+        raise DispatchError(permission_message(exc, opts)) from exc
+    if denied:
+        denial = NoPermissionError(
+            f"this user has no permissions to run {', '.join(denied)} in citywatch's scripts"
+        )
+        raise DispatchError(permission_message(denial, opts, commands=denied))
