@@ -10,15 +10,8 @@ import time
 import uvicorn
 
 from citywatch.console.app import create_app
+from citywatch.console.core import Site
 from citywatch.console.settings import ConsoleSettings
-from citywatch.flows.config import Config
-
-
-def settings_for(cfg: Config, **overrides: object) -> ConsoleSettings:
-    """The ``[console]`` table of the configuration, with the given values overriding it."""
-    table = dict(cfg.raw.get("console", {}))
-    table.update({k: v for k, v in overrides.items() if v is not None})
-    return ConsoleSettings.from_table(table)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -28,18 +21,18 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def serve(cfg: Config, redis_url: str, settings: ConsoleSettings) -> None:
+def serve(site: Site, redis_url: str, settings: ConsoleSettings) -> None:
     """Serve until interrupted."""
-    app = create_app(cfg, redis_url, settings)
+    app = create_app(site, redis_url, settings)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
 
 
 class ConsoleThread:
     """The console served from a daemon thread; ``url`` once ``start()`` returns."""
 
-    def __init__(self, cfg: Config, redis_url: str, settings: ConsoleSettings) -> None:
+    def __init__(self, site: Site, redis_url: str, settings: ConsoleSettings) -> None:
         self.settings = settings
-        app = create_app(cfg, redis_url, settings)
+        app = create_app(site, redis_url, settings)
         self.server = uvicorn.Server(
             uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")
         )

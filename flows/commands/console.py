@@ -5,8 +5,15 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from typing import TYPE_CHECKING
 
 from citywatch.flows.commands.common import add_config
+
+if TYPE_CHECKING:
+    from citywatch.console.core import Site
+    from citywatch.console.server import ConsoleThread
+    from citywatch.console.settings import ConsoleSettings
+    from citywatch.flows.config import Config
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -52,6 +59,37 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rm.set_defaults(func=run_users_remove)
 
 
+def site_for(cfg: Config) -> Site:
+    """What the console needs of the configuration: key prefix, map layers, departments."""
+    from citywatch.console.core import Site
+
+    routing = cfg.routing
+    return Site(
+        prefix=cfg.redis.prefix,
+        zones_geojson=cfg.data.zones.read_bytes(),
+        jurisdictions_geojson=cfg.data.jurisdictions.read_bytes(),
+        departments=tuple(
+            sorted(set(routing.departments.values()) | {routing.coordinating_department})
+        ),
+    )
+
+
+def settings_for(cfg: Config, **overrides: object) -> ConsoleSettings:
+    """The ``[console]`` table of the configuration, with the given values overriding it."""
+    from citywatch.console.settings import ConsoleSettings
+
+    table = dict(cfg.raw.get("console", {}))
+    table.update({k: v for k, v in overrides.items() if v is not None})
+    return ConsoleSettings.from_table(table)
+
+
+def offer_console(cfg: Config, redis_url: str) -> ConsoleThread:
+    """The demo's console (``citywatch demo --keep``) on its Redis, with demo accounts."""
+    from citywatch.console import demo
+
+    return demo.offer_console(site_for(cfg), redis_url, settings_for(cfg))
+
+
 def _url(args: argparse.Namespace) -> str:
     from citywatch.flows.config import load_config
 
@@ -76,14 +114,14 @@ def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from citywatch.console.server import serve, settings_for
+    from citywatch.console.server import serve
     from citywatch.flows.config import load_config
 
     cfg = load_config(args.config)
     url = _url(args)
     settings = settings_for(cfg, host=args.host, port=args.port)
     print(f"citywatch console: http://{settings.host}:{settings.port} (Ctrl-C to stop)")
-    serve(cfg, url, settings)
+    serve(site_for(cfg), url, settings)
     return 0
 
 

@@ -8,6 +8,8 @@ import pytest
 import redis
 
 from citywatch.console.auth import User, UserStore
+from citywatch.console.core import Site
+from citywatch.flows.commands.console import site_for
 from citywatch.flows.config import Config
 from citywatch.geo.reference import Reference
 from citywatch.replay.generator import GenParams, generate
@@ -47,3 +49,9 @@ def users(redis_url: str, config: Config) -> UserStore:
     for name, pw, role, centre, dept in USERS:
         store.add(User(name=name, role=role, centre=centre, department=dept), pw)
     return store
+
+
+@pytest.fixture(scope="session")
+def site(config: Config) -> Site:
+    """The console's view of the default configuration."""
+    return site_for(config)

@@ -10,6 +10,7 @@ from starlette.testclient import TestClient
 
 from citywatch.console.app import LOGIN_CSRF_COOKIE, SESSION_COOKIE, create_app
 from citywatch.console.auth import UserStore
+from citywatch.console.core import Site
 from citywatch.console.settings import ConsoleSettings
 from citywatch.flows.config import Config
 from citywatch.flows.runner import run_recordings
@@ -30,8 +31,8 @@ def loaded(redis_url: str, config: Config, small_recording: Path, users: UserSto
 
 
 @pytest.fixture()
-def app_client(loaded: str, config: Config) -> Iterator[TestClient]:
-    app = create_app(config, loaded, ConsoleSettings(refresh_s=0.2))
+def app_client(loaded: str, site: Site) -> Iterator[TestClient]:
+    app = create_app(site, loaded, ConsoleSettings(refresh_s=0.2))
     with TestClient(app, base_url="http://console.test") as client:
         yield client
 

@@ -26,7 +26,9 @@ import pytest
 import redis
 
 from citywatch.console.auth import UserStore
-from citywatch.console.server import ConsoleThread, free_port, settings_for
+from citywatch.console.core import Site
+from citywatch.console.server import ConsoleThread, free_port
+from citywatch.flows.commands.console import settings_for
 from citywatch.flows.config import Config
 from citywatch.flows.runner import run_recordings
 from citywatch.sinks.redis_dispatch import Keys
@@ -77,9 +79,9 @@ def browser_page() -> Iterator[Any]:
 
 
 @pytest.fixture()
-def console_url(redis_url: str, config: Config, users: UserStore) -> Iterator[str]:
+def console_url(redis_url: str, config: Config, site: Site, users: UserStore) -> Iterator[str]:
     settings = settings_for(config, port=free_port(), refresh_s=0.5)
-    server = ConsoleThread(config, redis_url, settings).start()
+    server = ConsoleThread(site, redis_url, settings).start()
     try:
         yield server.url
     finally:
