@@ -61,15 +61,10 @@ async def load_visible(app: ConsoleApp, request: Request, user: User) -> dict[st
     """The work order hash, fresh from Redis, if this user may see it."""
     wo_id = request.path_params["wo"]
     raw: Any = await app.aclient.hgetall(app.keys.wo(wo_id))
-    if not raw:
-        raise HTTPFail(404, f"work order {wo_id!r} not found")
-    h = {k.decode(): v.decode() for k, v in raw.items()}
-    if not app.visible(user, h):
-        raise HTTPFail(
-            403,
-            f"work order {wo_id!r} belongs to {h.get('centre')} / {h.get('department')}, "
-            "outside your centre and department",
-        )
+    h = {k.decode(): v.decode() for k, v in (raw or {}).items()}
+    if not h or not app.visible(user, h):
+        # One answer for "no such order" and "not yours", so ids outside a scope do not leak.
+        raise HTTPFail(404, f"work order {wo_id!r} not found in your centre and department")
     return h
 
 
@@ -85,6 +80,7 @@ async def order_detail(app: ConsoleApp, request: Request) -> Response:
     return json_response(
         {
             "order": summarize(h),
+            "return_to": actions.return_targets(h, app.departments),
             "alerts": alerts,
             "audit": [
                 {"id": eid.decode(), **{k.decode(): v.decode() for k, v in f.items()}}
@@ -99,7 +95,14 @@ async def act(app: ConsoleApp, request: Request) -> Response:
     h = await load_visible(app, request, user)
     form = await json_body(request, "with the action's fields")
     result = await run_in_threadpool(
-        actions.perform, app.sync, app.keys, request.path_params["action"], h, user, form
+        actions.perform,
+        app.sync,
+        app.keys,
+        request.path_params["action"],
+        h,
+        user,
+        form,
+        app.departments,
     )
     await app.index.refresh_one(h["id"])
     return json_response({"ok": True, "result": result, "order": app.index.orders.get(h["id"])})

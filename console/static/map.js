@@ -81,7 +81,7 @@
     const panel = document.getElementById("panel");
     let d;
     try { d = await api(`/api/workorders/${encodeURIComponent(id)}`); }
-    catch (e) { panel.replaceChildren(el("p", { class: "error", text: e.status === 403 ? `${t("error.forbidden")}: ${e.message}` : e.message })); panel.classList.remove("hidden"); return; }
+    catch (e) { panel.replaceChildren(el("p", { class: "error", text: e.status === 404 ? `${t("error.forbidden")}: ${e.message}` : e.message })); panel.classList.remove("hidden"); return; }
     const o = d.order;
     const now = Date.now();
     const due = (ms, key) => el("div", { class: Number(ms) < now ? "due overdue" : "due", text: `${t(key)} ${CW.fmtTime(ms)}${Number(ms) < now ? " · " + t("panel.overdue") : ""}` });

@@ -103,9 +103,12 @@ def test_officers_see_only_their_centre_and_department(app_client: TestClient) -
     # Asking for another department's orders by filter gives nothing, not their orders.
     assert orders(app_client, department="airport_construction") == []
     theirs = [o for o in everything if o["department"] != "agriculture_fisheries"]
-    for o in theirs:
+    missing = app_client.get("/api/workorders/wo-missing")
+    assert missing.status_code == 404
+    for o in theirs:  # answered exactly as an order that does not exist: no id leaks
         r = app_client.get(f"/api/workorders/{o['id']}")
-        assert r.status_code == 403 and "outside your centre and department" in r.text
+        assert r.status_code == 404
+        assert r.json()["error"].replace(o["id"], "wo-missing") == missing.json()["error"]
     r = app_client.get(f"/api/workorders/{mine[0]['id']}")
     assert r.status_code == 200
     detail = r.json()
@@ -129,7 +132,11 @@ def test_actions_need_csrf_and_scope(app_client: TestClient) -> None:
     r = app_client.post(
         f"/api/workorders/{other['id']}/actions/sign", json={}, headers={"X-CSRF-Token": csrf}
     )
-    assert r.status_code == 403 and "outside your centre" in r.text
+    gone = app_client.post(
+        "/api/workorders/wo-missing/actions/sign", json={}, headers={"X-CSRF-Token": csrf}
+    )
+    assert r.status_code == gone.status_code == 404
+    assert r.json()["error"].replace(other["id"], "wo-missing") == gone.json()["error"]
     r = app_client.post(
         f"/api/workorders/{mine['id']}/actions/resolve", json={}, headers={"X-CSRF-Token": csrf}
     )
@@ -151,3 +158,22 @@ def test_geo_layers_are_served_from_the_configured_files(
     assert meta["departments"] == ["airport_construction"]
     r = app_client.get("/static/vendor/leaflet/leaflet.js")
     assert r.status_code == 200 and b"Leaflet" in r.content[:400]
+
+
+def test_return_names_a_department_routing_knows(app_client: TestClient) -> None:
+    csrf = sign_in(app_client, "lead", "lead-pw")
+    wo = next(o for o in orders(app_client) if o["department"] == "agriculture_fisheries")
+    url = f"/api/workorders/{wo['id']}/actions/return"
+    headers = {"X-CSRF-Token": csrf}
+    for bad in ("<b>nobody</b>", "agriculture_fisheries"):  # unknown, and its own
+        r = app_client.post(url, json={"reason": "not ours", "to_department": bad}, headers=headers)
+        assert r.status_code == 422 and "must be one of" in r.text, r.text
+        assert "command_centre" in r.json()["error"]
+    assert app_client.get(f"/api/workorders/{wo['id']}").json()["order"]["state"] == "dispatched"
+    r = app_client.post(
+        url, json={"reason": "not ours", "to_department": "command_centre"}, headers=headers
+    )
+    assert r.status_code == 200, r.text
+    assert app_client.get(f"/api/workorders/{wo['id']}").json()["order"]["department"] == (
+        "command_centre"
+    )

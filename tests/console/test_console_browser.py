@@ -188,7 +188,7 @@ def test_officer_of_another_department_is_refused(
         }""",
         airport[0],
     )
-    assert got[0] == 403 and got[1] == 403 and "outside your centre" in got[2]
+    assert got[0] == 404 and got[1] == 404 and "not found in your centre" in got[2]
     assert client.hget(keys.wo(airport[0]), "state") == "dispatched"
     # The language switch: the same page in Chinese.
     page.click("#lang-switch")
