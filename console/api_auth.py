@@ -24,11 +24,13 @@ from citywatch.console.web import (
     json_response,
     route,
     same_origin,
+    set_cookie,
 )
 
 
-def set_cookie(
+def _cookie(
     app: ConsoleApp,
+    request: Request,
     resp: Response,
     name: str,
     value: str,
@@ -36,22 +38,15 @@ def set_cookie(
     *,
     httponly: bool = True,
 ) -> None:
-    resp.set_cookie(
-        name,
-        value,
-        max_age=max_age,
-        httponly=httponly,
-        samesite="strict",
-        secure=app.settings.secure_cookies,
-        path="/",
-    )
+    secure = app.settings.secure_cookies
+    set_cookie(request, resp, name, value, max_age, httponly=httponly, secure=secure)
 
 
 async def login_page(app: ConsoleApp, request: Request) -> Response:
     resp = FileResponse(STATIC / "login.html", media_type="text/html")
     resp.headers["Cache-Control"] = "no-store"
     # The page's script reads this cookie and echoes it in X-CSRF-Token.
-    set_cookie(app, resp, LOGIN_CSRF_COOKIE, secrets.token_urlsafe(24), 600, httponly=False)
+    _cookie(app, request, resp, LOGIN_CSRF_COOKIE, secrets.token_urlsafe(24), 600, httponly=False)
     return resp
 
 
@@ -70,7 +65,7 @@ async def login(app: ConsoleApp, request: Request) -> Response:
         raise HTTPFail(401, "wrong user name or password")
     token, csrf = await run_in_threadpool(app.users.open_session, user)
     resp = json_response({"user": user.public(), "csrf": csrf})
-    set_cookie(app, resp, SESSION_COOKIE, token, app.settings.session_max_s)
+    _cookie(app, request, resp, SESSION_COOKIE, token, app.settings.session_max_s)
     resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
     return resp
 

@@ -22,12 +22,13 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from citywatch.console import api_auth, api_feed, api_orders, api_overview, pages
 from citywatch.console.core import ConsoleApp, Site
 from citywatch.console.settings import ConsoleSettings
-from citywatch.console.web import LOGIN_CSRF_COOKIE, SESSION_COOKIE
+from citywatch.console.web import LOGIN_CSRF_COOKIE, SESSION_COOKIE, SecurityHeaders
 
 __all__ = ["LOGIN_CSRF_COOKIE", "SESSION_COOKIE", "ConsoleApp", "Site", "create_app"]
 
@@ -52,7 +53,7 @@ def build(
     routes = list(extra_routes(con)) if extra_routes else []
     for module in RESOURCES:
         routes.extend(module.routes(con))
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(SecurityHeaders)])
     app.state.console = con
     return app
 

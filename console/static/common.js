@@ -30,11 +30,14 @@ const CW = (() => {
     const e = document.createElement(tag);
     for (const [k, v] of Object.entries(attrs)) {
       if (k === "class") e.className = v; else if (k === "text") e.textContent = v;
+      else if (k === "style") Object.assign(e.style, v); // through the DOM: no inline style for CSP
       else if (k.startsWith("on")) e.addEventListener(k.slice(2), v); else e.setAttribute(k, v);
     }
     for (const c of children) if (c != null) e.append(c);
     return e;
   }
+  // Leaflet content (tooltips, icons) as a DOM node holding plain text, never parsed as HTML.
+  function textNode(text, cls = "") { return el("span", { class: cls, text: String(text ?? "") }); }
   function fmtTime(ms) {
     if (!ms) return "";
     const d = new Date(Number(ms));
@@ -59,5 +62,5 @@ const CW = (() => {
     if (so) so.addEventListener("click", async () => { await api("/api/logout", { method: "POST" }); location.href = "/login"; });
     return me;
   }
-  return { state, t, api, el, fmtTime, fmtDuration, loadLang, applyI18n, start };
+  return { state, t, api, el, textNode, fmtTime, fmtDuration, loadLang, applyI18n, start };
 })();

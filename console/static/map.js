@@ -1,10 +1,11 @@
 // The situation map: zones, jurisdictions, live work orders, the incident panel and its actions.
 "use strict";
 (async () => {
-  const { t, api, el } = CW;
+  const { t, api, el, textNode } = CW;
   const COLOURS = { blue: "#1f6feb", yellow: "#e3b505", orange: "#f0750f", red: "#d1242f" };
   const ZONE_COLOURS = { airport_site: "#8250df", airport_protection: "#b392f0", levee: "#0a7d55", no_fishing: "#0969da", chemical_park: "#bf3989", approved_stop: "#57606a", residential: "#9a6700", construction_site: "#953800" };
   const ACTION_FIELDS = { resolve: ["feedback", "action.feedback"], return: ["reason", "action.reason"], silence: ["minutes", "action.minutes"] };
+  const sevClass = (s) => `bg-${COLOURS[s] ? s : "none"}`;
   const orders = new Map();
   const markers = new Map();
   let selected = null;
@@ -15,18 +16,18 @@
   const [zones, juris] = await Promise.all([api("/api/geo/zones"), api("/api/geo/jurisdictions")]);
   const jurisLayer = L.geoJSON(juris, {
     style: (f) => ({ color: "#6e7781", weight: f.properties.level === "county" ? 2 : f.properties.level === "city" ? 3 : 0.7, fillColor: "#f6f8fa", fillOpacity: f.properties.level === "city" ? 0.6 : 0, dashArray: f.properties.level === "town" ? "3 3" : null }),
-    onEachFeature: (f, layer) => layer.bindTooltip(f.properties.name, { sticky: true }),
+    onEachFeature: (f, layer) => layer.bindTooltip(textNode(f.properties.name), { sticky: true }),
   }).addTo(map);
   const zoneLayer = L.geoJSON(zones, {
     style: (f) => ({ color: ZONE_COLOURS[f.properties.kind] || "#444", weight: 1.5, fillOpacity: 0.18 }),
-    onEachFeature: (f, layer) => layer.bindTooltip(`${f.properties.name} (${f.properties.kind})`, { sticky: true }),
+    onEachFeature: (f, layer) => layer.bindTooltip(textNode(`${f.properties.name} (${f.properties.kind})`), { sticky: true }),
   }).addTo(map);
   map.fitBounds(jurisLayer.getBounds(), { padding: [10, 10] });
   const cluster = L.markerClusterGroup({ maxClusterRadius: 40, showCoverageOnHover: false,
     iconCreateFunction: (c) => {
       const sev = c.getAllChildMarkers().map((m) => m.options.severity);
       const worst = ["red", "orange", "yellow", "blue"].find((s) => sev.includes(s)) || "blue";
-      return L.divIcon({ html: `<div style="background:${COLOURS[worst]}">${c.getChildCount()}</div>`, className: "cw-cluster", iconSize: [34, 34] });
+      return L.divIcon({ html: el("div", { class: `bg-${worst}`, text: String(c.getChildCount()) }), className: "cw-cluster", iconSize: [34, 34] });
     } }).addTo(map);
   let layerControl = null;
   function buildLayerControl() {
@@ -52,7 +53,7 @@
 
   function markerFor(wo) {
     const m = L.circleMarker([Number(wo.lat), Number(wo.lon)], { radius: 8, color: "#24292f", weight: 1, fillColor: COLOURS[wo.severity] || "#888", fillOpacity: 0.9, severity: wo.severity });
-    m.bindTooltip(`${wo.kind} · ${wo.subject}`);
+    m.bindTooltip(textNode(`${wo.kind} · ${wo.subject}`));
     m.on("click", () => openOrder(wo.id));
     return m;
   }
@@ -69,7 +70,7 @@
     cluster.addLayers(ms);
     document.getElementById("count").textContent = `(${shown.length})`;
     list.replaceChildren(...(shown.length ? shown.slice(0, 500).map((wo) => el("li", { class: `order sev-${wo.severity}${wo.id === selected ? " selected" : ""}`, "data-wo": wo.id, onclick: () => openOrder(wo.id) },
-      el("span", { class: "dot", style: `background:${COLOURS[wo.severity]}` }),
+      el("span", { class: `dot ${sevClass(wo.severity)}` }),
       el("span", { class: "kind", text: wo.kind }),
       el("span", { class: "state", "data-state": wo.state, text: t(`state.${wo.state}`) }),
       el("div", { class: "sub", text: `${wo.subject} · ${wo.zone || "-"} · ${wo.centre} / ${wo.department}` }),
@@ -96,7 +97,7 @@
       actionsBox(o),
       el("h3", { text: `${t("panel.alerts")} (${d.alerts.length})` }),
       el("ul", { class: "alerts" }, ...d.alerts.map((a) => el("li", {},
-        el("div", {}, el("span", { class: "dot", style: `background:${COLOURS[a.severity]}` }), ` ${a.kind} · ${a.subject} · ${a.ts}`),
+        el("div", {}, el("span", { class: `dot ${sevClass(a.severity)}` }), ` ${a.kind} · ${a.subject} · ${a.ts}`),
         el("div", { class: "evidence-title", text: t("panel.evidence") }),
         el("table", { class: "evidence" }, ...Object.entries(a.evidence || {}).map(([k, v]) => el("tr", {}, el("th", { text: k }), el("td", { text: typeof v === "object" ? JSON.stringify(v) : String(v) }))))))),
       el("h3", { text: t("panel.timeline") }),

@@ -2,7 +2,6 @@
 "use strict";
 (async () => {
   const { t, api, el, fmtDuration } = CW;
-  const COLOURS = { blue: "#1f6feb", yellow: "#e3b505", orange: "#f0750f", red: "#d1242f" };
   await CW.start();
   let data = null;
 
@@ -11,7 +10,7 @@
     const rows = Object.entries(counts);
     document.getElementById(target).replaceChildren(...(rows.length ? rows.map(([k, v]) => el("div", { class: "bar-row" },
       el("span", { class: "bar-label", text: label(k) }),
-      el("span", { class: "bar", style: `width:${Math.round((v / max) * 100)}%` }),
+      el("span", { class: "bar", style: { width: `${Math.round((v / max) * 100)}%` } }),
       el("span", { class: "bar-value", text: String(v) }))) : [el("p", { class: "muted", text: t("ov.none") })]));
   }
   function table(headers, rows) {
@@ -43,7 +42,7 @@
     document.getElementById("ov-trend").replaceChildren(...data.trend.map((h) => {
       const total = h.blue + h.yellow + h.orange + h.red;
       const col = el("div", { class: "trend-col", title: `${CW.fmtTime(h.hour_ms)}: ${total}` });
-      for (const s of ["red", "orange", "yellow", "blue"]) if (h[s]) col.append(el("div", { style: `height:${(h[s] / max) * 100}%;background:${COLOURS[s]}` }));
+      for (const s of ["red", "orange", "yellow", "blue"]) if (h[s]) col.append(el("div", { class: `bg-${s}`, style: { height: `${(h[s] / max) * 100}%` } }));
       return el("div", { class: "trend-cell" }, col, el("span", { text: String(new Date(h.hour_ms).getHours()).padStart(2, "0") }));
     }));
   }
