@@ -19,10 +19,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from citywatch.console.auth import User, UserStore
+from citywatch.console.login_guard import HashPool, LoginLimiter
 from citywatch.console.settings import ConsoleSettings
 from citywatch.console.store import WorkOrderIndex
 from citywatch.console.web import SESSION_COOKIE, HTTPFail, same_origin
 from citywatch.sinks.redis_dispatch import Keys
+
+ASYNC_CONNECTIONS = 64
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,11 +39,13 @@ class Site:
 
 
 def redis_clients(url: str) -> tuple[redis.Redis, aredis.Redis]:
-    """The console's two Redis clients: blocking (users, actions) and asyncio (the index)."""
-    return (
-        redis.Redis.from_url(url, socket_timeout=10),
-        aredis.Redis.from_url(url, socket_timeout=None),
+    """The console's two Redis clients: blocking (users, actions) and asyncio (the index,
+    the sign-in limiter). The asyncio one waits for one of its connections when all are
+    busy (a flood of requests) instead of failing."""
+    pool = aredis.BlockingConnectionPool.from_url(
+        url, max_connections=ASYNC_CONNECTIONS, timeout=10, socket_timeout=None
     )
+    return redis.Redis.from_url(url, socket_timeout=10), aredis.Redis(connection_pool=pool)
 
 
 def county_map(jurisdictions: dict[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
@@ -70,7 +75,8 @@ def county_map(jurisdictions: dict[str, Any]) -> tuple[dict[str, str], dict[str,
 
 @dataclass(kw_only=True)
 class ConsoleApp:
-    """Settings, Redis clients, users and the work-order index; the handlers' one argument
+    """Settings, Redis clients, users, the work-order index and the sign-in guards
+    (failed-attempt limiter, password-hashing pool); the handlers' one argument
     besides the request. Build it with :meth:`open`; :meth:`close` releases the clients."""
 
     site: Site
@@ -80,6 +86,8 @@ class ConsoleApp:
     aclient: aredis.Redis
     users: UserStore
     index: WorkOrderIndex
+    limiter: LoginLimiter
+    hasher: HashPool
     county_of: dict[str, str] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
 
@@ -98,11 +106,21 @@ class ConsoleApp:
                 sync, site.prefix, idle_s=settings.session_idle_s, max_s=settings.session_max_s
             ),
             index=WorkOrderIndex(aclient, keys, refresh_s=settings.refresh_s),
+            limiter=LoginLimiter(
+                aclient,
+                site.prefix,
+                free=settings.login_free_failures,
+                delay_s=settings.login_delay_s,
+                max_s=settings.login_delay_max_s,
+                window_s=settings.login_window_s,
+            ),
+            hasher=HashPool(settings.hash_workers, settings.hash_queue),
             county_of=county_of,
             names=names,
         )
 
     async def close(self) -> None:
+        self.hasher.close()
         await self.index.stop()
         await self.aclient.aclose()
         self.sync.close()

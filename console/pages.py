@@ -1,4 +1,5 @@
-"""The console's pages and static files: ``/`` (the map), ``/overview``, ``/static/...``."""
+"""The console's pages and static files: ``/`` (the map), ``/overview``, ``/password``,
+``/static/...``."""
 
 from __future__ import annotations
 
@@ -49,9 +50,14 @@ async def overview_page(app: ConsoleApp, request: Request) -> Response:
     return await _page(app, request, "overview.html")
 
 
+async def password_page(app: ConsoleApp, request: Request) -> Response:
+    return await _page(app, request, "password.html")
+
+
 def routes(app: ConsoleApp) -> list[BaseRoute]:
     return [
         route(app, "/", map_page),
         route(app, "/overview", overview_page),
+        route(app, "/password", password_page),
         Mount("/static", SessionStaticFiles(app), name="static"),
     ]

@@ -8,11 +8,13 @@ into JSON answers ``{"error": ...}`` with their status.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import orjson
+import redis
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -23,6 +25,7 @@ from citywatch.console import actions
 if TYPE_CHECKING:
     from citywatch.console.core import ConsoleApp
 
+log = logging.getLogger(__name__)
 SESSION_COOKIE = "cw_session"
 LOGIN_CSRF_COOKIE = "cw_login_csrf"
 # Scripts, styles, images and media from this server only; no inline script or style (the
@@ -99,6 +102,9 @@ def route(app: A, path: str, handler: Handler[A], methods: list[str] | None = No
             resp = error_response(fail.status, fail.message, fail.headers)
         except actions.ActionError as exc:
             resp = error_response(exc.status, str(exc))
+        except redis.RedisError as exc:
+            log.warning("console: Redis failed on %s: %s", request.url.path, exc)
+            resp = error_response(503, "the work-order store (Redis) is unavailable; retry")
         return resp
 
     endpoint.__name__ = handler.__name__

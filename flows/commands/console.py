@@ -33,8 +33,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--port", type=int, default=None, help="port to listen on (default 8765)")
     p.set_defaults(func=run_serve)
     users = p.add_subparsers(dest="console_cmd", metavar="users")
-    u = users.add_parser("users", help="add, list or remove console users")
-    uu = u.add_subparsers(dest="users_cmd", required=True, metavar="{add,list,remove}")
+    u = users.add_parser("users", help="add, list or remove console users, reset passwords")
+    uu = u.add_subparsers(dest="users_cmd", required=True, metavar="{add,passwd,list,remove}")
 
     add = uu.add_parser(
         "add",
@@ -50,8 +50,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.add_argument("--centre", default="*", help="centre id, e.g. county:qidong ('*': any)")
     add.add_argument("--department", default="*", help="department, e.g. water_resources")
     add.add_argument("--display", default="", help="display name")
-    add.add_argument("--replace", action="store_true", help="overwrite an existing user")
+    add.add_argument(
+        "--replace", action="store_true", help="overwrite an existing user (their sessions end)"
+    )
     add.set_defaults(func=run_users_add)
+    pw = uu.add_parser(
+        "passwd",
+        help="reset a user's password (their sessions end)",
+        description=(
+            "Sets a new password for a user and ends all their sessions. The password is "
+            "read from the terminal, or from one line of stdin."
+        ),
+    )
+    pw.add_argument("name")
+    pw.set_defaults(func=run_users_passwd)
     ls = uu.add_parser("list", help="list users")
     ls.set_defaults(func=run_users_list)
     rm = uu.add_parser("remove", help="remove a user (their sessions end)")
@@ -125,6 +137,32 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_password(name: str) -> str | None:
+    """A password from the terminal (asked twice), or one line of stdin; None if they differ."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    password = getpass.getpass(f"password for {name}: ")
+    if getpass.getpass("again: ") != password:
+        sys.stderr.write("passwords differ; nothing changed\n")
+        return None
+    return password
+
+
+def run_users_passwd(args: argparse.Namespace) -> int:
+    from citywatch.console.auth import AuthError
+
+    password = _read_password(args.name)
+    if password is None:
+        return 1
+    try:
+        _store(args).set_password(args.name, password)
+    except AuthError as exc:
+        sys.stderr.write(f"citywatch console users passwd: {exc}\n")
+        return 1
+    print(f"new password for {args.name}; their sessions have ended")
+    return 0
+
+
 def run_users_add(args: argparse.Namespace) -> int:
     from citywatch.console.auth import AuthError, User
 
@@ -136,13 +174,9 @@ def run_users_add(args: argparse.Namespace) -> int:
             department=args.department,
             display=args.display,
         )
-        if sys.stdin.isatty():
-            password = getpass.getpass(f"password for {args.name}: ")
-            if getpass.getpass("again: ") != password:
-                sys.stderr.write("passwords differ; nothing changed\n")
-                return 1
-        else:
-            password = sys.stdin.readline().rstrip("\n")
+        password = _read_password(args.name)
+        if password is None:
+            return 1
         _store(args).add(user, password, replace=args.replace)
     except AuthError as exc:
         sys.stderr.write(f"citywatch console users add: {exc}\n")

@@ -84,12 +84,14 @@ def make_client(
     redis_url: str, site: Site, users: UserStore
 ) -> Iterator[Callable[..., TestClient]]:
     """Console test clients over an empty Redis with the test users: ``make_client(
-    base_url=..., **settings)``; each is closed at the end of the test."""
+    base_url=..., addr=client address, **settings)``; each is closed at the end of the test."""
     opened: list[TestClient] = []
 
-    def make(base_url: str = "http://console.test", **settings: object) -> TestClient:
+    def make(
+        base_url: str = "http://console.test", addr: str = "testclient", **settings: object
+    ) -> TestClient:
         app = create_app(site, redis_url, ConsoleSettings(**settings))  # type: ignore[arg-type]
-        client = TestClient(app, base_url=base_url)
+        client = TestClient(app, base_url=base_url, client=(addr, 50000))
         opened.append(client.__enter__())
         return client
 

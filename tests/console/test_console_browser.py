@@ -195,3 +195,19 @@ def test_officer_of_another_department_is_refused(
     page.wait_for_selector("html[lang=zh-CN]")
     assert page.inner_text("#signout") == "退出"
     shot(page, "05-other-department-refused-zh")
+
+
+def test_officer_changes_their_password(
+    browser_page: Any, console_url: str, users: UserStore
+) -> None:
+    page = browser_page
+    sign_in(page, console_url, "fish", "fish-pw")
+    page.click("a[href='/password']")
+    page.fill("#current", "fish-pw")
+    page.fill("#new", "a-new-password")
+    page.fill("#again", "a-new-password")
+    page.click("#password-submit")
+    page.wait_for_selector("#password-msg.ok")
+    assert users.authenticate("fish", "a-new-password") is not None
+    page.click("a[href='/']")
+    page.wait_for_selector("#live.on")  # this session goes on
