@@ -123,7 +123,7 @@ async def logout(app: ConsoleApp, request: Request) -> Response:
 
 async def me(app: ConsoleApp, request: Request) -> Response:
     user, csrf = await app.user(request)
-    return json_response({"user": user.public(), "csrf": csrf})
+    return json_response({"user": user.public(), "csrf": csrf, "time_zone": app.settings.time_zone})
 
 
 async def change_password(app: ConsoleApp, request: Request) -> Response:

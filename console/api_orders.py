@@ -35,6 +35,7 @@ async def meta(app: ConsoleApp, request: Request) -> Response:
     return json_response(
         {
             "centres": [{"id": c, "name": app.names.get(c, c)} for c in centres],
+            "names": app.names,
             "departments": app.departments if everything else [user.department],
             "kinds": sorted({str(wo.get("kind")) for wo in visible}),
             "severities": list(SEVERITIES),

@@ -11,9 +11,7 @@ Content-Security-Policy violation (the console must work without one).
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -24,16 +22,11 @@ from citywatch.console.auth import User, UserStore
 from citywatch.console.core import Site
 from citywatch.console.server import ConsoleThread, free_port
 from citywatch.console.settings import ConsoleSettings
-from citywatch.detectors.alerts import Alert
 from citywatch.sinks.lifecycle import WorkOrders
-from citywatch.sinks.redis_dispatch import Dispatch, Keys, Route, WorkOrderWriter
+from citywatch.sinks.redis_dispatch import Keys
 
 pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.slow]
-
-CHROMIUM = "/usr/bin/chromium"
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is missing")
-if not shutil.which(CHROMIUM):
-    pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium", allow_module_level=True)
+WriteOrder = Callable[..., str]
 
 
 def payload(tag: str) -> str:
@@ -71,25 +64,21 @@ def hostile_site(site: Site) -> Site:
     )
 
 
-def write_hostile_orders(client: redis.Redis, keys: Keys) -> list[str]:
-    writer = WorkOrderWriter(client, keys)
-    ids = []
-    for i, (lon, lat, severity) in enumerate([(121.25, 31.95, "red"), (120.6, 32.35, "orange")]):
-        alert = Alert.make(
-            "geofence.enter",
-            severity,
-            payload(f"entity-{i}"),
-            "gps",
-            payload(f"zone-{i}"),
-            lon,
-            lat,
+def write_hostile_orders(client: redis.Redis, keys: Keys, write_order: WriteOrder) -> list[str]:
+    ids = [
+        write_order(
+            client,
+            keys,
+            severity=severity,
+            subject=payload(f"entity-{i}"),
+            zone=payload(f"zone-{i}"),
+            lon=lon,
+            lat=lat,
             ts_ms=1_781_500_000_000 + i,
-            first_ts_ms=1_781_500_000_000 + i,
             evidence={payload("evidence-key"): payload("evidence-value"), "n": [payload("list")]},
         )
-        route = Route("county:haimen", "airport_construction", "county", "county:haimen")
-        (written,) = writer.write([Dispatch(alert, route, 300, 3600)])
-        ids.append(written.wo_id)
+        for i, (lon, lat, severity) in enumerate([(121.25, 31.95, "red"), (120.6, 32.35, "orange")])
+    ]
     orders = WorkOrders(client, keys)
     orders.sign(ids[0], "lead")
     orders.resolve(ids[0], "lead", payload("feedback"))
@@ -98,11 +87,13 @@ def write_hostile_orders(client: redis.Redis, keys: Keys) -> list[str]:
 
 
 @pytest.fixture()
-def hostile_console(redis_url: str, site: Site) -> Iterator[tuple[str, list[str]]]:
+def hostile_console(
+    redis_url: str, site: Site, write_order: WriteOrder
+) -> Iterator[tuple[str, list[str]]]:
     client = redis.Redis.from_url(redis_url)
     users = UserStore(client, site.prefix)
     users.add(User(name="xss", role="leader", display=payload("display-name")), "xss-pw")
-    ids = write_hostile_orders(client, Keys(site.prefix))
+    ids = write_hostile_orders(client, Keys(site.prefix), write_order)
     settings = ConsoleSettings(port=free_port(), refresh_s=0.5)
     server = ConsoleThread(hostile_site(site), redis_url, settings).start()
     try:
@@ -113,26 +104,11 @@ def hostile_console(redis_url: str, site: Site) -> Iterator[tuple[str, list[str]
 
 
 @pytest.fixture()
-def watched_page() -> Iterator[tuple[Any, list[str]]]:
-    profile = tempfile.mkdtemp(prefix="cw-chromium-")
+def watched_page(new_page: Callable[..., Any]) -> tuple[Any, list[str]]:
     dialogs: list[str] = []
-    with sync_api.sync_playwright() as p:
-        ctx = p.chromium.launch_persistent_context(
-            profile,
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
-            viewport={"width": 1400, "height": 900},
-        )
-        ctx.set_default_timeout(20_000)
-        ctx.add_init_script(WATCH)
-        page = ctx.new_page()
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        try:
-            yield page, dialogs
-        finally:
-            ctx.close()
-            shutil.rmtree(profile, ignore_errors=True)
+    page = new_page(init_script=WATCH)
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    return page, dialogs
 
 
 def hover_everything(page: Any) -> None:
@@ -172,7 +148,7 @@ def test_hostile_ids_names_and_notes_render_as_text(
     assert "display-name" in page.inner_text("#who")
     page.click("a[href='/overview']")
     page.wait_for_selector("#ov-overdue-list")
-    page.wait_for_function("document.getElementById('ov-total').textContent === '2'")
+    page.wait_for_function("() => document.getElementById('ov-total').textContent === '2'")
     state = page.evaluate("() => [window.__xss, window.__injected, window.__csp]")
     assert state == [None, [], []], state
     assert dialogs == []

@@ -3,8 +3,10 @@ import of the engine's flows (the command that starts the console passes the cit
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
+import wave
 from collections.abc import Iterator
 
 import pytest
@@ -51,3 +53,16 @@ def test_a_handler_module_serves_alone(orders_only: TestClient, users: UserStore
     assert meta["departments"] == ["agriculture_fisheries"] and "close" not in meta["actions"]
     assert orders_only.get("/api/workorders/wo-nope").status_code == 404
     assert orders_only.get("/api/overview").status_code == 404  # another module's route
+
+
+def test_the_bundled_chime_is_the_generated_one() -> None:
+    from citywatch.console.chime import chime_wav
+    from citywatch.console.pages import STATIC
+
+    bundled = (STATIC / "chime.wav").read_bytes()
+    assert bundled == chime_wav(), "regenerate: python -m citywatch.console.chime " + str(
+        STATIC / "chime.wav"
+    )
+    with wave.open(io.BytesIO(bundled)) as w:
+        assert (w.getnchannels(), w.getsampwidth()) == (1, 2)
+        assert 0.3 < w.getnframes() / w.getframerate() < 1.0
