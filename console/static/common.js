@@ -121,7 +121,9 @@ const CW = (() => {
     state.csrf = me.csrf; state.user = me.user; state.tz = me.time_zone || state.tz;
     const u = me.user;
     const who = document.getElementById("who");
-    if (who) who.textContent = `${u.display || u.name} · ` + (u.role === "leader" ? t("who.leader") : `${t("who.scope")}: ${u.centre} / ${label("dept", u.department)}`);
+    const showWho = () => { if (who) who.textContent = `${u.display || u.name} · ` + (u.role === "leader" ? t("who.leader") : `${t("who.scope")}: ${u.centre} / ${label("dept", u.department)}`); };
+    showWho();
+    document.addEventListener("cw:lang", showWho);
     const sw = document.getElementById("lang-switch");
     if (sw) sw.addEventListener("click", async () => { await loadLang(state.lang === "zh" ? "en" : "zh"); document.dispatchEvent(new Event("cw:lang")); });
     const so = document.getElementById("signout");

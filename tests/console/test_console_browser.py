@@ -141,6 +141,7 @@ def test_officer_of_another_department_is_refused_then_changes_password(
     page.click("#lang-switch")
     page.wait_for_selector("html[lang=zh-CN]")
     assert page.inner_text("#signout") == "退出"
+    assert "农业农村" in page.inner_text("#who")  # the department, relabelled
     screenshot(page, "05-other-department-refused-zh")
     # The same officer changes their password; this session goes on.
     page.click("a[href='/password']")
