@@ -13,6 +13,10 @@ from citywatch.console.app import create_app
 from citywatch.console.core import Site
 from citywatch.console.settings import ConsoleSettings
 
+# On stop, open requests get this long to finish; then the live event streams (which
+# never end by themselves) are cut, and the browsers reconnect to the next server.
+SHUTDOWN_S = 1.0
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
@@ -24,7 +28,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 def serve(site: Site, redis_url: str, settings: ConsoleSettings) -> None:
     """Serve until interrupted."""
     app = create_app(site, redis_url, settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        timeout_graceful_shutdown=SHUTDOWN_S,
+    )
 
 
 class ConsoleThread:
@@ -34,7 +44,13 @@ class ConsoleThread:
         self.settings = settings
         app = create_app(site, redis_url, settings)
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")
+            uvicorn.Config(
+                app,
+                host=settings.host,
+                port=settings.port,
+                log_level="warning",
+                timeout_graceful_shutdown=SHUTDOWN_S,
+            )
         )
         self._thread = threading.Thread(target=self.server.run, daemon=True, name="console")
 

@@ -15,7 +15,7 @@
   }
   function table(headers, rows) {
     return el("table", { class: "grid" }, el("thead", {}, el("tr", {}, ...headers.map((h) => el("th", { text: h })))),
-      el("tbody", {}, ...rows.map((r) => el("tr", {}, ...r.map((c) => el("td", { text: String(c) }))))));
+      el("tbody", {}, ...rows.map((r) => el("tr", {}, ...r.map((c) => (c instanceof Node ? el("td", {}, c) : el("td", { text: String(c) })))))));
   }
   function render() {
     if (!data) return;
@@ -36,7 +36,7 @@
       : el("p", { class: "muted", text: t("ov.none") }));
     document.getElementById("ov-overdue-list").replaceChildren(data.overdue.length ? table(
       [t("field.kind"), t("field.severity"), t("field.state"), t("field.centre"), t("field.department"), t("ov.overdue"), "id"],
-      data.overdue.slice(0, 200).map((o) => [label("kind", o.kind), label("severity", o.severity), label("state", o.state), name(o.centre), label("dept", o.department), t(`ov.overdue.${o.overdue}`), o.id]))
+      data.overdue.slice(0, 200).map((o) => [label("kind", o.kind), label("severity", o.severity), label("state", o.state), name(o.centre), label("dept", o.department), CW.dueEl(o.overdue, o.overdue === "sign" ? o.sign_due_ms : o.resolve_due_ms), o.id]))
       : el("p", { class: "muted", text: t("ov.none") }));
     const max = Math.max(1, ...data.trend.map((h) => h.blue + h.yellow + h.orange + h.red));
     document.getElementById("ov-trend").replaceChildren(...data.trend.map((h) => {
