@@ -79,9 +79,10 @@ def test_chinese_by_default_with_a_cjk_font_local_time_and_labels(
 ) -> None:
     client = redis.Redis.from_url(redis_url)
     wo_id = write_order(client, Keys(site.prefix), ts_ms=FIRST_SEEN_MS, evidence=EVIDENCE)
-    write_order(
+    late = write_order(
         client, Keys(site.prefix), severity="yellow", kind="sensor.threshold", lon=120.9, lat=32.0
     )
+    client.hset(Keys(site.prefix).wo(late), "sign_due_ms", "1781528000000")  # long overdue
     page = new_page(locale="zh-CN")  # the browser asks for Chinese: no click needed
     browser_sign_in(page, console_url, "lead", "lead-pw")
     page.wait_for_selector("html[lang=zh-CN]")
@@ -106,6 +107,8 @@ def test_chinese_by_default_with_a_cjk_font_local_time_and_labels(
     page.click("a[href='/overview']")
     page.wait_for_function("() => document.getElementById('ov-total').textContent === '2'")
     assert_cjk_rendered(page, "#ov-kind .bar-label")
+    overdue = page.locator("#ov-overdue-list .due.overdue")  # red, counting up
+    assert "签收已超时" in overdue.inner_text() and "天" in overdue.inner_text()
     screenshot(page, "zh-overview")
     page.click("#lang-switch")
     page.wait_for_selector("html[lang=en]")
