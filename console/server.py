@@ -15,7 +15,7 @@ from citywatch.console.settings import ConsoleSettings
 
 # On stop, open requests get this long to finish; then the live event streams (which
 # never end by themselves) are cut, and the browsers reconnect to the next server.
-SHUTDOWN_S = 1.0
+SHUTDOWN_S = 1
 
 
 def free_port(host: str = "127.0.0.1") -> int:
