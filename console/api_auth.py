@@ -35,21 +35,6 @@ from citywatch.console.web import (
     set_cookie,
 )
 
-
-def _cookie(
-    app: ConsoleApp,
-    request: Request,
-    resp: Response,
-    name: str,
-    value: str,
-    max_age: int | None,
-    *,
-    httponly: bool = True,
-) -> None:
-    secure = app.settings.secure_cookies
-    set_cookie(request, resp, name, value, max_age, httponly=httponly, secure=secure)
-
-
 T = TypeVar("T")
 MIN_PASSWORD = 8
 RETRY = {"Retry-After": "2"}
@@ -83,7 +68,9 @@ async def login_page(app: ConsoleApp, request: Request) -> Response:
     resp = FileResponse(STATIC / "login.html", media_type="text/html")
     resp.headers["Cache-Control"] = "no-store"
     # The page's script reads this cookie and echoes it in X-CSRF-Token.
-    _cookie(app, request, resp, LOGIN_CSRF_COOKIE, secrets.token_urlsafe(24), 600, httponly=False)
+    token = secrets.token_urlsafe(24)
+    secure = app.settings.secure_cookies
+    set_cookie(request, resp, LOGIN_CSRF_COOKIE, token, 600, httponly=False, secure=secure)
     return resp
 
 
@@ -108,7 +95,8 @@ async def login(app: ConsoleApp, request: Request) -> Response:
     await app.limiter.succeeded(name, addr)
     token, csrf = await run_in_threadpool(app.users.open_session, user)
     resp = json_response({"user": user.public(), "csrf": csrf})
-    _cookie(app, request, resp, SESSION_COOKIE, token, app.settings.session_max_s)
+    max_age, secure = app.settings.session_max_s, app.settings.secure_cookies
+    set_cookie(request, resp, SESSION_COOKIE, token, max_age, secure=secure)
     resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
     return resp
 

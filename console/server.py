@@ -25,16 +25,22 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def _server(site: Site, redis_url: str, settings: ConsoleSettings) -> uvicorn.Server:
+    app = create_app(site, redis_url, settings)
+    return uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            timeout_graceful_shutdown=SHUTDOWN_S,
+        )
+    )
+
+
 def serve(site: Site, redis_url: str, settings: ConsoleSettings) -> None:
     """Serve until interrupted."""
-    app = create_app(site, redis_url, settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        timeout_graceful_shutdown=SHUTDOWN_S,
-    )
+    _server(site, redis_url, settings).run()
 
 
 class ConsoleThread:
@@ -42,16 +48,7 @@ class ConsoleThread:
 
     def __init__(self, site: Site, redis_url: str, settings: ConsoleSettings) -> None:
         self.settings = settings
-        app = create_app(site, redis_url, settings)
-        self.server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                host=settings.host,
-                port=settings.port,
-                log_level="warning",
-                timeout_graceful_shutdown=SHUTDOWN_S,
-            )
-        )
+        self.server = _server(site, redis_url, settings)
         self._thread = threading.Thread(target=self.server.run, daemon=True, name="console")
 
     @property

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from citywatch.flows.config import Config
 from citywatch.flows.runner import run_recordings
 
 pytestmark = pytest.mark.redis
+SignIn = Callable[[TestClient, str, str], str]
 
 # Queues of the small recording's two injected geofence entries (see conftest.py); the
 # other work orders depend on how incidents are merged, which these tests do not pin.
@@ -37,18 +38,6 @@ def app_client(loaded: str, site: Site) -> Iterator[TestClient]:
         yield client
 
 
-def sign_in(client: TestClient, name: str, password: str) -> str:
-    """Signs in like the login page does; returns the session's CSRF token."""
-    assert client.get("/login").status_code == 200
-    r = client.post(
-        "/api/login",
-        json={"username": name, "password": password},
-        headers={"X-CSRF-Token": client.cookies[LOGIN_CSRF_COOKIE]},
-    )
-    assert r.status_code == 200, r.text
-    return str(r.json()["csrf"])
-
-
 def orders(client: TestClient, **filters: str) -> list[dict[str, str]]:
     r = client.get("/api/workorders", params=filters)
     assert r.status_code == 200, r.text
@@ -64,7 +53,9 @@ def test_pages_and_api_need_a_session(app_client: TestClient) -> None:
     assert app_client.get("/api/workorders").status_code == 401
 
 
-def test_sign_in_needs_the_login_token_and_the_password(app_client: TestClient) -> None:
+def test_sign_in_needs_the_login_token_and_the_password(
+    app_client: TestClient, sign_in: SignIn
+) -> None:
     app_client.get("/login")
     body = {"username": "fish", "password": "fish-pw"}
     assert app_client.post("/api/login", json=body).status_code == 403
@@ -86,7 +77,9 @@ def test_sign_in_needs_the_login_token_and_the_password(app_client: TestClient) 
     assert "samesite=strict" in set_cookie.lower()
 
 
-def test_officers_see_only_their_centre_and_department(app_client: TestClient) -> None:
+def test_officers_see_only_their_centre_and_department(
+    app_client: TestClient, sign_in: SignIn
+) -> None:
     sign_in(app_client, "lead", "lead-pw")
     everything = orders(app_client)
     assert {f"{o['centre']}|{o['department']}" for o in everything} >= set(KNOWN_QUEUES)
@@ -119,7 +112,7 @@ def test_officers_see_only_their_centre_and_department(app_client: TestClient) -
     assert overview["open_by_county"] == {"county:rugao": len(mine)}
 
 
-def test_actions_need_csrf_and_scope(app_client: TestClient) -> None:
+def test_actions_need_csrf_and_scope(app_client: TestClient, sign_in: SignIn) -> None:
     sign_in(app_client, "lead", "lead-pw")
     everything = orders(app_client)
     app_client.cookies.clear()
@@ -148,7 +141,7 @@ def test_actions_need_csrf_and_scope(app_client: TestClient) -> None:
 
 
 def test_geo_layers_are_served_from_the_configured_files(
-    app_client: TestClient, config: Config
+    app_client: TestClient, config: Config, sign_in: SignIn
 ) -> None:
     sign_in(app_client, "air", "air-pw")
     r = app_client.get("/api/geo/jurisdictions")
@@ -160,7 +153,7 @@ def test_geo_layers_are_served_from_the_configured_files(
     assert r.status_code == 200 and b"Leaflet" in r.content[:400]
 
 
-def test_return_names_a_department_routing_knows(app_client: TestClient) -> None:
+def test_return_names_a_department_routing_knows(app_client: TestClient, sign_in: SignIn) -> None:
     csrf = sign_in(app_client, "lead", "lead-pw")
     wo = next(o for o in orders(app_client) if o["department"] == "agriculture_fisheries")
     url = f"/api/workorders/{wo['id']}/actions/return"
