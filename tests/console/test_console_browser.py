@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,19 @@ Shot = Callable[[Any, str], None]
 SignIn = Callable[[Any, str, str, str], None]
 
 
+# Records every Content-Security-Policy violation: the console must work without any.
+CSP_WATCH = """window.__csp = [];
+document.addEventListener("securitypolicyviolation", (e) =>
+  window.__csp.push(`${e.violatedDirective} ${e.blockedURI} ${e.sourceFile}:${e.lineNumber}`));"""
+
+
 @pytest.fixture()
-def browser_page(new_page: Callable[..., Any]) -> Any:
-    return new_page()
+def browser_page(new_page: Callable[..., Any]) -> Iterator[Any]:
+    page = new_page(init_script=CSP_WATCH)
+    refused: list[str] = []  # Chromium reports each violation on the console, on every page
+    page.on("console", lambda m: refused.append(m.text) if "Security Policy" in m.text else None)
+    yield page
+    assert page.evaluate("() => window.__csp") == [] and refused == []
 
 
 def test_incident_appears_live_and_is_signed_off_and_resolved(
