@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck typecheck-tree check dist redis-server chromium console-assets kcat clean
+.PHONY: demo test lint typecheck typecheck-tree check dist redis-server chromium fonts console-assets kcat clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -35,6 +35,13 @@ chromium:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
 	      >/dev/null 2>&1 || echo "chromium not installed (no apt-get): browser tests will skip"
 
+# Debian's Noto CJK fonts, so the console's Chinese renders in the browser tests (they
+# check it) as on an officer's machine. Without apt-get those checks fail and say why.
+fonts:
+	@fc-list 2>/dev/null | grep -qi "Noto Sans CJK" || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-cjk) \
+	      >/dev/null 2>&1 || echo "fonts-noto-cjk not installed (no apt-get): the CJK rendering test will fail"
+
 # Refresh the console's bundled Leaflet files from the npm registry (committed; never a CDN).
 console-assets:
 	console/vendor_assets.sh
@@ -42,7 +49,7 @@ console-assets:
 demo: $(STAMP) redis-server
 	$(VENV)/bin/citywatch demo
 
-test: $(STAMP) redis-server chromium kcat
+test: $(STAMP) redis-server chromium fonts kcat
 	$(PY) -m pytest
 
 lint: $(STAMP) typecheck

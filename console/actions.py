@@ -15,6 +15,7 @@ Action names (the URL segment) and their form fields:
 ``handle``            start handling
 ``resolve``           ``feedback`` (required): what was found and done
 ``return``            ``reason`` (required), optional ``to_department`` to re-route
+                      (one of routing's departments, not the order's own)
 ``silence``           ``minutes`` (required), optional ``target`` (``subject``/``zone``),
                       ``reason``
 ``close``             optional ``note``: the centre verifies and closes (leaders and
@@ -25,7 +26,8 @@ Action names (the URL segment) and their form fields:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -52,39 +54,65 @@ class ActionError(RuntimeError):
         self.status = status
 
 
-def _text(form: Mapping[str, Any], name: str, action: str, *, required: bool = False) -> str:
-    value = str(form.get(name) or "").strip()
-    if required and not value:
-        msg = f"{action}: {name!r} is required"
+@dataclass(frozen=True, slots=True)
+class Act:
+    """One action's inputs: the lifecycle, the order, who acts, the form, and the
+    departments routing knows (where a returned order may go)."""
+
+    orders: WorkOrders
+    wo: Mapping[str, str]
+    user: User
+    form: Mapping[str, Any]
+    departments: Collection[str]
+
+    def text(self, name: str, action: str, *, required: bool = False) -> str:
+        value = str(self.form.get(name) or "").strip()
+        if required and not value:
+            msg = f"{action}: {name!r} is required"
+            raise ActionError(msg, status=422)
+        return value
+
+
+def _sign(a: Act) -> Any:
+    return a.orders.sign(a.wo["id"], a.user.name)
+
+
+def _handle(a: Act) -> Any:
+    return a.orders.start(a.wo["id"], a.user.name)
+
+
+def _resolve(a: Act) -> Any:
+    return a.orders.resolve(a.wo["id"], a.user.name, a.text("feedback", "resolve", required=True))
+
+
+def return_targets(wo: Mapping[str, str], departments: Collection[str]) -> list[str]:
+    """The departments an order may be returned to: routing's, except its own.
+
+    >>> return_targets({"department": "water"}, ["water", "transport", "fisheries"])
+    ['fisheries', 'transport']
+    """
+    return sorted(set(departments) - {wo.get("department", "")})
+
+
+def _return(a: Act) -> Any:
+    reason = a.text("reason", "return", required=True)
+    to = a.text("to_department", "return")
+    targets = return_targets(a.wo, a.departments)
+    if to and to not in targets:
+        msg = f"return: 'to_department' must be one of {', '.join(targets)}; got {to!r}"
         raise ActionError(msg, status=422)
-    return value
+    return a.orders.return_(a.wo["id"], a.user.name, reason, to_department=to or None)
 
 
-def _sign(o: WorkOrders, wo: Mapping[str, str], u: User, f: Mapping[str, Any]) -> Any:
-    return o.sign(wo["id"], u.name)
-
-
-def _handle(o: WorkOrders, wo: Mapping[str, str], u: User, f: Mapping[str, Any]) -> Any:
-    return o.start(wo["id"], u.name)
-
-
-def _resolve(o: WorkOrders, wo: Mapping[str, str], u: User, f: Mapping[str, Any]) -> Any:
-    return o.resolve(wo["id"], u.name, _text(f, "feedback", "resolve", required=True))
-
-
-def _return(o: WorkOrders, wo: Mapping[str, str], u: User, f: Mapping[str, Any]) -> Any:
-    reason = _text(f, "reason", "return", required=True)
-    return o.return_(wo["id"], u.name, reason, to_department=_text(f, "to_department", "") or None)
-
-
-def _close(o: WorkOrders, wo: Mapping[str, str], u: User, f: Mapping[str, Any]) -> Any:
-    if not (u.is_leader or u.department == ANY):
+def _close(a: Act) -> Any:
+    if not (a.user.is_leader or a.user.department == ANY):
         msg = "close: the centre verifies and closes; a department officer cannot"
         raise ActionError(msg, status=403)
-    return o.close(wo["id"], u.name, _text(f, "note", "close"))
+    return a.orders.close(a.wo["id"], a.user.name, a.text("note", "close"))
 
 
-def _silence(o: WorkOrders, wo: Mapping[str, str], u: User, f: Mapping[str, Any]) -> Any:
+def _silence(a: Act) -> Any:
+    wo, f = a.wo, a.form
     try:
         minutes = int(f.get("minutes") or 0)
     except (TypeError, ValueError):
@@ -92,7 +120,7 @@ def _silence(o: WorkOrders, wo: Mapping[str, str], u: User, f: Mapping[str, Any]
     if not 0 < minutes <= MAX_SILENCE_MIN:
         msg = f"silence: 'minutes' must be 1..{MAX_SILENCE_MIN}, got {f.get('minutes')!r}"
         raise ActionError(msg, status=422)
-    target = _text(f, "target", "silence") or "subject"
+    target = a.text("target", "silence") or "subject"
     if target == "zone":
         value = wo.get("zone", "")
     elif target == "subject":
@@ -101,12 +129,12 @@ def _silence(o: WorkOrders, wo: Mapping[str, str], u: User, f: Mapping[str, Any]
         msg = f"silence: 'target' must be subject or zone, got {target!r}"
         raise ActionError(msg, status=422)
     now = int(time.time() * 1000)
-    reason = _text(f, "reason", "silence") or f"from work order {wo['id']}"
-    silence = make_silence(target, value, now, now + minutes * 60_000, u.name, reason)
-    return SilenceStore(o.client, o.keys).add(silence).to_json()
+    reason = a.text("reason", "silence") or f"from work order {wo['id']}"
+    silence = make_silence(target, value, now, now + minutes * 60_000, a.user.name, reason)
+    return SilenceStore(a.orders.client, a.orders.keys).add(silence).to_json()
 
 
-ACTIONS: dict[str, Callable[[WorkOrders, Mapping[str, str], User, Mapping[str, Any]], Any]] = {
+ACTIONS: dict[str, Callable[[Act], Any]] = {
     "sign": _sign,
     "handle": _handle,
     "resolve": _resolve,
@@ -123,14 +151,16 @@ def perform(
     wo: Mapping[str, str],
     user: User,
     form: Mapping[str, Any],
+    departments: Collection[str] = (),
 ) -> Any:
-    """Run one console action on a work order (already scope-checked) as ``user``."""
+    """Run one console action on a work order (already scope-checked) as ``user``;
+    ``departments`` are routing's (a return may name one of them)."""
     fn = ACTIONS.get(action)
     if fn is None:
         msg = f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}"
         raise ActionError(msg, status=404)
     try:
-        return fn(WorkOrders(client, keys), wo, user, form)
+        return fn(Act(WorkOrders(client, keys), wo, user, form, departments))
     except TransitionRefused as exc:
         raise ActionError(str(exc), status=409) from exc
     except UnknownWorkOrder as exc:

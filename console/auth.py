@@ -9,7 +9,10 @@ A session token only ever lives in the officer's cookie: Redis keeps its SHA-256
 so a dump of the database signs nobody in. A session expires after
 ``idle_s`` without a request and, whatever the activity, ``max_s`` after sign-in.
 Each session carries its own CSRF token, which every state-changing request must
-echo in the ``X-CSRF-Token`` header.
+echo in the ``X-CSRF-Token`` header. A user record carries a generation
+(``gen``), raised by every password change or reset; a session remembers the
+generation it was opened under and ends when it is no longer the user's, so a
+new password signs the user out everywhere else.
 
 >>> h = hash_password("correct horse")
 >>> verify_password("correct horse", h), verify_password("wrong", h)
@@ -135,47 +138,67 @@ class UserStore:
         return f"{self.prefix}:console:session:{{{hashlib.sha256(token.encode()).hexdigest()}}}"
 
     # --- users ---------------------------------------------------------------------------
+    def _record(self, name: str) -> dict[str, Any] | None:
+        raw: Any = self.client.hget(self.users_key, name) if _NAME.match(name) else None
+        return None if raw is None else dict(orjson.loads(raw))
+
+    @staticmethod
+    def _user(record: dict[str, Any]) -> User:
+        return User(**{k: v for k, v in record.items() if k not in ("password", "gen")})
+
     def add(self, user: User, password: str, *, replace: bool = False) -> None:
-        """Create (or with ``replace``, overwrite) a user with a freshly hashed password."""
-        record = orjson.dumps({**user.public(), "password": hash_password(password)})
+        """Create (or with ``replace``, overwrite) a user with a freshly hashed password;
+        replacing ends the user's sessions."""
+        record = {**user.public(), "password": hash_password(password), "gen": 0}
         if replace:
-            self.client.hset(self.users_key, user.name, record)
+            old = self._record(user.name)
+            record["gen"] = int(old.get("gen", 0)) + 1 if old else 0
+            self.client.hset(self.users_key, user.name, orjson.dumps(record))
             return
-        if not self.client.hsetnx(self.users_key, user.name, record):
+        if not self.client.hsetnx(self.users_key, user.name, orjson.dumps(record)):
             msg = f"user {user.name!r} exists already; pass --replace to overwrite it"
             raise AuthError(msg)
+
+    def set_password(self, name: str, password: str, *, keep_token: str | None = None) -> None:
+        """A new password for ``name``: every session of theirs ends, except the one of
+        ``keep_token`` (the session that asked for the change)."""
+        record = self._record(name)
+        if record is None:
+            msg = f"no user {name!r}; 'citywatch console users list' shows them"
+            raise AuthError(msg)
+        record["password"] = hash_password(password)
+        record["gen"] = int(record.get("gen", 0)) + 1
+        self.client.hset(self.users_key, name, orjson.dumps(record))
+        if keep_token:
+            key = self._session_key(keep_token)
+            raw: Any = self.client.get(key)
+            if raw is not None:
+                doc = orjson.loads(raw)
+                if doc.get("user") == name:
+                    doc["gen"] = record["gen"]
+                    self.client.set(key, orjson.dumps(doc), keepttl=True)
 
     def remove(self, name: str) -> bool:
         """Delete a user; their open sessions die at their next request."""
         return bool(self.client.hdel(self.users_key, name))
 
     def get(self, name: str) -> User | None:
-        raw: Any = self.client.hget(self.users_key, name)
-        if raw is None:
-            return None
-        doc = orjson.loads(raw)
-        doc.pop("password", None)
-        return User(**doc)
+        record = self._record(name)
+        return None if record is None else self._user(record)
 
     def list(self) -> list[User]:
         raw: Any = self.client.hgetall(self.users_key)
-        out = []
-        for value in raw.values():
-            doc = orjson.loads(value)
-            doc.pop("password", None)
-            out.append(User(**doc))
-        return sorted(out, key=lambda u: u.name)
+        return sorted((self._user(orjson.loads(v)) for v in raw.values()), key=lambda u: u.name)
 
     def authenticate(self, name: str, password: str) -> User | None:
-        raw: Any = self.client.hget(self.users_key, name) if _NAME.match(name) else None
-        if raw is None:
+        record = self._record(name)
+        if record is None:
             # Spend the same time as a real check, so timing does not reveal user names.
             verify_password(password, _DUMMY_HASH)
             return None
-        doc = orjson.loads(raw)
-        if not verify_password(password, doc.pop("password", "")):
+        if not verify_password(password, record.get("password", "")):
             return None
-        return User(**doc)
+        return self._user(record)
 
     # --- sessions ------------------------------------------------------------------------
     def open_session(self, user: User) -> tuple[str, str]:
@@ -183,7 +206,8 @@ class UserStore:
         token = secrets.token_urlsafe(32)
         csrf = secrets.token_urlsafe(32)
         now_ms = int(time.time() * 1000)
-        doc = {"user": user.name, "csrf": csrf, "created_ms": now_ms}
+        record = self._record(user.name) or {}
+        doc = {"user": user.name, "csrf": csrf, "created_ms": now_ms, "gen": record.get("gen", 0)}
         self.client.set(self._session_key(token), orjson.dumps(doc), ex=self.idle_s)
         return token, csrf
 
@@ -200,10 +224,11 @@ class UserStore:
         if age_s >= self.max_s:
             self.client.delete(key)
             return None
-        user = self.get(doc["user"])
-        if user is None:  # removed since sign-in
-            self.client.delete(key)
+        record = self._record(doc["user"])
+        if record is None or record.get("gen", 0) != doc.get("gen", 0):
+            self.client.delete(key)  # the user was removed, or their password changed
             return None
+        user = self._user(record)
         self.client.expire(key, max(1, min(self.idle_s, int(self.max_s - age_s))))
         return user, doc["csrf"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections import Counter
 from typing import Any
@@ -9,9 +10,10 @@ from typing import Any
 import redis
 
 from citywatch.console.auth import User, UserStore
-from citywatch.console.server import ConsoleThread, free_port, settings_for
-from citywatch.flows.config import Config
-from citywatch.sinks.client import open_client
+from citywatch.console.core import Site, redis_clients
+from citywatch.console.server import ConsoleThread, free_port
+from citywatch.console.settings import ConsoleSettings
+from citywatch.sinks.client import RedisOptions
 from citywatch.sinks.redis_dispatch import Keys
 
 
@@ -25,11 +27,13 @@ def busiest_department(client: redis.Redis, keys: Keys) -> str:
     return counts.most_common(1)[0][0] if counts else "command_centre"
 
 
-def offer_console(cfg: Config, redis_url: str) -> ConsoleThread:
+def offer_console(
+    site: Site, redis_url: RedisOptions | str, settings: ConsoleSettings
+) -> ConsoleThread:
     """Start the console in a thread, create a demo officer and leader, print how to sign in."""
-    client = open_client(cfg.redis.options(redis_url), check=False)
-    store = UserStore(client, cfg.redis.prefix)
-    dept = busiest_department(client, Keys(cfg.redis.prefix))
+    client = redis_clients(redis_url)[0]
+    store = UserStore(client, site.prefix)
+    dept = busiest_department(client, Keys(site.prefix))
     accounts = [
         User(name="officer", role="officer", department=dept, display="Demo officer"),
         User(name="leader", role="leader", display="Demo leader"),
@@ -40,13 +44,12 @@ def offer_console(cfg: Config, redis_url: str) -> ConsoleThread:
         store.add(user, password, replace=True)
         scope = "sees everything" if user.is_leader else f"department {dept}, any centre"
         lines.append(f"  {user.name:<8} password {password}  ({scope})")
-    settings = settings_for(cfg)
+    client.close()
     try:
-        console = ConsoleThread(cfg, redis_url, settings).start()
+        console = ConsoleThread(site, redis_url, settings).start()
     except RuntimeError:  # the configured port is taken: any free one will do for a demo
-        console = ConsoleThread(
-            cfg, redis_url, settings_for(cfg, port=free_port(settings.host))
-        ).start()
+        any_port = dataclasses.replace(settings, port=free_port(settings.host))
+        console = ConsoleThread(site, redis_url, any_port).start()
     print(f"\nduty officers' console: {console.url}  (sign in with)")
     print("\n".join(lines))
     return console

@@ -10,15 +10,13 @@ import time
 import uvicorn
 
 from citywatch.console.app import create_app
+from citywatch.console.core import Site
 from citywatch.console.settings import ConsoleSettings
-from citywatch.flows.config import Config
+from citywatch.sinks.client import RedisOptions
 
-
-def settings_for(cfg: Config, **overrides: object) -> ConsoleSettings:
-    """The ``[console]`` table of the configuration, with the given values overriding it."""
-    table = dict(cfg.raw.get("console", {}))
-    table.update({k: v for k, v in overrides.items() if v is not None})
-    return ConsoleSettings.from_table(table)
+# On stop, open requests get this long to finish; then the live event streams (which
+# never end by themselves) are cut, and the browsers reconnect to the next server.
+SHUTDOWN_S = 1
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -28,21 +26,32 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def serve(cfg: Config, redis_url: str, settings: ConsoleSettings) -> None:
+def _server(site: Site, redis_url: RedisOptions | str, settings: ConsoleSettings) -> uvicorn.Server:
+    app = create_app(site, redis_url, settings)
+    return uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            timeout_graceful_shutdown=SHUTDOWN_S,
+        )
+    )
+
+
+def serve(site: Site, redis_url: RedisOptions | str, settings: ConsoleSettings) -> None:
     """Serve until interrupted."""
-    app = create_app(cfg, redis_url, settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")
+    _server(site, redis_url, settings).run()
 
 
 class ConsoleThread:
     """The console served from a daemon thread; ``url`` once ``start()`` returns."""
 
-    def __init__(self, cfg: Config, redis_url: str, settings: ConsoleSettings) -> None:
+    def __init__(
+        self, site: Site, redis_url: RedisOptions | str, settings: ConsoleSettings
+    ) -> None:
         self.settings = settings
-        app = create_app(cfg, redis_url, settings)
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")
-        )
+        self.server = _server(site, redis_url, settings)
         self._thread = threading.Thread(target=self.server.run, daemon=True, name="console")
 
     @property

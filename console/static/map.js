@@ -1,13 +1,16 @@
 // The situation map: zones, jurisdictions, live work orders, the incident panel and its actions.
 "use strict";
 (async () => {
-  const { t, api, el } = CW;
+  const { t, label, labelEl, api, el, textNode } = CW;
   const COLOURS = { blue: "#1f6feb", yellow: "#e3b505", orange: "#f0750f", red: "#d1242f" };
   const ZONE_COLOURS = { airport_site: "#8250df", airport_protection: "#b392f0", levee: "#0a7d55", no_fishing: "#0969da", chemical_park: "#bf3989", approved_stop: "#57606a", residential: "#9a6700", construction_site: "#953800" };
   const ACTION_FIELDS = { resolve: ["feedback", "action.feedback"], return: ["reason", "action.reason"], silence: ["minutes", "action.minutes"] };
+  const sevClass = (s) => `bg-${COLOURS[s] ? s : "none"}`;
   const orders = new Map();
   const markers = new Map();
+  const UNSIGNED = ["dispatched", "escalated", "returned"];
   let selected = null;
+  let returnTo = [];
   let meta = null;
 
   await CW.start();
@@ -15,18 +18,18 @@
   const [zones, juris] = await Promise.all([api("/api/geo/zones"), api("/api/geo/jurisdictions")]);
   const jurisLayer = L.geoJSON(juris, {
     style: (f) => ({ color: "#6e7781", weight: f.properties.level === "county" ? 2 : f.properties.level === "city" ? 3 : 0.7, fillColor: "#f6f8fa", fillOpacity: f.properties.level === "city" ? 0.6 : 0, dashArray: f.properties.level === "town" ? "3 3" : null }),
-    onEachFeature: (f, layer) => layer.bindTooltip(f.properties.name, { sticky: true }),
+    onEachFeature: (f, layer) => layer.bindTooltip(textNode(f.properties.name), { sticky: true }),
   }).addTo(map);
   const zoneLayer = L.geoJSON(zones, {
     style: (f) => ({ color: ZONE_COLOURS[f.properties.kind] || "#444", weight: 1.5, fillOpacity: 0.18 }),
-    onEachFeature: (f, layer) => layer.bindTooltip(`${f.properties.name} (${f.properties.kind})`, { sticky: true }),
+    onEachFeature: (f, layer) => layer.bindTooltip(textNode(`${f.properties.name} (${f.properties.kind})`), { sticky: true }),
   }).addTo(map);
   map.fitBounds(jurisLayer.getBounds(), { padding: [10, 10] });
   const cluster = L.markerClusterGroup({ maxClusterRadius: 40, showCoverageOnHover: false,
     iconCreateFunction: (c) => {
       const sev = c.getAllChildMarkers().map((m) => m.options.severity);
       const worst = ["red", "orange", "yellow", "blue"].find((s) => sev.includes(s)) || "blue";
-      return L.divIcon({ html: `<div style="background:${COLOURS[worst]}">${c.getChildCount()}</div>`, className: "cw-cluster", iconSize: [34, 34] });
+      return L.divIcon({ html: el("div", { class: `bg-${worst}`, text: String(c.getChildCount()) }), className: "cw-cluster", iconSize: [34, 34] });
     } }).addTo(map);
   let layerControl = null;
   function buildLayerControl() {
@@ -35,13 +38,14 @@
     layerControl = L.control.layers(null, { [t("layer.jurisdictions")]: jurisLayer, [t("layer.zones")]: zoneLayer, [t("layer.incidents")]: cluster }, { collapsed: false }).addTo(map);
   }
 
+  function centreName(id) { return meta.names[id] || id; }
   function filters() { return Object.fromEntries(new FormData(document.getElementById("filters"))); }
   function passes(wo) { return Object.entries(filters()).every(([k, v]) => !v || String(wo[k]) === v); }
 
   function fillFilters() {
     const f = document.getElementById("filters");
-    const opts = { centre: meta.centres.map((c) => [c.id, c.name]), department: meta.departments.map((d) => [d, d]),
-      kind: [...new Set([...meta.kinds, ...[...orders.values()].map((o) => o.kind)])].sort().map((k) => [k, k]),
+    const opts = { centre: meta.centres.map((c) => [c.id, c.name]), department: meta.departments.map((d) => [d, label("dept", d)]),
+      kind: [...new Set([...meta.kinds, ...[...orders.values()].map((o) => o.kind)])].sort().map((k) => [k, label("kind", k)]),
       severity: meta.severities.map((s) => [s, t(`severity.${s}`)]), state: meta.states.map((s) => [s, t(`state.${s}`)]) };
     for (const [name, list] of Object.entries(opts)) {
       const sel = f.elements[name]; const keep = sel.value;
@@ -52,7 +56,7 @@
 
   function markerFor(wo) {
     const m = L.circleMarker([Number(wo.lat), Number(wo.lon)], { radius: 8, color: "#24292f", weight: 1, fillColor: COLOURS[wo.severity] || "#888", fillOpacity: 0.9, severity: wo.severity });
-    m.bindTooltip(`${wo.kind} · ${wo.subject}`);
+    m.bindTooltip(textNode(`${label("severity", wo.severity)} · ${label("kind", wo.kind)} · ${wo.subject}`));
     m.on("click", () => openOrder(wo.id));
     return m;
   }
@@ -68,55 +72,81 @@
     }
     cluster.addLayers(ms);
     document.getElementById("count").textContent = `(${shown.length})`;
-    list.replaceChildren(...(shown.length ? shown.slice(0, 500).map((wo) => el("li", { class: `order sev-${wo.severity}${wo.id === selected ? " selected" : ""}`, "data-wo": wo.id, onclick: () => openOrder(wo.id) },
-      el("span", { class: "dot", style: `background:${COLOURS[wo.severity]}` }),
-      el("span", { class: "kind", text: wo.kind }),
-      el("span", { class: "state", "data-state": wo.state, text: t(`state.${wo.state}`) }),
-      el("div", { class: "sub", text: `${wo.subject} · ${wo.zone || "-"} · ${wo.centre} / ${wo.department}` }),
-    )) : [el("li", { class: "empty", text: t("list.empty") })]));
+    list.replaceChildren(...(shown.length ? shown.slice(0, 500).map(row) : [el("li", { class: "empty", text: t("list.empty") })]));
+    Attention.count(orders.values());
   }
 
-  async function openOrder(id) {
+  function deadline(wo) {
+    if (UNSIGNED.includes(wo.state) && wo.sign_due_ms) return CW.dueEl("sign", wo.sign_due_ms);
+    if (["signed", "handling"].includes(wo.state) && wo.resolve_due_ms) return CW.dueEl("resolve", wo.resolve_due_ms);
+    return null;
+  }
+
+  function row(wo) {
+    const open = () => openOrder(wo.id, true);
+    return el("li", { class: `order sev-${wo.severity}${wo.id === selected ? " selected" : ""}${Attention.urgent(wo) ? " attention" : ""}`, "data-wo": wo.id, tabindex: "0", role: "button",
+      onclick: open, onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); open(); } } },
+      el("span", { class: `dot ${sevClass(wo.severity)}` }),
+      labelEl("span", "severity", wo.severity, { class: `sev-label sev sev-${wo.severity}` }),
+      labelEl("span", "kind", wo.kind, { class: "kind" }),
+      labelEl("span", "state", wo.state, { class: "state", "data-state": wo.state }),
+      el("div", { class: "sub", text: `${wo.subject} · ${wo.zone || "-"} · ${centreName(wo.centre)} / ${label("dept", wo.department)}` }),
+      el("div", { class: "sub" }, CW.ageEl(Number(wo.created_ms)), deadline(wo) ? " · " : "", deadline(wo)),
+    );
+  }
+
+  async function openOrder(id, focus = false) {
     selected = id;
     const panel = document.getElementById("panel");
     let d;
     try { d = await api(`/api/workorders/${encodeURIComponent(id)}`); }
-    catch (e) { panel.replaceChildren(el("p", { class: "error", text: e.status === 403 ? `${t("error.forbidden")}: ${e.message}` : e.message })); panel.classList.remove("hidden"); return; }
+    catch (e) { panel.replaceChildren(el("p", { class: "error", text: e.status === 404 ? `${t("error.forbidden")}: ${e.message}` : e.message })); panel.classList.remove("hidden"); return; }
     const o = d.order;
-    const now = Date.now();
-    const due = (ms, key) => el("div", { class: Number(ms) < now ? "due overdue" : "due", text: `${t(key)} ${CW.fmtTime(ms)}${Number(ms) < now ? " · " + t("panel.overdue") : ""}` });
-    const fields = ["kind", "severity", "state", "subject", "zone", "centre", "department", "level", "first_ts", "ts"];
+    returnTo = d.return_to || [];
+    const groups = { kind: "kind", severity: "severity", state: "state", department: "dept", level: "level", subject_type: "subject_type" };
+    const value = (f) => {
+      if (groups[f]) return labelEl("dd", groups[f], o[f], { id: `wo-${f}`, "data-value": o[f] || "", class: f === "severity" ? `sev sev-${o.severity}` : "" });
+      if (["first_ts", "ts"].includes(f)) return el("dd", { id: `wo-${f}`, "data-value": o[f] || "" }, CW.fmtTime(o[f]), " (", CW.ageEl(o[f]), ")");
+      if (f === "created") return el("dd", { id: "wo-created", "data-value": o.created_ms || "" }, CW.fmtTime(Number(o.created_ms)), " (", CW.ageEl(Number(o.created_ms)), ")");
+      if (f === "centre") return el("dd", { id: "wo-centre", "data-value": o.centre || "", title: o.centre || "", text: centreName(o.centre) || "-" });
+      return el("dd", { id: `wo-${f}`, "data-value": o[f] || "", text: o[f] || "-" });
+    };
+    const fields = ["kind", "severity", "state", "subject", "subject_type", "zone", "centre", "department", "level", "created", "first_ts", "ts"];
+    const close = el("button", { class: "link", id: "panel-close", text: t("panel.close"), onclick: () => { panel.classList.add("hidden"); selected = null; render(); const r = document.querySelector(`li.order[data-wo="${CSS.escape(id)}"]`); if (r) r.focus(); } });
     panel.replaceChildren(...[
-      el("div", { class: "panel-head" }, el("h2", { id: "panel-title", text: o.id }), el("button", { class: "link", text: t("panel.close"), onclick: () => { panel.classList.add("hidden"); selected = null; render(); } })),
-      el("dl", { class: "fields" }, ...fields.flatMap((f) => [el("dt", { text: t(`field.${f}`) }), el("dd", { id: `wo-${f}`, "data-value": o[f] || "", class: f === "severity" ? `sev sev-${o.severity}` : "", text: f === "state" ? t(`state.${o.state}`) : f === "severity" ? t(`severity.${o.severity}`) : (o[f] || "-") })]),
+      el("div", { class: "panel-head" }, el("h2", { id: "panel-title", text: o.id }), close),
+      el("dl", { class: "fields" }, ...fields.flatMap((f) => [el("dt", { text: t(`field.${f}`) }), value(f)]),
         el("dt", { text: t("field.position") }), el("dd", { text: o.lat ? `${o.lat}, ${o.lon}` : "-" })),
-      ["dispatched", "escalated", "returned"].includes(o.state) ? due(o.sign_due_ms, "panel.due.sign") : null,
-      ["signed", "handling"].includes(o.state) ? due(o.resolve_due_ms, "panel.due.resolve") : null,
+      deadline(o),
       el("h3", { text: t("panel.actions") }),
       actionsBox(o),
       el("h3", { text: `${t("panel.alerts")} (${d.alerts.length})` }),
       el("ul", { class: "alerts" }, ...d.alerts.map((a) => el("li", {},
-        el("div", {}, el("span", { class: "dot", style: `background:${COLOURS[a.severity]}` }), ` ${a.kind} · ${a.subject} · ${a.ts}`),
+        el("div", {}, el("span", { class: `dot ${sevClass(a.severity)}` }), " ", labelEl("span", "severity", a.severity, { class: `sev sev-${a.severity}` }), " · ", labelEl("strong", "kind", a.kind), ` · ${a.subject} · ${CW.fmtTime(a.ts)}`),
         el("div", { class: "evidence-title", text: t("panel.evidence") }),
-        el("table", { class: "evidence" }, ...Object.entries(a.evidence || {}).map(([k, v]) => el("tr", {}, el("th", { text: k }), el("td", { text: typeof v === "object" ? JSON.stringify(v) : String(v) }))))))),
+        el("table", { class: "evidence" }, ...Object.entries(a.evidence || {}).map(([k, v]) => el("tr", {}, labelEl("th", "ev", k), el("td", { text: CW.fmtValue(k, v, a.evidence) }))))))),
       el("h3", { text: t("panel.timeline") }),
       el("ol", { class: "timeline", id: "timeline" }, ...d.audit.map((e) => el("li", {},
         el("time", { text: CW.fmtTime(e.at || e.id.split("-")[0]) }), " ",
-        el("strong", { text: e.action || "" }), e.state ? ` → ${t(`state.${e.state}`)}` : "", e.by ? ` · ${e.by}` : "",
-        ...Object.entries(e).filter(([k]) => !["id", "at", "action", "state", "by"].includes(k)).map(([k, v]) => el("div", { class: "sub", text: `${k}: ${v}` }))))),
+        labelEl("strong", "audit", e.action || ""), e.state ? ` → ${label("state", e.state)}` : "", e.by ? ` · ${e.by}` : "",
+        ...Object.entries(e).filter(([k]) => !["id", "at", "action", "state", "by"].includes(k)).map(([k, v]) => el("div", { class: "sub" }, labelEl("span", "audit_field", k), `: ${k === "from" ? label("state", v) : v}`))))),
     ].filter((c) => c != null));
     panel.classList.remove("hidden");
     render();
+    if (focus) panel.focus();
   }
 
   function actionsBox(o) {
     const box = el("div", { class: "actions" });
     const msg = el("p", { class: "action-msg", id: "action-msg" });
     for (const a of meta.actions) {
-      const [field, label] = ACTION_FIELDS[a] || [];
-      const input = field ? el(field === "minutes" ? "input" : "textarea", { name: field, "data-action": a, placeholder: t(label), ...(field === "minutes" ? { type: "number", min: "1", value: "60" } : {}) }) : null;
+      const [field, hint] = ACTION_FIELDS[a] || [];
+      const input = field ? el(field === "minutes" ? "input" : "textarea", { name: field, "data-action": a, "aria-label": t(hint), placeholder: t(hint), ...(field === "minutes" ? { type: "number", min: "1", value: "60" } : {}) }) : null;
+      const to = a === "return" && returnTo.length ? el("select", { name: "to_department", "data-action": a, "aria-label": t("panel.return_to") },
+        el("option", { value: "", text: t("panel.return_to") }), ...returnTo.map((d) => el("option", { value: d, text: label("dept", d) }))) : null;
       const btn = el("button", { type: "button", class: `act act-${a}`, "data-action": a, text: t(`action.${a}`), onclick: async () => {
         const body = field ? { [field]: field === "minutes" ? Number(input.value) : input.value } : {};
+        if (to && to.value) body.to_department = to.value;
         btn.disabled = true; msg.className = "action-msg";
         try {
           const r = await api(`/api/workorders/${encodeURIComponent(o.id)}/actions/${a}`, { method: "POST", body: JSON.stringify(body) });
@@ -126,7 +156,7 @@
           document.getElementById("action-msg").textContent = `${t(`action.${a}`)}: ${t("action.done")}`;
         } catch (e) { msg.className = "action-msg error"; msg.textContent = `${t("action.refused")}: ${e.message}`; btn.disabled = false; }
       } });
-      box.append(el("div", { class: "action-row" }, btn, input));
+      box.append(el("div", { class: "action-row" }, btn, el("div", { class: "action-inputs" }, input, to)));
     }
     box.append(msg);
     return box;
@@ -136,7 +166,7 @@
     const live = document.getElementById("live");
     const es = new EventSource("/api/events");
     es.addEventListener("hello", () => { live.className = "live on"; live.textContent = t("live.connected"); live.dataset.i18n = "live.connected"; });
-    es.addEventListener("wo", (ev) => { const wo = JSON.parse(ev.data); orders.set(wo.id, wo); scheduleRender(); if (wo.id === selected) openOrder(wo.id); });
+    es.addEventListener("wo", (ev) => { const wo = JSON.parse(ev.data); Attention.seen(wo, orders.get(wo.id)); orders.set(wo.id, wo); scheduleRender(); if (wo.id === selected) openOrder(wo.id); });
     es.addEventListener("gone", (ev) => { orders.delete(JSON.parse(ev.data).id); scheduleRender(); });
     es.addEventListener("expired", () => { es.close(); live.className = "live off"; live.textContent = t("live.expired"); setTimeout(() => { location.href = "/login"; }, 1500); });
     es.onerror = () => { live.className = "live off"; live.textContent = t("live.disconnected"); live.dataset.i18n = "live.disconnected"; };
@@ -146,6 +176,8 @@
 
   meta = await api("/api/meta");
   for (const wo of (await api("/api/workorders")).orders) orders.set(wo.id, wo);
+  Attention.setupControls();
+  document.addEventListener("cw:open", (e) => openOrder(e.detail, true));
   fillFilters(); buildLayerControl(); render(); connect();
   document.getElementById("filters").addEventListener("change", render);
   document.addEventListener("cw:lang", () => { fillFilters(); buildLayerControl(); render(); if (selected) openOrder(selected); });

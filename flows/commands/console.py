@@ -5,8 +5,15 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from typing import TYPE_CHECKING
 
 from citywatch.flows.commands.common import add_config
+
+if TYPE_CHECKING:
+    from citywatch.console.core import Site
+    from citywatch.console.server import ConsoleThread
+    from citywatch.console.settings import ConsoleSettings
+    from citywatch.flows.config import Config
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,8 +37,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--port", type=int, default=None, help="port to listen on (default 8765)")
     p.set_defaults(func=run_serve)
     users = p.add_subparsers(dest="console_cmd", metavar="users")
-    u = users.add_parser("users", help="add, list or remove console users")
-    uu = u.add_subparsers(dest="users_cmd", required=True, metavar="{add,list,remove}")
+    u = users.add_parser("users", help="add, list or remove console users, reset passwords")
+    uu = u.add_subparsers(dest="users_cmd", required=True, metavar="{add,passwd,list,remove}")
 
     add = uu.add_parser(
         "add",
@@ -47,13 +54,56 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.add_argument("--centre", default="*", help="centre id, e.g. county:qidong ('*': any)")
     add.add_argument("--department", default="*", help="department, e.g. water_resources")
     add.add_argument("--display", default="", help="display name")
-    add.add_argument("--replace", action="store_true", help="overwrite an existing user")
+    add.add_argument(
+        "--replace", action="store_true", help="overwrite an existing user (their sessions end)"
+    )
     add.set_defaults(func=run_users_add)
+    pw = uu.add_parser(
+        "passwd",
+        help="reset a user's password (their sessions end)",
+        description=(
+            "Sets a new password for a user and ends all their sessions. The password is "
+            "read from the terminal, or from one line of stdin."
+        ),
+    )
+    pw.add_argument("name")
+    pw.set_defaults(func=run_users_passwd)
     ls = uu.add_parser("list", help="list users")
     ls.set_defaults(func=run_users_list)
     rm = uu.add_parser("remove", help="remove a user (their sessions end)")
     rm.add_argument("name")
     rm.set_defaults(func=run_users_remove)
+
+
+def site_for(cfg: Config) -> Site:
+    """What the console needs of the configuration: key prefix, map layers, departments."""
+    from citywatch.console.core import Site
+
+    routing = cfg.routing
+    return Site(
+        prefix=cfg.redis.prefix,
+        zones_geojson=cfg.data.zones.read_bytes(),
+        jurisdictions_geojson=cfg.data.jurisdictions.read_bytes(),
+        departments=tuple(
+            sorted(set(routing.departments.values()) | {routing.coordinating_department})
+        ),
+    )
+
+
+def settings_for(cfg: Config, **overrides: object) -> ConsoleSettings:
+    """The ``[console]`` table of the configuration, with the given values overriding it."""
+    from citywatch.console.settings import ConsoleSettings
+
+    table = dict(cfg.raw.get("console", {}))
+    table.update({k: v for k, v in overrides.items() if v is not None})
+    return ConsoleSettings.from_table(table)
+
+
+def offer_console(cfg: Config, redis_url: str) -> ConsoleThread:
+    """The demo's console (``citywatch demo --keep``) on its Redis, with demo accounts."""
+    from citywatch.console import demo
+
+    return demo.offer_console(site_for(cfg), cfg.redis.options(redis_url), settings_for(cfg))
 
 
 def _url(args: argparse.Namespace) -> str:
@@ -80,7 +130,7 @@ def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from citywatch.console.server import serve, settings_for
+    from citywatch.console.server import serve
     from citywatch.flows.config import load_config
     from citywatch.flows.runner import announce_embedded, redis_for
 
@@ -90,7 +140,33 @@ def run_serve(args: argparse.Namespace) -> int:
         if embedded is not None:
             announce_embedded("console", embedded)
         print(f"citywatch console: http://{settings.host}:{settings.port} (Ctrl-C to stop)")
-        serve(cfg, url, settings)
+        serve(site_for(cfg), cfg.redis.options(url), settings)
+    return 0
+
+
+def _read_password(name: str) -> str | None:
+    """A password from the terminal (asked twice), or one line of stdin; None if they differ."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    password = getpass.getpass(f"password for {name}: ")
+    if getpass.getpass("again: ") != password:
+        sys.stderr.write("passwords differ; nothing changed\n")
+        return None
+    return password
+
+
+def run_users_passwd(args: argparse.Namespace) -> int:
+    from citywatch.console.auth import AuthError
+
+    password = _read_password(args.name)
+    if password is None:
+        return 1
+    try:
+        _store(args).set_password(args.name, password)
+    except AuthError as exc:
+        sys.stderr.write(f"citywatch console users passwd: {exc}\n")
+        return 1
+    print(f"new password for {args.name}; their sessions have ended")
     return 0
 
 
@@ -105,13 +181,9 @@ def run_users_add(args: argparse.Namespace) -> int:
             department=args.department,
             display=args.display,
         )
-        if sys.stdin.isatty():
-            password = getpass.getpass(f"password for {args.name}: ")
-            if getpass.getpass("again: ") != password:
-                sys.stderr.write("passwords differ; nothing changed\n")
-                return 1
-        else:
-            password = sys.stdin.readline().rstrip("\n")
+        password = _read_password(args.name)
+        if password is None:
+            return 1
         _store(args).add(user, password, replace=args.replace)
     except AuthError as exc:
         sys.stderr.write(f"citywatch console users add: {exc}\n")

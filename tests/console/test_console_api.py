@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -10,11 +10,13 @@ from starlette.testclient import TestClient
 
 from citywatch.console.app import LOGIN_CSRF_COOKIE, SESSION_COOKIE, create_app
 from citywatch.console.auth import UserStore
+from citywatch.console.core import Site
 from citywatch.console.settings import ConsoleSettings
 from citywatch.flows.config import Config
 from citywatch.flows.runner import run_recordings
 
 pytestmark = pytest.mark.redis
+SignIn = Callable[[TestClient, str, str], str]
 
 # Queues of the small recording's two injected geofence entries (see conftest.py); the
 # other work orders depend on how incidents are merged, which these tests do not pin.
@@ -30,22 +32,10 @@ def loaded(redis_url: str, config: Config, small_recording: Path, users: UserSto
 
 
 @pytest.fixture()
-def app_client(loaded: str, config: Config) -> Iterator[TestClient]:
-    app = create_app(config, loaded, ConsoleSettings(refresh_s=0.2))
+def app_client(loaded: str, site: Site) -> Iterator[TestClient]:
+    app = create_app(site, loaded, ConsoleSettings(refresh_s=0.2))
     with TestClient(app, base_url="http://console.test") as client:
         yield client
-
-
-def sign_in(client: TestClient, name: str, password: str) -> str:
-    """Signs in like the login page does; returns the session's CSRF token."""
-    assert client.get("/login").status_code == 200
-    r = client.post(
-        "/api/login",
-        json={"username": name, "password": password},
-        headers={"X-CSRF-Token": client.cookies[LOGIN_CSRF_COOKIE]},
-    )
-    assert r.status_code == 200, r.text
-    return str(r.json()["csrf"])
 
 
 def orders(client: TestClient, **filters: str) -> list[dict[str, str]]:
@@ -63,7 +53,9 @@ def test_pages_and_api_need_a_session(app_client: TestClient) -> None:
     assert app_client.get("/api/workorders").status_code == 401
 
 
-def test_sign_in_needs_the_login_token_and_the_password(app_client: TestClient) -> None:
+def test_sign_in_needs_the_login_token_and_the_password(
+    app_client: TestClient, sign_in: SignIn
+) -> None:
     app_client.get("/login")
     body = {"username": "fish", "password": "fish-pw"}
     assert app_client.post("/api/login", json=body).status_code == 403
@@ -85,7 +77,9 @@ def test_sign_in_needs_the_login_token_and_the_password(app_client: TestClient) 
     assert "samesite=strict" in set_cookie.lower()
 
 
-def test_officers_see_only_their_centre_and_department(app_client: TestClient) -> None:
+def test_officers_see_only_their_centre_and_department(
+    app_client: TestClient, sign_in: SignIn
+) -> None:
     sign_in(app_client, "lead", "lead-pw")
     everything = orders(app_client)
     assert {f"{o['centre']}|{o['department']}" for o in everything} >= set(KNOWN_QUEUES)
@@ -102,9 +96,12 @@ def test_officers_see_only_their_centre_and_department(app_client: TestClient) -
     # Asking for another department's orders by filter gives nothing, not their orders.
     assert orders(app_client, department="airport_construction") == []
     theirs = [o for o in everything if o["department"] != "agriculture_fisheries"]
-    for o in theirs:
+    missing = app_client.get("/api/workorders/wo-missing")
+    assert missing.status_code == 404
+    for o in theirs:  # answered exactly as an order that does not exist: no id leaks
         r = app_client.get(f"/api/workorders/{o['id']}")
-        assert r.status_code == 403 and "outside your centre and department" in r.text
+        assert r.status_code == 404
+        assert r.json()["error"].replace(o["id"], "wo-missing") == missing.json()["error"]
     r = app_client.get(f"/api/workorders/{mine[0]['id']}")
     assert r.status_code == 200
     detail = r.json()
@@ -115,7 +112,7 @@ def test_officers_see_only_their_centre_and_department(app_client: TestClient) -
     assert overview["open_by_county"] == {"county:rugao": len(mine)}
 
 
-def test_actions_need_csrf_and_scope(app_client: TestClient) -> None:
+def test_actions_need_csrf_and_scope(app_client: TestClient, sign_in: SignIn) -> None:
     sign_in(app_client, "lead", "lead-pw")
     everything = orders(app_client)
     app_client.cookies.clear()
@@ -128,7 +125,11 @@ def test_actions_need_csrf_and_scope(app_client: TestClient) -> None:
     r = app_client.post(
         f"/api/workorders/{other['id']}/actions/sign", json={}, headers={"X-CSRF-Token": csrf}
     )
-    assert r.status_code == 403 and "outside your centre" in r.text
+    gone = app_client.post(
+        "/api/workorders/wo-missing/actions/sign", json={}, headers={"X-CSRF-Token": csrf}
+    )
+    assert r.status_code == gone.status_code == 404
+    assert r.json()["error"].replace(other["id"], "wo-missing") == gone.json()["error"]
     r = app_client.post(
         f"/api/workorders/{mine['id']}/actions/resolve", json={}, headers={"X-CSRF-Token": csrf}
     )
@@ -140,7 +141,7 @@ def test_actions_need_csrf_and_scope(app_client: TestClient) -> None:
 
 
 def test_geo_layers_are_served_from_the_configured_files(
-    app_client: TestClient, config: Config
+    app_client: TestClient, config: Config, sign_in: SignIn
 ) -> None:
     sign_in(app_client, "air", "air-pw")
     r = app_client.get("/api/geo/jurisdictions")
@@ -150,3 +151,22 @@ def test_geo_layers_are_served_from_the_configured_files(
     assert meta["departments"] == ["airport_construction"]
     r = app_client.get("/static/vendor/leaflet/leaflet.js")
     assert r.status_code == 200 and b"Leaflet" in r.content[:400]
+
+
+def test_return_names_a_department_routing_knows(app_client: TestClient, sign_in: SignIn) -> None:
+    csrf = sign_in(app_client, "lead", "lead-pw")
+    wo = next(o for o in orders(app_client) if o["department"] == "agriculture_fisheries")
+    url = f"/api/workorders/{wo['id']}/actions/return"
+    headers = {"X-CSRF-Token": csrf}
+    for bad in ("<b>nobody</b>", "agriculture_fisheries"):  # unknown, and its own
+        r = app_client.post(url, json={"reason": "not ours", "to_department": bad}, headers=headers)
+        assert r.status_code == 422 and "must be one of" in r.text, r.text
+        assert "command_centre" in r.json()["error"]
+    assert app_client.get(f"/api/workorders/{wo['id']}").json()["order"]["state"] == "dispatched"
+    r = app_client.post(
+        url, json={"reason": "not ours", "to_department": "command_centre"}, headers=headers
+    )
+    assert r.status_code == 200, r.text
+    assert app_client.get(f"/api/workorders/{wo['id']}").json()["order"]["department"] == (
+        "command_centre"
+    )

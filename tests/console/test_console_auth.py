@@ -99,3 +99,25 @@ def test_settings_validate() -> None:
         ConsoleSettings.from_table({"prot": 1})
     with pytest.raises(ConsoleSettingsError, match="must not exceed"):
         ConsoleSettings(session_idle_s=100, session_max_s=10)
+
+
+def test_users_passwd_resets_the_password_and_ends_sessions(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+
+    from citywatch.flows.cli import main
+
+    store = UserStore(redis.Redis.from_url(redis_url), "cw")
+    user = User(name="fish", centre="county:rugao", department="agri")
+    store.add(user, "old-pw")
+    token, _ = store.open_session(user)
+    monkeypatch.setenv("CITYWATCH_REDIS_URL", redis_url)
+    monkeypatch.setattr("sys.stdin", io.StringIO("new-pw\n"))
+    assert main(["console", "users", "passwd", "fish"]) == 0
+    assert "sessions have ended" in capsys.readouterr().out
+    assert store.session(token) is None
+    assert store.authenticate("fish", "new-pw") == user
+    monkeypatch.setattr("sys.stdin", io.StringIO("x\n"))
+    assert main(["console", "users", "passwd", "nobody"]) == 1
+    assert "no user 'nobody'" in capsys.readouterr().err

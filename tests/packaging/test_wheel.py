@@ -9,6 +9,7 @@ The fresh virtualenv installs the wheel with its dependencies from the package i
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -71,6 +72,15 @@ def test_wheel_holds_only_the_citywatch_package(dist: Path) -> None:
 
 def test_sdist_builds_the_same_wheel(dist: Path, tmp_path: Path) -> None:
     """The wheel built straight from the tree holds the same files as the one from the sdist."""
+    # A copy of the tree without build leftovers (a stale build/lib would leak into a wheel).
+    tree = tmp_path / "tree"
+    shutil.copytree(
+        REPO,
+        tree,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "out", "artifacts"
+        ),
+    )
     _run(
         [
             sys.executable,
@@ -82,9 +92,9 @@ def test_sdist_builds_the_same_wheel(dist: Path, tmp_path: Path) -> None:
             "--quiet",
             "-w",
             str(tmp_path),
-            str(REPO),
+            str(tree),
         ],
-        REPO,
+        tree,
     )
     (direct,) = tmp_path.glob("citywatch-*.whl")
     (from_sdist,) = dist.glob("citywatch-*.whl")
