@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from citywatch.console.app import Console
+from citywatch.console.core import ConsoleApp
 from citywatch.console.settings import ConsoleSettings
 from citywatch.detectors.events import DeadLetter
 from citywatch.flows import cli
+from citywatch.flows.commands.console import site_for
 from citywatch.flows.config import DEFAULT_CONFIG, Config, ConfigError, load_config
 from citywatch.sinks.client import (
     DispatchError,
@@ -241,7 +242,7 @@ def test_every_client_carries_the_tls_ca_and_client_certificate(
         sys.stdin = stdin
     assert cli.main(["report", "--config", str(path)]) == 0
     # the console server's two clients
-    con = Console(cfg, url, ConsoleSettings.from_table({}))
+    con = ConsoleApp.open(site_for(cfg), cfg.redis.options(url), ConsoleSettings.from_table({}))
     assert con.sync.ping()
     assert asyncio.run(con.aclient.ping())
     client = open_client(cfg.redis.options(), decode_responses=True)
