@@ -48,8 +48,8 @@ from citywatch.detectors.watermark import NO_WATERMARK
 
 OWNER = "track.gap"
 
-# (ts_ms, lon, lat, zone, event id) of a fix whose gap is still undecided
-_Fix = tuple[int, float, float, str | None, str | None]
+# (ts_ms, lon, lat, zone, event id, class, cargo) of a fix whose gap is still undecided
+_Fix = tuple[int, float, float, str | None, str | None, str, str | None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,7 +102,12 @@ class GapDetector(Detector):
             return
         silence = self._silence_ms[ev.cls]
         ts = ev.ts_ms
-        fix: _Fix = (ts, ev.lon, ev.lat, ev.zones[0] if ev.zones else None, ev.id)
+        fix: _Fix = (ts, ev.lon, ev.lat, ev.zones[0] if ev.zones else None, ev.id, ev.cls, ev.cargo)
+        stale = self._state.take_stale(ev.entity, ts)
+        if stale is not None:
+            # Idle longer than idle_evict_s (> any silence): its open fixes are gaps, the
+            # same alerts a watermark would have fired before evicting it.
+            out.extend(self._alert(ev.entity, f) for f in stale.undecided)
         st = self._state.get(ev.entity, ts)
         if st is None:
             st = _Track(ev.cls, ev.cargo, ts, [fix])
@@ -144,8 +149,8 @@ class GapDetector(Detector):
                 continue
             keep: list[_Fix] = []
             for f in st.undecided:
-                if f[0] + silence < wm_ms:
-                    out.append(self._alert(entity, st, f, silence))
+                if f[0] + self._silence_ms.get(f[5], silence) < wm_ms:
+                    out.append(self._alert(entity, f))
                 else:
                     keep.append(f)
             st.undecided = keep
@@ -153,8 +158,9 @@ class GapDetector(Detector):
                 self._schedule(entity, st, keep[0][0] + silence)
         self._state.evict_idle(wm_ms)
 
-    def _alert(self, entity: str, st: _Track, f: _Fix, silence_ms: int) -> Alert:
-        ts, lon, lat, zone, fix_id = f
+    def _alert(self, entity: str, f: _Fix) -> Alert:
+        ts, lon, lat, zone, fix_id, cls, cargo = f
+        silence_ms = self._silence_ms[cls]
         return Alert.make(
             "track.gap",
             self.p.severity,
@@ -166,8 +172,8 @@ class GapDetector(Detector):
             ts_ms=ts + silence_ms,
             first_ts_ms=ts,
             evidence={
-                "class": st.cls,
-                "cargo": st.cargo,
+                "class": cls,
+                "cargo": cargo,
                 "max_silence_s": silence_ms / 1000,
                 "last_fix_id": fix_id,
             },
