@@ -12,18 +12,19 @@ What makes one stay, on real receivers:
   (spread evenly over the stay, at most ``ANCHOR_SAMPLES``), not its first fix,
   so a multipath fix at the start does not shift it.
 - **Leaving takes distance, a count and a time.** A fix farther than
-  ``leave_m`` from the anchor, or reporting more than ``max_speed_kmh``, is
+  ``radius_m`` from the anchor, or reporting more than ``max_speed_kmh``, is
   *away*. The stay ends only after ``leave_fixes`` away fixes in a row that
   also span ``leave_s`` seconds, so neither a burst of 1 Hz multipath nor one
-  bad fix of a slow reporter ends it. A fix back within ``leave_m`` resets the
-  count. Fixes between ``radius_m`` and ``leave_m`` (urban multipath, creeping
-  forward in a queue) still belong to the stay.
+  or two bad fixes of a slow reporter end it; a fix back within ``radius_m``
+  resets the count. Away fixes do not lengthen the stay.
 - **The arrival fix belongs to the stay.** When a stay ends, the next one is
   seeded with the trailing away fixes that lie within ``radius_m`` of the
   newest, so ``first_ts`` is the first fix at the new place.
-- **A re-stop continues the stay.** A stay that starts within ``rejoin_m`` of
-  an alerted stay's anchor, within ``rejoin_s`` of its last fix, continues that
-  alert's episode: no second alert.
+- **A re-stop continues the stay.** A stay within ``rejoin_m`` of an alerted
+  stay's anchor continues that alert's episode (no second alert) when the
+  vehicle never went farther than ``rejoin_m`` from it in between (a ship
+  swinging at anchor, a truck shuffling in a yard), or when it came back
+  within ``rejoin_s``.
 - **Silences.** Time between two fixes more than ``observed_gap_s`` apart is
   *silent*: the evidence separates ``observed_s`` and ``silent_s``. A silence
   longer than ``max_bridge_s`` ends the stay (the vehicle may have left and
@@ -34,7 +35,7 @@ Whether state survives a silence depends on event time alone (idle state is
 dropped when the next fix comes more than ``idle_evict_s`` later, exactly as a
 watermark would have evicted it).
 
-Timeline (radius 50 m, leave 150 m, min stop 15 min)::
+Timeline (radius 50 m, min stop 15 min, leaving: 3 fixes and 60 s away)::
 
     t(min)  0    5    10   12   15
     fix     A    A    A    J    A      A = at the stop, J = 120 m away (multipath)
@@ -75,10 +76,9 @@ class StopParams:
     min_stop_s: int = 900
     allowed_zone_kinds: tuple[str, ...] = ("chemical_park", "approved_stop")
     max_speed_kmh: float = 8.0
-    leave_m: float = 150.0
     leave_fixes: int = 3
     leave_s: int = 60
-    rejoin_m: float = 150.0
+    rejoin_m: float = 300.0
     rejoin_s: int = 1800
     observed_gap_s: int = 300
     max_bridge_s: int = 1800
@@ -91,10 +91,10 @@ class StopParams:
         for name in ("leave_s", "rejoin_m", "rejoin_s", "observed_gap_s", "max_bridge_s"):
             params.non_negative(OWNER, name, getattr(self, name))
         params.severity(OWNER, self.severity)
-        if self.leave_m < self.radius_m:
+        if self.rejoin_m < self.radius_m:
             msg = (
-                f'{OWNER}: "leave_m" must be >= radius_m ({self.radius_m:g}), got '
-                f"{self.leave_m:g}; a fix within the stop radius has not left"
+                f'{OWNER}: "rejoin_m" must be >= radius_m ({self.radius_m:g}), got '
+                f"{self.rejoin_m:g}; a re-stop within the stop radius is the same place"
             )
             raise ValueError(msg)
         if self.idle_evict_s <= self.max_bridge_s:
@@ -116,6 +116,7 @@ class _Episode:
     lon: float
     lat: float
     last_ts: int
+    left: bool = False  # seen farther than rejoin_m from it since
 
 
 @dataclass(slots=True)
@@ -196,6 +197,9 @@ class StopDetector(Detector):
             return
         if ts <= st.last_any:
             return  # out of order within the allowed bound: it adds nothing to a stay
+        ep = st.episode
+        if ep is not None and not ep.left:
+            ep.left = haversine_m(ep.lon, ep.lat, ev.lon, ev.lat) > p.rejoin_m
         if ts - st.last_any > p.max_bridge_s * 1000:
             # A silence too long to assume the vehicle stood through it: a new stay. It
             # was not seen elsewhere, so at the same place it continues an alerted episode.
@@ -206,7 +210,7 @@ class StopDetector(Detector):
             st = self._restart(ev.entity, st, [fix])
         elif (ev.speed_kmh is not None and ev.speed_kmh > p.max_speed_kmh) or haversine_m(
             st.lon, st.lat, ev.lon, ev.lat
-        ) > p.leave_m:
+        ) > p.radius_m:
             st.last_any = ts
             if st.away_n == 0:
                 st.away_since = ts
@@ -242,7 +246,7 @@ class StopDetector(Detector):
         ep = st.episode
         if (
             ep is not None
-            and st.first_ts - ep.last_ts <= p.rejoin_s * 1000
+            and (not ep.left or st.first_ts - ep.last_ts <= p.rejoin_s * 1000)
             and haversine_m(ep.lon, ep.lat, st.lon, st.lat) <= p.rejoin_m
         ):
             return  # a re-stop at the same place: its episode has alerted already

@@ -124,9 +124,9 @@ def test_one_jittered_fix_does_not_end_the_stop() -> None:
     assert fired[0][1].first_ts_ms == T0
 
 
-def test_fixes_within_leave_m_belong_to_the_stay() -> None:
+def test_two_jittered_fixes_do_not_end_the_stay() -> None:
     # t(min)  0 ... 11  12  13  14  15
-    # fix     A ...  A   J1  J2  A   A      J1 120 m east, J2 90 m north (< leave_m)
+    # fix     A ...  A   J1  J2  A   A      J1 120 m east, J2 90 m north
     fixes = (
         [fix(m) for m in range(12)]
         + [fix(12, east_m=120), fix(13, north_m=90)]
@@ -294,7 +294,7 @@ def test_input_events_are_not_mutated() -> None:
         ("radius_m", -5),
         ("min_stop_s", 0),
         ("leave_fixes", 0),
-        ("leave_m", 10),
+        ("rejoin_m", 10),
         ("idle_evict_s", 0),
         ("severity", "purple"),
     ],
@@ -303,7 +303,7 @@ def test_input_events_are_not_mutated() -> None:
         "radius_m-negative",
         "min_stop_s-zero",
         "leave_fixes-zero",
-        "leave_m-below-radius",
+        "rejoin_m-below-radius",
         "idle_evict_s-zero",
         "severity-unknown",
     ],
@@ -332,3 +332,12 @@ def test_state_across_a_long_silence_does_not_depend_on_watermarks() -> None:
     assert [a.to_json() for _, a in run(quiet, second)] == [
         a.to_json() for _, a in run(evicted, second)
     ]
+
+
+def test_a_vehicle_that_never_left_keeps_its_alert_however_long() -> None:
+    # a ship at anchor: 20 min at A (alert), swings to 100 m east for 40 min (a stay
+    # of its own), back at A for 30 min: one alert, even with rejoin_s of 5 minutes
+    fixes = [fix(m) for m in range(21)]
+    fixes += [fix(m, east_m=100) for m in range(21, 61)]
+    fixes += [fix(m) for m in range(61, 91)]
+    assert at_minutes(run(make_detector(rejoin_s=300), fixes)) == [15]
