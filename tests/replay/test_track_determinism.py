@@ -89,3 +89,23 @@ def test_same_alerts_at_every_speed_and_batch_size(
     assert kinds == ["track.gap", "track.speeding", "track.stop"], kinds
     for name, lines in runs.items():
         assert lines == first, name
+
+
+def test_output_files_exist_and_are_empty_when_a_run_writes_nothing(
+    tmp_path: Path, redis_url: str, config: Config, reference: Reference
+) -> None:
+    rec = tmp_path / "quiet.jsonl"
+    rec.write_bytes(orjson.dumps(_fix(T0, "mk-1", "muck_truck", P[0], P[1])) + b"\n")
+    outs = {name: tmp_path / "out" / f"{name}.jsonl" for name in ("alerts", "dead", "late")}
+    cfg = dataclasses.replace(config, redis=dataclasses.replace(config.redis, prefix="cw-quiet"))
+    run_recordings(
+        [rec],
+        cfg,
+        redis_url,
+        alerts_out=outs["alerts"],
+        dead_out=outs["dead"],
+        late_out=outs["late"],
+        progress=False,
+        reference=reference,
+    )
+    assert {name: p.read_bytes() for name, p in outs.items()} == dict.fromkeys(outs, b"")
