@@ -135,3 +135,23 @@ def test_other_event_types_pass_untouched_and_state_pickles() -> None:
 def test_jump_params_reject_bad_values(setting: str, value: float) -> None:
     with pytest.raises(ValueError, match=rf"^track\.jump: .*{setting}"):
         JumpParams(**{setting: value})
+
+
+def test_detectors_never_get_a_watermark_past_a_held_fix() -> None:
+    # t(s)   0          170 (2 km on: held, after 170 s of silence)
+    # A 180 s gap after 0 must not fire while 170 is held, whatever the watermarks.
+    from citywatch.detectors.alerts import Alert
+    from citywatch.detectors.tracks_gap import GapDetector, GapParams
+    from citywatch.flows.detect import DetectorSuite
+
+    def suite() -> DetectorSuite:
+        gap = GapDetector(GapParams(max_silence_s={"hazmat_truck": 180}))
+        return DetectorSuite([gap], gate=JumpFilter(JumpParams()))
+
+    events: list[Event] = [fix(0), fix(170, 2)]
+    split, out = suite(), list[Alert]()
+    assert split.process(events, T0 + 200_000, out) == T0 + 170_000 - 1
+    split.process([], T0 + 240_000, out)
+    whole, out2 = suite(), list[Alert]()
+    whole.process(events, T0 + 240_000, out2)
+    assert out == out2 == []
