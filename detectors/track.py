@@ -267,6 +267,8 @@ class StopDetector(Detector):
                     "duration_s": duration_ms // 1000,
                     "observed_s": (duration_ms - st.silent_ms) // 1000,
                     "silent_s": st.silent_ms // 1000,
+                    # more of the stay inferred across silences than seen: weaker evidence
+                    "across_silence": 2 * st.silent_ms > duration_ms,
                     "radius_m": p.radius_m,
                     "fixes": st.fixes,
                     "first_event_id": st.first_id,

@@ -78,6 +78,7 @@ def test_stop_fires_exactly_once_at_min_stop_s() -> None:
     assert alert.evidence["event_id"] == "e15"
     assert alert.evidence["first_event_id"] == "e0"
     assert (alert.evidence["observed_s"], alert.evidence["silent_s"]) == (900, 0)
+    assert alert.evidence["across_silence"] is False
     # the anchor is the median of the fixes (0, 5 and 10 m east): 5 m east
     assert alert.lon == pytest.approx(LON + offset_deg(LAT, 5, 0)[0])
     assert alert.lat == pytest.approx(LAT)
@@ -95,6 +96,7 @@ def test_a_short_silence_is_bridged_and_reported_as_silent() -> None:
     assert at_minutes(fired) == [16]
     ev = fired[0][1].evidence
     assert (ev["duration_s"], ev["observed_s"], ev["silent_s"]) == (960, 0, 960)
+    assert ev["across_silence"] is True
 
 
 def test_a_silence_longer_than_max_bridge_s_is_not_a_stop() -> None:
