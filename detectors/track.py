@@ -53,7 +53,7 @@ Timeline (radius 50 m, min stop 15 min, leaving: 3 fixes and 60 s away)::
 from __future__ import annotations
 
 import random
-import statistics
+from array import array
 from dataclasses import dataclass, field
 
 from citywatch.detectors import params
@@ -65,6 +65,7 @@ from citywatch.geo.distance import haversine_m
 OWNER = "track.stop"
 ANCHOR_SAMPLES = 32  # fixes kept for the median anchor, evenly spread over the stay
 TRAIL_MAX = 32  # away fixes kept to seed the next stay
+_RECOMPUTE = frozenset({3, 5, 8, 12, 16, 24})  # sample counts that move the anchor early
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,7 +131,7 @@ class _Stay:
     allowed: bool
     fixes: int = 0
     silent_ms: int = 0
-    samples: list[tuple[float, float]] = field(default_factory=list)
+    samples: array[float] = field(default_factory=lambda: array("d"))  # lon, lat, lon, ...
     stride: int = 1
     seen: int = 0
     away_n: int = 0
@@ -153,12 +154,20 @@ class _Stay:
         self.seen += 1
         if (self.seen - 1) % self.stride:
             return
-        self.samples.append((f[1], f[2]))
-        if len(self.samples) >= ANCHOR_SAMPLES:
-            self.samples = self.samples[::2]
+        self.samples.extend((f[1], f[2]))
+        if len(self.samples) >= 2 * ANCHOR_SAMPLES:
+            kept = array("d")
+            for i in range(0, len(self.samples), 4):
+                kept.extend(self.samples[i : i + 2])
+            self.samples = kept
             self.stride *= 2
-        self.lon = statistics.median(s[0] for s in self.samples)
-        self.lat = statistics.median(s[1] for s in self.samples)
+        n = len(self.samples) // 2
+        if self.stride == 1 and n not in _RECOMPUTE:
+            return  # early in a stay the anchor moves on at a few sample counts only
+        lons = sorted(self.samples[0::2])
+        lats = sorted(self.samples[1::2])
+        self.lon = lons[n // 2] if n % 2 else (lons[n // 2 - 1] + lons[n // 2]) / 2
+        self.lat = lats[n // 2] if n % 2 else (lats[n // 2 - 1] + lats[n // 2]) / 2
 
 
 def _stay_from(seed: list[_Fix], episode: _Episode | None, observed_gap_ms: int) -> _Stay:

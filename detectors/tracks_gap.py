@@ -35,8 +35,10 @@ Timeline (T = 3 min, watermark = latest event time - 30 s)::
 
 from __future__ import annotations
 
+import bisect
 import random
-from collections.abc import Mapping
+from array import array
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from citywatch.detectors import params
@@ -101,7 +103,8 @@ class _Track:
     undecided: list[_Fix]
     last: _Fix
     prev: tuple[int, float, float] | None = None
-    intervals: list[int] = field(default_factory=list)
+    intervals: array[int] = field(default_factory=lambda: array("q"))  # in arrival order
+    by_size: array[int] = field(default_factory=lambda: array("q"))  # the same, sorted
     timer: int | None = None
 
 
@@ -117,15 +120,15 @@ class GapDetector(Detector):
         self._timers = DueTimers()
         self._wm = NO_WATERMARK
 
-    def _allowed_ms(self, cls: str, intervals: list[int]) -> tuple[int, int]:
+    def _allowed_ms(self, cls: str, by_size: Sequence[int]) -> tuple[int, int]:
         """The silence allowed after a fix: the class's, or ``interval_factor`` times the
         vehicle's own reporting interval (the upper quartile of its recent intervals, as
         real devices report irregularly; capped at ``max_adaptive_s``) when that is
         longer; and that interval (0 before three intervals were seen)."""
         base = self._silence_ms[cls]
-        if len(intervals) < 3:
+        if len(by_size) < 3:
             return base, 0
-        interval = sorted(intervals)[(3 * len(intervals)) // 4]
+        interval = by_size[(3 * len(by_size)) // 4]
         own = self.p.interval_factor * interval
         return int(max(base, min(own, self.p.max_adaptive_s * 1000))), interval
 
@@ -155,13 +158,15 @@ class GapDetector(Detector):
             last = st.last
             if ts - last[0] > last[7]:
                 self._reappeared(ev, st, out)
-            st.intervals.append(ts - st.max_ts)
+            gap = ts - st.max_ts
+            st.intervals.append(gap)
+            bisect.insort(st.by_size, gap)
             if len(st.intervals) > INTERVALS:
-                del st.intervals[0]
-            allowed, interval = self._allowed_ms(ev.cls, st.intervals)
-            parked = haversine_m(last[1], last[2], ev.lon, ev.lat) <= self.p.parked_m and (
-                ev.speed_kmh is None or ev.speed_kmh <= PARKED_KMH
-            )
+                del st.by_size[bisect.bisect_left(st.by_size, st.intervals.pop(0))]
+            allowed, interval = self._allowed_ms(ev.cls, st.by_size)
+            parked = (ev.speed_kmh is None or ev.speed_kmh <= PARKED_KMH) and haversine_m(
+                last[1], last[2], ev.lon, ev.lat
+            ) <= self.p.parked_m
             if parked:  # trackers (and AIS at anchor) report less often when parked
                 allowed = max(allowed, self._parked_ms)
             fix: _Fix = (ts, ev.lon, ev.lat, zone, ev.id, ev.cls, ev.cargo, allowed, interval)

@@ -140,6 +140,8 @@ class SpeedingDetector(Detector):
                 return
         elif ts <= st.last_ts:
             return
+        elif ev.speed_kmh is not None:  # reported: a derived speed would start from here
+            st.track[:] = [(ts, ev.lon, ev.lat, 0.0)]
         else:
             self._extend(st.track, ev)
         kmh = ev.speed_kmh
