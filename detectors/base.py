@@ -77,6 +77,23 @@ class KeyedState(Stateful, Generic[S]):
         self._seen.pop(key, None)
         return self._items.pop(key, None)
 
+    def take_stale(self, key: str, now_ms: int) -> S | None:
+        """Remove and return a key's state if it was last used more than ``idle_ms``
+        before ``now_ms`` (as :meth:`evict_idle` at that time would have), else None.
+
+        Calling it before :meth:`get` makes whether state survives a silence depend
+        on event time alone, never on when watermarks happened to evict it.
+
+        >>> ks: KeyedState[int] = KeyedState(idle_ms=10)
+        >>> ks.put("a", 1, now_ms=0)
+        >>> ks.take_stale("a", now_ms=10), ks.take_stale("a", now_ms=11), len(ks)
+        (None, 1, 0)
+        """
+        seen = self._seen.get(key)
+        if seen is None or now_ms - seen <= self.idle_ms:
+            return None
+        return self.pop(key)
+
     def _touch(self, key: str, now_ms: int) -> None:
         if now_ms >= self._seen.get(key, now_ms):
             self._seen[key] = now_ms

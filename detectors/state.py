@@ -160,6 +160,8 @@ _PLAIN_GLOBALS = {
     ("collections", "OrderedDict"),
     ("collections", "deque"),
     ("copyreg", "_reconstructor"),
+    ("array", "array"),  # typed number columns (array.array) of per-key records
+    ("array", "_array_reconstructor"),
     ("builtins", "object"),
 }
 _NUMPY_GLOBALS = {

@@ -25,7 +25,7 @@ Timeline (T = 3 min, watermark = latest event time - 30 s)::
 >>> det = GapDetector(GapParams(max_silence_s={"hazmat_truck": 180}))
 >>> out = []
 >>> for m in (0, 1, 2, 6):
-...     det.on_event(GpsEvent(m * 60_000, "hz-1", 121.0, 32.0, "hazmat_truck"), out)
+...     det.on_event(GpsEvent(m * 60_000, "hz-1", 121.0 + m / 100, 32.0, "hazmat_truck"), out)
 >>> det.on_watermark(5 * 60_000, out); len(out)
 0
 >>> det.on_watermark(5 * 60_000 + 1, out)
@@ -35,54 +35,76 @@ Timeline (T = 3 min, watermark = latest event time - 30 s)::
 
 from __future__ import annotations
 
+import bisect
 import random
-from collections.abc import Mapping
+from array import array
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from citywatch.detectors import params
-from citywatch.detectors.alerts import Alert
+from citywatch.detectors.alerts import Alert, alert_id
 from citywatch.detectors.base import ContractCase, Detector, KeyedState
 from citywatch.detectors.events import Event, GpsEvent
 from citywatch.detectors.timers import DueTimers
 from citywatch.detectors.watermark import NO_WATERMARK
+from citywatch.geo.distance import haversine_m
 
 OWNER = "track.gap"
+PARKED_KMH = 5.0  # a fix reporting more is not parked
+INTERVALS = 32  # recent reporting intervals per vehicle (upper quartile: its interval)
 
-# (ts_ms, lon, lat, zone, event id) of a fix whose gap is still undecided
-_Fix = tuple[int, float, float, str | None, str | None]
+# (ts_ms, lon, lat, zone, event id, class, cargo, silence_ms, interval_ms) of a fix
+# whose gap is still undecided; silence_ms is the silence allowed after it and
+# interval_ms the vehicle's observed reporting interval (0: not known yet), both
+# fixed when it came
+_Fix = tuple[int, float, float, str | None, str | None, str, str | None, int, int]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GapParams:
-    """``[track.gap]``: the longest silence allowed per vehicle class."""
+    """``[track.gap]``: the silence allowed per vehicle class and per observed interval."""
 
     max_silence_s: Mapping[str, float] = field(
-        default_factory=lambda: {"hazmat_truck": 180.0, "tanker": 180.0}
+        default_factory=lambda: {"hazmat_truck": 300.0, "tanker": 300.0}
     )
+    interval_factor: float = 3.0
+    parked_silence_s: float = 900.0
+    parked_m: float = 50.0
+    max_adaptive_s: float = 1800.0
+    off_track_m: float = 1000.0
+    off_track_severity: str = "orange"
     severity: str = "yellow"
     idle_evict_s: int = 6 * 3600
 
     def __post_init__(self) -> None:
         for cls, secs in self.max_silence_s.items():
             params.positive(OWNER, f"max_silence_s.{cls}", secs)
+        params.non_negative(OWNER, "interval_factor", self.interval_factor)
+        params.positive(OWNER, "parked_silence_s", self.parked_silence_s)
+        params.non_negative(OWNER, "parked_m", self.parked_m)
+        params.positive(OWNER, "max_adaptive_s", self.max_adaptive_s)
+        params.positive(OWNER, "off_track_m", self.off_track_m)
         params.positive(OWNER, "idle_evict_s", self.idle_evict_s)
         params.severity(OWNER, self.severity)
-        longest = max(self.max_silence_s.values(), default=0)
+        params.severity(OWNER, self.off_track_severity)
+        longest = max([*self.max_silence_s.values(), self.max_adaptive_s, self.parked_silence_s])
         if self.idle_evict_s <= longest:
             msg = (
                 f'{OWNER}: "idle_evict_s" must be longer than the longest max_silence_s '
-                f"({longest:g}), got {self.idle_evict_s}; a vehicle must not be forgotten "
-                "before its gap is decided"
+                f"or max_adaptive_s ({longest:g}), got {self.idle_evict_s}; a vehicle must "
+                "not be forgotten before its gap is decided"
             )
             raise ValueError(msg)
 
 
 @dataclass(slots=True)
 class _Track:
-    cls: str
-    cargo: str | None
     max_ts: int
     undecided: list[_Fix]
+    last: _Fix
+    prev: tuple[int, float, float] | None = None
+    intervals: array[int] = field(default_factory=lambda: array("q"))  # in arrival order
+    by_size: array[int] = field(default_factory=lambda: array("q"))  # the same, sorted
     timer: int | None = None
 
 
@@ -95,34 +117,110 @@ class GapDetector(Detector):
     def __init__(self, p: GapParams) -> None:
         self.p = p
         self._silence_ms = {cls: int(s * 1000) for cls, s in p.max_silence_s.items()}
+        self._parked_ms = int(p.parked_silence_s * 1000)
         self._state: KeyedState[_Track] = KeyedState(p.idle_evict_s * 1000)
         self._timers = DueTimers()
         self._wm = NO_WATERMARK
 
+    def _allowed_ms(self, cls: str, by_size: Sequence[int]) -> tuple[int, int]:
+        """The silence allowed after a fix: the class's, or ``interval_factor`` times the
+        vehicle's own reporting interval (the upper quartile of its recent intervals, as
+        real devices report irregularly; capped at ``max_adaptive_s``) when that is
+        longer; and that interval (0 before three intervals were seen)."""
+        base = self._silence_ms[cls]
+        if len(by_size) < 3:
+            return base, 0
+        interval = by_size[(3 * len(by_size)) // 4]
+        own = self.p.interval_factor * interval
+        return int(max(base, min(own, self.p.max_adaptive_s * 1000))), interval
+
     def on_event(self, ev: Event, out: list[Alert]) -> None:
         if not isinstance(ev, GpsEvent) or ev.cls not in self._silence_ms:
             return
-        silence = self._silence_ms[ev.cls]
         ts = ev.ts_ms
-        fix: _Fix = (ts, ev.lon, ev.lat, ev.zones[0] if ev.zones else None, ev.id)
+        stale = self._state.take_stale(ev.entity, ts)
+        if stale is not None:
+            # Idle longer than idle_evict_s (> any silence): its open fixes are gaps, the
+            # same alerts a watermark would have fired before evicting it.
+            out.extend(self._alert(ev.entity, f) for f in stale.undecided)
         st = self._state.get(ev.entity, ts)
+        zone = ev.zones[0] if ev.zones else None
         if st is None:
-            st = _Track(ev.cls, ev.cargo, ts, [fix])
+            allowed, interval = self._allowed_ms(ev.cls, [])
+            first: _Fix = (ts, ev.lon, ev.lat, zone, ev.id, ev.cls, ev.cargo, allowed, interval)
+            st = _Track(ts, [first], first)
             self._state.put(ev.entity, st, ts)
-            self._schedule(ev.entity, st, ts + silence)
+            self._schedule(ev.entity, st, ts + allowed)
             return
         und = st.undecided
-        if und and any(f[0] < ts <= f[0] + silence for f in und):
+        if und and any(f[0] < ts <= f[0] + f[7] for f in und):
             # A fix within T after an undecided fix means no gap after that one.
-            st.undecided = und = [f for f in und if not f[0] < ts <= f[0] + silence]
+            st.undecided = und = [f for f in und if not f[0] < ts <= f[0] + f[7]]
         if ts > st.max_ts:
-            st.max_ts = ts
-            st.cls, st.cargo = ev.cls, ev.cargo
+            last = st.last
+            if ts - last[0] > last[7]:
+                self._reappeared(ev, st, out)
+            gap = ts - st.max_ts
+            st.intervals.append(gap)
+            bisect.insort(st.by_size, gap)
+            if len(st.intervals) > INTERVALS:
+                del st.by_size[bisect.bisect_left(st.by_size, st.intervals.pop(0))]
+            allowed, interval = self._allowed_ms(ev.cls, st.by_size)
+            parked = (ev.speed_kmh is None or ev.speed_kmh <= PARKED_KMH) and haversine_m(
+                last[1], last[2], ev.lon, ev.lat
+            ) <= self.p.parked_m
+            if parked:  # trackers (and AIS at anchor) report less often when parked
+                allowed = max(allowed, self._parked_ms)
+            fix: _Fix = (ts, ev.lon, ev.lat, zone, ev.id, ev.cls, ev.cargo, allowed, interval)
+            st.prev, st.last, st.max_ts = (last[0], last[1], last[2]), fix, ts
             und.append(fix)
             if st.timer is None:
-                self._schedule(ev.entity, st, und[0][0] + silence)
+                self._schedule(ev.entity, st, min(f[0] + f[7] for f in und))
         # An older fix (out of order within the bound) is followed within T by the
         # newest one, so it is decided at once; only its effect above remains.
+
+    def _reappeared(self, ev: GpsEvent, st: _Track, out: list[Alert]) -> None:
+        """After a silence longer than allowed: far from where driving on would have
+        brought it (dead reckoning from its last two fixes), a second, higher alert."""
+        last = st.last
+        silent_ms = ev.ts_ms - last[0]
+        plon, plat = last[1], last[2]
+        if st.prev is not None and last[0] > st.prev[0]:
+            k = silent_ms / (last[0] - st.prev[0])
+            plon, plat = plon + (plon - st.prev[1]) * k, plat + (plat - st.prev[2]) * k
+        off_m = haversine_m(plon, plat, ev.lon, ev.lat)
+        ahead_m = haversine_m(last[1], last[2], plon, plat)
+        if off_m <= max(self.p.off_track_m, 0.5 * ahead_m):
+            return
+        kind = "track.gap"
+        zone = ev.zones[0] if ev.zones else None
+        out.append(
+            Alert(
+                alert_id(kind, f"{ev.entity}/reappeared", zone, last[0]),
+                kind,
+                self.p.off_track_severity,
+                ev.entity,
+                "gps",
+                zone,
+                ev.lon,
+                ev.lat,
+                ev.ts_ms,
+                last[0],
+                {
+                    "class": ev.cls,
+                    "cargo": ev.cargo,
+                    "reappeared": "off its track",
+                    "silent_s": silent_ms / 1000,
+                    "max_silence_s": last[7] / 1000,
+                    "moved_m": round(haversine_m(last[1], last[2], ev.lon, ev.lat)),
+                    "off_track_m": round(off_m),
+                    "last_lon": last[1],
+                    "last_lat": last[2],
+                    "last_fix_id": last[4],
+                    "event_id": ev.id,
+                },
+            )
+        )
 
     def _schedule(self, entity: str, st: _Track, deadline: int) -> None:
         # One-second buckets keep the timer heap small. A bucket pops once the watermark
@@ -141,22 +239,19 @@ class GapDetector(Detector):
             if st is None or st.timer != bucket:
                 continue  # evicted, or superseded
             st.timer = None
-            silence = self._silence_ms.get(st.cls)
-            if silence is None:
-                continue
             keep: list[_Fix] = []
             for f in st.undecided:
-                if f[0] + silence < wm_ms:
-                    out.append(self._alert(entity, st, f, silence))
+                if f[0] + f[7] < wm_ms:
+                    out.append(self._alert(entity, f))
                 else:
                     keep.append(f)
             st.undecided = keep
             if keep:
-                self._schedule(entity, st, keep[0][0] + silence)
+                self._schedule(entity, st, min(f[0] + f[7] for f in keep))
         self._state.evict_idle(wm_ms)
 
-    def _alert(self, entity: str, st: _Track, f: _Fix, silence_ms: int) -> Alert:
-        ts, lon, lat, zone, fix_id = f
+    def _alert(self, entity: str, f: _Fix) -> Alert:
+        ts, lon, lat, zone, fix_id, cls, cargo, silence_ms, interval_ms = f
         return Alert.make(
             "track.gap",
             self.p.severity,
@@ -168,9 +263,10 @@ class GapDetector(Detector):
             ts_ms=ts + silence_ms,
             first_ts_ms=ts,
             evidence={
-                "class": st.cls,
-                "cargo": st.cargo,
+                "class": cls,
+                "cargo": cargo,
                 "max_silence_s": silence_ms / 1000,
+                "observed_interval_s": interval_ms / 1000 if interval_ms else None,
                 "last_fix_id": fix_id,
             },
         )
@@ -191,7 +287,7 @@ class GapDetector(Detector):
                 if v == 0 and k > 40:
                     continue
                 ts = t0 + k * period + v * 1000
-                lon = 121.0 + v * 0.01 + rng.uniform(-1e-4, 1e-4)
+                lon = 121.0 + v * 0.01 + k * 1e-3 + rng.uniform(-1e-4, 1e-4)  # driving
                 events.append(GpsEvent(ts, f"hz-{v}", lon, 32.0, "hazmat_truck", id=f"e{k}-{v}"))
             watermarks[len(events) - 1] = t0 + k * period - 30_000
             if k == 40:

@@ -205,6 +205,7 @@ class SpanReporter(Stateful):
             return
         ts = ev.ts_ms
         in_allowed = any(z in self._allowed for z in ev.zones)
+        self._state.take_stale(ev.entity, ts)  # as a watermark would have evicted it
         st = self._state.get(ev.entity, ts)
         if st is None:
             self._state.put(ev.entity, self._new(ev, in_allowed), ts)

@@ -6,8 +6,15 @@ of each zone kind it is in (``zone_limits_kmh``) and a zone's own rule
 the first fix over the limit and alerts once, when it has lasted ``min_over_s``
 and has ``min_fixes`` fixes over the limit; it ends (hysteresis) at the first
 fix at or below ``limit - clear_below_kmh``, or after ``max_fix_gap_s`` without
-a fix. Speed is the reported ``speed``, else derived from the previous fix.
-Out-of-order fixes are ignored: arrival order is fixed, so this is deterministic.
+a fix. Speed is the reported ``speed``, else derived over the track of the last
+``speed_window_s`` (path length over time, from the newest fix at least that
+old), never from one segment: timing jitter between two close fixes (1.2 km in
+a "7 s" that was really 14) is not speeding. Out-of-order fixes are ignored:
+arrival order is fixed, so this is deterministic.
+
+The evidence names the limit and the zone that decided (those of the fix that
+completed the episode, the strictest limit it was over), the episode's mean
+speed (``speed_kmh``) and the highest speed of one fix (``max_speed_kmh``).
 
 Timeline (limit 80 km/h, min 60 s and 3 fixes, clear below 75)::
 
@@ -54,6 +61,7 @@ class SpeedingParams:
     clear_below_kmh: float = 5.0
     max_fix_gap_s: int = 120
     min_derive_s: int = 5
+    speed_window_s: int = 30
     severity: str = "yellow"
     idle_evict_s: int = 3600
 
@@ -67,23 +75,28 @@ class SpeedingParams:
         params.non_negative(OWNER, "clear_below_kmh", self.clear_below_kmh)
         params.positive(OWNER, "max_fix_gap_s", self.max_fix_gap_s)
         params.positive(OWNER, "min_derive_s", self.min_derive_s)
+        params.positive(OWNER, "speed_window_s", self.speed_window_s)
         params.positive(OWNER, "idle_evict_s", self.idle_evict_s)
         params.severity(OWNER, self.severity)
+
+
+# (ts_ms, lon, lat, metres driven since the vehicle was first seen)
+_Pos = tuple[int, float, float, float]
+TRACK_MAX = 64  # fixes kept for the windowed speed
 
 
 @dataclass(slots=True)
 class _Episode:
     last_ts: int
-    lon: float
-    lat: float
+    track: list[_Pos]
     over: bool = False
     first_ts: int = 0
-    zone: str | None = None
-    limit_kmh: float = 0.0
     fixes: int = 0
     max_kmh: float = 0.0
+    sum_kmh: float = 0.0
     first_id: str | None = None
     alerted: bool = False
+    derived: bool = False
 
 
 class SpeedingDetector(Detector):
@@ -120,47 +133,72 @@ class SpeedingDetector(Detector):
         if not isinstance(ev, GpsEvent) or ev.cls not in self.p.limits_kmh:
             return
         ts = ev.ts_ms
+        self._state.take_stale(ev.entity, ts)  # as a watermark would have evicted it
         st = self._state.get(ev.entity, ts)
         if st is None:
-            st = _Episode(ts, ev.lon, ev.lat)
+            st = _Episode(ts, [(ts, ev.lon, ev.lat, 0.0)])
             self._state.put(ev.entity, st, ts)
             if ev.speed_kmh is None:
                 return
         elif ts <= st.last_ts:
             return
+        elif ev.speed_kmh is not None:  # reported: a derived speed would start from here
+            st.track[:] = [(ts, ev.lon, ev.lat, 0.0)]
+        else:
+            self._extend(st.track, ev)
         kmh = ev.speed_kmh
         if kmh is None:
-            dt_ms = ts - st.last_ts
-            if dt_ms < self.p.min_derive_s * 1000:
-                return  # too close to the last fix to derive a speed from jitter
-            kmh = haversine_m(st.lon, st.lat, ev.lon, ev.lat) / dt_ms * 3600.0
+            kmh = self._windowed_kmh(st.track)
+            if kmh is None:
+                return  # too short a track to derive a speed from jitter
         if st.over and ts - st.last_ts > self.p.max_fix_gap_s * 1000:
             st.over = False
-        st.last_ts, st.lon, st.lat = ts, ev.lon, ev.lat
+        st.last_ts = ts
         limit, zone = self.limit_of(ev)
         if kmh > limit:
             if not st.over:
-                st.over, st.first_ts, st.zone, st.limit_kmh = True, ts, zone, limit
-                st.fixes, st.max_kmh, st.first_id, st.alerted = 0, 0.0, ev.id, False
+                st.over, st.first_ts, st.first_id, st.alerted = True, ts, ev.id, False
+                st.fixes, st.max_kmh, st.sum_kmh = 0, 0.0, 0.0
             st.fixes += 1
             st.max_kmh = max(st.max_kmh, kmh)
+            st.sum_kmh += kmh
+            st.derived = ev.speed_kmh is None
             if (
                 not st.alerted
                 and st.fixes >= self.p.min_fixes
                 and ts - st.first_ts >= self.p.min_over_s * 1000
             ):
                 st.alerted = True
-                out.append(self._alert(ev, st))
+                out.append(self._alert(ev, st, limit, zone))
         elif kmh <= limit - self.p.clear_below_kmh:
             st.over = False
 
-    def _alert(self, ev: GpsEvent, st: _Episode) -> Alert:
+    def _extend(self, track: list[_Pos], ev: GpsEvent) -> None:
+        """Add a fix; keep one fix at least ``speed_window_s`` old and the ones after it."""
+        ts0, lon0, lat0, m0 = track[-1]
+        track.append((ev.ts_ms, ev.lon, ev.lat, m0 + haversine_m(lon0, lat0, ev.lon, ev.lat)))
+        horizon = ev.ts_ms - self.p.speed_window_s * 1000
+        drop = 0
+        while drop + 1 < len(track) and track[drop + 1][0] <= horizon:
+            drop += 1
+        drop = max(drop, len(track) - TRACK_MAX)
+        if drop:
+            del track[:drop]
+
+    def _windowed_kmh(self, track: list[_Pos]) -> float | None:
+        """Path length over time from the oldest kept fix; None below ``min_derive_s``."""
+        (ts0, _, _, m0), (ts1, _, _, m1) = track[0], track[-1]
+        if ts1 - ts0 < self.p.min_derive_s * 1000:
+            return None
+        return (m1 - m0) / (ts1 - ts0) * 3600.0
+
+    def _alert(self, ev: GpsEvent, st: _Episode, limit: float, zone: str | None) -> Alert:
         return Alert.make(
             "track.speeding",
             self.p.severity,
             ev.entity,
             "gps",
-            st.zone,
+            zone,
             ev.lon,
             ev.lat,
             ts_ms=ev.ts_ms,
@@ -168,8 +206,13 @@ class SpeedingDetector(Detector):
             evidence={
                 "class": ev.cls,
                 "cargo": ev.cargo,
-                "limit_kmh": st.limit_kmh,
+                "limit_kmh": limit,
+                "limit_zone": zone,
+                "speed_kmh": round(st.sum_kmh / st.fixes, 1),
                 "max_speed_kmh": round(float(st.max_kmh), 1),
+                "speed_from": (
+                    f"track over {self.p.speed_window_s} s" if st.derived else "reported"
+                ),
                 "duration_s": (ev.ts_ms - st.first_ts) / 1000,
                 "fixes": st.fixes,
                 "first_event_id": st.first_id,

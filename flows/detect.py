@@ -118,14 +118,17 @@ class DetectorSuite(Stateful):
         wm_ms: int,
         out: list[Alert],
         side: ShardOutput | None = None,
-    ) -> None:
+    ) -> int:
         """Run ``events`` through the detectors, then advance them to ``wm_ms``; dead
-        letters and spans go to ``side`` (dropped when it is None)."""
+        letters and spans go to ``side`` (dropped when it is None). Returns the watermark
+        the detectors got: held back before fixes the gate still holds for look-ahead."""
         side = side if side is not None else ShardOutput()
         events = events if isinstance(events, list) else list(events)
         if self.gate is not None:
             events = self.gate.admit(events, side.dead)
+            events += self.gate.release(wm_ms, side.dead)
             self.gate.on_watermark(wm_ms)
+            wm_ms = min(wm_ms, self.gate.floor())
         by_type = self._by_type
         for ev in events:
             for det in by_type.get(ev.type, ()):
@@ -138,6 +141,7 @@ class DetectorSuite(Stateful):
             reporter.on_watermark(wm_ms)
         for det in self.detectors:
             det.on_watermark(wm_ms, out)
+        return wm_ms
 
     def live_keys(self) -> int:
         return sum(det.live_keys() for det in self.detectors)
@@ -214,7 +218,7 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, ShardOutput, bytes]):
             if self._wall:
                 self._event_wm = max(self._event_wm, wm_ms)
                 wm_ms = max(wm_ms, self._wall_wm())
-            self.suite.process(batch.events, wm_ms, out, res)
+            wm_ms = self.suite.process(batch.events, wm_ms, out, res)
             res.wm_ms = wm_ms if res.wm_ms is None else max(res.wm_ms, wm_ms)
             for alert in out[start:]:
                 alert.ingest_ns = batch.ingest_ns
@@ -229,8 +233,7 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, ShardOutput, bytes]):
 
     def on_notify(self) -> tuple[Iterable[ShardOutput], bool]:
         res = ShardOutput()
-        res.wm_ms = max(self._event_wm, self._wall_wm())
-        self.suite.process([], res.wm_ms, res.alerts, res)
+        res.wm_ms = self.suite.process([], max(self._event_wm, self._wall_wm()), res.alerts, res)
         return _emit(res), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:

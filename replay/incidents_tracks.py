@@ -9,7 +9,7 @@ Block timeline (minutes from the block start)::
 
     0    5    10   15   20   25   30   35   40
     |----|----|----|----|----|----|----|----|
-    gap:        hz drives, silent [10 ... 18]  alert at last fix + 3 min
+    gap:        hz drives, silent [10 ... 18]  alert at last fix + 5 min
     speeding:        tk at 95 km/h [12 ... ]   alert ~1 min in
     rendezvous:    tk stops [8 ....... 20], muck truck 12 m away [9 ... 19.5]
                                 alert at the truck's first still fix + 8 min
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from citywatch.replay.generator import Generator
 
 MINUTE = 60_000
-GAP_SILENCE_S = 180  # [track.gap.max_silence_s] hazmat_truck
+GAP_SILENCE_S = 300  # [track.gap.max_silence_s] hazmat_truck
 SPEEDING_MIN_OVER_S = 60  # [track.speeding] min_over_s
 TOGETHER_S = 480  # [track.rendezvous] min_together_s
 

@@ -21,4 +21,5 @@ COMMANDS = [
     "citywatch.flows.commands.silence",
     "citywatch.flows.commands.bench",
     "citywatch.flows.commands.config",
+    "citywatch.flows.commands.import_tracks",
 ]

@@ -40,7 +40,6 @@ def make_detector(zones: dict[str, ZoneMeta] | None = None, **overrides: Any) ->
         "classes": ("hazmat_truck", "tanker"),
         "radius_m": 50,
         "min_stop_s": 900,
-        "max_outlier_fixes": 1,
     }
     settings.update(overrides)
     return StopDetector(StopParams(**settings), zones or {})
@@ -77,7 +76,12 @@ def test_stop_fires_exactly_once_at_min_stop_s() -> None:
     assert alert.evidence["radius_m"] == 50
     assert alert.evidence["fixes"] == 16
     assert alert.evidence["event_id"] == "e15"
-    assert (alert.lon, alert.lat) == (LON, LAT)
+    assert alert.evidence["first_event_id"] == "e0"
+    assert (alert.evidence["observed_s"], alert.evidence["silent_s"]) == (900, 0)
+    assert alert.evidence["across_silence"] is False
+    # the anchor is the median of the fixes (0, 5 and 10 m east): 5 m east
+    assert alert.lon == pytest.approx(LON + offset_deg(LAT, 5, 0)[0])
+    assert alert.lat == pytest.approx(LAT)
 
 
 def test_no_alert_one_millisecond_short() -> None:
@@ -85,45 +89,112 @@ def test_no_alert_one_millisecond_short() -> None:
     assert run(make_detector(), fixes) == []
 
 
-def test_missing_fixes_do_not_end_a_stop() -> None:
+def test_a_short_silence_is_bridged_and_reported_as_silent() -> None:
     # t(min)  0                      16
-    # fix     A   (gateway silent)   A     -> still the same stop
-    assert at_minutes(run(make_detector(), [fix(0), fix(16)])) == [16]
+    # fix     A   (gateway silent)   A     -> one stay, but 16 min of it unobserved
+    fired = run(make_detector(), [fix(0), fix(16)])
+    assert at_minutes(fired) == [16]
+    ev = fired[0][1].evidence
+    assert (ev["duration_s"], ev["observed_s"], ev["silent_s"]) == (960, 0, 960)
+    assert ev["across_silence"] is True
+
+
+def test_a_silence_longer_than_max_bridge_s_is_not_a_stop() -> None:
+    # t(min)  0  1          (silent 8.8 h)          529 530
+    # fix     A  A                                   A   A     same place
+    # Nothing shows the truck stood there: no stop (the silence is track.gap's).
+    fixes = [fix(0), fix(1), fix(529), fix(530)]
+    assert run(make_detector(), fixes) == []
+    # ... but standing 15 observed minutes after it does alert
+    fixes += [fix(m) for m in range(531, 545)]
+    assert at_minutes(run(make_detector(), fixes)) == [544]
+
+
+def test_the_stay_after_a_long_silence_at_the_same_place_continues_the_alert() -> None:
+    # stood 20 min (alert), silent 3 h, stands again at the same place: one stay
+    fixes = [fix(m) for m in range(21)] + [fix(m) for m in range(200, 240)]
+    assert at_minutes(run(make_detector(), fixes)) == [15]
 
 
 def test_one_jittered_fix_does_not_end_the_stop() -> None:
     # t(min)  0 ... 11  12  13  14  15
-    # fix     A ...  A   J   A   A   A      J = 120 m away (GPS jitter)
+    # fix     A ...  A   J   A   A   A      J = 400 m away (a multipath jump)
     # alert                          ^ first_ts = 0
-    fixes = [fix(m) for m in range(12)] + [fix(12, east_m=120)] + [fix(m) for m in (13, 14, 15)]
-    fired = run(make_detector(max_outlier_fixes=1), fixes)
+    fixes = [fix(m) for m in range(12)] + [fix(12, east_m=400)] + [fix(m) for m in (13, 14, 15)]
+    fired = run(make_detector(), fixes)
     assert at_minutes(fired) == [15]
     assert fired[0][1].first_ts_ms == T0
 
 
-def test_two_jittered_fixes_tolerated_with_max_outlier_fixes_2() -> None:
+def test_two_jittered_fixes_do_not_end_the_stay() -> None:
     # t(min)  0 ... 11  12  13  14  15
     # fix     A ...  A   J1  J2  A   A      J1 120 m east, J2 90 m north
-    # alert                          ^ first_ts = 0
     fixes = (
         [fix(m) for m in range(12)]
         + [fix(12, east_m=120), fix(13, north_m=90)]
         + [fix(14), fix(15)]
     )
-    fired = run(make_detector(max_outlier_fixes=2), fixes)
+    fired = run(make_detector(), fixes)
     assert at_minutes(fired) == [15]
     assert fired[0][1].first_ts_ms == T0
 
 
-def test_two_jittered_fixes_end_the_stop_with_max_outlier_fixes_1() -> None:
-    # Same fixes as above, but only one outlier is tolerated: J2 ends the stop, which
-    # restarts at J2 (J1 and J2 are 150 m apart), so nothing reaches 15 minutes.
-    fixes = (
-        [fix(m) for m in range(12)]
-        + [fix(12, east_m=120), fix(13, north_m=90)]
-        + [fix(14), fix(15)]
-    )
-    assert run(make_detector(max_outlier_fixes=1), fixes) == []
+def test_leaving_takes_a_count_and_a_time() -> None:
+    # 1 Hz fixes; at 5 min a burst of five fixes 300 m away (5 s): not a departure
+    fixes = [fix(s / 60) for s in range(300)]
+    fixes += [fix((300 + s) / 60, east_m=300) for s in range(5)]
+    fixes += [fix((305 + s) / 60) for s in range(700)]
+    assert at_minutes(run(make_detector(), fixes)) == [15]
+    # ... while three fixes 300 m away over two minutes are one, whatever the fix rate
+    slow = [fix(m) for m in range(6)] + [fix(m, east_m=300) for m in (6, 7, 8)]
+    slow += [fix(m) for m in range(9, 22)]
+    assert run(make_detector(), slow) == []
+
+
+def test_urban_multipath_at_1_hz_gives_one_alert_per_stay() -> None:
+    # A 1 h 45 min stay with 1 Hz fixes; every 10 min three fixes 70-110 m from the
+    # stay's first fix (itself 10 m off the true place): one alert.
+    fixes = [fix(0, east_m=-10)]
+    for s in range(1, 105 * 60):
+        off = 60 + 20 * (s % 3) if s % 600 in (0, 1, 2) else (s * 7919) % 11
+        fixes.append(fix(s / 60, east_m=off))
+    fired = run(make_detector(radius_m=60), fixes)
+    assert at_minutes(fired) == [15]
+
+
+def test_a_taxi_at_a_rank_with_150_s_fixes_and_far_fixes_alerts_once() -> None:
+    # fixes every 150 s for 4 hours; three in a row sit 85-107 m away; once the
+    # driver moves up the queue 250 m and then back: all one stay at one rank
+    fixes = []
+    for k in range(96):
+        east = {40: 85, 41: 107, 42: 95, 60: 250, 61: 250}.get(k, 0)
+        fixes.append(fix(k * 2.5, east_m=east))
+    fired = run(make_detector(), fixes)
+    assert len(fired) == 1
+
+
+def test_a_re_stop_at_the_same_place_continues_the_alert() -> None:
+    # stood 20 min (alert), drove 2 km away and back in 10 min, stood 30 min more
+    fixes = [fix(m) for m in range(21)]
+    fixes += [fix(m, east_m=2000) for m in range(22, 30)]
+    fixes += [fix(m) for m in range(31, 61)]
+    assert at_minutes(run(make_detector(), fixes)) == [15]
+    # ... unless the vehicle was away longer than rejoin_s
+    assert at_minutes(run(make_detector(rejoin_s=300), fixes)) == [15, 46]
+
+
+def test_first_ts_is_the_arrival_fix() -> None:
+    # driving at 40 km/h (fixes 670 m apart), then the arrival fix (still 12 km/h)
+    fixes = [
+        GpsEvent(T0 + m * MIN, "hz-001", LON - 0.007 * (5 - m), LAT, "hazmat_truck", 40.0)
+        for m in range(5)
+    ]
+    fixes.append(GpsEvent(T0 + 5 * MIN, "hz-001", LON, LAT, "hazmat_truck", 12.0, id="arrive"))
+    fixes += [fix(m) for m in range(6, 25)]
+    fired = run(make_detector(), fixes)
+    assert at_minutes(fired) == [20]
+    assert fired[0][1].first_ts_ms == T0 + 5 * MIN
+    assert fired[0][1].evidence["first_event_id"] == "arrive"
 
 
 def test_truck_that_moves_on_and_stops_again_gets_a_second_alert_with_a_new_id() -> None:
@@ -133,7 +204,7 @@ def test_truck_that_moves_on_and_stops_again_gets_a_second_alert_with_a_new_id()
     fixes = [fix(m) for m in range(16)]
     fixes += [fix(m, east_m=1000 * (m - 15)) for m in range(16, 20)]
     fixes += [fix(m, east_m=5000) for m in range(20, 36)]
-    fired = run(make_detector(max_outlier_fixes=1), fixes)
+    fired = run(make_detector(), fixes)
     assert at_minutes(fired) == [15, 35]
     first, second = fired[0][1], fired[1][1]
     assert first.first_ts_ms == T0
@@ -169,7 +240,7 @@ def test_out_of_order_fix_is_ignored() -> None:
     # arrival  0  1 ... 10  (5 @ 3 km)  11 ... 15
     # A late fix far away neither restarts the stop nor counts as an outlier.
     fixes = [fix(m) for m in range(11)] + [fix(5, east_m=3000)] + [fix(m) for m in range(11, 16)]
-    fired = run(make_detector(max_outlier_fixes=0), fixes)
+    fired = run(make_detector(), fixes)
     assert at_minutes(fired) == [15]
     assert fired[0][1].first_ts_ms == T0
 
@@ -224,7 +295,8 @@ def test_input_events_are_not_mutated() -> None:
         ("radius_m", 0),
         ("radius_m", -5),
         ("min_stop_s", 0),
-        ("max_outlier_fixes", -1),
+        ("leave_fixes", 0),
+        ("rejoin_m", 10),
         ("idle_evict_s", 0),
         ("severity", "purple"),
     ],
@@ -232,7 +304,8 @@ def test_input_events_are_not_mutated() -> None:
         "radius_m-zero",
         "radius_m-negative",
         "min_stop_s-zero",
-        "max_outlier_fixes-negative",
+        "leave_fixes-zero",
+        "rejoin_m-below-radius",
         "idle_evict_s-zero",
         "severity-unknown",
     ],
@@ -245,3 +318,28 @@ def test_stop_params_reject_bad_values_naming_the_setting(setting: str, value: A
 def test_stop_params_defaults_are_valid() -> None:
     p = StopParams()
     assert p.radius_m > 0 and p.min_stop_s > 0
+
+
+def test_state_across_a_long_silence_does_not_depend_on_watermarks() -> None:
+    # stood 20 min (alert), silent 7 h (> idle_evict_s), back at the same place for
+    # 20 min: the same alerts whether or not a watermark evicted the truck in between
+    first = [fix(m) for m in range(21)]
+    second = [fix(m) for m in range(440, 461)]
+    quiet = make_detector()
+    run(quiet, first)
+    evicted = make_detector()
+    run(evicted, first)
+    evicted.on_watermark(T0 + 400 * MIN, [])
+    assert evicted.live_keys() == 0
+    assert [a.to_json() for _, a in run(quiet, second)] == [
+        a.to_json() for _, a in run(evicted, second)
+    ]
+
+
+def test_a_vehicle_that_never_left_keeps_its_alert_however_long() -> None:
+    # a ship at anchor: 20 min at A (alert), swings to 100 m east for 40 min (a stay
+    # of its own), back at A for 30 min: one alert, even with rejoin_s of 5 minutes
+    fixes = [fix(m) for m in range(21)]
+    fixes += [fix(m, east_m=100) for m in range(21, 61)]
+    fixes += [fix(m) for m in range(61, 91)]
+    assert at_minutes(run(make_detector(rejoin_s=300), fixes)) == [15]

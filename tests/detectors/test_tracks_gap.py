@@ -10,6 +10,7 @@ import pytest
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.events import GpsEvent
 from citywatch.detectors.tracks_gap import GapDetector, GapParams
+from citywatch.geo.distance import offset_deg
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 MIN = 60_000
@@ -65,6 +66,7 @@ def test_silence_fires_once_when_the_watermark_passes_last_fix_plus_t() -> None:
         "class": "hazmat_truck",
         "cargo": None,
         "max_silence_s": 180.0,
+        "observed_interval_s": None,  # known after three intervals
         "last_fix_id": "hz-1@2",
     }
 
@@ -116,7 +118,7 @@ def test_each_class_has_its_own_silence_and_unwatched_classes_are_ignored() -> N
 
 
 def test_a_second_silence_gives_a_second_alert_with_a_new_id() -> None:
-    out = run(detector(), [fix(0), fix(4), fix(5), fix(10), wm(20)])
+    out = run(detector(interval_factor=0), [fix(0), fix(4), fix(5), fix(10), wm(20)])
     assert [(a.first_ts_ms - T0) // MIN for a in out] == [0, 5, 10]
     assert len({a.id for a in out}) == 3
 
@@ -136,7 +138,7 @@ def test_idle_vehicles_are_evicted_after_their_gap_fired() -> None:
 
 
 def test_state_is_bounded_over_many_vehicles_and_pickles_mid_silence() -> None:
-    det = detector(idle_evict_s=600)
+    det = detector(idle_evict_s=600, max_adaptive_s=300, parked_silence_s=300)
     for k in range(40):
         run(det, [fix(k, entity=f"hz-{k}") for _ in range(3)] + [wm(k - 0.5)])
     assert det.live_keys() <= 12  # only the last ~10 minutes of vehicles are kept
@@ -159,3 +161,52 @@ def test_gap_params_reject_bad_values_naming_the_setting(
 ) -> None:
     with pytest.raises(ValueError, match=rf"^track\.gap: .*{needle}"):
         GapParams(**overrides)
+
+
+def moving(sec: float, east_m: float, north_m: float = 0.0, entity: str = "hz-1") -> GpsEvent:
+    dlon, dlat = offset_deg(32.0, east_m, north_m)
+    return GpsEvent(T0 + int(sec * 1000), entity, 121.0 + dlon, 32.0 + dlat, "hazmat_truck")
+
+
+def test_a_tunnel_dropout_is_not_a_gap_with_the_defaults() -> None:
+    # 5 s fixes at 60 km/h, 4 minutes in a tunnel: silence 240 s < 300 s
+    fixes = [moving(5 * k, 83 * k) for k in range(20)]
+    fixes += [moving(95 + 240 + 5 * k, 83 * (19 + 49 + k)) for k in range(20)]
+    det = GapDetector(GapParams())
+    assert run(det, [*fixes, wm(7)]) == []
+
+
+def test_a_slow_reporter_may_lose_a_packet_but_not_go_dark() -> None:
+    # a fleet reporting every 150 s: one lost packet (300 s) is no gap; 20 minutes is,
+    # measured against its own interval (3 x 150 s = 450 s > the class's 300 s)
+    fixes = [moving(150 * k, 300 * k) for k in range(10)] + [moving(1650, 3300)]
+    det = GapDetector(GapParams())
+    assert run(det, [*fixes, wm(27.5)]) == []
+    out = run(det, [moving(1650 + 1200, 6000), wm(60)])
+    gaps = [(a.first_ts_ms, a.evidence["max_silence_s"]) for a in out]
+    assert gaps[0] == (T0 + 1_650_000, 450.0)
+
+
+def test_reappearing_far_off_its_track_after_a_gap_is_worth_more() -> None:
+    # 15 s fixes driving east at 36 km/h, silent 10 minutes, then back on its road
+    # (6 km further east) or 5 km north of where it went dark
+    before = [moving(15 * k, 150 * k) for k in range(10)]
+    on_road = run(GapDetector(GapParams()), [*before, moving(735, 150 * 49), wm(16)])
+    assert [a.severity for a in on_road] == ["yellow"]
+    off = run(GapDetector(GapParams()), [*before, moving(735, 1350, 5000), wm(16)])
+    assert sorted(a.severity for a in off) == ["orange", "yellow"]
+    follow = next(a for a in off if a.severity == "orange")
+    assert follow.kind == "track.gap" and follow.first_ts_ms == T0 + 135_000
+    assert follow.evidence["reappeared"] == "off its track"
+    assert follow.evidence["off_track_m"] > 5000
+    assert len({a.id for a in off}) == 2
+
+
+def test_a_parked_vehicle_may_report_less_often() -> None:
+    # fixes every minute at one spot, then 12 minutes of silence: parked, no gap;
+    # the same silence while driving is one
+    parked = [moving(60 * k, k % 2 * 5) for k in range(5)] + [moving(240 + 720, 0)]
+    assert run(GapDetector(GapParams()), [*parked, wm(17)]) == []
+    driving = [moving(60 * k, 500 * k) for k in range(5)] + [moving(240 + 720, 9000)]
+    out = run(GapDetector(GapParams()), [*driving, wm(17)])
+    assert [(a.first_ts_ms, a.evidence["max_silence_s"]) for a in out] == [(T0 + 240_000, 300.0)]

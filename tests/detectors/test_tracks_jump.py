@@ -22,9 +22,15 @@ def fix(
     return GpsEvent(T0 + int(sec * 1000), entity, LON + dlon, LAT, cls, id=f"{entity}@{sec}")
 
 
-def admit(f: JumpFilter, events: list[Event]) -> tuple[list[float], list[DeadLetter]]:
+def admit(
+    f: JumpFilter, events: list[Event], *, then_s: float | None = None
+) -> tuple[list[float], list[DeadLetter]]:
+    """Admit ``events``; with ``then_s``, also release what the watermark at ``then_s``
+    (seconds after T0) decides."""
     dead: list[DeadLetter] = []
     kept = f.admit(events, dead)
+    if then_s is not None:
+        kept += f.release(T0 + int(then_s * 1000), dead)
     return [(e.ts_ms - T0) / 1000 for e in kept], dead
 
 
@@ -64,34 +70,88 @@ def test_class_limits_apply() -> None:
             fix(0),
             fix(240, 5),
         ],
+        then_s=400,
     )
     assert kept == [0, 0, 240] and len(dead) == 1
     assert "60 km/h max" in dead[0].reason
 
 
-def test_after_reanchor_after_rejects_the_new_position_is_accepted() -> None:
-    # The first fix was the bad one: the truck is really 50 km east.
-    events: list[Event] = [fix(0)] + [fix(15 * k, 50) for k in range(1, 7)]
-    kept, dead = admit(JumpFilter(JumpParams(reanchor_after=3)), events)
-    assert kept == [0, 60, 75, 90] and len(dead) == 3
+def test_when_the_next_fixes_agree_with_the_jump_the_earlier_position_was_wrong() -> None:
+    # The first fix was the bad one: the truck is really 50 km east. Nothing is lost.
+    events: list[Event] = [fix(0)] + [fix(15 * k, 50 + 0.2 * k) for k in range(1, 7)]
+    kept, dead = admit(JumpFilter(JumpParams()), events)
+    assert kept == [0, 15, 30, 45, 60, 75, 90] and dead == []
+
+
+def test_after_a_silence_the_outlier_is_dropped_not_the_good_fixes_after_it() -> None:
+    # t(s)   0 ... 60   (silent 10 min)   660   667   674   681
+    # fix    A ...  A                      X     B1    B2    B3     X = 1.45 km off
+    # B1 ... are plausible from A (long silence), not from X (1.5 km in 7 s)
+    events: list[Event] = [fix(s, s / 100) for s in range(0, 61, 15)]
+    events += [fix(660, 2.45)] + [fix(660 + 7 * k, 1.0 + 0.05 * k) for k in (1, 2, 3)]
+    kept, dead = admit(JumpFilter(JumpParams()), events)
+    assert kept == [0, 15, 30, 45, 60, 667, 674, 681]
+    assert [orjson.loads(d.raw)["ts"] for d in dead] == ["2026-01-01T00:11:00.000Z"]
+    assert "1.8 km off its track" in dead[0].reason and "agrees with the track" in dead[0].reason
+
+
+def test_a_jump_after_a_silence_with_no_next_fix_stands_after_hold_s() -> None:
+    f = JumpFilter(JumpParams(hold_s=60))
+    kept, dead = admit(f, [fix(0), fix(600, 5)])
+    assert kept == [0] and f.floor() == T0 + 600_000 - 1
+    kept, dead = admit(f, [], then_s=660)
+    assert kept == [] and dead == []  # the watermark must pass 600 + 60 s
+    kept, dead = admit(f, [], then_s=660.001)
+    assert kept == [600] and dead == [] and f.floor() > T0 + 10**9
+
+
+def test_a_held_fix_is_decided_by_event_time_alone() -> None:
+    # the same fixes in one batch, or with a watermark between, give the same result
+    events: list[Event] = [fix(0), fix(15, 48), fix(100, 0.5), fix(115, 0.6)]
+    one = admit(JumpFilter(JumpParams()), events)
+    f = JumpFilter(JumpParams())
+    first = admit(f, events[:2], then_s=90)
+    rest = admit(f, events[2:])
+    assert one[0] == first[0] + rest[0] == [0, 100, 115]
+    assert [d.reason for d in one[1]] == [d.reason for d in first[1] + rest[1]]
 
 
 def test_other_event_types_pass_untouched_and_state_pickles() -> None:
-    f = JumpFilter(JumpParams(idle_evict_s=60))
+    f = JumpFilter(JumpParams(idle_evict_s=60, hold_s=10))
     sensor = SensorEvent(T0, "wl-1", "water_level", 3.0)
     kept, dead = admit(f, [sensor, fix(0)])
     assert dead == [] and len(kept) == 2
     clone = pickle.loads(pickle.dumps(f))
-    assert len(admit(clone, [fix(15, 48)])[1]) == 1
+    assert len(admit(clone, [fix(15, 48), fix(30, 0.1)])[1]) == 1
     f.on_watermark(T0 + 120_000)
     assert f.live_keys() == 0
 
 
 @pytest.mark.parametrize(
     ("setting", "value"),
-    [("default_max_speed_kmh", 0), ("min_jump_m", -1), ("reanchor_after", 0)],
-    ids=["max-speed-zero", "min-jump-negative", "reanchor-zero"],
+    [("default_max_speed_kmh", 0), ("min_jump_m", -1), ("lookahead_fixes", 0), ("hold_s", 0)],
+    ids=["max-speed-zero", "min-jump-negative", "lookahead-zero", "hold-zero"],
 )
 def test_jump_params_reject_bad_values(setting: str, value: float) -> None:
     with pytest.raises(ValueError, match=rf"^track\.jump: .*{setting}"):
         JumpParams(**{setting: value})
+
+
+def test_detectors_never_get_a_watermark_past_a_held_fix() -> None:
+    # t(s)   0          170 (2 km on: held, after 170 s of silence)
+    # A 180 s gap after 0 must not fire while 170 is held, whatever the watermarks.
+    from citywatch.detectors.alerts import Alert
+    from citywatch.detectors.tracks_gap import GapDetector, GapParams
+    from citywatch.flows.detect import DetectorSuite
+
+    def suite() -> DetectorSuite:
+        gap = GapDetector(GapParams(max_silence_s={"hazmat_truck": 180}))
+        return DetectorSuite([gap], gate=JumpFilter(JumpParams()))
+
+    events: list[Event] = [fix(0), fix(170, 2)]
+    split, out = suite(), list[Alert]()
+    assert split.process(events, T0 + 200_000, out) == T0 + 170_000 - 1
+    split.process([], T0 + 240_000, out)
+    whole, out2 = suite(), list[Alert]()
+    whole.process(events, T0 + 240_000, out2)
+    assert out == out2 == []

@@ -147,3 +147,31 @@ def test_pickles_mid_episode() -> None:
 def test_speeding_params_reject_bad_values(overrides: dict[str, Any], needle: str) -> None:
     with pytest.raises(ValueError, match=rf"^track\.speeding: .*{needle}"):
         SpeedingParams(**overrides)
+
+
+def test_the_limit_and_zone_that_decided_are_reported() -> None:
+    # over the class limit (80) on the open road at 85 km/h, then into a residential
+    # zone (30) at 45 km/h: the residential limit decided the alert
+    catalog = {"res-1": ZoneMeta("res-1", "residential")}
+    fixes = [fix(0, 85), fix(15, 85)] + [fix(s, 45, zones=("res-1",)) for s in (30, 45, 60)]
+    out = run(detector(catalog), fixes)
+    assert len(out) == 1
+    alert = out[0]
+    assert (alert.zone, alert.evidence["limit_kmh"], alert.evidence["limit_zone"]) == (
+        "res-1",
+        30,
+        "res-1",
+    )
+    assert alert.first_ts_ms == T0 and alert.evidence["speed_from"] == "reported"
+
+
+def test_derived_speed_is_robust_to_timing_jitter() -> None:
+    # 99 km/h (275 m every 10 s) with no reported speed; one fix stamped 3 s late:
+    # its two segments read 76 and 141 km/h, the track over 30 s reads 99
+    step = 99 / 3.6 * 10 / 111_195 / 0.848  # degrees of longitude per 10 s at 32 N
+    fixes = [fix(10 * k + (3 if k == 4 else 0), None, lon=121.0 + step * k) for k in range(12)]
+    out = run(detector(), fixes)
+    assert len(out) == 1
+    ev = out[0].evidence
+    assert ev["max_speed_kmh"] < 110 and ev["speed_kmh"] == pytest.approx(99, abs=3)
+    assert ev["speed_from"] == "track over 30 s"

@@ -35,7 +35,7 @@ def test_bundled_config_loads() -> None:
     assert cfg.kafka_bootstrap is None
     assert cfg.track_stop.radius_m == 60
     assert cfg.track_stop.classes == ("hazmat_truck", "tanker")
-    assert cfg.track_stop.max_outlier_fixes == 2
+    assert cfg.track_stop.leave_fixes == 3
     assert cfg.geofence_enter["airport_site"].classes == ("muck_truck",)
     assert cfg.sensor_threshold["water_level"].clear_at == 4.3
     assert [r.hours for r in cfg.video_rules][:2] == [None, (20, 6)]

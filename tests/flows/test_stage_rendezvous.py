@@ -3,10 +3,10 @@ dead letters, and wall-clock timers for track.gap.
 
 Scripted traffic (minutes after T0), at a spot outside every zone::
 
-    t(min)   0    1    3         9    11        20   21.75   24.75 25.75
+    t(min)   0    1    3         9    11        20   21.75   36.75 37.75
     tk-1     [parked at P ..........................]  silent: track.gap ^
     hz-a          [10 m east .......................]  silent: track.gap ^
-    mk-b               [10 m west ..................]  silent (4 min): gap ^
+    mk-b               [10 m west ..................]  silent (parked, 15 min): ^
     hz-j     drives from 3 km east at 36 km/h; one fix 48 km off at 5 -> dead letter
     alerts                       ^tk-1+hz-a ^tk-1+mk-b       ^ gap
 """
@@ -58,7 +58,7 @@ def scripted_lines() -> list[bytes]:
             rows.append((t + 300, _line(t + 300, "hz-a", "hazmat_truck", 10)))
         if k >= 12:
             rows.append((t + 600, _line(t + 600, "mk-b", "muck_truck", -10)))
-    for k in range(0, 27 * 4):
+    for k in range(0, 38 * 4):
         t = T0 + k * 15_000 + 900
         east = 48_000 if k == 20 else 3000 + k * 150  # driving east at 36 km/h
         rows.append((t, _line(t, "hz-j", "hazmat_truck", east, 36.0)))
@@ -142,8 +142,8 @@ def _track_json(alerts: list[Alert]) -> list[bytes]:
 
 
 def test_wall_clock_timers_fire_a_gap_while_input_is_quiet(config: Config) -> None:
-    # wall     12:00:00  (fixes at 11:59:30 and 11:59:45)  ... 12:03:30 on_notify
-    # wm = now - 30 s = 12:03:00 > 11:59:45 + 180 s: track.gap, ts from the last fix
+    # wall     12:00:00  (fixes at 11:59:30 and 11:59:45)  ... 12:05:30 on_notify
+    # wm = now - 30 s = 12:05:00 > 11:59:45 + 300 s: track.gap, ts from the last fix
     now = [datetime(2026, 6, 15, 12, 0, tzinfo=UTC)]
     t_ms = int(now[0].timestamp() * 1000)
     logic = ShardLogic(
@@ -163,14 +163,14 @@ def test_wall_clock_timers_fire_a_gap_while_input_is_quiet(config: Config) -> No
     # or not; what matters here is when the gap alert comes.
     out, _ = logic.on_batch([ShardBatch(fixes, t_ms - 60_000, 0)])
     assert [a for r in out for a in r.alerts] == []
-    now[0] += timedelta(minutes=3, seconds=14)
+    now[0] += timedelta(minutes=5, seconds=14)
     assert [a for r in logic.on_notify()[0] for a in r.alerts] == []
     now[0] += timedelta(seconds=2)
     res = list(logic.on_notify()[0])
     assert len(res) == 1 and isinstance(res[0], ShardOutput)
     assert res[0].wm_ms == int(now[0].timestamp() * 1000) - 30_000
     assert [(a.kind, a.first_ts_ms, a.ts_ms) for a in res[0].alerts] == [
-        ("track.gap", t_ms - 15_000, t_ms - 15_000 + 180_000)
+        ("track.gap", t_ms - 15_000, t_ms - 15_000 + 300_000)
     ]
 
 

@@ -1,0 +1,254 @@
+"""False alerts of the track detectors on real public tracks moved onto Nantong.
+
+Each dataset is imported as ``citywatch import`` does (moved onto Nantong with
+its metric geometry, classes spread as ``hazmat_truck:2,tanker:1`` so every
+track detector, the tanker rendezvous included, applies), replayed through
+the whole flow (shipped config, every detector on, batch size 5000) and every
+``track.*`` alert is judged by a hindsight oracle over the same fixes:
+
+- ``track.stop`` is false when it *repeats* a stay (an earlier stop alert of
+  the vehicle within 200 m, the vehicle seen in between, never more than
+  300 m (five stop radii) away and never silent for more than 6 hours, after
+  which nobody can tell whether it left) or when the fixes of
+  ``[first_ts, ts]`` do not stay (their 90th percentile distance from the
+  alert's place is over 2 x ``radius_m``);
+- ``track.gap`` is false when the silence (to the next fix in the data) was
+  an ordinary dropout: under max(240 s, 2.5 x the vehicle's median interval);
+- ``track.speeding`` is false when the speed over ``[first_ts, ts]`` (path
+  length over time, or the mean reported speed) is not over ``limit_kmh``;
+- ``track.rendezvous`` is false when the two vehicles' median places over the
+  shared time are more than 2 x ``radius_m`` apart or either moved.
+
+Vehicle-hours are the time between consecutive fixes of a vehicle, counting
+intervals up to 30 minutes. Alerts of the other families (geofences) are
+counted, not judged: they follow from where the moved tracks happen to lie.
+
+    python -m citywatch.benchmarks.real_tracks            # the extracts in data/real
+    python -m citywatch.benchmarks.real_tracks --tracktable PATH.traj --gpx A.gpx ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from bytewax.testing import TestingSink, TestingSource, run_main
+
+from citywatch.detectors.alerts import Alert
+from citywatch.flows.config import Config, load_config
+from citywatch.flows.model import RawBatch
+from citywatch.flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
+from citywatch.flows.runner import load_reference
+from citywatch.geo.distance import haversine_m
+from citywatch.replay.real_tracks import class_picker, read_all, relocate, to_events
+from citywatch.sinks.redis_dispatch import Dispatch
+
+REAL = Path(__file__).resolve().parent.parent / "data" / "real"
+MAX_OBSERVED_MS = 30 * 60_000
+
+
+@dataclass
+class Verdict:
+    """What one dataset gave: vehicle-hours, alerts and false alerts by kind."""
+
+    name: str
+    vehicles: int
+    fixes: int
+    vehicle_hours: float
+    median_interval_s: float
+    alerts: Counter[str] = field(default_factory=Counter)
+    false: Counter[str] = field(default_factory=Counter)
+    reasons: list[str] = field(default_factory=list)
+
+    def per_kh(self, n: int) -> float:
+        return n / self.vehicle_hours * 1000 if self.vehicle_hours else float("nan")
+
+
+Track = list[tuple[int, float, float, float | None]]  # ts_ms, lon, lat, speed
+
+
+def _tracks(events: list[dict[str, Any]]) -> dict[str, Track]:
+    out: dict[str, Track] = defaultdict(list)
+    for ev in events:
+        out[ev["entity"]].append((ev["_ms"], ev["lon"], ev["lat"], ev.get("speed")))
+    for tr in out.values():
+        tr.sort()
+    return out
+
+
+def _span(tr: Track, t0: int, t1: int) -> Track:
+    return [p for p in tr if t0 <= p[0] <= t1]
+
+
+def _p90(values: list[float]) -> float:
+    return sorted(values)[int(0.9 * (len(values) - 1))] if values else 0.0
+
+
+def judge(alert: Alert, tracks: dict[str, Track], earlier: list[Alert]) -> str | None:
+    """Why an alert is false (None: it is right), by hindsight over the fixes."""
+    tr = tracks[alert.subject]
+    ev = alert.evidence
+    if alert.kind == "track.stop":
+        lon, lat = float(alert.lon or 0), float(alert.lat or 0)
+        for prev in earlier:
+            if prev.kind != "track.stop" or prev.subject != alert.subject:
+                continue
+            plon, plat = float(prev.lon or 0), float(prev.lat or 0)
+            if haversine_m(plon, plat, lon, lat) <= 200:
+                between = _span(tr, prev.ts_ms, alert.first_ts_ms)
+                seen = [prev.ts_ms] + [p[0] for p in between] + [alert.first_ts_ms]
+                watched = all(b - a <= 6 * 3_600_000 for a, b in zip(seen, seen[1:], strict=False))
+                if watched and all(haversine_m(plon, plat, p[1], p[2]) <= 300 for p in between):
+                    return "repeated alert for one stay"
+        stay = _span(tr, alert.first_ts_ms, alert.ts_ms)
+        if _p90([haversine_m(lon, lat, p[1], p[2]) for p in stay]) > 2 * float(ev["radius_m"]):
+            return "the vehicle did not stay"
+        return None
+    if alert.kind == "track.gap":
+        after = [p[0] for p in tr if p[0] > alert.first_ts_ms]
+        silence_s = (after[0] - alert.first_ts_ms) / 1000 if after else float("inf")
+        iv = [(b[0] - a[0]) / 1000 for a, b in zip(tr, tr[1:], strict=False)]
+        ordinary = max(240.0, 2.5 * statistics.median(iv)) if iv else 240.0
+        return f"a dropout of {silence_s:.0f} s" if silence_s < ordinary else None
+    if alert.kind == "track.speeding":
+        span = _span(tr, alert.first_ts_ms, alert.ts_ms)
+        reported = [p[3] for p in span if p[3] is not None]
+        if reported:
+            kmh = statistics.fmean(reported)
+        else:
+            path = sum(
+                haversine_m(a[1], a[2], b[1], b[2]) for a, b in zip(span, span[1:], strict=False)
+            )
+            dt = (span[-1][0] - span[0][0]) / 1000 if len(span) > 1 else 0
+            kmh = path / dt * 3.6 if dt else 0.0
+        limit = float(ev["limit_kmh"])
+        return None if kmh > limit else f"{kmh:.0f} km/h over the episode <= {limit:g}"
+    if alert.kind == "track.rendezvous":
+        other = tracks[str(ev["partner"])]
+        a, b = (
+            _span(tr, alert.first_ts_ms, alert.ts_ms),
+            _span(other, alert.first_ts_ms, alert.ts_ms),
+        )
+        if not a or not b:
+            return "no fixes of both over the meeting"
+        ma = (statistics.median(p[1] for p in a), statistics.median(p[2] for p in a))
+        mb = (statistics.median(p[1] for p in b), statistics.median(p[2] for p in b))
+        moved = max(
+            _p90([haversine_m(ma[0], ma[1], p[1], p[2]) for p in a]),
+            _p90([haversine_m(mb[0], mb[1], p[1], p[2]) for p in b]),
+        )
+        if haversine_m(*ma, *mb) > 60 or moved > 60:
+            return "not stopped together"
+        return None
+    return None
+
+
+def _replay(cfg: Config, lines: list[bytes]) -> list[Alert]:
+    ref = load_reference(cfg)
+    size = cfg.flow.batch_size
+    batches = [RawBatch("recording", lines[i : i + size], 0) for i in range(0, len(lines), size)]
+    alerts: list[Alert] = []
+    sink: list[Dispatch] = []
+    flow = build_flow(
+        TestingSource(batches),
+        FlowOutputs(dispatch=TestingSink(sink), alerts=TestingSink(alerts)),
+        cfg,
+        ReferenceHolder(ref),
+    )
+    run_main(flow)
+    return alerts
+
+
+def measure(name: str, fmt: str, paths: Sequence[str | Path], cfg: Config) -> Verdict:
+    fixes = relocate(read_all(fmt, paths))
+    events = list(to_events(fixes, fmt, class_picker("hazmat_truck:2,tanker:1")))
+    for ev, f in zip(events, fixes, strict=True):
+        ev["_ms"] = f.ts_ms
+    lines = [orjson.dumps({k: v for k, v in ev.items() if k != "_ms"}) for ev in events]
+    tracks = _tracks(events)
+    intervals = [b[0] - a[0] for tr in tracks.values() for a, b in zip(tr, tr[1:], strict=False)]
+    hours = sum(i for i in intervals if i <= MAX_OBSERVED_MS) / 3_600_000
+    med = statistics.median(intervals) / 1000 if intervals else 0.0
+    v = Verdict(name, len(tracks), len(events), hours, med)
+    alerts = sorted(_replay(cfg, lines), key=lambda a: (a.ts_ms, a.id))
+    seen: list[Alert] = []
+    for a in alerts:
+        v.alerts[a.kind] += 1
+        if a.kind.startswith("track."):
+            why = judge(a, tracks, seen)
+            if why is not None:
+                v.false[a.kind] += 1
+                v.reasons.append(f"{a.kind} {a.subject} {a.evidence}: {why}")
+        seen.append(a)
+    return v
+
+
+def report(verdicts: list[Verdict]) -> str:
+    rows = [
+        "| dataset | vehicles | fixes | vehicle-h | median fix interval | kind | alerts "
+        "| false | false / 1,000 vehicle-h |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for v in verdicts:
+        kinds = sorted(set(v.alerts) | {"track.stop", "track.gap", "track.speeding"})
+        for k in kinds:
+            judged = k.startswith("track.")
+            false = str(v.false[k]) if judged else "not judged"
+            rate = f"{v.per_kh(v.false[k]):.2f}" if judged else ""
+            rows.append(
+                f"| {v.name} | {v.vehicles} | {v.fixes} | {v.vehicle_hours:.1f} | "
+                f"{v.median_interval_s:.0f} s | {k} | {v.alerts[k]} | {false} | {rate} |"
+            )
+    return "\n".join(rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tracktable", nargs="*", default=None, help=".traj files (AIS)")
+    ap.add_argument("--marinecadastre", nargs="*", default=None, help="AIS CSV files")
+    ap.add_argument("--gpx", nargs="*", default=None, help="GPX files")
+    ap.add_argument("--config", default=None, help="citywatch.toml (default: the shipped one)")
+    ap.add_argument("--why", action="store_true", help="print each false alert and why")
+    args = ap.parse_args(argv)
+    sets: list[tuple[str, str, list[str]]] = []
+    for fmt in ("tracktable", "marinecadastre", "gpx"):
+        paths = getattr(args, fmt)
+        if paths:
+            sets.append((f"{fmt} ({len(paths)} files)", fmt, paths))
+    if not sets:
+        if not (REAL / "tracktable").is_dir():
+            print(
+                f"no extracts at {REAL} (they ship in the repository, not the wheel): "
+                "pass --tracktable/--marinecadastre/--gpx FILE..."
+            )
+            return 2
+        sets = [
+            (
+                "AIS New York harbour 2020-12-08",
+                "tracktable",
+                [str(p) for p in sorted((REAL / "tracktable").glob("*.traj"))],
+            ),
+            (
+                "GPX tracks (gpxpy test files)",
+                "gpx",
+                [str(p) for p in sorted((REAL / "gpx").glob("*.gpx"))],
+            ),
+        ]
+    cfg = load_config(args.config)
+    verdicts = [measure(name, fmt, paths, cfg) for name, fmt, paths in sets]
+    print(report(verdicts))
+    if args.why:
+        for v in verdicts:
+            for r in v.reasons:
+                print(f"{v.name}: {r}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,118 @@
+"""Real public tracks (AIS, GPX) imported onto Nantong with their metric geometry."""
+
+from __future__ import annotations
+
+import gzip
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+
+from citywatch.benchmarks.real_tracks import measure
+from citywatch.detectors.events import DeadLetter, GpsEvent, parse_event
+from citywatch.flows.cli import main
+from citywatch.flows.config import Config
+from citywatch.geo.distance import haversine_m
+from citywatch.replay.real_tracks import (
+    NANTONG,
+    FormatError,
+    read_all,
+    read_gpx,
+    read_marinecadastre,
+    read_tracktable,
+    relocate,
+)
+
+REAL = Path(__file__).resolve().parents[2] / "data" / "real"
+AIS = REAL / "tracktable" / "NYHarbor_2020_12_08.traj"
+GPX = sorted((REAL / "gpx").glob("*.gpx"))
+
+
+def test_the_extracts_ship_with_their_licences() -> None:
+    assert (REAL / "tracktable" / "LICENSE.txt").read_text().find("Sandia") >= 0
+    assert "Apache License" in (REAL / "gpx" / "LICENSE.txt").read_text()
+    assert sum(p.stat().st_size for p in REAL.rglob("*")) < 3_000_000
+
+
+def test_tracktable_ais_reads_as_vessels_of_new_york_harbour() -> None:
+    fixes = list(read_tracktable(AIS))
+    assert len(fixes) > 5000 and len({f.entity for f in fixes}) > 30
+    assert all(-74.4 < f.lon < -73.6 and 40.4 < f.lat < 41.0 for f in fixes)
+    assert all(f.entity.isdigit() for f in fixes)  # MMSI
+
+
+def test_relocation_keeps_distances_and_lands_on_nantong() -> None:
+    fixes = read_all("tracktable", [AIS])
+    moved = relocate(fixes)
+    by_entity: dict[str, list[int]] = {}
+    for i, f in enumerate(fixes):
+        by_entity.setdefault(f.entity, []).append(i)
+    checked = 0
+    for idx in by_entity.values():
+        for i, j in zip(idx, idx[1:], strict=False):
+            before = haversine_m(fixes[i].lon, fixes[i].lat, fixes[j].lon, fixes[j].lat)
+            after = haversine_m(moved[i].lon, moved[i].lat, moved[j].lon, moved[j].lat)
+            if before > 50:
+                assert after == pytest.approx(before, rel=0.01)
+                checked += 1
+    assert checked > 1000
+    lons, lats = sorted(f.lon for f in moved), sorted(f.lat for f in moved)
+    assert lons[len(lons) // 2] == pytest.approx(NANTONG[0], abs=1e-6)
+    assert lats[len(lats) // 2] == pytest.approx(NANTONG[1], abs=1e-6)
+    assert [f.ts_ms for f in moved] == [f.ts_ms for f in fixes]
+
+
+def test_gpx_tracks_read_with_times_only() -> None:
+    fixes = [f for p in GPX for f in read_gpx(p)]
+    assert len({f.entity for f in fixes}) >= 3
+    assert all(f.entity.split("#")[0] in {p.stem for p in GPX} for f in fixes)
+
+
+def test_marinecadastre_csv_speed_in_km_h(tmp_path: Path) -> None:
+    csv = tmp_path / "ais.csv"
+    csv.write_text(
+        "BaseDateTime,LON,LAT,MMSI,SOG,COG,Heading\n"
+        "2020-06-30T00:00:00,-74.07,40.64,367000140,10.0,-60.0,246\n"
+        "2020-06-30T00:01:00,-74.06,40.64,367000140,102.3,360.0,246\n"
+    )
+    a, b = list(read_marinecadastre(csv))
+    assert (a.entity, a.speed_kmh, a.heading) == ("367000140", pytest.approx(18.52), 300.0)
+    assert b.speed_kmh is None  # 102.3 knots: not available
+
+
+def test_import_command_writes_a_replayable_recording(tmp_path: Path) -> None:
+    out = tmp_path / "ais.jsonl.gz"
+    args = ["import", "tracktable", str(AIS), "-o", str(out), "--class", "hazmat_truck:2,tanker:1"]
+    assert main([*args, "--start", "2026-01-05T00:00:00Z"]) == 0
+    lines = gzip.decompress(out.read_bytes()).splitlines()
+    assert orjson.loads(lines[0])["importer"]["format"] == "tracktable"
+    events = [parse_event(line) for line in lines[1:]]
+    assert not [e for e in events if isinstance(e, DeadLetter)]
+    gps = [e for e in events if isinstance(e, GpsEvent)]
+    assert Counter(e.cls for e in gps).keys() == {"hazmat_truck", "tanker"}
+    assert min(e.ts_ms for e in gps) == 1_767_571_200_000
+    assert all(e.entity.startswith("tracktable-") for e in gps)
+    assert [e.ts_ms for e in gps] == sorted(e.ts_ms for e in gps)
+
+
+def test_import_command_names_a_bad_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.traj"
+    bad.write_text(
+        "*T*,x,terrestrial,1,0,*P*,terrestrial,2,1,1,0,1,2020-12-01 11:31:39,-74.0,40.7\nhello\n"
+    )
+    assert main(["import", "tracktable", str(bad), "-o", str(tmp_path / "o.jsonl")]) == 2
+    assert f"{bad}:2: not a tracktable trajectory line" in capsys.readouterr().err
+    with pytest.raises(FormatError):
+        list(read_tracktable(bad))
+
+
+@pytest.mark.slow
+def test_real_ais_through_the_flow_never_repeats_a_stop_alert(config: Config) -> None:
+    verdict = measure("ais", "tracktable", [AIS], config)
+    assert verdict.alerts["track.stop"] > 10
+    repeats = [r for r in verdict.reasons if "repeated alert for one stay" in r]
+    assert repeats == []
+    assert verdict.false["track.stop"] == 0
