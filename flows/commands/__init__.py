@@ -20,4 +20,5 @@ COMMANDS = [
     "citywatch.flows.commands.report",
     "citywatch.flows.commands.silence",
     "citywatch.flows.commands.bench",
+    "citywatch.flows.commands.webhooks",
 ]
