@@ -38,6 +38,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from citywatch.console import actions
+from citywatch.console.api import api_routes
 from citywatch.console.auth import User, UserStore
 from citywatch.console.settings import ConsoleSettings
 from citywatch.console.store import FILTERS, SEVERITIES, WorkOrderIndex, overview, summarize
@@ -413,6 +414,7 @@ def create_app(cfg: Config, redis_url: str, settings: ConsoleSettings | None = N
         Route("/api/geo/zones", geo_zones),
         Route("/api/geo/jurisdictions", geo_jurisdictions),
         Route("/api/events", events),
+        *api_routes(cfg, redis_url),  # the token API for department systems (console/api/)
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

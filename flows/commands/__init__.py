@@ -21,4 +21,5 @@ COMMANDS = [
     "citywatch.flows.commands.silence",
     "citywatch.flows.commands.bench",
     "citywatch.flows.commands.webhooks",
+    "citywatch.flows.commands.api",
 ]
