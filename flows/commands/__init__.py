@@ -22,4 +22,5 @@ COMMANDS = [
     "citywatch.flows.commands.bench",
     "citywatch.flows.commands.webhooks",
     "citywatch.flows.commands.api",
+    "citywatch.flows.commands.outputs",
 ]

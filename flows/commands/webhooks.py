@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
 import time
-import types
 from typing import Any
 
 import orjson
 
 from citywatch.flows.commands.dispatch_common import add_redis, open_orders
+from citywatch.flows.commands.outputs import add_serve_args
 from citywatch.flows.config import Config, ConfigError
-from citywatch.sinks.integrations.delivery import Sender, WebhookMetrics
+from citywatch.sinks.integrations.delivery import Sender
 from citywatch.sinks.integrations.events import EVENT_TYPES, iso_ms
-from citywatch.sinks.integrations.service import (
-    WebhookService,
-    dead_letters,
-    subscription_status,
-)
+from citywatch.sinks.integrations.service import dead_letters, subscription_status
 from citywatch.sinks.integrations.settings import WebhookSpec, new_secret
 from citywatch.sinks.integrations.webhooks import HookKeys, SubscriptionStore
 
@@ -89,13 +83,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     d.set_defaults(func=run_dead)
 
     s = acts.add_parser("serve", help="run the relay and the delivery workers until stopped")
-    add_redis(s)
-    s.add_argument(
-        "--metrics-port",
-        type=int,
-        default=None,
-        help="serve Prometheus metrics here (default: [outputs.webhooks] metrics_port; 0: off)",
-    )
+    add_serve_args(s)
     s.set_defaults(func=run_serve)
 
 
@@ -194,25 +182,6 @@ def run_dead(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    cfg, client, keys, store = _open(args)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    settings = cfg.integrations.delivery
-    metrics = WebhookMetrics()
-    port = settings.metrics_port if args.metrics_port is None else args.metrics_port
-    if port:
-        from prometheus_client import start_http_server
+    from citywatch.flows.commands.outputs import serve
 
-        start_http_server(port, registry=metrics.registry)
-    service = WebhookService(client, keys, store, settings, metrics=metrics).start()
-
-    def stop(signum: int, frame: types.FrameType | None) -> None:
-        service.stop()
-
-    signal.signal(signal.SIGTERM, stop)
-    subs = ", ".join(s.id for s in store.all()) or "none yet"
-    print(f"delivering webhooks (subscriptions: {subs}); Ctrl-C stops", flush=True)
-    try:
-        service.wait()
-    except KeyboardInterrupt:
-        service.stop()
-    return 0
+    return serve(args, webhooks=True, kafka=False)
