@@ -39,6 +39,10 @@ from citywatch.sinks.integrations.settings import DeliverySettings, WebhookSpec,
 from citywatch.sinks.integrations.webhooks import DELIVERY_GROUP, HookKeys, ensure_group
 
 log = logging.getLogger(__name__)
+# httpx logs every request's full URL at INFO and DEBUG; a receiver's URL may carry a
+# token in its query string, which must not reach the logs.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+logging.getLogger("httpcore").setLevel(logging.WARNING)
 USER_AGENT = f"citywatch-webhooks/{__version__}"
 MAX_HOPS = 3
 
