@@ -283,7 +283,9 @@ class Worker(threading.Thread):
                 self.metrics.deliveries.labels(sid).inc()
                 self.metrics.lag.labels(sid).observe(max(0, now_ms - entry_ms(entry_id)) / 1000)
                 self.metrics.failing.labels(sid).set(0)
-                pipe = self.client.pipeline(transaction=False)
+                # MULTI: the stream and the status share the {SUB} slot, and no reader
+                # sees the entry gone but not yet counted.
+                pipe = self.client.pipeline(transaction=True)
                 pipe.xack(out, DELIVERY_GROUP, entry_id)
                 pipe.xdel(out, entry_id)
                 pipe.hincrby(status, "delivered", 1)
@@ -330,7 +332,7 @@ class Worker(threading.Thread):
         sid = self.spec.id
         self.metrics.dead.labels(sid).inc()
         log.error("webhook %s: gave up on %s after %d attempts: %s", sid, entry_id, attempts, error)
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self.client.pipeline(transaction=True)
         record: dict[Any, Any] = {**fields, "entry": entry_id}
         record.update({"error": error, "attempts": str(attempts)})
         pipe.xadd(
