@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import random
+import ssl
 import threading
 import time
 from collections.abc import Mapping
@@ -112,7 +113,9 @@ class Sender:
     def __init__(self, spec: WebhookSpec, settings: DeliverySettings) -> None:
         self.spec = spec
         self._signer = Webhook(spec.secret)
-        verify: Any = settings.ca_file or settings.verify_tls
+        verify: ssl.SSLContext | bool = settings.verify_tls
+        if settings.ca_file:
+            verify = ssl.create_default_context(cafile=settings.ca_file)
         self.http = httpx.Client(
             timeout=settings.timeout_s,
             verify=verify,

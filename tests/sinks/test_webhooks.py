@@ -12,10 +12,14 @@ verifier and records what it accepted. Timeline of the outage test::
 from __future__ import annotations
 
 import logging
+import shutil
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -374,3 +378,31 @@ def test_metrics_count_deliveries_and_failures(client: redis.Redis) -> None:
     assert sample("citywatch_webhook_failures_total", {"subscription": "m"}) == 1.0
     assert sample("citywatch_webhook_retries_total", {"subscription": "m"}) == 1.0
     assert sample("citywatch_webhook_request_seconds_count", {"subscription": "m"}) == 2.0
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_tls_is_verified_by_default(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    server = HTTPServer(host="127.0.0.1", port=0, ssl_context=ctx)
+    server.expect_request("/hook").respond_with_data("", status=204)
+    server.start()
+    spec = _spec("tls", server.url_for("/hook"), new_secret())
+    assert spec.url.startswith("https://")
+    try:
+        for settings, ok in ((FAST, False), (replace(FAST, ca_file=str(cert)), True)):
+            sender = Sender(spec, settings)
+            res = sender.post("msg_tls", b"{}")
+            sender.close()
+            assert res.ok is ok, res.error
+            if not ok:
+                assert "CERTIFICATE_VERIFY_FAILED" in res.error
+    finally:
+        server.stop()
