@@ -1,8 +1,9 @@
 """Webhook delivery: deliveries per second to a local receiver, and the added latency.
 
 An embedded redis-server, the webhook service (relay + one worker per
-subscription) and a local receiver (uvicorn on loopback that verifies every
-signature with ``standardwebhooks``) in one process:
+subscription, ``concurrency`` requests in flight each) in this process, and a
+local receiver (uvicorn on loopback, in a process of its own, that verifies every
+signature with ``standardwebhooks``):
 
 * ``burst``: ``--orders`` work orders written at once (pipelined batches), fanned
   out to ``--subscriptions`` endpoints: deliveries per second from the first write
@@ -20,11 +21,12 @@ exits 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
-import threading
 import time
 from typing import Any
 
+import httpx
 import orjson
 import redis
 import uvicorn
@@ -52,6 +54,12 @@ class Receiver:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
+            return
+        if scope["path"] == "/stats":  # the benchmark polls this (not a delivery)
+            full = scope.get("query_string") == b"full"
+            doc = {"n": len(self.got), "bad": self.bad, "got": self.got if full else []}
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": orjson.dumps(doc)})
             return
         body = b""
         more = True
@@ -101,16 +109,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subscriptions", type=int, default=4)
     p.add_argument("--paced", type=int, default=300)
     p.add_argument("--interval-ms", type=int, default=20)
+    p.add_argument("--receiver", nargs=2, metavar=("PORT", "SECRET"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
+    if args.receiver:  # the receiver process (started below by the benchmark itself)
+        port, secret = int(args.receiver[0]), args.receiver[1]
+        uvicorn.run(Receiver(secret), host="127.0.0.1", port=port, log_level="warning")
+        return 0
     secret = new_secret()
-    receiver = Receiver(secret)
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(receiver, host="127.0.0.1", port=port, log_level="warning")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "citywatch.benchmarks.webhooks", "--receiver", str(port), secret]
     )
-    threading.Thread(target=server.run, daemon=True).start()
-    _wait(lambda: server.started, 15)
+    stats = f"http://127.0.0.1:{port}/stats"
+
+    def count() -> int:
+        try:
+            return int(httpx.get(stats, timeout=5).json()["n"])
+        except httpx.HTTPError:
+            return -1
+
+    _wait(lambda: count() >= 0, 30)
     with EmbeddedRedis() as redis_server:
         client = redis.Redis.from_url(redis_server.url, decode_responses=True)
         keys = HookKeys(PREFIX)
@@ -128,34 +147,37 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         for start in range(0, args.orders, 500):
             writer.write([_dispatch(i) for i in range(start, min(args.orders, start + 500))])
-        ok = _wait(lambda: len(receiver.got) >= want, 600)
+        ok = _wait(lambda: count() >= want, 600)
         burst_s = time.perf_counter() - t0
+        n = count()
         print(
             f"burst: {args.orders} work orders x {args.subscriptions} subscriptions = "
-            f"{len(receiver.got)} deliveries in {burst_s:.2f} s -> "
-            f"{len(receiver.got) / burst_s:,.0f} deliveries/s"
+            f"{n} deliveries in {burst_s:.2f} s -> {n / burst_s:,.0f} deliveries/s"
         )
 
-        first = len(receiver.got)
+        first = n
         for i in range(args.paced):
             writer.write([_dispatch(10_000_000 + i)])
             time.sleep(args.interval_ms / 1000)
-        ok = ok and _wait(lambda: len(receiver.got) >= first + args.paced * args.subscriptions, 120)
-        lat = [float(now - created) for _, _, created, now in receiver.got[first:]]
+        ok = ok and _wait(lambda: count() >= first + args.paced * args.subscriptions, 120)
+        final = httpx.get(stats + "?full", timeout=30).json()
+        got = [tuple(g) for g in final["got"]]
+        lat = [float(now - created) for _, _, created, now in got[first:]]
         print(
             f"paced: {args.paced} work orders {args.interval_ms} ms apart, "
             f"{args.subscriptions} subscriptions: added latency work order -> delivery "
             f"p50 {_pct(lat, 0.5):.0f} ms, p99 {_pct(lat, 0.99):.0f} ms, max {max(lat):.0f} ms"
         )
         service.stop()
-        ids = [(sub, mid) for sub, mid, _, _ in receiver.got]
+        ids = [(sub, mid) for sub, mid, _, _ in got]
         total = want + args.paced * args.subscriptions
         dup = len(ids) - len(set(ids))
         print(orjson.dumps({"deliveries": len(ids), "expected": total, "duplicates": dup,
-                            "bad_signatures": receiver.bad}).decode())  # fmt: skip
+                            "bad_signatures": final["bad"]}).decode())  # fmt: skip
         client.close()
-    server.should_exit = True
-    if not ok or len(set(ids)) != total or receiver.bad:
+    proc.terminate()
+    proc.wait(10)
+    if not ok or len(set(ids)) != total or final["bad"]:
         print("FAILED: deliveries missing, repeated or unsigned", file=sys.stderr)
         return 1
     return 0

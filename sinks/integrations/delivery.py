@@ -1,9 +1,10 @@
-"""Signed webhook deliveries: one worker thread per subscription, at least once, in order.
+"""Signed webhook deliveries: one worker per subscription, at least once, in order.
 
 A worker reads its subscription's stream ``P:wh:{SUB}:out`` through the
 consumer group ``delivery`` (pending entries first, so a restart resumes where
-it stopped) and delivers one event at a time, in stream order, which keeps
-each work order's events in sequence order. Each attempt is a POST of the
+it stopped) and delivers up to ``concurrency`` work orders at a time, each
+work order's events one at a time in stream order, which keeps them in
+sequence order. Each attempt is a POST of the
 JSON body signed per Standard Webhooks (``webhook-id``, ``webhook-timestamp``,
 ``webhook-signature``, made by the ``standardwebhooks`` library); the
 ``webhook-id`` (``msg_<work order>_<sequence>``) is the same on every attempt,
@@ -24,6 +25,7 @@ import ssl
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -217,6 +219,11 @@ class Worker(threading.Thread):
         self._halt = threading.Event()
         self.sender = Sender(spec, settings)
         self.error: BaseException | None = None
+        self._pool = (
+            ThreadPoolExecutor(settings.concurrency, thread_name_prefix=f"webhook-{spec.id}")
+            if settings.concurrency > 1
+            else None
+        )
 
     def stop(self) -> None:
         self._halt.set()
@@ -241,6 +248,8 @@ class Worker(threading.Thread):
                 self.error = exc
                 log.exception("webhook %s: worker stopped", self.spec.id)
                 return
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         self.sender.close()
 
     def _loop(self, out: str) -> None:
@@ -257,10 +266,27 @@ class Worker(threading.Thread):
             if start == "0" and not entries:
                 start = ">"
                 continue
-            for entry_id, fields in entries:
+            self._deliver_batch(out, entries)
+
+    def _deliver_batch(self, out: str, entries: list[tuple[str, Any]]) -> None:
+        """Up to ``concurrency`` work orders at once; each order's events one after the
+        other, in stream order; the next batch waits for this one."""
+        lanes: dict[str, list[tuple[str, Any]]] = {}
+        for entry_id, fields in entries:
+            lanes.setdefault((fields or {}).get("wo", ""), []).append((entry_id, fields))
+
+        def run_lane(lane: list[tuple[str, Any]]) -> None:
+            for entry_id, fields in lane:
                 if self._halt.is_set():
                     return
                 self.deliver(out, entry_id, fields)
+
+        if self._pool is None or len(lanes) == 1:
+            for lane in lanes.values():
+                run_lane(lane)
+            return
+        for done in [self._pool.submit(run_lane, lane) for lane in lanes.values()]:
+            done.result()
 
     def deliver(self, out: str, entry_id: str, fields: Mapping[str, str] | None) -> bool:
         """Deliver one entry until it succeeds, is dead-lettered, or the worker stops."""

@@ -186,6 +186,7 @@ class DeliverySettings:
     backoff_first_s: float = 1.0
     backoff_max_s: float = 300.0
     timeout_s: float = 10.0  # per request (connect, read, write)
+    concurrency: int = 4  # requests in flight per subscription (one per work order)
     max_payload_bytes: int = 256 * 1024  # larger bodies drop the alert's evidence
     failing_after_s: float = 600.0  # failing this long: shown as failing to admins
     dead_letter_maxlen: int = 10_000
@@ -205,6 +206,7 @@ class DeliverySettings:
                 "max_payload_bytes",
                 "failing_after_s",
                 "dead_letter_maxlen",
+                "concurrency",
             ),
         )
         if self.backoff_first_s > self.backoff_max_s:
