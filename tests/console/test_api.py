@@ -273,3 +273,25 @@ def test_the_console_serves_the_api(config: Config, redis_url: str) -> None:
             return [(await c.get(p)).status_code for p in ("/api/v1/me", "/api/me")]
 
     assert asyncio.run(calls()) == [401, 401]
+
+
+def test_tokens_command(redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from citywatch.flows.cli import main
+
+    r = ["--redis-url", redis_url]
+    assert main(["api", "tokens", "add", *r, "water-sys", "--department", "water_resources",
+                 "--days", "30", "--rate", "60"]) == 0  # fmt: skip
+    bearer = capsys.readouterr().out.split("bearer (shown once): ")[1].strip()
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    token = TokenStore(client, "cw").authenticate(bearer)
+    assert token is not None and token.department == "water_resources"
+    assert token.rate_per_min == 60 and token.centre == "*"
+    assert main(["api", "tokens", "list", *r]) == 0
+    listed = capsys.readouterr().out
+    assert "water-sys  * / water_resources  29d left  60/min" in listed
+    assert bearer.rsplit(".", 1)[1] not in listed
+    assert main(["api", "tokens", "add", *r, "nobody"]) == 2  # neither centre nor department
+    assert "give a department" in capsys.readouterr().err
+    assert main(["api", "tokens", "revoke", *r, "water-sys"]) == 0
+    assert TokenStore(client, "cw").authenticate(bearer) is None
+    client.close()
