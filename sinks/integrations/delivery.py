@@ -148,6 +148,8 @@ class Sender:
                 try:
                     status = resp.status_code
                     if 200 <= status < 300:
+                        # Read a short answer to its end, so the connection is kept alive.
+                        _limited(resp, 64 * 1024)
                         return Attempt(True, status, "", time.monotonic() - t0)
                     if resp.is_redirect and status in (307, 308):
                         target = str(resp.url.join(resp.headers["location"]))

@@ -25,10 +25,12 @@ from typing import Any
 import orjson
 import pytest
 import redis
+import uvicorn
 from pytest_httpserver import HTTPServer
 from standardwebhooks import Webhook, WebhookVerificationError
 from werkzeug import Request, Response
 
+from citywatch.console.server import free_port
 from citywatch.detectors.alerts import Alert
 from citywatch.sinks.integrations.delivery import Sender, WebhookMetrics
 from citywatch.sinks.integrations.events import encode_bounded
@@ -406,3 +408,29 @@ def test_tls_is_verified_by_default(tmp_path: Path) -> None:
                 assert "CERTIFICATE_VERIFY_FAILED" in res.error
     finally:
         server.stop()
+
+
+def test_deliveries_reuse_the_connection() -> None:
+    """A 2xx answer is read to its end, so the next delivery rides the same connection."""
+    clients: list[tuple[str, int]] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        clients.append(scope["client"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b'{"ok": true}'})
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    _wait(lambda: server.started, "the receiver")
+    sender = Sender(_spec("ka", f"http://127.0.0.1:{port}/hook", new_secret()), FAST)
+    try:
+        assert all(sender.post(f"msg_{i}", b"{}").ok for i in range(3))
+    finally:
+        sender.close()
+        server.should_exit = True
+        thread.join(10)
+    assert len(clients) == 3 and len(set(clients)) == 1, clients
