@@ -86,6 +86,7 @@ def serve(args: argparse.Namespace, *, webhooks: bool, kafka: bool) -> int:
     threads: list[threading.Thread] = []
     service: WebhookService | None = None
     names: list[str] = []
+    out = _kafka(cfg, client) if kafka else None  # first: a config error starts nothing
     if webhooks:
         settings = cfg.integrations.delivery
         metrics = WebhookMetrics()
@@ -98,7 +99,6 @@ def serve(args: argparse.Namespace, *, webhooks: bool, kafka: bool) -> int:
         store = SubscriptionStore(client, keys, cfg.integrations.webhooks)
         service = WebhookService(client, keys, store, settings, metrics=metrics).start()
         names.append(f"webhooks ({', '.join(s.id for s in store.all()) or 'no subscription yet'})")
-    out = _kafka(cfg, client) if kafka else None
     if out is not None:
         threads.append(threading.Thread(target=_kafka_loop, args=(out, stop), daemon=True))
         names.append(f"kafka ({out.settings.alerts_topic}, {out.settings.workorders_topic})")

@@ -125,7 +125,6 @@ class WebhookService:
                         continue
                     if not self.active.is_set():
                         self.relay.setup()
-                        self.relay._pending_done = False
                         self.active.set()
                 if now >= sync_at:
                     self._sync_workers(self.store.all())

@@ -176,7 +176,9 @@ class Relay:
         return self._subs
 
     def setup(self) -> None:
+        """Join the feed; the next steps start with what this consumer had pending."""
         ensure_group(self.client, self.keys.feed(), RELAY_GROUP, "$")
+        self._pending_done = False
 
     def step(self, block_ms: int = 1000, count: int = 500) -> int:
         """Relay one batch of feed entries (pending ones first); returns how many."""
