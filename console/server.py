@@ -6,11 +6,13 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable, Sequence
 
 import uvicorn
+from starlette.routing import BaseRoute
 
 from citywatch.console.app import create_app
-from citywatch.console.core import Site
+from citywatch.console.core import ConsoleApp, Site
 from citywatch.console.settings import ConsoleSettings
 from citywatch.sinks.client import RedisOptions
 
@@ -26,8 +28,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def _server(site: Site, redis_url: RedisOptions | str, settings: ConsoleSettings) -> uvicorn.Server:
-    app = create_app(site, redis_url, settings)
+ExtraRoutes = Callable[[ConsoleApp], Sequence[BaseRoute]]
+
+
+def _server(
+    site: Site,
+    redis_url: RedisOptions | str,
+    settings: ConsoleSettings,
+    extra_routes: ExtraRoutes | None = None,
+) -> uvicorn.Server:
+    app = create_app(site, redis_url, settings, extra_routes=extra_routes)
     return uvicorn.Server(
         uvicorn.Config(
             app,
@@ -39,19 +49,28 @@ def _server(site: Site, redis_url: RedisOptions | str, settings: ConsoleSettings
     )
 
 
-def serve(site: Site, redis_url: RedisOptions | str, settings: ConsoleSettings) -> None:
-    """Serve until interrupted."""
-    _server(site, redis_url, settings).run()
+def serve(
+    site: Site,
+    redis_url: RedisOptions | str,
+    settings: ConsoleSettings,
+    extra_routes: ExtraRoutes | None = None,
+) -> None:
+    """Serve until interrupted; ``extra_routes(app)`` adds routes (the token API)."""
+    _server(site, redis_url, settings, extra_routes).run()
 
 
 class ConsoleThread:
     """The console served from a daemon thread; ``url`` once ``start()`` returns."""
 
     def __init__(
-        self, site: Site, redis_url: RedisOptions | str, settings: ConsoleSettings
+        self,
+        site: Site,
+        redis_url: RedisOptions | str,
+        settings: ConsoleSettings,
+        extra_routes: ExtraRoutes | None = None,
     ) -> None:
         self.settings = settings
-        self.server = _server(site, redis_url, settings)
+        self.server = _server(site, redis_url, settings, extra_routes)
         self._thread = threading.Thread(target=self.server.run, daemon=True, name="console")
 
     @property

@@ -37,6 +37,7 @@ from citywatch.detectors.tracks_speeding import SpeedingParams
 from citywatch.detectors.video import VideoRule
 from citywatch.flows import config_schema as schema
 from citywatch.sinks.client import RedisOptions, RetryPolicy
+from citywatch.sinks.integrations.settings import IntegrationSettings, integration_settings
 
 DEFAULT_CONFIG = data_dir() / "nantong" / "citywatch.toml"
 
@@ -332,6 +333,8 @@ class Config:
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     run: RunSettings = field(default_factory=RunSettings)
     anomaly: AnomalySettings = field(default_factory=AnomalySettings)
+    # [[webhooks]], [outputs.webhooks], [outputs.kafka], [api] (sinks/integrations/settings.py)
+    integrations: IntegrationSettings = field(default_factory=IntegrationSettings)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
@@ -541,6 +544,7 @@ def config_from_dict(
             kafka=_build(KafkaSettings, "[kafka]", _kafka_raw(doc, env, kafka)),
             run=_build(RunSettings, "[run]", _table(doc, "run")),
             anomaly=_anomaly(doc),
+            integrations=integration_settings(doc, env),
             raw=doc,
         )
     except ValueError as exc:

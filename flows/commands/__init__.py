@@ -22,4 +22,7 @@ COMMANDS = [
     "citywatch.flows.commands.bench",
     "citywatch.flows.commands.config",
     "citywatch.flows.commands.import_tracks",
+    "citywatch.flows.commands.webhooks",
+    "citywatch.flows.commands.api",
+    "citywatch.flows.commands.outputs",
 ]

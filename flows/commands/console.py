@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from citywatch.flows.commands.common import add_config
 
 if TYPE_CHECKING:
+    from citywatch.console.api import ApiSite
     from citywatch.console.core import Site
     from citywatch.console.server import ConsoleThread
     from citywatch.console.settings import ConsoleSettings
@@ -79,14 +80,29 @@ def site_for(cfg: Config) -> Site:
     """What the console needs of the configuration: key prefix, map layers, departments."""
     from citywatch.console.core import Site
 
-    routing = cfg.routing
     return Site(
         prefix=cfg.redis.prefix,
         zones_geojson=cfg.data.zones.read_bytes(),
         jurisdictions_geojson=cfg.data.jurisdictions.read_bytes(),
-        departments=tuple(
-            sorted(set(routing.departments.values()) | {routing.coordinating_department})
-        ),
+        departments=departments_of(cfg),
+    )
+
+
+def departments_of(cfg: Config) -> tuple[str, ...]:
+    """Every department routing may send an order to."""
+    routing = cfg.routing
+    return tuple(sorted(set(routing.departments.values()) | {routing.coordinating_department}))
+
+
+def api_site_for(cfg: Config) -> ApiSite:
+    """What the token API needs of the configuration."""
+    from citywatch.console.api import ApiSite
+
+    return ApiSite(
+        prefix=cfg.redis.prefix,
+        integrations=cfg.integrations,
+        console=settings_for(cfg),
+        departments=departments_of(cfg),
     )
 
 
@@ -140,7 +156,12 @@ def run_serve(args: argparse.Namespace) -> int:
         if embedded is not None:
             announce_embedded("console", embedded)
         print(f"citywatch console: http://{settings.host}:{settings.port} (Ctrl-C to stop)")
-        serve(site_for(cfg), cfg.redis.options(url), settings)
+        from citywatch.console.api import api_routes
+
+        opts = cfg.redis.options(url)
+        api_site = api_site_for(cfg)
+        # The token API for department systems is served beside the console.
+        serve(site_for(cfg), opts, settings, extra_routes=lambda _con: api_routes(api_site, opts))
     return 0
 
 

@@ -128,6 +128,14 @@ def test_installed_wheel_runs_from_an_empty_folder(installed: Path, tmp_path: Pa
     assert "site-packages" in checked  # the bundled zones, read as package resources
 
     _run([str(installed / "bin" / "python"), "-c", "import citywatch.flows"], work, env)
+    # Every module of the installed package imports (no subpackage left out of the wheel).
+    every = (
+        "import importlib, pkgutil, citywatch\n"
+        "for m in pkgutil.walk_packages(citywatch.__path__, 'citywatch.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "print('imported')"
+    )
+    assert "imported" in _run([str(installed / "bin" / "python"), "-c", every], work, env)
     # Outputs land under the current folder, never in site-packages.
     assert sorted(p.name for p in work.iterdir()) == ["a.jsonl", "r.jsonl", "t.json"]
     site = next((installed / "lib").glob("python3.*/site-packages/citywatch"))
