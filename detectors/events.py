@@ -53,6 +53,10 @@ class GpsEvent:
     def key(self) -> str:
         return self.entity
 
+    def place(self, lon: float, lat: float) -> None:
+        """Set the position (a registered device's, when the event came without one)."""
+        self.lon, self.lat = lon, lat
+
     type = "gps"
 
 
@@ -76,6 +80,10 @@ class SensorEvent:
     def key(self) -> str:
         return self.sensor
 
+    def place(self, lon: float, lat: float) -> None:
+        """Set the position (a registered device's, when the event came without one)."""
+        self.lon, self.lat = lon, lat
+
     type = "sensor"
 
 
@@ -98,6 +106,10 @@ class VideoEvent:
     @property
     def key(self) -> str:
         return self.camera
+
+    def place(self, lon: float, lat: float) -> None:
+        """Set the position (a registered device's, when the event came without one)."""
+        self.lon, self.lat = lon, lat
 
     type = "video"
 

@@ -74,7 +74,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from citywatch.benchmarks.bench import BenchOptions, markdown, run_bench
+    from citywatch.flows.bench import BenchOptions, markdown, run_bench
 
     cfg = load_config(args.config)
     for f in [*args.files, *([args.truth] if args.truth else [])]:
