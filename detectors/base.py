@@ -142,6 +142,20 @@ class Detector(Stateful):
         return 0
 
 
+class KeyedDetector(Detector):
+    """A detector whose per-key state is one :class:`KeyedState` in ``_state``: keys
+    idle for the state's ``idle_ms`` are evicted as event time passes, and its live
+    keys are the state's keys."""
+
+    _state: KeyedState[Any]
+
+    def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
+        self._state.evict_idle(wm_ms)
+
+    def live_keys(self) -> int:
+        return len(self._state)
+
+
 class LocalClock:
     """Local wall time of event timestamps (Asia/Shanghai by default).
 

@@ -57,7 +57,7 @@ import shapely
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.base import (
     ContractCase,
-    Detector,
+    KeyedDetector,
     KeyedState,
     LocalClock,
     ZoneCatalog,
@@ -131,7 +131,7 @@ class _WindowMixin:
         return rule.days is None or self._clock.weekday(ts_ms) in rule.days
 
 
-class GeofenceDetector(_WindowMixin, Detector):
+class GeofenceDetector(_WindowMixin, KeyedDetector):
     """enter / exit / inside / outside / dwell / cross over GPS fixes."""
 
     kinds = tuple(f"geofence.{k}" for k in RULE_KINDS)
@@ -418,12 +418,6 @@ class GeofenceDetector(_WindowMixin, Detector):
             first_ts_ms=first_ts,
             evidence=evidence,
         )
-
-    def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
-        self._state.evict_idle(wm_ms)
-
-    def live_keys(self) -> int:
-        return len(self._state)
 
     @classmethod
     def contract_case(cls, seed: int) -> ContractCase:

@@ -11,7 +11,7 @@ import random
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.base import (
     ContractCase,
-    Detector,
+    KeyedDetector,
     KeyedState,
     LocalClock,
     ZoneCatalog,
@@ -31,7 +31,7 @@ from citywatch.detectors.geofence_rules import (
 __all__ = ["VideoGeofenceDetector"]
 
 
-class VideoGeofenceDetector(_WindowMixin, Detector):
+class VideoGeofenceDetector(_WindowMixin, KeyedDetector):
     """``inside`` and ``dwell`` rules with ``labels`` over video detections.
 
     A camera's detections of a listed label (at ``min_confidence`` or more) in a
@@ -126,12 +126,6 @@ class VideoGeofenceDetector(_WindowMixin, Detector):
                 },
             )
         )
-
-    def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
-        self._state.evict_idle(wm_ms)
-
-    def live_keys(self) -> int:
-        return len(self._state)
 
     @classmethod
     def contract_case(cls, seed: int) -> ContractCase:

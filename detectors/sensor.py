@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from citywatch.detectors import params
 from citywatch.detectors.alerts import Alert
-from citywatch.detectors.base import ContractCase, Detector, KeyedState
+from citywatch.detectors.base import ContractCase, KeyedDetector, KeyedState
 from citywatch.detectors.events import Event, SensorEvent
 from citywatch.detectors.sensor_kit import T_CASE, background_readings, merge_by_time
 
@@ -80,7 +80,7 @@ class _Episode:
     alerted: bool = False
 
 
-class ThresholdDetector(Detector):
+class ThresholdDetector(KeyedDetector):
     kinds = ("sensor.threshold",)
     event_type = "sensor"
 
@@ -150,12 +150,6 @@ class ThresholdDetector(Detector):
                 },
             )
         )
-
-    def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
-        self._state.evict_idle(wm_ms)
-
-    def live_keys(self) -> int:
-        return len(self._state)
 
     @classmethod
     def contract_case(cls, seed: int) -> ContractCase:

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
 from citywatch.detectors.alerts import Alert
-from citywatch.detectors.base import Detector, KeyedState
+from citywatch.detectors.base import KeyedDetector, KeyedState
 from citywatch.detectors.events import Event, SensorEvent
 
 P = TypeVar("P")
@@ -71,7 +71,7 @@ def merge_by_time(*streams: list[SensorEvent]) -> list[Event]:
     return merged
 
 
-class PerSensorDetector(Detector, Generic[P, S]):
+class PerSensorDetector(KeyedDetector, Generic[P, S]):
     """Base of the sensor detectors configured per sensor kind, with per-sensor state
     evicted after ``idle_evict_s`` of event time without a reading."""
 
@@ -83,9 +83,3 @@ class PerSensorDetector(Detector, Generic[P, S]):
         self.by_kind = dict(by_kind)
         self.idle_evict_s = idle_evict_s
         self._state: KeyedState[S] = KeyedState(idle_evict_s * 1000)
-
-    def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
-        self._state.evict_idle(wm_ms)
-
-    def live_keys(self) -> int:
-        return len(self._state)
