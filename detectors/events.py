@@ -22,8 +22,6 @@ from typing import Any
 
 import orjson
 
-EVENT_TYPES = ("gps", "sensor", "video")
-
 # Epoch-millisecond timestamps must fall in this range (2000-01-01 .. 2100-01-01);
 # anything else is almost always seconds or microseconds sent by mistake.
 MIN_TS_MS = 946_684_800_000
