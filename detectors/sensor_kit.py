@@ -83,3 +83,12 @@ class PerSensorDetector(KeyedDetector, Generic[P, S]):
         self.by_kind = dict(by_kind)
         self.idle_evict_s = idle_evict_s
         self._state: KeyedState[S] = KeyedState(idle_evict_s * 1000)
+
+    def reading(self, ev: Event) -> tuple[SensorEvent, P] | None:
+        """The event as a reading of a configured sensor kind, with that kind's
+        parameters; None for any other event."""
+        if isinstance(ev, SensorEvent):
+            p = self.by_kind.get(ev.kind)
+            if p is not None:
+                return ev, p
+        return None
