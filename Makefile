@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck typecheck-tree check dist redis-server chromium fonts console-assets kcat clean
+.PHONY: demo test lint layers typecheck typecheck-tree check dist redis-server chromium fonts console-assets kcat clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -52,8 +52,13 @@ demo: $(STAMP) redis-server
 test: $(STAMP) redis-server chromium fonts kcat
 	$(PY) -m pytest
 
-lint: $(STAMP) typecheck
+lint: $(STAMP) typecheck layers
 	$(VENV)/bin/ruff check .
+
+# The import layers of pyproject.toml's [tool.importlinter] (tests/test_layers.py runs
+# them in `make test` too), over the same linked tree as mypy.
+layers: $(STAMP) typecheck-tree
+	cd build/typecheck && $(CURDIR)/$(VENV)/bin/lint-imports --no-cache $(CURDIR)/pyproject.toml
 
 # mypy checks the package under its one import name: build/typecheck/citywatch links the
 # repository's folders as setuptools' package-dir maps them (mypy cannot follow that map).

@@ -8,7 +8,7 @@ last-seen order, so neither cost nor memory grows with keys that went quiet.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -17,26 +17,10 @@ from zoneinfo import ZoneInfo
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.events import Event
 from citywatch.detectors.state import Snapshot, Stateful
+from citywatch.geo.catalog import ZoneCatalog as ZoneCatalog  # re-exported for detectors
+from citywatch.geo.catalog import ZoneMeta as ZoneMeta
 
 S = TypeVar("S")
-
-
-@dataclass(frozen=True, slots=True)
-class ZoneMeta:
-    """What detectors need to know of a zone: its kind and rule overrides.
-
-    ``geometry`` (a shapely geometry, optional) is only read by detectors that
-    test track segments against the zone (``geofence.cross``).
-    """
-
-    id: str
-    kind: str
-    name: str = ""
-    rules: Mapping[str, Any] = field(default_factory=dict)
-    geometry: Any = field(default=None, repr=False, compare=False)
-
-
-ZoneCatalog = Mapping[str, ZoneMeta]
 
 
 class KeyedState(Stateful, Generic[S]):
@@ -173,6 +157,20 @@ class Detector(Stateful):
 
     def live_keys(self) -> int:
         return 0
+
+
+class KeyedDetector(Detector):
+    """A detector whose per-key state is one :class:`KeyedState` in ``_state``: keys
+    idle for the state's ``idle_ms`` are evicted as event time passes, and its live
+    keys are the state's keys."""
+
+    _state: KeyedState[Any]
+
+    def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
+        self._state.evict_idle(wm_ms)
+
+    def live_keys(self) -> int:
+        return len(self._state)
 
 
 class LocalClock:

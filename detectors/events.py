@@ -22,8 +22,6 @@ from typing import Any
 
 import orjson
 
-EVENT_TYPES = ("gps", "sensor", "video")
-
 # Epoch-millisecond timestamps must fall in this range (2000-01-01 .. 2100-01-01);
 # anything else is almost always seconds or microseconds sent by mistake.
 MIN_TS_MS = 946_684_800_000
@@ -53,6 +51,10 @@ class GpsEvent:
     def key(self) -> str:
         return self.entity
 
+    def place(self, lon: float, lat: float) -> None:
+        """Set the position (a registered device's, when the event came without one)."""
+        self.lon, self.lat = lon, lat
+
     type = "gps"
 
 
@@ -76,6 +78,10 @@ class SensorEvent:
     def key(self) -> str:
         return self.sensor
 
+    def place(self, lon: float, lat: float) -> None:
+        """Set the position (a registered device's, when the event came without one)."""
+        self.lon, self.lat = lon, lat
+
     type = "sensor"
 
 
@@ -98,6 +104,10 @@ class VideoEvent:
     @property
     def key(self) -> str:
         return self.camera
+
+    def place(self, lon: float, lat: float) -> None:
+        """Set the position (a registered device's, when the event came without one)."""
+        self.lon, self.lat = lon, lat
 
     type = "video"
 

@@ -3,18 +3,24 @@ zone kind's rules combine with a zone's own overrides.
 
 Config form: ``[geofence.<rule>.<zone_kind>]`` (rule: enter, exit, inside,
 outside, dwell, cross); a zone's ``rules`` property overrides its kind's rule
-field by field, and ``false`` switches a rule off for that zone.
+field by field, and ``false`` switches a rule off for that zone. ``check_rules``
+tries every zone's overrides this way and names each bad one with a hint.
+
+>>> check_rules([("a", "levee", {"dwell": {"dwell_s": -5}})], {"dwell": {}})[0]
+'zone \\'a\\' rules.dwell: "classes" must list at least one entity class (or "labels" at \
+least one video label); hint: fix the zone\\'s "rules" property or the [geofence.dwell.levee] \
+table'
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from citywatch.detectors import params
-from citywatch.detectors.base import ZoneCatalog
+from citywatch.detectors.base import ZoneCatalog, ZoneMeta
 
 VIDEO_RULES = ("inside", "dwell")  # rules that also apply to video detections
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -223,6 +229,28 @@ def rules_for_zones(rules_by_kind: RulesByKind, zones: ZoneCatalog) -> dict[str,
         if mine:
             out[zid] = mine
     return out
+
+
+def check_rules(
+    zones: Iterable[tuple[str, str, Mapping[str, Any]]],
+    rules_by_kind: Mapping[str, Mapping[str, ZoneRule]],
+) -> list[str]:
+    """One line per zone whose ``rules`` overrides are wrong (unknown rule, bad field);
+    ``zones`` gives (id, kind, rules) of each zone."""
+    problems: list[str] = []
+    for zid, kind, rules in zones:
+        if not rules:
+            continue
+        try:
+            rules_for_zones(rules_by_kind, {zid: ZoneMeta(zid, kind, zid, rules)})
+        except (TypeError, ValueError) as exc:
+            text = str(exc)
+            rule = text.partition("rules.")[2].partition(":")[0] or "<rule>"
+            problems.append(
+                f'{text}; hint: fix the zone\'s "rules" property or the '
+                f"[geofence.{rule}.{kind}] table"
+            )
+    return problems
 
 
 def _as_dict(rule: ZoneRule) -> dict[str, object]:

@@ -24,14 +24,18 @@ Timeline (limit 4.5, clear at 4.3, two readings needed)::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from citywatch.detectors import params
 from citywatch.detectors.alerts import Alert
-from citywatch.detectors.base import ContractCase, Detector, KeyedState
+from citywatch.detectors.base import ContractCase
 from citywatch.detectors.events import Event, SensorEvent
-from citywatch.detectors.sensor_kit import T_CASE, background_readings, merge_by_time
+from citywatch.detectors.sensor_kit import (
+    T_CASE,
+    PerSensorDetector,
+    background_readings,
+    merge_by_time,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,25 +84,14 @@ class _Episode:
     alerted: bool = False
 
 
-class ThresholdDetector(Detector):
+class ThresholdDetector(PerSensorDetector[ThresholdParams, _Episode]):
     kinds = ("sensor.threshold",)
-    event_type = "sensor"
-
-    STATE = ("_state",)
-
-    def __init__(
-        self, by_kind: Mapping[str, ThresholdParams], *, idle_evict_s: int = 24 * 3600
-    ) -> None:
-        self.by_kind = dict(by_kind)
-        self.idle_evict_s = idle_evict_s
-        self._state: KeyedState[_Episode] = KeyedState(idle_evict_s * 1000)
 
     def on_event(self, ev: Event, out: list[Alert]) -> None:
-        if not isinstance(ev, SensorEvent):
+        got = self.reading(ev)
+        if got is None:
             return
-        p = self.by_kind.get(ev.kind)
-        if p is None:
-            return
+        ev, p = got
         ep = self._state.get(ev.sensor, ev.ts_ms)
         if ep is None:
             if p.beyond(ev.value):
@@ -150,12 +143,6 @@ class ThresholdDetector(Detector):
                 },
             )
         )
-
-    def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
-        self._state.evict_idle(wm_ms)
-
-    def live_keys(self) -> int:
-        return len(self._state)
 
     @classmethod
     def contract_case(cls, seed: int) -> ContractCase:

@@ -278,11 +278,10 @@ class StuckDetector(PerSensorDetector[StuckParams, _Run]):
     kinds = ("sensor.stuck",)
 
     def on_event(self, ev: Event, out: list[Alert]) -> None:
-        if not isinstance(ev, SensorEvent):
+        got = self.reading(ev)
+        if got is None:
             return
-        p = self.by_kind.get(ev.kind)
-        if p is None:
-            return
+        ev, p = got
         run = self._state.get(ev.sensor, ev.ts_ms)
         if run is None or (ev.ts_ms > run.last_ts and abs(ev.value - run.value) > p.tolerance):
             self._state.put(ev.sensor, _Run(ev.value, ev.ts_ms, ev.ts_ms), ev.ts_ms)

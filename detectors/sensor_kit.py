@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
 from citywatch.detectors.alerts import Alert
-from citywatch.detectors.base import Detector, KeyedState
+from citywatch.detectors.base import KeyedDetector, KeyedState
 from citywatch.detectors.events import Event, SensorEvent
 
 P = TypeVar("P")
@@ -71,7 +71,7 @@ def merge_by_time(*streams: list[SensorEvent]) -> list[Event]:
     return merged
 
 
-class PerSensorDetector(Detector, Generic[P, S]):
+class PerSensorDetector(KeyedDetector, Generic[P, S]):
     """Base of the sensor detectors configured per sensor kind, with per-sensor state
     evicted after ``idle_evict_s`` of event time without a reading."""
 
@@ -84,8 +84,11 @@ class PerSensorDetector(Detector, Generic[P, S]):
         self.idle_evict_s = idle_evict_s
         self._state: KeyedState[S] = KeyedState(idle_evict_s * 1000)
 
-    def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
-        self._state.evict_idle(wm_ms)
-
-    def live_keys(self) -> int:
-        return len(self._state)
+    def reading(self, ev: Event) -> tuple[SensorEvent, P] | None:
+        """The event as a reading of a configured sensor kind, with that kind's
+        parameters; None for any other event."""
+        if isinstance(ev, SensorEvent):
+            p = self.by_kind.get(ev.kind)
+            if p is not None:
+                return ev, p
+        return None

@@ -147,11 +147,10 @@ class RateDetector(PerSensorDetector[RateParams, _Slope]):
     kinds = ("sensor.rate",)
 
     def on_event(self, ev: Event, out: list[Alert]) -> None:
-        if not isinstance(ev, SensorEvent):
+        got = self.reading(ev)
+        if got is None:
             return
-        p = self.by_kind.get(ev.kind)
-        if p is None:
-            return
+        ev, p = got
         s = self._state.get(ev.sensor, ev.ts_ms)
         if s is None:
             s = _Slope(ev.ts_ms)

@@ -64,6 +64,3 @@ class DueTimers(Stateful):
             self._count -= len(keys)
             out.extend((due, k) for k in sorted(keys))
         return out
-
-    def next_due(self) -> int | None:
-        return self._heap[0] if self._heap else None

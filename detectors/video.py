@@ -26,7 +26,7 @@ from citywatch.detectors import params
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.base import (
     ContractCase,
-    Detector,
+    KeyedDetector,
     KeyedState,
     LocalClock,
     ZoneCatalog,
@@ -72,7 +72,7 @@ class _Episode:
     detections: int = 1
 
 
-class VideoRuleDetector(Detector):
+class VideoRuleDetector(KeyedDetector):
     kinds = VIDEO_KINDS
     event_type = "video"
 
@@ -143,12 +143,6 @@ class VideoRuleDetector(Detector):
                 },
             )
         )
-
-    def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
-        self._state.evict_idle(wm_ms)
-
-    def live_keys(self) -> int:
-        return len(self._state)
 
     @classmethod
     def contract_case(cls, seed: int) -> ContractCase:

@@ -68,7 +68,7 @@ def _sections() -> list[Section]:
     from citywatch.detectors.tracks_rendezvous import RendezvousParams
     from citywatch.detectors.tracks_speeding import SpeedingParams
     from citywatch.detectors.video import VideoRule
-    from citywatch.flows import config as c
+    from citywatch.flows import config_sections as c
 
     out = [
         Section("data", c.DataPaths),

@@ -123,7 +123,7 @@ def run_demo(args: argparse.Namespace) -> int:
         )
         keep = args.keep if args.keep is not None else sys.stdin.isatty()
         if embedded and keep:
-            from citywatch.flows.commands.console import offer_console
+            from citywatch.flows.console_site import offer_console
 
             offer_console(cfg, url)
             print(f"\nRedis stays up at {url} for inspection; press Ctrl-C to stop.")

@@ -20,7 +20,8 @@ from citywatch.detectors.alerts import Alert
 from citywatch.detectors.anomaly.sensor import SensorAnomalyDetector
 from citywatch.detectors.base import Detector, ZoneMeta
 from citywatch.detectors.events import DeadLetter, Event
-from citywatch.detectors.geofence import GeofenceDetector, VideoGeofenceDetector
+from citywatch.detectors.geofence import GeofenceDetector
+from citywatch.detectors.geofence_video import VideoGeofenceDetector
 from citywatch.detectors.sensor import ThresholdDetector
 from citywatch.detectors.sensor_health import OfflineDetector, StuckDetector
 from citywatch.detectors.sensor_rate import RateDetector

@@ -21,12 +21,13 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from citywatch.detectors.geofence_rules import check_rules
 from citywatch.flows.config import Config, ConfigError
 from citywatch.flows.pipeline import ReferenceHolder
 from citywatch.geo.errors import ZoneFileError
 from citywatch.geo.reference import Reference
 from citywatch.geo.zones import Bounds, Zone, ZoneIndex, read_geojson, zones_from_geojson
-from citywatch.geo.zones_check import check_rules, raw_rules
+from citywatch.geo.zones_check import raw_rules
 
 
 def config_bounds(cfg: Config) -> Bounds | None:

@@ -23,7 +23,7 @@ import numpy as np
 from shapely.geometry.base import BaseGeometry
 
 from citywatch.geo.errors import ZoneFileError
-from citywatch.geo.zones import Zone, ZoneIndex, features_of, geometry_of, read_geojson
+from citywatch.geo.zones import Zone, ZoneIndex, geometry_of, identified_features, read_geojson
 
 LEVELS = ("city", "county", "town")
 
@@ -44,19 +44,8 @@ def load_jurisdictions(path: str | Path) -> Jurisdictions:
 def jurisdictions_from_geojson(doc: Any, source: str = "jurisdictions") -> list[Jurisdiction]:
     problems: list[str] = []
     out: list[Jurisdiction] = []
-    seen: set[str] = set()
-    for i, feat in enumerate(features_of(doc, source)):
-        props = feat.get("properties") if isinstance(feat, dict) else None
-        props = props if isinstance(props, dict) else {}
-        jid, level, parent = props.get("id"), props.get("level"), props.get("parent")
-        where = f"{source}: feature {i}" + (f" ({jid!r})" if jid else "")
-        if not isinstance(jid, str) or not jid:
-            problems.append(f"{where}: property 'id' must be a non-empty string")
-            continue
-        if jid in seen:
-            problems.append(f"{where}: duplicate id")
-            continue
-        seen.add(jid)
+    for feat, props, jid, where in identified_features(doc, source, problems):
+        level, parent = props.get("level"), props.get("parent")
         if level not in LEVELS:
             problems.append(f"{where}: 'level' must be one of city, county, town; got {level!r}")
             continue

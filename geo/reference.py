@@ -10,14 +10,36 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
-from citywatch.detectors.base import ZoneMeta
-from citywatch.detectors.events import Event
+from citywatch.geo.catalog import ZoneMeta
 from citywatch.geo.jurisdictions import Jurisdictions, load_jurisdictions
 from citywatch.geo.registry import Device, load_registry
 from citywatch.geo.zones import Zone, ZoneIndex, load_zones
+
+
+class Placed(Protocol):
+    """An event as the annotation reads it: a position, and zones and town to set."""
+
+    zones: tuple[str, ...]
+    town: str | None
+
+    @property
+    def lon(self) -> float | None: ...
+    @property
+    def lat(self) -> float | None: ...
+
+
+class Placeable(Placed, Protocol):
+    """An event from a device that may come without a position (sensor, camera)."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    def place(self, lon: float, lat: float) -> None: ...
 
 
 @dataclass(slots=True)
@@ -46,7 +68,7 @@ class Reference:
     def zone_catalog(self) -> dict[str, ZoneMeta]:
         return {z.id: _meta(z) for z in self.zones.zones}
 
-    def fill_position(self, ev: Event) -> str | None:
+    def fill_position(self, ev: Placeable) -> str | None:
         """Give a sensor or camera event its registered position; the reason if it has none."""
         if ev.lon is not None and ev.lat is not None:
             return None
@@ -59,10 +81,10 @@ class Reference:
                 f"{ev.type}.lon: missing, and {name} {ev.key!r} is not in the {name} registry; "
                 f"send lon/lat or register the {name}"
             )
-        ev.lon, ev.lat = dev.lon, dev.lat
+        ev.place(dev.lon, dev.lat)
         return None
 
-    def annotate(self, events: Sequence[Event]) -> None:
+    def annotate(self, events: Sequence[Placed]) -> None:
         """Set each event's zones and town in place, in one vectorised pass per batch."""
         if not events:
             return

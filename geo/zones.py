@@ -17,7 +17,7 @@ choice for restricted areas.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,28 @@ def features_of(doc: Any, source: str) -> list[Mapping[str, Any]]:
         msg = f"{source}: FeatureCollection has no 'features' list"
         raise ZoneFileError(msg, [msg])
     return feats
+
+
+def identified_features(
+    doc: Any, source: str, problems: list[str]
+) -> Iterator[tuple[Mapping[str, Any], Mapping[str, Any], str, str]]:
+    """(feature, properties, id, where) of each feature of a FeatureCollection whose
+    ``id`` property is a non-empty string not used before; the others are noted in
+    ``problems`` (``where`` names the feature for messages: source, index and id)."""
+    seen: dict[str, int] = {}
+    for i, feat in enumerate(features_of(doc, source)):
+        props = feat.get("properties") if isinstance(feat, dict) else None
+        props = props if isinstance(props, dict) else {}
+        fid = props.get("id")
+        where = f"{source}: feature {i}" + (f" ({fid!r})" if fid else "")
+        if not isinstance(fid, str) or not fid:
+            problems.append(f"{where}: property 'id' must be a non-empty string")
+            continue
+        if fid in seen:
+            problems.append(f"{where}: duplicate id, first used by feature {seen[fid]}")
+            continue
+        seen[fid] = i
+        yield feat, props, fid, where
 
 
 def geometry_of(feat: Any, where: str, problems: list[str]) -> BaseGeometry | None:
@@ -174,19 +196,7 @@ def zones_from_geojson(
 ) -> list[Zone]:
     problems: list[str] = []
     zones: list[Zone] = []
-    seen: dict[str, int] = {}
-    for i, feat in enumerate(features_of(doc, source)):
-        props = feat.get("properties") if isinstance(feat, dict) else None
-        props = props if isinstance(props, dict) else {}
-        zid = props.get("id")
-        where = f"{source}: feature {i}" + (f" ({zid!r})" if zid else "")
-        if not isinstance(zid, str) or not zid:
-            problems.append(f"{where}: property 'id' must be a non-empty string")
-            continue
-        if zid in seen:
-            problems.append(f"{where}: duplicate id, first used by feature {seen[zid]}")
-            continue
-        seen[zid] = i
+    for feat, props, zid, where in identified_features(doc, source, problems):
         kind = props.get("kind")
         if not isinstance(kind, str) or not kind:
             problems.append(f"{where}: property 'kind' must be a non-empty string")

@@ -1,17 +1,13 @@
-"""Checks and summaries of a zones file beyond its geometry: rules and figures.
+"""Figures of a zones file beyond its geometry, and its rule overrides read leniently.
 
-``check_rules`` tries every zone's rule overrides against the configured geofence
-rules, the way the detectors will apply them, and names each bad one;
-``summarise`` gives the counts by kind, areas and bounds that
-``citywatch zones check`` prints.
+``raw_rules`` lists each zone's ``rules`` overrides (for
+:func:`citywatch.detectors.geofence_rules.check_rules`, which tries them the way
+the detectors will apply them); ``summarise`` gives the counts by kind, areas and
+bounds that ``citywatch zones check`` prints.
 
 >>> import shapely
 >>> from citywatch.geo.zones import Zone
 >>> z = Zone("a", "A", "levee", {"dwell": {"dwell_s": -5}}, shapely.box(121, 32, 121.01, 32.01))
->>> check_rules([(z.id, z.kind, z.rules)], {"dwell": {}})[0]
-'zone \\'a\\' rules.dwell: "classes" must list at least one entity class (or "labels" at \
-least one video label); hint: fix the zone\\'s "rules" property or the [geofence.dwell.levee] \
-table'
 >>> summarise([z])["by_kind"]
 {'levee': {'zones': 1, 'area_km2': 1.048}}
 """
@@ -19,40 +15,16 @@ table'
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import shapely
 
-from citywatch.detectors.base import ZoneMeta
-from citywatch.detectors.geofence import ZoneRule, rules_for_zones
 from citywatch.geo.distance import EARTH_RADIUS_M
 from citywatch.geo.zones import Zone
 
 M_PER_DEG = EARTH_RADIUS_M * math.pi / 180
-
-
-def check_rules(
-    zones: Iterable[tuple[str, str, Mapping[str, Any]]],
-    rules_by_kind: Mapping[str, Mapping[str, ZoneRule]],
-) -> list[str]:
-    """One line per zone whose ``rules`` overrides are wrong (unknown rule, bad field);
-    ``zones`` gives (id, kind, rules) of each zone."""
-    problems: list[str] = []
-    for zid, kind, rules in zones:
-        if not rules:
-            continue
-        try:
-            rules_for_zones(rules_by_kind, {zid: ZoneMeta(zid, kind, zid, rules)})
-        except (TypeError, ValueError) as exc:
-            text = str(exc)
-            rule = text.partition("rules.")[2].partition(":")[0] or "<rule>"
-            problems.append(
-                f'{text}; hint: fix the zone\'s "rules" property or the '
-                f"[geofence.{rule}.{kind}] table"
-            )
-    return problems
 
 
 def raw_rules(doc: Any) -> list[tuple[str, str, Mapping[str, Any]]]:

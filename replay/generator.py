@@ -21,7 +21,7 @@ import heapq
 import operator
 import random
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,9 @@ import orjson
 from citywatch.detectors.events import format_ts, parse_ts
 from citywatch.geo.distance import offset_deg
 from citywatch.geo.reference import Reference
+from citywatch.replay.incidents import INJECTORS
 from citywatch.replay.recording import RecordingWriter
+from citywatch.replay.scene import SCALES, GenParams, Truth, truth_entry
 from citywatch.replay.world import (
     ALLOWED,
     PREFIX,
@@ -42,88 +44,10 @@ from citywatch.replay.world import (
     trip,
 )
 
-SCALES: dict[str, dict[str, int]] = {
-    # vehicles per class, sensor copies per registry sensor, camera copies
-    "small": {
-        "hazmat_truck": 24,
-        "tanker": 6,
-        "muck_truck": 16,
-        "vessel": 6,
-        "patrol": 8,
-        "sensor_copies": 1,
-        "camera_copies": 1,
-    },
-    "medium": {
-        "hazmat_truck": 240,
-        "tanker": 60,
-        "muck_truck": 160,
-        "vessel": 40,
-        "patrol": 60,
-        "sensor_copies": 10,
-        "camera_copies": 4,
-    },
-    # The seeds' proportions, about 100,000 live keys and 1,150 events/s: 6,600
-    # vehicles reporting every 15-30 s, 42,000 sensors every minute, 50,400
-    # household meters (water, power, gas) every 15 minutes, 3,000 cameras.
-    "city": {
-        "hazmat_truck": 3000,
-        "tanker": 600,
-        "muck_truck": 2000,
-        "vessel": 600,
-        "patrol": 400,
-        "sensor_copies": 1000,
-        "meter_copies": 2800,
-        "camera_copies": 120,
-    },
-}
-
 SENSOR_PERIOD_S = {"water": 900, "power": 900, "gas": 900}
 DEFAULT_SENSOR_PERIOD_S = 60
 NETWORK_DELAY_MS = 3000
 LATE_DELAY_MS = 180_000
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GenParams:
-    minutes: int = 40
-    seed: int = 7
-    start: str = "2026-06-15T21:00:00+08:00"
-    scale: str = "small"
-    bad_per_mille: float = 2.0
-    late_per_mille: float = 0.5
-    inject: bool = True
-
-    def __post_init__(self) -> None:
-        if self.minutes <= 0:
-            msg = f'generate: "minutes" must be > 0, got {self.minutes}'
-            raise ValueError(msg)
-        if self.scale not in SCALES:
-            msg = f'generate: "scale" must be one of {", ".join(SCALES)}, got {self.scale!r}'
-            raise ValueError(msg)
-        parse_ts(self.start)
-
-
-@dataclass(slots=True)
-class Truth:
-    incidents: list[dict[str, Any]] = field(default_factory=list)
-    events: int = 0
-    dead_letters: int = 0
-    late_events: int = 0
-
-
-def truth_entry(
-    n: int, kind: str, subject: str, zone: str | None, t0: int, t1: int, note: str
-) -> dict[str, Any]:
-    """The truth file's record of the n-th injected incident."""
-    return {
-        "id": f"inj-{n:03d}",
-        "kind": kind,
-        "subject": subject,
-        "zone": zone,
-        "start": format_ts(t0),
-        "end": format_ts(t1),
-        "note": note,
-    }
 
 
 class Generator:
@@ -211,8 +135,6 @@ class Generator:
         )
 
     def _inject(self) -> None:
-        from citywatch.replay.incidents import INJECTORS
-
         block_ms = 40 * 60_000
         blocks = max(1, (self.t_end - self.t0) // block_ms)
         for b in range(blocks):

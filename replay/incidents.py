@@ -11,13 +11,8 @@ itself when the block is too short for its story. Add new injectors to
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from typing import TYPE_CHECKING
-
-import numpy as np
 
 from citywatch.geo.distance import haversine_m, offset_deg
-from citywatch.geo.reference import Reference
 from citywatch.replay.incidents_anomaly import group_rental_dwelling, noise_level_shift
 from citywatch.replay.incidents_geo import muck_truck_dwells_in_airport_protection
 from citywatch.replay.incidents_sensors import (
@@ -26,13 +21,11 @@ from citywatch.replay.incidents_sensors import (
     tide_level,
 )
 from citywatch.replay.incidents_tracks import TRACK_INJECTORS
+from citywatch.replay.scene import Injector, Scene, is_night, zone_of_sensor
 from citywatch.replay.world import ALLOWED, Leg, Vehicle, approach
 
-if TYPE_CHECKING:
-    from citywatch.replay.generator import Generator
 
-
-def muck_truck_on_airport_site(gen: Generator, b: int, base: int, span: int) -> None:
+def muck_truck_on_airport_site(gen: Scene, b: int, base: int, span: int) -> None:
     """A muck truck drives onto the airport site (geofence.enter)."""
     rng, world = gen.rng, gen.world
     minute = 60_000
@@ -59,7 +52,7 @@ def muck_truck_on_airport_site(gen: Generator, b: int, base: int, span: int) -> 
         )
 
 
-def fishing_boat_in_no_fishing_reach(gen: Generator, b: int, base: int, span: int) -> None:
+def fishing_boat_in_no_fishing_reach(gen: Scene, b: int, base: int, span: int) -> None:
     """A fishing boat enters a no-fishing reach (geofence.enter)."""
     world = gen.world
     minute = 60_000
@@ -88,7 +81,7 @@ def fishing_boat_in_no_fishing_reach(gen: Generator, b: int, base: int, span: in
         )
 
 
-def hazmat_roadside_stop(gen: Generator, b: int, base: int, span: int) -> None:
+def hazmat_roadside_stop(gen: Scene, b: int, base: int, span: int) -> None:
     """A hazmat truck stops by the road for 22 minutes (track.stop), with one
     jittered fix 150 m away in the middle of the stop."""
     rng, world = gen.rng, gen.world
@@ -132,7 +125,7 @@ def hazmat_roadside_stop(gen: Generator, b: int, base: int, span: int) -> None:
         )
 
 
-def levee_water_rising(gen: Generator, b: int, base: int, span: int) -> None:
+def levee_water_rising(gen: Scene, b: int, base: int, span: int) -> None:
     """A levee water level rises over the warning level (sensor.threshold), fast
     (sensor.rate), and falls back to the tide's level (with a ripple: never stuck)."""
     minute = 60_000
@@ -176,7 +169,7 @@ def levee_water_rising(gen: Generator, b: int, base: int, span: int) -> None:
         )
 
 
-def dust_plume(gen: Generator, b: int, base: int, span: int) -> None:
+def dust_plume(gen: Scene, b: int, base: int, span: int) -> None:
     """Dust over the limit at the construction site (sensor.threshold)."""
     minute = 60_000
     dust = [s for s in gen.sensors if s[1] == "pm10" and s[5]]
@@ -199,7 +192,7 @@ def dust_plume(gen: Generator, b: int, base: int, span: int) -> None:
         )
 
 
-def people_on_airport_site(gen: Generator, b: int, base: int, span: int) -> None:
+def people_on_airport_site(gen: Scene, b: int, base: int, span: int) -> None:
     """People on the airport site seen by a camera (video.intrusion)."""
     site = gen.world.by_kind.get("airport_site", [])
     minute = 60_000
@@ -223,7 +216,7 @@ def people_on_airport_site(gen: Generator, b: int, base: int, span: int) -> None
         gen.expect("video.intrusion", cid, czone, t_on, t_on + 5_000, "people on the airport site")
 
 
-def person_on_levee_at_night(gen: Generator, b: int, base: int, span: int) -> None:
+def person_on_levee_at_night(gen: Scene, b: int, base: int, span: int) -> None:
     """Someone on the levee at night (video.intrusion, night-only rule)."""
     world = gen.world
     minute = 60_000
@@ -248,19 +241,6 @@ def person_on_levee_at_night(gen: Generator, b: int, base: int, span: int) -> No
             "video.intrusion", cid, czone, t_on, t_on + 5_000, "a person on the levee at night"
         )
 
-
-def zone_of_sensor(ref: Reference, sid: str) -> str | None:
-    dev = ref.sensors[sid]
-    zones = ref.zones.zones_of(np.array([dev.lon]), np.array([dev.lat]))[0]
-    return zones[0] if zones else None
-
-
-def is_night(ts_ms: int) -> bool:
-    hour = ((ts_ms // 3_600_000) + 8) % 24  # Asia/Shanghai, no daylight saving
-    return hour >= 20 or hour < 6
-
-
-Injector = Callable[["Generator", int, int, int], None]
 
 INJECTORS: list[Injector] = [
     muck_truck_on_airport_site,

@@ -14,12 +14,9 @@
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
 
+from citywatch.replay.scene import Scene, zone_of_sensor
 from citywatch.replay.world import normal_value
-
-if TYPE_CHECKING:
-    from citywatch.replay.generator import Generator
 
 MINUTE = 60_000
 # Per-dwelling means of a flat with many tenants (the background's are 0.01-0.04
@@ -27,7 +24,7 @@ MINUTE = 60_000
 RENTAL_BASE = {"water": 0.16, "power": 1.6}
 
 
-def group_rental_dwelling(gen: Generator, b: int, base: int, span: int) -> None:
+def group_rental_dwelling(gen: Scene, b: int, base: int, span: int) -> None:
     """One dwelling's water and power several times its peers' (peer sensor.anomaly)."""
     if b != 0 or span < 35 * MINUTE:
         return
@@ -47,7 +44,6 @@ def group_rental_dwelling(gen: Generator, b: int, base: int, span: int) -> None:
         gen.sensor_override.setdefault(f"{dwelling}-{kind}", []).append(
             (gen.t0, gen.t_end + MINUTE, consume)
         )
-    from citywatch.replay.incidents import zone_of_sensor  # the registry of injectors imports us
 
     gen.expect(
         "sensor.anomaly",
@@ -59,7 +55,7 @@ def group_rental_dwelling(gen: Generator, b: int, base: int, span: int) -> None:
     )
 
 
-def noise_level_shift(gen: Generator, b: int, base: int, span: int) -> None:
+def noise_level_shift(gen: Scene, b: int, base: int, span: int) -> None:
     """A noise monitor 15 dB above its learned level for 10 minutes (sensor.anomaly)."""
     monitors = [s for s in gen.sensors if s[1] == "noise" and s[5]]
     if b < 1 or span < 35 * MINUTE or not monitors:
@@ -75,7 +71,6 @@ def noise_level_shift(gen: Generator, b: int, base: int, span: int) -> None:
     gen.sensor_override.setdefault(sid, []).append((t_on, t_off, loud))
     # The first reading of the shift arrives within a minute (plus network delay);
     # the episode, and any echo as the level returns, fall inside the window.
-    from citywatch.replay.incidents import zone_of_sensor
 
     gen.expect(
         "sensor.anomaly",

@@ -8,19 +8,15 @@ rule (10 minutes) must raise one ``geofence.dwell``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from citywatch.replay.scene import Scene
 from citywatch.replay.world import Leg, Vehicle, approach
-
-if TYPE_CHECKING:
-    from citywatch.replay.generator import Generator
 
 MINUTE = 60_000
 DWELL_S = 600  # the default rule's dwell_s in data/nantong/citywatch.toml
 REPORT_MS = 20_000
 
 
-def muck_truck_dwells_in_airport_protection(gen: Generator, b: int, base: int, span: int) -> None:
+def muck_truck_dwells_in_airport_protection(gen: Scene, b: int, base: int, span: int) -> None:
     """A muck truck parks in the airport protection zone for over 10 minutes (geofence.dwell)."""
     world = gen.world
     ring = world.by_kind.get("airport_protection", [])

@@ -24,15 +24,12 @@ cameras never report excavators, rods or dumping.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from citywatch.detectors.events import parse_ts
 from citywatch.detectors.fusion import FusionParams
-
-if TYPE_CHECKING:
-    from citywatch.replay.generator import Generator
+from citywatch.replay.scene import Scene
 
 MINUTE = 60_000
 HOUR = 3_600_000
@@ -46,16 +43,16 @@ def tide_level(base: float, t: int) -> float:
     return base + TIDE_M * math.sin(2 * math.pi * (t / HOUR) / TIDE_PERIOD_H)
 
 
-def _zone_of_point(gen: Generator, lon: float, lat: float) -> str | None:
+def _zone_of_point(gen: Scene, lon: float, lat: float) -> str | None:
     zones = gen.ref.zones.zones_of(np.array([lon]), np.array([lat]))[0]
     return zones[0] if zones else None
 
 
-def _gauges(gen: Generator) -> list[tuple[str, str, float, float, float, bool]]:
+def _gauges(gen: Scene) -> list[tuple[str, str, float, float, float, bool]]:
     return [s for s in gen.sensors if s[1] == "water_level" and s[5]]
 
 
-def levee_gauge_rising_fast(gen: Generator, b: int, base: int, span: int) -> None:
+def levee_gauge_rising_fast(gen: Scene, b: int, base: int, span: int) -> None:
     """A levee gauge rises 1.5 m/h for 24 minutes, 0.6 m in all, never reaching the
     4.5 m warning level (sensor.rate, not sensor.threshold)."""
     gauges = _gauges(gen)
@@ -83,7 +80,7 @@ def levee_gauge_rising_fast(gen: Generator, b: int, base: int, span: int) -> Non
     )
 
 
-def gauge_goes_silent(gen: Generator, b: int, base: int, span: int) -> None:
+def gauge_goes_silent(gen: Scene, b: int, base: int, span: int) -> None:
     """A levee gauge stops reporting for 20 minutes, then recovers (sensor.offline)."""
     gauges = _gauges(gen)
     if len(gauges) < 4 or span < 30 * MINUTE:
@@ -102,7 +99,7 @@ def gauge_goes_silent(gen: Generator, b: int, base: int, span: int) -> None:
     )
 
 
-def gauge_stuck(gen: Generator, b: int, base: int, span: int) -> None:
+def gauge_stuck(gen: Scene, b: int, base: int, span: int) -> None:
     """A levee gauge repeats one value for 16 minutes, then moves again (sensor.stuck)."""
     gauges = _gauges(gen)
     if len(gauges) < 4 or span < 30 * MINUTE:
@@ -126,7 +123,7 @@ def gauge_stuck(gen: Generator, b: int, base: int, span: int) -> None:
     )
 
 
-def pm10_hourly_mean_high(gen: Generator, b: int, base: int, span: int) -> None:
+def pm10_hourly_mean_high(gen: Scene, b: int, base: int, span: int) -> None:
     """A dust monitor reads ~130 µg/m³ for an hour: never over the 150 instant level,
     but its hourly mean passes 115 (sensor.window). Needs the hour before the block's
     middle, so it runs from the second block on."""
@@ -157,7 +154,7 @@ def pm10_hourly_mean_high(gen: Generator, b: int, base: int, span: int) -> None:
     )
 
 
-def _video(gen: Generator, cid: str, t: int, label: str, n: int, every_ms: int) -> None:
+def _video(gen: Scene, cid: str, t: int, label: str, n: int, every_ms: int) -> None:
     for k in range(n):
         gen.video_injections.append(
             (
@@ -173,7 +170,7 @@ def _video(gen: Generator, cid: str, t: int, label: str, n: int, every_ms: int) 
         )
 
 
-def _cameras_in(gen: Generator, zone_kind: str) -> list[tuple[str, str]]:
+def _cameras_in(gen: Scene, zone_kind: str) -> list[tuple[str, str]]:
     return [
         (c[0], c[1])
         for c in gen.cameras
@@ -181,7 +178,7 @@ def _cameras_in(gen: Generator, zone_kind: str) -> list[tuple[str, str]]:
     ]
 
 
-def excavator_in_airport_protection(gen: Generator, b: int, base: int, span: int) -> None:
+def excavator_in_airport_protection(gen: Scene, b: int, base: int, span: int) -> None:
     """A camera sees an excavator (and a crane) in the airport protection zone for four
     minutes: one episode, one alert (video.construction)."""
     cams = _cameras_in(gen, "airport_protection")
@@ -196,7 +193,7 @@ def excavator_in_airport_protection(gen: Generator, b: int, base: int, span: int
     )
 
 
-def fishing_where_the_boat_went(gen: Generator, b: int, base: int, span: int) -> None:
+def fishing_where_the_boat_went(gen: Scene, b: int, base: int, span: int) -> None:
     """A river camera sees fishing rods in the reach a fishing boat entered minutes
     before (video.fishing, and with the boat's geofence.enter a corroborated pair)."""
     cams = _cameras_in(gen, "no_fishing")
@@ -223,7 +220,7 @@ def fishing_where_the_boat_went(gen: Generator, b: int, base: int, span: int) ->
     gen.expect("video.fishing", cid, zone, t_on, t_on + 5_000, "fishing rods in a no-fishing reach")
 
 
-def dumping_in_another_reach(gen: Generator, b: int, base: int, span: int) -> None:
+def dumping_in_another_reach(gen: Scene, b: int, base: int, span: int) -> None:
     """A river camera sees dumping in a reach no boat entered (video.dumping)."""
     cams = _cameras_in(gen, "no_fishing")
     if not cams or span < 32 * MINUTE:
@@ -248,7 +245,7 @@ def _source(kind: str) -> str | None:
     return SOURCE_OF_FAMILY.get(kind.partition(".")[0])
 
 
-def corroborated_truth(gen: Generator, b: int, base: int, span: int) -> None:
+def corroborated_truth(gen: Scene, b: int, base: int, span: int) -> None:
     """The ``fusion.corroborated`` alerts the injected incidents imply (run last).
 
     Applies the default fusion rule (``citywatch.detectors.fusion.FusionParams()``) to the

@@ -18,13 +18,11 @@ Block timeline (minutes from the block start)::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from citywatch.geo.distance import haversine_m, offset_deg
+from citywatch.replay.scene import Scene
 from citywatch.replay.world import ALLOWED, Leg, Vehicle
-
-if TYPE_CHECKING:
-    from citywatch.replay.generator import Generator
 
 MINUTE = 60_000
 GAP_SILENCE_S = 300  # [track.gap.max_silence_s] hazmat_truck
@@ -32,13 +30,13 @@ SPEEDING_MIN_OVER_S = 60  # [track.speeding] min_over_s
 TOGETHER_S = 480  # [track.rendezvous] min_together_s
 
 
-def _depots(gen: Generator) -> list[str]:
+def _depots(gen: Scene) -> list[str]:
     world = gen.world
     return world.by_kind.get("approved_stop", []) + world.by_kind.get("chemical_park", [])
 
 
 def _depot_route(
-    gen: Generator, cls: str, min_m: float, tries: int = 300
+    gen: Scene, cls: str, min_m: float, tries: int = 300
 ) -> tuple[tuple[float, float], tuple[float, float]] | None:
     """Two depot points at least ``min_m`` apart joined by a path the class may drive."""
     depots, world, rng = _depots(gen), gen.world, gen.rng
@@ -56,7 +54,7 @@ def _drive(t0: int, a: tuple[float, float], b: tuple[float, float], kmh: float) 
 
 
 def _depot_trip(
-    gen: Generator, cls: str, min_m: float, base: int, t_go: int, kmh: float
+    gen: Scene, cls: str, min_m: float, base: int, t_go: int, kmh: float
 ) -> list[Leg] | None:
     """Parked at one depot, at ``t_go`` off to another at ``kmh``, parked there."""
     route = _depot_route(gen, cls, min_m)
@@ -67,7 +65,7 @@ def _depot_trip(
     return [Leg(base, t_go, *a, *a), drive, Leg(drive.t1, gen.t_end + MINUTE, *c, *c)]
 
 
-def hazmat_gps_gap(gen: Generator, b: int, base: int, span: int) -> None:
+def hazmat_gps_gap(gen: Scene, b: int, base: int, span: int) -> None:
     """A hazmat truck's GPS goes silent for 8 minutes while it drives (track.gap)."""
     if span < 30 * MINUTE:
         return
@@ -92,7 +90,7 @@ def hazmat_gps_gap(gen: Generator, b: int, base: int, span: int) -> None:
     gen.expect("track.gap", v.id, None, deadline, deadline, "hazmat truck GPS silent 8 minutes")
 
 
-def _fix(gen: Generator, v: Vehicle, t: int) -> dict[str, Any]:
+def _fix(gen: Scene, v: Vehicle, t: int) -> dict[str, Any]:
     lon, lat, speed = v.position(t)
     jlon, jlat = offset_deg(lat, gen.rng.gauss(0, v.jitter_m), gen.rng.gauss(0, v.jitter_m))
     return {
@@ -106,7 +104,7 @@ def _fix(gen: Generator, v: Vehicle, t: int) -> dict[str, Any]:
     }
 
 
-def tanker_speeding(gen: Generator, b: int, base: int, span: int) -> None:
+def tanker_speeding(gen: Scene, b: int, base: int, span: int) -> None:
     """A tanker drives between depots at 95 km/h, over the 80 km/h limit (track.speeding)."""
     if span < 25 * MINUTE:
         return
@@ -126,7 +124,7 @@ def tanker_speeding(gen: Generator, b: int, base: int, span: int) -> None:
     gen.expect("track.speeding", v.id, None, t_alert, t_alert + period, "tanker at 95 km/h")
 
 
-def tanker_meets_muck_truck(gen: Generator, b: int, base: int, span: int) -> None:
+def tanker_meets_muck_truck(gen: Scene, b: int, base: int, span: int) -> None:
     """A tanker and a muck truck stand 12 m apart by the road for 10 minutes: mobile
     refuelling (track.rendezvous); too short for track.stop (15 minutes)."""
     if span < 30 * MINUTE or not _depots(gen):
@@ -188,7 +186,7 @@ def tanker_meets_muck_truck(gen: Generator, b: int, base: int, span: int) -> Non
     )
 
 
-def hazmat_teleport(gen: Generator, b: int, base: int, span: int) -> None:
+def hazmat_teleport(gen: Scene, b: int, base: int, span: int) -> None:
     """One fix of a parked hazmat truck lands 42 km away: bad data for the dead letters,
     no alert (the truth counts one more dead letter)."""
     depots = _depots(gen)

@@ -104,7 +104,7 @@ def run_serve(args: argparse.Namespace) -> int:
     client.close()
     url = str(args.redis_url or cfg.redis.url)  # open_orders refused a missing one
     print(f"token API on http://{args.host}:{args.port}/api/openapi.json; Ctrl-C stops")
-    from citywatch.flows.commands.console import api_site_for
+    from citywatch.flows.console_site import api_site_for
 
     app = create_api_app(api_site_for(cfg), cfg.redis.options(url))
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")

@@ -7,22 +7,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from citywatch.flows.commands.common import add_config
+from citywatch.flows.commands.common import add_config, positive_or_none
 from citywatch.flows.config import ConfigError, load_config
-
-
-def _rate(text: str) -> float | None:
-    if text in ("off", "none", "0"):
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        msg = f"--paced-rate must be events/s like 10000, or 'off', got {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
-    if value <= 0:
-        msg = f"--paced-rate must be > 0 events/s (or 'off'), got {text}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,7 +34,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bench.add_argument("--redis-url", default=None, help="Redis URL (default: embedded server)")
     bench.add_argument(
         "--paced-rate",
-        type=_rate,
+        type=positive_or_none("--paced-rate", ("off", "none", "0"), "10000 events/s"),
         default=10_000.0,
         help="events/s of the paced latency run, or 'off' (default 10000)",
     )
@@ -74,7 +60,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from citywatch.benchmarks.bench import BenchOptions, markdown, run_bench
+    from citywatch.flows.bench import BenchOptions, markdown, run_bench
 
     cfg = load_config(args.config)
     for f in [*args.files, *([args.truth] if args.truth else [])]:

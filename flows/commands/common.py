@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 
-def speed(text: str) -> float | None:
-    """``--speed`` values: a positive factor of real time, or ``max``."""
-    if text == "max":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        msg = f"speed must be a number like 50 or 'max', got {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
-    if value <= 0:
-        msg = f"speed must be > 0, got {text}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
+def positive_or_none(
+    option: str, none_words: tuple[str, ...], example: str
+) -> Callable[[str], float | None]:
+    """An argparse type: a number > 0, or one of ``none_words`` for None (no limit)."""
+    off = repr(none_words[0])
+
+    def parse(text: str) -> float | None:
+        if text in none_words:
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            msg = f"{option} must be a number like {example}, or {off}, got {text!r}"
+            raise argparse.ArgumentTypeError(msg) from None
+        if value <= 0:
+            msg = f"{option} must be > 0 (or {off}), got {text}"
+            raise argparse.ArgumentTypeError(msg)
+        return value
+
+    return parse
+
+
+# ``--speed``: a positive factor of real time, or ``max``.
+speed = positive_or_none("--speed", ("max",), "50")
 
 
 def add_config(p: argparse.ArgumentParser) -> None:

@@ -8,13 +8,10 @@ import sys
 from typing import TYPE_CHECKING
 
 from citywatch.flows.commands.common import add_config
+from citywatch.flows.console_site import api_site_for, settings_for, site_for
 
 if TYPE_CHECKING:
-    from citywatch.console.api import ApiSite
-    from citywatch.console.core import Site
-    from citywatch.console.server import ConsoleThread
-    from citywatch.console.settings import ConsoleSettings
-    from citywatch.flows.config import Config
+    pass
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,52 +71,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rm = uu.add_parser("remove", help="remove a user (their sessions end)")
     rm.add_argument("name")
     rm.set_defaults(func=run_users_remove)
-
-
-def site_for(cfg: Config) -> Site:
-    """What the console needs of the configuration: key prefix, map layers, departments."""
-    from citywatch.console.core import Site
-
-    return Site(
-        prefix=cfg.redis.prefix,
-        zones_geojson=cfg.data.zones.read_bytes(),
-        jurisdictions_geojson=cfg.data.jurisdictions.read_bytes(),
-        departments=departments_of(cfg),
-    )
-
-
-def departments_of(cfg: Config) -> tuple[str, ...]:
-    """Every department routing may send an order to."""
-    routing = cfg.routing
-    return tuple(sorted(set(routing.departments.values()) | {routing.coordinating_department}))
-
-
-def api_site_for(cfg: Config) -> ApiSite:
-    """What the token API needs of the configuration."""
-    from citywatch.console.api import ApiSite
-
-    return ApiSite(
-        prefix=cfg.redis.prefix,
-        integrations=cfg.integrations,
-        console=settings_for(cfg),
-        departments=departments_of(cfg),
-    )
-
-
-def settings_for(cfg: Config, **overrides: object) -> ConsoleSettings:
-    """The ``[console]`` table of the configuration, with the given values overriding it."""
-    from citywatch.console.settings import ConsoleSettings
-
-    table = dict(cfg.raw.get("console", {}))
-    table.update({k: v for k, v in overrides.items() if v is not None})
-    return ConsoleSettings.from_table(table)
-
-
-def offer_console(cfg: Config, redis_url: str) -> ConsoleThread:
-    """The demo's console (``citywatch demo --keep``) on its Redis, with demo accounts."""
-    from citywatch.console import demo
-
-    return demo.offer_console(site_for(cfg), cfg.redis.options(redis_url), settings_for(cfg))
 
 
 def _url(args: argparse.Namespace) -> str:

@@ -19,8 +19,8 @@ from citywatch.console.core import Site
 from citywatch.console.settings import ConsoleSettings
 from citywatch.console.web import LOGIN_CSRF_COOKIE
 from citywatch.detectors.alerts import Alert
-from citywatch.flows.commands.console import site_for
 from citywatch.flows.config import Config
+from citywatch.flows.console_site import site_for
 from citywatch.geo.reference import Reference
 from citywatch.replay.generator import GenParams, generate
 from citywatch.sinks.redis_dispatch import Dispatch, Keys, Route, WorkOrderWriter

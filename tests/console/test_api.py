@@ -24,8 +24,8 @@ from citywatch.console.api.tokens import ApiToken, TokenStore
 from citywatch.console.auth import User, UserStore
 from citywatch.console.server import free_port
 from citywatch.detectors.alerts import Alert
-from citywatch.flows.commands.console import api_site_for, site_for
 from citywatch.flows.config import Config
+from citywatch.flows.console_site import api_site_for, site_for
 from citywatch.sinks.lifecycle import WorkOrders
 from citywatch.sinks.redis_dispatch import Dispatch, Keys, Route, WorkOrderWriter
 

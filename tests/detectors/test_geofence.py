@@ -219,9 +219,9 @@ from citywatch.detectors.geofence import (  # noqa: E402
     GeofenceDetector,
     InsideRule,
     OutsideRule,
-    VideoGeofenceDetector,
     build_rule,
 )
+from citywatch.detectors.geofence_video import VideoGeofenceDetector  # noqa: E402
 
 MUCK = ("muck_truck",)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from typing import Protocol
 
 import pytest
 from bytewax.run import cli_main
@@ -14,15 +15,25 @@ from citywatch.flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
 from citywatch.geo.reference import Reference
 from citywatch.sinks.dispatch import Dispatch
 
-RunBatched = Callable[[list[bytes], int, int], list[Dispatch]]
+
+class RunBatched(Protocol):
+    def __call__(
+        self, lines: list[bytes], batch: int, workers: int, shards: int | None = None
+    ) -> list[Dispatch]: ...
 
 
-@pytest.fixture()
+@pytest.fixture(scope="session")
 def run_batched(config: Config, reference: Reference) -> RunBatched:
-    """``run(lines, batch, workers)``: the dispatches of the flow over ``lines`` cut into
-    batches of ``batch`` lines, on one worker (in this thread) or several."""
+    """``run(lines, batch, workers, shards=None)``: the dispatches of the flow over
+    ``lines`` cut into batches of ``batch`` lines, on one worker (in this thread) or
+    several, with the config's ``[flow] shards`` or ``shards``."""
 
-    def run(lines: list[bytes], batch: int, workers: int) -> list[Dispatch]:
+    def run(
+        lines: list[bytes], batch: int, workers: int, shards: int | None = None
+    ) -> list[Dispatch]:
+        cfg = config
+        if shards is not None:
+            cfg = dataclasses.replace(config, flow=dataclasses.replace(config.flow, shards=shards))
         batches = [
             RawBatch("recording", lines[i : i + batch], 0) for i in range(0, len(lines), batch)
         ]
@@ -30,7 +41,7 @@ def run_batched(config: Config, reference: Reference) -> RunBatched:
         flow = build_flow(
             TestingSource(batches),
             FlowOutputs(dispatch=TestingSink(out)),
-            config,
+            cfg,
             ReferenceHolder(reference),
         )
         if workers == 1:

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from citywatch.benchmarks.bench import BenchOptions, markdown, percentiles, run_bench
+from citywatch.flows.bench import BenchOptions, markdown, percentiles, run_bench
 from citywatch.flows.config import Config
 from citywatch.geo.reference import Reference
 from citywatch.replay.generator import GenParams, generate

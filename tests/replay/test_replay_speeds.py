@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from citywatch.benchmarks.bench import work_orders
+from citywatch.flows.bench import work_orders
 from citywatch.flows.config import Config
 from citywatch.flows.runner import run_recordings
 from citywatch.geo.reference import Reference

@@ -21,8 +21,8 @@ from citywatch.console.core import ConsoleApp
 from citywatch.console.settings import ConsoleSettings
 from citywatch.detectors.events import DeadLetter
 from citywatch.flows import cli
-from citywatch.flows.commands.console import site_for
 from citywatch.flows.config import DEFAULT_CONFIG, Config, ConfigError, load_config
+from citywatch.flows.console_site import site_for
 from citywatch.sinks.client import (
     DispatchError,
     RedisOptions,
