@@ -36,7 +36,7 @@ from citywatch.flows.config import Config
 from citywatch.geo.reference import Reference
 from citywatch.replay.generator import GenParams, generate
 from citywatch.replay.recording import iter_lines
-from citywatch.sinks.redis_dispatch import Dispatch, work_order_fields
+from citywatch.sinks.dispatch import Dispatch, WorkOrder
 
 # The run_batched fixture (tests/flows/conftest.py): run(lines, batch, workers, shards=...).
 RunBatched = Callable[..., list[Dispatch]]
@@ -96,7 +96,7 @@ def outcome(dispatched: list[Dispatch]) -> list[tuple[Any, ...]]:
     rows = []
     for d in dispatched:
         alert = d.alert.to_json()
-        wo = work_order_fields(d, 0)
+        wo = WorkOrder.new(d, 0).to_hash()
         if d.alert.kind == "fusion.corroborated":
             alert = {k: v for k, v in alert.items() if k not in RACY_FUSION_FIELDS}
         rows.append(
