@@ -418,6 +418,7 @@ def run_bench(
             "truth": str(opts.truth),
             "incidents_injected": len(truth["incidents"]),
             "per_kind": sc.to_json(),
+            "overall": sc.summary(),
             "missed": [f"{i['id']} {i['kind']} {i['subject']}" for i in sc.missed],
             "false_alerts": len(sc.false_alerts),
             "false_alert_examples": [
@@ -587,7 +588,8 @@ def markdown(report: dict[str, Any]) -> str:
             "## Quality against the truth",
             "",
             f"{q['incidents_injected']} injected incidents in `{q['truth']}`; "
-            f"{len(q['missed'])} missed, {q['false_alerts']} false alerts.",
+            f"{len(q['missed'])} missed, {q['false_alerts']} false alerts. Overall: "
+            + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in q.get("overall", {}).items()),
             "",
             "| kind | incidents | found | alerts | true alerts | precision | recall |",
             "|---|---:|---:|---:|---:|---:|---:|",

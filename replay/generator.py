@@ -21,7 +21,7 @@ import heapq
 import operator
 import random
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,8 @@ import orjson
 from citywatch.detectors.events import format_ts, parse_ts
 from citywatch.geo.distance import offset_deg
 from citywatch.geo.reference import Reference
+from citywatch.replay.noise import NoiseStage, header_params, is_noisy
+from citywatch.replay.noise_options import default as noise_default
 from citywatch.replay.recording import RecordingWriter
 from citywatch.replay.world import (
     ALLOWED,
@@ -92,6 +94,19 @@ class GenParams:
     bad_per_mille: float = 2.0
     late_per_mille: float = 0.5
     inject: bool = True
+    # Field noise (citywatch.replay.noise): None = on for scale "city" only.
+    noise: bool | None = None
+    gps_jitter_m: float = noise_default("gps_jitter_m")
+    multipath_per_mille: float = noise_default("multipath_per_mille")
+    dropout_per_mille: float = noise_default("dropout_per_mille")
+    duplicate_per_mille: float = noise_default("duplicate_per_mille")
+    reorder_per_mille: float = noise_default("reorder_per_mille")
+    skewed_gateways_pct: float = noise_default("skewed_gateways_pct")
+    max_skew_s: float = noise_default("max_skew_s")
+    clock_steps_pct: float = noise_default("clock_steps_pct")
+    max_step_s: float = noise_default("max_step_s")
+    sensor_faults: bool = True
+    overlapping_incidents: bool = True
 
     def __post_init__(self) -> None:
         if self.minutes <= 0:
@@ -101,6 +116,9 @@ class GenParams:
             msg = f'generate: "scale" must be one of {", ".join(SCALES)}, got {self.scale!r}'
             raise ValueError(msg)
         parse_ts(self.start)
+        from citywatch.replay.noise import validate
+
+        validate(self)
 
 
 @dataclass(slots=True)
@@ -109,6 +127,8 @@ class Truth:
     events: int = 0
     dead_letters: int = 0
     late_events: int = 0
+    # What the noise stage did, by kind (empty for a run without noise).
+    noise: dict[str, int] = field(default_factory=dict)
 
 
 def truth_entry(
@@ -218,8 +238,18 @@ class Generator:
         for b in range(blocks):
             base = self.t0 + b * block_ms
             span = min(block_ms, self.t_end - base)
-            for injector in INJECTORS:
+            for injector in self._injectors(INJECTORS):
                 injector(self, b, base, span)
+
+    def _injectors(self, injectors: list[Any]) -> list[Any]:
+        """The registry, plus the noisy run's fault and overlap injectors before the
+        last one (the fusion truth, which reads all the others')."""
+        from citywatch.replay.incidents_noise import noise_injectors
+        from citywatch.replay.noise import is_noisy
+
+        if not is_noisy(self.p):
+            return injectors
+        return [*injectors[:-1], *noise_injectors(self.p), injectors[-1]]
 
     # -- emission -----------------------------------------------------------------
     def events(self) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -397,7 +427,7 @@ def generate(
     """Write a recording (and its truth file); returns the truth."""
     gen = Generator(ref, p)
     rng = random.Random(p.seed + 1)  # corruption and lateness draw from their own stream
-    header = {"generator": {"name": "citywatch.replay.generator", **asdict(p)}}
+    header = {"generator": {"name": "citywatch.replay.generator", **header_params(p)}}
     heap: list[tuple[int, int, bytes]] = []
     seq = 0
     truth = gen.truth
@@ -407,11 +437,17 @@ def generate(
     bad, late_roll = p.bad_per_mille, 1000 - p.late_per_mille
     late_before = gen.t_end - 2 * LATE_DELAY_MS
     written = 0
+    stream: Iterable[tuple[int, dict[str, Any], int]]
+    stage = NoiseStage(gen, injected) if is_noisy(p) else None
+    if stage is not None:
+        stream = stage.apply(gen.events())
+    else:
+        stream = ((ts, obj, 0) for ts, obj in gen.events())
     with RecordingWriter(out, header=header) as w:
         ready: list[bytes] = []
-        for ts, obj in gen.events():
+        for ts, obj, delay in stream:
             seq += 1
-            arrival = ts + randrange(NETWORK_DELAY_MS)
+            arrival = ts + randrange(NETWORK_DELAY_MS) + delay
             subject = obj.get("entity") or obj.get("sensor") or obj.get("camera")
             roll = random_() * 1000
             if roll < bad and subject not in injected:
@@ -443,18 +479,22 @@ def generate(
         w.write_lines(ready)
         written += len(ready)
     truth.events = written
+    if stage is not None:
+        truth.noise = dict(stage.counts)
     if truth_path is not None:
         write_truth(truth_path, p, truth)
     return truth
 
 
 def write_truth(path: str | Path, p: GenParams, truth: Truth) -> None:
-    doc = {
-        "generator": asdict(p),
+    doc: dict[str, Any] = {
+        "generator": header_params(p),
         "events": truth.events,
         "dead_letters": truth.dead_letters,
         "late_events": truth.late_events,
-        "incidents": truth.incidents,
     }
+    if truth.noise:
+        doc["noise"] = truth.noise
+    doc["incidents"] = truth.incidents
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")
