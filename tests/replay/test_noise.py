@@ -22,6 +22,7 @@ from citywatch.geo.distance import haversine_m
 from citywatch.geo.reference import Reference
 from citywatch.replay.generator import Generator, GenParams, generate
 from citywatch.replay.recording import iter_lines
+from citywatch.replay.truth import score
 
 LOUD = {
     "multipath_per_mille": 20.0,
@@ -29,6 +30,14 @@ LOUD = {
     "duplicate_per_mille": 20.0,
     "reorder_per_mille": 30.0,
 }
+
+
+def _noise_only(base: GenParams, **levels: Any) -> GenParams:
+    """``base`` with noise on but none of the noisy run's extra injectors: the clean
+    run's events stay underneath, comparable one by one."""
+    return dataclasses.replace(
+        base, noise=True, sensor_faults=False, overlapping_incidents=False, **levels
+    )
 
 
 def _events(path: Path) -> list[dict[str, Any]]:
@@ -62,15 +71,7 @@ def test_noise_is_off_for_small_and_same_seed_gives_same_bytes(
 
 def test_every_gps_noise_kind_appears(tmp_path: Path, reference: Reference) -> None:
     base = GenParams(minutes=12, seed=6, bad_per_mille=0.0, late_per_mille=0.0)
-    noisy = dataclasses.replace(
-        base,
-        noise=True,
-        sensor_faults=False,
-        overlapping_incidents=False,
-        skewed_gateways_pct=0.0,
-        clock_steps_pct=0.0,
-        **LOUD,
-    )
+    noisy = _noise_only(base, skewed_gateways_pct=0.0, clock_steps_pct=0.0, **LOUD)
     generate(reference, base, tmp_path / "clean.jsonl")
     truth = generate(reference, noisy, tmp_path / "noisy.jsonl")
     clean, got = _events(tmp_path / "clean.jsonl"), _events(tmp_path / "noisy.jsonl")
@@ -105,11 +106,8 @@ def test_gateway_clock_skew_and_steps_shift_timestamps(
     tmp_path: Path, reference: Reference
 ) -> None:
     base = GenParams(minutes=10, seed=8, bad_per_mille=0.0, late_per_mille=0.0)
-    noisy = dataclasses.replace(
+    noisy = _noise_only(
         base,
-        noise=True,
-        sensor_faults=False,
-        overlapping_incidents=False,
         gps_jitter_m=0.0,
         multipath_per_mille=0.0,
         dropout_per_mille=0.0,
@@ -196,3 +194,23 @@ def test_a_short_noisy_city_run_goes_through_the_flow(
     assert sum(res.stats.events_ok.values()) > 0.95 * truth.events
     assert sum(res.stats.dead.values()) >= truth.dead_letters
     assert orjson.loads(truth_path.read_bytes())["noise"] == truth.noise
+
+
+def test_score_counts_repeated_alerts_per_incident() -> None:
+    inc = {
+        "id": "i1",
+        "kind": "sensor.anomaly",
+        "subject": "n-1",
+        "zone": None,
+        "start": "2026-01-01T00:00:00Z",
+        "end": "2026-01-01T00:05:00Z",
+    }
+    alert = {"kind": "sensor.anomaly", "subject": "n-1", "zone": None}
+    alerts = [
+        {**alert, "ts": "2026-01-01T00:01:00.000Z"},  # the alert
+        {**alert, "ts": "2026-01-01T00:15:00.000Z"},  # raised again: false, but a repeat
+        {**alert, "ts": "2026-01-01T03:00:00.000Z"},  # hours later: not this incident's
+        {**alert, "subject": "n-2", "ts": "2026-01-01T00:01:00.000Z"},
+    ]
+    sc = score(alerts, {"incidents": [inc]})
+    assert sc.summary() == {"recall": 1.0, "precision": 0.25, "alerts_per_incident": 2.0}
