@@ -21,7 +21,6 @@ import heapq
 import operator
 import random
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from citywatch.detectors.events import format_ts, parse_ts
 from citywatch.geo.distance import offset_deg
 from citywatch.geo.reference import Reference
 from citywatch.replay.incidents import INJECTORS
+from citywatch.replay.noise import NoiseStage, header_params, is_noisy
 from citywatch.replay.recording import RecordingWriter
 from citywatch.replay.scene import SCALES, GenParams, Truth, truth_entry
 from citywatch.replay.world import (
@@ -140,8 +140,18 @@ class Generator:
         for b in range(blocks):
             base = self.t0 + b * block_ms
             span = min(block_ms, self.t_end - base)
-            for injector in INJECTORS:
+            for injector in self._injectors(INJECTORS):
                 injector(self, b, base, span)
+
+    def _injectors(self, injectors: list[Any]) -> list[Any]:
+        """The registry, plus the noisy run's fault and overlap injectors before the
+        last one (the fusion truth, which reads all the others')."""
+        from citywatch.replay.incidents_noise import noise_injectors
+        from citywatch.replay.noise import is_noisy
+
+        if not is_noisy(self.p):
+            return injectors
+        return [*injectors[:-1], *noise_injectors(self.p), injectors[-1]]
 
     # -- emission -----------------------------------------------------------------
     def events(self) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -319,7 +329,7 @@ def generate(
     """Write a recording (and its truth file); returns the truth."""
     gen = Generator(ref, p)
     rng = random.Random(p.seed + 1)  # corruption and lateness draw from their own stream
-    header = {"generator": {"name": "citywatch.replay.generator", **asdict(p)}}
+    header = {"generator": {"name": "citywatch.replay.generator", **header_params(p)}}
     heap: list[tuple[int, int, bytes]] = []
     seq = 0
     truth = gen.truth
@@ -329,11 +339,17 @@ def generate(
     bad, late_roll = p.bad_per_mille, 1000 - p.late_per_mille
     late_before = gen.t_end - 2 * LATE_DELAY_MS
     written = 0
+    stream: Iterable[tuple[int, dict[str, Any], int]]
+    stage = NoiseStage(gen, injected) if is_noisy(p) else None
+    if stage is not None:
+        stream = stage.apply(gen.events())
+    else:
+        stream = ((ts, obj, 0) for ts, obj in gen.events())
     with RecordingWriter(out, header=header) as w:
         ready: list[bytes] = []
-        for ts, obj in gen.events():
+        for ts, obj, delay in stream:
             seq += 1
-            arrival = ts + randrange(NETWORK_DELAY_MS)
+            arrival = ts + randrange(NETWORK_DELAY_MS) + delay
             subject = obj.get("entity") or obj.get("sensor") or obj.get("camera")
             roll = random_() * 1000
             if roll < bad and subject not in injected:
@@ -365,18 +381,22 @@ def generate(
         w.write_lines(ready)
         written += len(ready)
     truth.events = written
+    if stage is not None:
+        truth.noise = dict(stage.counts)
     if truth_path is not None:
         write_truth(truth_path, p, truth)
     return truth
 
 
 def write_truth(path: str | Path, p: GenParams, truth: Truth) -> None:
-    doc = {
-        "generator": asdict(p),
+    doc: dict[str, Any] = {
+        "generator": header_params(p),
         "events": truth.events,
         "dead_letters": truth.dead_letters,
         "late_events": truth.late_events,
-        "incidents": truth.incidents,
     }
+    if truth.noise:
+        doc["noise"] = truth.noise
+    doc["incidents"] = truth.incidents
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n")

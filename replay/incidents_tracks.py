@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from citywatch.geo.distance import haversine_m, offset_deg
 from citywatch.replay.scene import Scene
 from citywatch.replay.world import ALLOWED, Leg, Vehicle
@@ -76,18 +78,30 @@ def hazmat_gps_gap(gen: Scene, b: int, base: int, span: int) -> None:
     v = Vehicle(f"hz-gap-{b + 1:03d}", "hazmat_truck", legs, period, base + 4_000, cargo="LPG")
     silent = (base + 10 * MINUTE, base + 18 * MINUTE)
     last = None
+    last_at = (0.0, 0.0)
     t = v.next_ms
     # Scripted fixes (the generator emits any (ts, event) of this list in time order).
     while t < gen.t_end:
         if not silent[0] <= t < silent[1]:
-            gen.video_injections.append((t, _fix(gen, v, t)))
+            fix = _fix(gen, v, t)
+            gen.video_injections.append((t, fix))
             if t < silent[0]:
-                last = t
+                last, last_at = t, (fix["lon"], fix["lat"])
         t += period
     if last is None:
         return
     deadline = last + GAP_SILENCE_S * 1000
-    gen.expect("track.gap", v.id, None, deadline, deadline, "hazmat truck GPS silent 8 minutes")
+    # The alert carries the zone of the last fix: a short route may have reached its
+    # depot (zone points keep ~40 m from the edge, so jitter cannot change it).
+    zone = gen.ref.zones.zones_of(np.array([last_at[0]]), np.array([last_at[1]]))[0]
+    gen.expect(
+        "track.gap",
+        v.id,
+        zone[0] if zone else None,
+        deadline,
+        deadline,
+        "hazmat truck GPS silent 8 minutes",
+    )
 
 
 def _fix(gen: Scene, v: Vehicle, t: int) -> dict[str, Any]:

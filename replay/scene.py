@@ -23,6 +23,7 @@ import numpy as np
 
 from citywatch.detectors.events import format_ts, parse_ts
 from citywatch.geo.reference import Reference
+from citywatch.replay.noise_options import default as noise_default
 from citywatch.replay.world import Vehicle, World
 
 SCALES: dict[str, dict[str, int]] = {
@@ -70,6 +71,19 @@ class GenParams:
     bad_per_mille: float = 2.0
     late_per_mille: float = 0.5
     inject: bool = True
+    # Field noise (citywatch.replay.noise): None = on for scale "city" only.
+    noise: bool | None = None
+    gps_jitter_m: float = noise_default("gps_jitter_m")
+    multipath_per_mille: float = noise_default("multipath_per_mille")
+    dropout_per_mille: float = noise_default("dropout_per_mille")
+    duplicate_per_mille: float = noise_default("duplicate_per_mille")
+    reorder_per_mille: float = noise_default("reorder_per_mille")
+    skewed_gateways_pct: float = noise_default("skewed_gateways_pct")
+    max_skew_s: float = noise_default("max_skew_s")
+    clock_steps_pct: float = noise_default("clock_steps_pct")
+    max_step_s: float = noise_default("max_step_s")
+    sensor_faults: bool = True
+    overlapping_incidents: bool = True
 
     def __post_init__(self) -> None:
         if self.minutes <= 0:
@@ -79,6 +93,9 @@ class GenParams:
             msg = f'generate: "scale" must be one of {", ".join(SCALES)}, got {self.scale!r}'
             raise ValueError(msg)
         parse_ts(self.start)
+        from citywatch.replay.noise import validate
+
+        validate(self)
 
 
 @dataclass(slots=True)
@@ -87,6 +104,8 @@ class Truth:
     events: int = 0
     dead_letters: int = 0
     late_events: int = 0
+    # What the noise stage did, by kind (empty for a run without noise).
+    noise: dict[str, int] = field(default_factory=dict)
 
 
 def truth_entry(

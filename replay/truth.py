@@ -40,11 +40,31 @@ class KindScore:
         return self.true_alerts / self.alerts if self.alerts else 1.0
 
 
+# An alert on an incident's kind, subject and zone up to this long after its window
+# is the same incident raised again: it counts in ``alerts_per_incident``.
+REPEAT_GRACE_MS = 3_600_000
+
+
 @dataclass
 class Score:
     per_kind: dict[str, KindScore] = field(default_factory=dict)
     missed: list[dict[str, Any]] = field(default_factory=list)
     false_alerts: list[Mapping[str, Any]] = field(default_factory=list)
+    # Alerts on a found incident's kind, subject and zone, from its start to
+    # REPEAT_GRACE_MS after its end (the first alert and any repeats).
+    incident_alerts: int = 0
+
+    def summary(self) -> dict[str, float]:
+        """Recall and precision over all kinds, and alerts per found incident."""
+        incidents = sum(s.incidents for s in self.per_kind.values())
+        found = sum(s.found for s in self.per_kind.values())
+        alerts = sum(s.alerts for s in self.per_kind.values())
+        true = sum(s.true_alerts for s in self.per_kind.values())
+        return {
+            "recall": round(found / incidents, 4) if incidents else 1.0,
+            "precision": round(true / alerts, 4) if alerts else 1.0,
+            "alerts_per_incident": round(self.incident_alerts / found, 3) if found else 0.0,
+        }
 
     @property
     def all_found(self) -> bool:
@@ -90,9 +110,11 @@ def score(
     found: set[str] = set()
     for inc in incidents:
         result.per_kind.setdefault(inc["kind"], KindScore()).incidents += 1
+    alerts_seen: list[Mapping[str, Any]] = []
     for alert in alerts:
         if wanted is not None and alert["kind"] not in wanted:
             continue
+        alerts_seen.append(alert)
         ks = result.per_kind.setdefault(alert["kind"], KindScore())
         ks.alerts += 1
         ts = parse_ts(alert["ts"])
@@ -107,4 +129,24 @@ def score(
             result.per_kind[inc["kind"]].found += 1
         else:
             result.missed.append(inc)
+    result.incident_alerts = _incident_alerts(
+        alerts_seen, [i for i in incidents if i["id"] in found]
+    )
     return result
+
+
+def _incident_alerts(alerts: list[Mapping[str, Any]], found: list[dict[str, Any]]) -> int:
+    """Alerts that belong to a found incident: its key, from its start to an hour after
+    its end (each alert counted once, however many incidents it belongs to)."""
+    spans: dict[tuple[str, str, Any], list[tuple[int, int]]] = {}
+    for inc in found:
+        key = (inc["kind"], inc["subject"], inc.get("zone"))
+        end = parse_ts(inc["end"]) + REPEAT_GRACE_MS
+        spans.setdefault(key, []).append((parse_ts(inc["start"]), end))
+    n = 0
+    for a in alerts:
+        ts = parse_ts(a["ts"])
+        n += any(
+            t0 <= ts <= t1 for t0, t1 in spans.get((a["kind"], a["subject"], a.get("zone")), ())
+        )
+    return n

@@ -137,7 +137,8 @@ def markdown(report: dict[str, Any]) -> str:
             "## Quality against the truth",
             "",
             f"{q['incidents_injected']} injected incidents in `{q['truth']}`; "
-            f"{len(q['missed'])} missed, {q['false_alerts']} false alerts.",
+            f"{len(q['missed'])} missed, {q['false_alerts']} false alerts. Overall: "
+            + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in q.get("overall", {}).items()),
             "",
             "| kind | incidents | found | alerts | true alerts | precision | recall |",
             "|---|---:|---:|---:|---:|---:|---:|",

@@ -254,6 +254,7 @@ def run_bench(
             "truth": str(opts.truth),
             "incidents_injected": len(truth["incidents"]),
             "per_kind": sc.to_json(),
+            "overall": sc.summary(),
             "missed": [f"{i['id']} {i['kind']} {i['subject']}" for i in sc.missed],
             "false_alerts": len(sc.false_alerts),
             "false_alert_examples": [

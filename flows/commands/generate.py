@@ -38,12 +38,45 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     gen.add_argument("--truth", type=Path, default=None, help="ground-truth JSON path")
     gen.add_argument("--no-incidents", action="store_true", help="background traffic only")
+    add_noise_options(gen)
     gen.set_defaults(func=run)
+
+
+def add_noise_options(gen: argparse.ArgumentParser) -> None:
+    from citywatch.replay.noise_options import NOISE_LEVELS
+
+    group = gen.add_argument_group(
+        "field noise",
+        "GPS, clock and sensor-fault noise (see the README's generator section). On by "
+        "default for --scale city, off for small and medium; --noise on|off overrides. "
+        "The options below set its levels when it is on.",
+    )
+    group.add_argument(
+        "--noise",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="field noise: auto (on for --scale city only), on or off (default auto)",
+    )
+    for name, (default, flag, text) in NOISE_LEVELS.items():
+        group.add_argument(
+            flag, type=float, default=default, dest=name, help=f"{text} (default {default:g})"
+        )
+    group.add_argument(
+        "--no-sensor-faults",
+        action="store_true",
+        help="no injected drift, stuck, saturated or calibration-step sensors",
+    )
+    group.add_argument(
+        "--no-overlaps",
+        action="store_true",
+        help="no overlapping or zone-border incidents",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from citywatch.flows.runner import load_reference
     from citywatch.replay.generator import GenParams, generate
+    from citywatch.replay.noise_options import NOISE_LEVELS
 
     cfg = load_config(args.config)
     params = GenParams(
@@ -52,6 +85,10 @@ def run(args: argparse.Namespace) -> int:
         start=args.start,
         scale=args.scale,
         inject=not args.no_incidents,
+        noise={"auto": None, "on": True, "off": False}[args.noise],
+        sensor_faults=not args.no_sensor_faults,
+        overlapping_incidents=not args.no_overlaps,
+        **{name: getattr(args, name) for name in NOISE_LEVELS},
     )
     t0 = time.perf_counter()
 
@@ -68,4 +105,6 @@ def run(args: argparse.Namespace) -> int:
         f"({len(truth.incidents)} injected incidents, {truth.dead_letters} corrupt lines, "
         f"{truth.late_events} late)" + (f"; truth in {args.truth}" if args.truth else "")
     )
+    if truth.noise:
+        print("noise: " + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in truth.noise.items()))
     return 0
