@@ -69,6 +69,12 @@ def _sections() -> list[Section]:
     from citywatch.detectors.tracks_speeding import SpeedingParams
     from citywatch.detectors.video import VideoRule
     from citywatch.flows import config_sections as c
+    from citywatch.sinks.integrations.settings import (
+        ApiSettings,
+        DeliverySettings,
+        KafkaOutputSettings,
+        WebhookSpec,
+    )
 
     out = [
         Section("data", c.DataPaths),
@@ -104,6 +110,12 @@ def _sections() -> list[Section]:
         Section("anomaly.peer", PeerParams, extra={"enabled": bool}),
         # The console validates its own table (console/settings.py).
         Section("console", free=True),
+        # Integrations (citywatch.sinks.integrations.settings checks the values further).
+        Section("webhooks", WebhookSpec, array=True, skip=("source",), extra={"secret_env": str}),
+        Section("outputs.webhooks", DeliverySettings),
+        Section("outputs.kafka", KafkaOutputSettings, skip=("client",)),
+        Section("outputs.kafka.client", free=True),
+        Section("api", ApiSettings),
     ]
     out += [Section(f"geofence.{rule}.*", cls) for rule, cls in RULE_TYPES.items()]
     return out

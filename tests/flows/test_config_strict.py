@@ -88,3 +88,22 @@ def test_config_check_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     bad = _file(tmp_path, "\n[incidents]\nhold = 5\n")
     assert main(["config", "check", str(bad)]) == 2
     assert "did you mean 'hold_s'?" in capsys.readouterr().err
+
+
+def test_integration_tables_are_part_of_the_model(tmp_path: Path) -> None:
+    hook = (
+        '\n[[webhooks]]\nid = "water"\nurl = "https://water.example/hook"\n'
+        'secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"\nevents = ["workorder.created"]\n'
+        "\n[outputs.webhooks]\nconcurrency = 2\n"
+        '\n[outputs.kafka]\nenabled = true\n[outputs.kafka.client]\n"linger.ms" = 5\n'
+        "\n[api]\nrate_per_min = 60\n"
+    )
+    cfg = load_config(_file(tmp_path, hook))
+    assert [h.id for h in cfg.integrations.webhooks] == ["water"]
+    assert cfg.integrations.delivery.concurrency == 2 and cfg.integrations.api.rate_per_min == 60
+    path = _file(tmp_path, "\n[api]\nrate_per_mn = 60\n")
+    with pytest.raises(ConfigError, match="rate_per_mn: unknown key; did you mean 'rate_per_min'"):
+        load_config(path)
+    path = _file(tmp_path, '\n[[webhooks]]\nid = "w"\nurl = "https://w.example/"\nsecrte = "x"\n')
+    with pytest.raises(ConfigError, match="did you mean 'secret'"):
+        load_config(path)

@@ -18,7 +18,18 @@ T0 = 1_781_528_400_000
 
 
 def _imports_of(module: str) -> set[str]:
-    path = Path(citywatch.sinks.__path__[0]) / (module.rsplit(".", 1)[1] + ".py")
+    """The sinks modules that ``module`` imports (a subpackage counts as one module: its
+    own imports and those of every module inside it)."""
+    base = Path(citywatch.sinks.__path__[0]) / module.rsplit(".", 1)[1]
+    files = sorted(base.rglob("*.py")) if base.is_dir() else [base.with_suffix(".py")]
+    out: set[str] = set()
+    for path in files:
+        out |= _imports_in(path)
+    # A module inside the subpackage is the subpackage itself.
+    return {n if n.count(".") < 3 else ".".join(n.split(".")[:3]) for n in out} - {module}
+
+
+def _imports_in(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     out: set[str] = set()
     for node in ast.walk(tree):
