@@ -34,6 +34,11 @@ async def geo_jurisdictions(app: ConsoleApp, request: Request) -> Response:
     return Response(app.site.jurisdictions_geojson, media_type="application/geo+json")
 
 
+async def geo_basemap(app: ConsoleApp, request: Request) -> Response:
+    await app.user(request)
+    return Response(app.site.basemap_geojson, media_type="application/geo+json")
+
+
 async def _stream(app: ConsoleApp, user: User, token: str | None) -> AsyncIterator[bytes]:
     q = app.index.subscribe()
     shown: set[str] = set()
@@ -77,5 +82,6 @@ def routes(app: ConsoleApp) -> list[BaseRoute]:
     return [
         route(app, "/api/geo/zones", geo_zones),
         route(app, "/api/geo/jurisdictions", geo_jurisdictions),
+        route(app, "/api/geo/basemap", geo_basemap),
         route(app, "/api/events", events),
     ]

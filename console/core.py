@@ -29,6 +29,9 @@ from citywatch.sinks.redis_dispatch import Keys
 ASYNC_CONNECTIONS = 64
 
 
+EMPTY_GEOJSON = b'{"type":"FeatureCollection","features":[]}'
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Site:
     """What the console needs to know about the city, from the engine's configuration."""
@@ -37,6 +40,8 @@ class Site:
     zones_geojson: bytes  # the map layers, served as they are
     jurisdictions_geojson: bytes
     departments: tuple[str, ...]  # every department routing may send an order to
+    # the offline basemap (sea, neighbouring land, rivers, district labels), if any
+    basemap_geojson: bytes = EMPTY_GEOJSON
 
 
 def redis_clients(target: RedisOptions | str) -> tuple[redis.Redis, aredis.Redis]:

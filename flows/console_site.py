@@ -18,15 +18,23 @@ if TYPE_CHECKING:
     from citywatch.console.settings import ConsoleSettings
     from citywatch.flows.config import Config
 
+BASEMAP_FILE = "basemap.geojson"  # the console's offline basemap, beside the jurisdictions
+
 
 def site_for(cfg: Config) -> Site:
-    """What the console needs of the configuration: key prefix, map layers, departments."""
-    from citywatch.console.core import Site
+    """What the console needs of the configuration: key prefix, map layers, departments.
 
+    The map's offline basemap is ``basemap.geojson`` beside the jurisdictions file, when
+    there is one (the bundled Nantong data has it); without it the map has no basemap.
+    """
+    from citywatch.console.core import EMPTY_GEOJSON, Site
+
+    basemap = cfg.data.jurisdictions.with_name(BASEMAP_FILE)  # optional, beside it
     return Site(
         prefix=cfg.redis.prefix,
         zones_geojson=cfg.data.zones.read_bytes(),
         jurisdictions_geojson=cfg.data.jurisdictions.read_bytes(),
+        basemap_geojson=basemap.read_bytes() if basemap.is_file() else EMPTY_GEOJSON,
         departments=departments_of(cfg),
     )
 

@@ -15,9 +15,31 @@
 
   await CW.start();
   const map = L.map("map", { minZoom: 6, maxZoom: 18, zoomControl: true, attributionControl: false }).setView([32.1, 121.0], 9);
-  const [zones, juris] = await Promise.all([api("/api/geo/zones"), api("/api/geo/jurisdictions")]);
+  const [zones, juris, basemap] = await Promise.all([api("/api/geo/zones"), api("/api/geo/jurisdictions"), api("/api/geo/basemap")]);
+  // The offline basemap (no tiles): sea, neighbouring land, the river, district names.
+  map.createPane("basemap").style.zIndex = 350; // under the jurisdictions (overlay pane, 400)
+  map.createPane("placeLabels").style.zIndex = 450; // names above the areas, under markers
+  const BASE_STYLE = { sea: { color: "#9ec5e8", fillColor: "#cfe3f5" }, river: { color: "#7fb2e0", fillColor: "#a9cdee" }, land: { color: "#c8ccd1", fillColor: "#eef0f2" } };
+  const baseLayer = L.geoJSON(basemap, {
+    pane: "basemap",
+    interactive: false,
+    filter: (f) => f.properties.kind !== "label",
+    style: (f) => ({ ...(BASE_STYLE[f.properties.kind] || BASE_STYLE.land), weight: 0.8, fillOpacity: 1 }),
+  });
+  // Names read "English (中文)": the Chinese part alone when the console speaks Chinese.
+  const placeName = (name) => { const m = /^(.*) \((.+)\)$/.exec(name); return m ? (CW.state.lang === "zh" ? m[2] : m[1]) : name; };
+  const placeLabels = [];
+  for (const f of basemap.features.filter((f) => f.properties.kind === "label")) {
+    const [lon, lat] = f.geometry.coordinates;
+    const span = el("span", { text: placeName(f.properties.name), title: f.properties.name });
+    placeLabels.push([span, f.properties.name]);
+    const icon = L.divIcon({ html: span, className: "cw-place-label", iconSize: null });
+    baseLayer.addLayer(L.marker([lat, lon], { icon, interactive: false, keyboard: false, pane: "placeLabels" }));
+  }
+  baseLayer.addTo(map);
+  document.addEventListener("cw:lang", () => { for (const [span, name] of placeLabels) span.textContent = placeName(name); });
   const jurisLayer = L.geoJSON(juris, {
-    style: (f) => ({ color: "#6e7781", weight: f.properties.level === "county" ? 2 : f.properties.level === "city" ? 3 : 0.7, fillColor: "#f6f8fa", fillOpacity: f.properties.level === "city" ? 0.6 : 0, dashArray: f.properties.level === "town" ? "3 3" : null }),
+    style: (f) => ({ color: "#6e7781", weight: f.properties.level === "county" ? 2 : f.properties.level === "city" ? 3 : 0.7, fillColor: "#f6f8fa", fillOpacity: f.properties.level === "city" ? 0.5 : 0, dashArray: f.properties.level === "town" ? "3 3" : null }),
     onEachFeature: (f, layer) => layer.bindTooltip(textNode(f.properties.name), { sticky: true }),
   }).addTo(map);
   const zoneLayer = L.geoJSON(zones, {
@@ -35,7 +57,7 @@
   function buildLayerControl() {
     // Rebuilt on a language switch so the control shows the names in that language.
     if (layerControl) layerControl.remove();
-    layerControl = L.control.layers(null, { [t("layer.jurisdictions")]: jurisLayer, [t("layer.zones")]: zoneLayer, [t("layer.incidents")]: cluster }, { collapsed: false }).addTo(map);
+    layerControl = L.control.layers(null, { [t("layer.basemap")]: baseLayer, [t("layer.jurisdictions")]: jurisLayer, [t("layer.zones")]: zoneLayer, [t("layer.incidents")]: cluster }, { collapsed: false }).addTo(map);
   }
 
   function centreName(id) { return meta.names[id] || id; }

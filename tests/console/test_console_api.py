@@ -18,9 +18,13 @@ from citywatch.flows.runner import run_recordings
 pytestmark = pytest.mark.redis
 SignIn = Callable[[TestClient, str, str], str]
 
-# Queues of the small recording's two injected geofence entries (see conftest.py); the
-# other work orders depend on how incidents are merged, which these tests do not pin.
+# Queues the small recording's two injected geofence entries are dispatched to (see
+# conftest.py); the other work orders depend on how incidents are merged, which these
+# tests do not pin.
 KNOWN_QUEUES = ["county:haimen|airport_construction", "county:rugao|agriculture_fisheries"]
+# Where those two orders end: the airport one grows red (the airport camera corroborates
+# the truck, fusion.corroborated) and red orders go to the city's centres.
+FINAL_QUEUES = ["city|airport_construction", "county:rugao|agriculture_fisheries"]
 
 
 @pytest.fixture()
@@ -47,7 +51,13 @@ def orders(client: TestClient, **filters: str) -> list[dict[str, str]]:
 def test_pages_and_api_need_a_session(app_client: TestClient) -> None:
     r = app_client.get("/", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/login"
-    for path in ("/api/workorders", "/api/overview", "/api/geo/zones", "/api/me"):
+    for path in (
+        "/api/workorders",
+        "/api/overview",
+        "/api/geo/zones",
+        "/api/geo/basemap",
+        "/api/me",
+    ):
         assert app_client.get(path).status_code == 401, path
     app_client.cookies.set(SESSION_COOKIE, "made-up")
     assert app_client.get("/api/workorders").status_code == 401
@@ -82,7 +92,7 @@ def test_officers_see_only_their_centre_and_department(
 ) -> None:
     sign_in(app_client, "lead", "lead-pw")
     everything = orders(app_client)
-    assert {f"{o['centre']}|{o['department']}" for o in everything} >= set(KNOWN_QUEUES)
+    assert {f"{o['centre']}|{o['department']}" for o in everything} >= set(FINAL_QUEUES)
     assert {o["department"] for o in orders(app_client, department="airport_construction")} == {
         "airport_construction"
     }
@@ -144,9 +154,23 @@ def test_geo_layers_are_served_from_the_configured_files(
     app_client: TestClient, config: Config, sign_in: SignIn
 ) -> None:
     sign_in(app_client, "air", "air-pw")
-    r = app_client.get("/api/geo/jurisdictions")
-    assert r.status_code == 200 and r.content == config.data.jurisdictions.read_bytes()
+    r_j = app_client.get("/api/geo/jurisdictions")
+    assert r_j.status_code == 200 and r_j.content == config.data.jurisdictions.read_bytes()
     assert app_client.get("/api/geo/zones").json()["type"] == "FeatureCollection"
+    # The offline basemap beside the jurisdictions file: sea, neighbouring land, the
+    # Yangtze, and one name label per district.
+    r = app_client.get("/api/geo/basemap")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/geo+json"
+    assert r.content == config.data.jurisdictions.with_name("basemap.geojson").read_bytes()
+    feats = r.json()["features"]
+    assert {f["properties"]["kind"] for f in feats} == {"sea", "land", "river", "label"}
+    labels = {f["properties"]["id"] for f in feats if f["properties"]["kind"] == "label"}
+    counties = {
+        f["properties"]["id"]
+        for f in r_j.json()["features"]
+        if f["properties"]["level"] == "county"
+    }
+    assert labels == counties
     meta = app_client.get("/api/meta").json()
     assert meta["departments"] == ["airport_construction"]
     r = app_client.get("/static/vendor/leaflet/leaflet.js")

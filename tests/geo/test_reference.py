@@ -39,13 +39,13 @@ def test_load_bundled_reference(ref: Reference) -> None:
 def test_fill_position_from_the_sensor_registry(ref: Reference) -> None:
     ev = SensorEvent(TS, "wl-chongchuan-01", "water_level", 4.6)
     assert ref.fill_position(ev) is None
-    assert (ev.lon, ev.lat) == (120.788668, 31.957266)
+    assert (ev.lon, ev.lat) == (120.828418, 31.993687)
 
 
 def test_fill_position_from_the_camera_registry(ref: Reference) -> None:
     ev = VideoEvent(TS, "cam-airport-01", "person", 0.9)
     assert ref.fill_position(ev) is None
-    assert (ev.lon, ev.lat) == (121.239401, 31.95)
+    assert (ev.lon, ev.lat) == (121.234391, 32.04)
 
 
 def test_fill_position_keeps_a_sent_position(ref: Reference) -> None:
@@ -80,7 +80,7 @@ def test_fill_position_reason_for_an_unknown_device(
 
 def test_annotate_sets_zones_and_town(ref: Reference) -> None:
     events = [
-        GpsEvent(TS, "m1", 121.25, 31.95, "muck_truck"),  # airport site centre
+        GpsEvent(TS, "m1", 121.245, 32.04, "muck_truck"),  # airport site centre
         SensorEvent(TS, "wl-chongchuan-01", "water_level", 4.6),
         GpsEvent(TS, "far", 116.4, 39.9),  # Beijing
     ]
@@ -88,7 +88,7 @@ def test_annotate_sets_zones_and_town(ref: Reference) -> None:
     ref.annotate(events)
     assert [(e.zones, e.town) for e in events] == [
         (("airport-site",), "town:haimen-changle"),
-        (("levee-chongchuan-langshan",), "town:chongchuan-wenfeng"),
+        (("levee-chongchuan-langshan",), "town:chongchuan-tangzha"),
         ((), None),
     ]
     ref.annotate([])  # an empty batch is fine

