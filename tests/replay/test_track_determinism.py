@@ -30,11 +30,16 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 T0 = 1_767_225_600_000
 MIN = 60_000
-P = (120.93, 31.93)  # open country south-west of the city, outside every zone
+P = (120.93, 31.93)  # (+DLAT) open country, outside every zone
+
+
+# The tracks below are drawn around 31.9 N and moved north into open country of Rugao
+# and Rudong, away from every zone of the bundled data.
+DLAT = 0.45
 
 
 def _fix(ts: int, entity: str, cls: str, lon: float, lat: float, **extra: object) -> dict:
-    return {"type": "gps", "ts": ts, "entity": entity, "class": cls, "lon": lon, "lat": lat,
+    return {"type": "gps", "ts": ts, "entity": entity, "class": cls, "lon": lon, "lat": lat + DLAT,
             "id": f"{entity}-{ts}", **extra}  # fmt: skip
 
 
