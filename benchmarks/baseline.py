@@ -78,7 +78,7 @@ class Baseline:
         self.stats = stats
         holder = ReferenceHolder(reference)
         self.parse = parse_step(holder, stats)
-        self.stamp = watermark_step(cfg.flow.max_out_of_order_s * 1000, stats)
+        self.stamp = watermark_step(cfg.flow, stats)
         self.route = route_step(holder, cfg, stats)
         self.watermarks: dict[str, Watermarker] = {}
         self.suite = DetectorSuite.from_config(cfg, holder.catalog())

@@ -176,7 +176,14 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, int]):
         self, lines: list[bytes], keys: list[bytes | None], idle: bool, peers: tuple[str, ...] = ()
     ) -> RawBatch:
         return RawBatch(
-            self._name, lines, time.time_ns(), [self._type] * len(lines), keys, idle, peers
+            self._name,
+            lines,
+            time.time_ns(),
+            [self._type] * len(lines),
+            keys,
+            idle,
+            peers,
+            wall_clock=True,
         )
 
     def next_batch(self) -> list[RawBatch]:
@@ -404,7 +411,7 @@ def _recording_messages(
             yield _message(raw, implied, env, topics)
         return
     # merged_lines drops envelopes; several files are merged by time, like replay.
-    for raw, implied, _ in merged_lines(paths):
+    for raw, implied, _, _ in merged_lines(paths):
         yield _message(raw, implied, None, topics)
 
 

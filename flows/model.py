@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from citywatch.detectors.alerts import Alert
 from citywatch.detectors.events import DeadLetter, Event
 from citywatch.detectors.watermark import NO_WATERMARK
 
@@ -24,6 +25,10 @@ class RawBatch:
     # All sources of the input, announced in each source's first batch, so that no
     # shard runs ahead on the watermarks of the sources that happened to come first.
     peers: tuple[str, ...] = ()
+    # Wall-clock arrival time of each line when the recording kept it (envelopes).
+    arrival_ms: list[int] | None = None
+    # The lines arrive live (Kafka): their ingest time is the wall clock they came at.
+    wall_clock: bool = False
 
 
 @dataclass(slots=True)
@@ -36,6 +41,11 @@ class EventBatch:
     wm_ms: int = NO_WATERMARK
     idle: bool = False
     peers: tuple[str, ...] = ()
+    # System alerts raised by the watermark step (source.clock_skew).
+    alerts: list[Alert] = field(default_factory=list)
+    # Arrival time of each event (aligned with ``events``), see RawBatch.
+    arrival_ms: list[int] | None = None
+    wall_clock: bool = False
 
 
 @dataclass(slots=True)

@@ -13,15 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import bytewax.operators as op
+import orjson
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.base import ZoneMeta
-from citywatch.detectors.events import DeadLetter, Event, parse_event
-from citywatch.detectors.watermark import Watermarker
-from citywatch.flows.config import Config
+from citywatch.detectors.events import DeadLetter, Event, event_to_json, format_ts, parse_event
+from citywatch.detectors.watermark import LATE, ON_TIME, Watermarker, clock_skew_alert
+from citywatch.flows.config import Config, FlowSettings
 from citywatch.flows.detect import (
     DetectorSuite,
     ShardOutput,
@@ -39,6 +40,8 @@ from citywatch.flows.stage_rendezvous import add_rendezvous
 from citywatch.flows.stats import RunStats
 from citywatch.geo.reference import Reference
 from citywatch.sinks.redis_dispatch import Dispatch
+
+FUTURE_TIMESTAMP = "future-timestamp"
 
 
 class ReferenceHolder:
@@ -76,6 +79,8 @@ def parse_step(holder: ReferenceHolder, stats: RunStats) -> Callable[[RawBatch],
         events: list[Event] = []
         dead: list[DeadLetter] = []
         types = batch.default_types
+        recorded = batch.arrival_ms
+        arrivals: list[int] | None = [] if recorded is not None else None
         for i, raw in enumerate(batch.lines):
             out = parse_event(raw, types[i] if types else None, batch.source)
             if isinstance(out, DeadLetter):
@@ -87,33 +92,89 @@ def parse_step(holder: ReferenceHolder, stats: RunStats) -> Callable[[RawBatch],
                     dead.append(DeadLetter(raw, reason, batch.source))
                     continue
             events.append(out)
+            if arrivals is not None and recorded is not None:
+                arrivals.append(recorded[i])
         ref.annotate(events)
         ok = Counter(ev.type for ev in events)
         stats.add_parsed(
             len(batch.lines), ok, [d.category or d.reason.partition(":")[0] for d in dead]
         )
         return EventBatch(
-            batch.source, events, dead, batch.ingest_ns, idle=batch.idle, peers=batch.peers
+            batch.source,
+            events,
+            dead,
+            batch.ingest_ns,
+            idle=batch.idle,
+            peers=batch.peers,
+            arrival_ms=arrivals,
+            wall_clock=batch.wall_clock,
         )
 
     return parse
 
 
 def watermark_step(
-    max_out_of_order_ms: int, stats: RunStats
+    flow: FlowSettings, stats: RunStats
 ) -> Callable[[Watermarker | None, EventBatch], tuple[Watermarker, EventBatch]]:
+    """Stamp each partition's batches with its watermark (minimum over its sources);
+    split off late events, and dead-letter events too far in the future (see
+    :mod:`citywatch.detectors.watermark`), raising ``source.clock_skew`` once a source."""
+    live = flow.timers == "wall"
+
     def stamp(state: Watermarker | None, batch: EventBatch) -> tuple[Watermarker, EventBatch]:
-        wm = state if state is not None else Watermarker(max_out_of_order_ms)
+        wm = state if state is not None else new_watermarker(flow)
+        wall_ms = batch.ingest_ns // 1_000_000
+        arrivals = batch.arrival_ms
+        clock_ms = wall_ms if batch.wall_clock else None
         on_time: list[Event] = []
         late: list[Event] = []
-        for ev in batch.events:
-            (late if wm.observe(ev.ts_ms) else on_time).append(ev)
+        future: list[DeadLetter] = []
+        for i, ev in enumerate(batch.events):
+            at = arrivals[i] if arrivals is not None else clock_ms
+            verdict = wm.observe(ev.ts_ms, wm.source_of(ev.src, ev.type), at)
+            if verdict == ON_TIME:
+                on_time.append(ev)
+            elif verdict == LATE:
+                late.append(ev)
+            else:
+                future.append(_future_letter(ev, wm, batch.source, at))
+        if live:  # sources silent for source_idle_s of wall time stop holding it back
+            wm.advance(wall_ms)
+        for source, ts_ms, ref_ms in wm.take_skewed():
+            known = arrivals is not None or batch.wall_clock
+            alert = clock_skew_alert(batch.source, source, ts_ms, ref_ms, live=known)
+            alert.ingest_ns = batch.ingest_ns
+            batch.alerts.append(alert)
         batch.events, batch.late, batch.wm_ms = on_time, late, wm.watermark_ms
+        if future:
+            batch.dead.extend(future)
+            stats.add_parsed(0, {}, [FUTURE_TIMESTAMP] * len(future))
         if late:
             stats.add_late(len(late))
         return wm, batch
 
     return stamp
+
+
+def new_watermarker(flow: FlowSettings) -> Watermarker:
+    return Watermarker(
+        flow.max_out_of_order_s * 1000,
+        max_future_ms=flow.max_future_s * 1000,
+        idle_ms=flow.source_idle_s * 1000,
+        by=flow.watermark_source,
+    )
+
+
+def _future_letter(ev: Event, wm: Watermarker, partition: str, at: int | None) -> DeadLetter:
+    source = wm.source_of(ev.src, ev.type)
+    ref = wm.reference_ms(source, at)
+    against = "its arrival time" if at is not None else "its source's recent median"
+    ahead = (ev.ts_ms - ref) / 1000 if ref is not None else 0.0
+    reason = (
+        f"{FUTURE_TIMESTAMP}: {ev.type}.ts {format_ts(ev.ts_ms)} is {ahead:.0f} s ahead of "
+        f"{against} (more than [flow] max_future_s = {wm.max_future_ms // 1000})"
+    )
+    return DeadLetter(orjson.dumps(event_to_json(ev)), reason, partition, FUTURE_TIMESTAMP)
 
 
 def shard_step(shards: int) -> Callable[[EventBatch], list[tuple[str, ShardBatch]]]:
@@ -165,9 +226,7 @@ def build_flow(
     raw = op.input("input", flow, source)
     parsed = op.map("parse", raw, parse_step(holder, stats))
     keyed = op.key_on("by_source", parsed, _source_of)
-    stamped = op.stateful_map(
-        "watermark", keyed, watermark_step(cfg.flow.max_out_of_order_s * 1000, stats)
-    )
+    stamped = op.stateful_map("watermark", keyed, watermark_step(cfg.flow, stats))
     batches = op.key_rm("batches", stamped)
     if outputs.late is not None:
         op.output("late_events", op.flat_map("late", batches, _late_of), outputs.late)
@@ -188,6 +247,8 @@ def build_flow(
         dead = op.merge("all_dead", op.flat_map("dead", batches, _dead_of), teleports)
         op.output("dead_letters", dead, outputs.dead)
     alerts = op.filter_map_value("alerts_of", detected, shard_alerts)
+    system = op.filter_map("system_alerts", batches, _system_alerts_of)
+    alerts = op.merge("alerts_and_system", alerts, system)
     alerts = add_rendezvous(detected, alerts, cfg)
     alerts = add_peer(batches, alerts, cfg)
     alerts = add_fusion(alerts, cfg, holder)
@@ -224,6 +285,10 @@ def _teleports(stats: RunStats) -> Callable[[ShardOutput], list[DeadLetter]]:
         return res.dead
 
     return dead_of
+
+
+def _system_alerts_of(batch: EventBatch) -> tuple[str, list[Alert]] | None:
+    return ("system", batch.alerts) if batch.alerts else None
 
 
 def _late_of(batch: EventBatch) -> list[Event]:
