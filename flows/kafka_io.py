@@ -1,7 +1,7 @@
 """Kafka in and out: the batch source of ``citywatch run``, the dead-letter topic, producers.
 
 The source has one Bytewax partition per Kafka partition of the gps, sensor
-and video topics. Each emits :class:`~flows.model.RawBatch` items: the raw
+and video topics. Each emits :class:`~citywatch.flows.records.RawBatch` items: the raw
 message values as they came, the event type the topic implies, the message
 keys, and its own source id ``topic#partition`` so that the watermark step
 stamps event time per Kafka partition (order is only guaranteed within one).
@@ -33,7 +33,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from citywatch.detectors.events import DeadLetter, parse_ts
 from citywatch.flows.config import Config, ConfigError, KafkaSettings
-from citywatch.flows.model import RawBatch
+from citywatch.flows.records import RawBatch
 from citywatch.replay.recording import iter_lines, unwrap
 from citywatch.sinks.base import BatchSink
 

@@ -19,7 +19,7 @@ import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from citywatch.detectors.events import parse_ts
-from citywatch.flows.model import RawBatch
+from citywatch.flows.records import RawBatch
 from citywatch.replay.recording import ENVELOPE_PREFIX, iter_lines, read_header, unwrap
 
 # (raw event, type implied by the topic, source id "topic#partition" of an envelope,

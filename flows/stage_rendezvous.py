@@ -20,7 +20,7 @@ from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
-from bytewax.operators import KeyedStream, StatefulBatchLogic
+from bytewax.operators import StatefulBatchLogic
 
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.tracks_rendezvous import (
@@ -32,7 +32,7 @@ from citywatch.detectors.tracks_rendezvous import (
     stage_key,
 )
 from citywatch.flows.config import Config
-from citywatch.flows.detect import ShardOutput
+from citywatch.flows.records import AlertBatch, ShardOutput
 
 # One routed span: the cell it is filed under, whether that is its home cell, the span.
 Routed = tuple[Cell, bool, StopSpan]
@@ -53,7 +53,7 @@ def route_spans(p: RendezvousParams) -> Callable[[ShardOutput], list[tuple[str, 
     return route
 
 
-class MatchLogic(StatefulBatchLogic[list[Routed], list[Alert], bytes]):
+class MatchLogic(StatefulBatchLogic[list[Routed], AlertBatch, bytes]):
     """Bytewax state of one stage shard: the pickled matcher is the recovery snapshot."""
 
     def __init__(self, p: RendezvousParams, resume: bytes | None) -> None:
@@ -62,27 +62,23 @@ class MatchLogic(StatefulBatchLogic[list[Routed], list[Alert], bytes]):
         else:
             self.matcher = RendezvousMatcher(p)
 
-    def on_batch(self, values: list[list[Routed]]) -> tuple[Iterable[list[Alert]], bool]:
+    def on_batch(self, values: list[list[Routed]]) -> tuple[Iterable[AlertBatch], bool]:
         out: list[Alert] = []
         for routed in values:
             for cell, home, span in routed:
                 self.matcher.add(cell, home, span, out)
-        return ([out] if out else []), StatefulBatchLogic.RETAIN
+        return ([AlertBatch(out)] if out else []), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
         return pickle.dumps(self.matcher, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def add_rendezvous(
-    detected: KeyedStream[ShardOutput], alerts: KeyedStream[list[Alert]], cfg: Config
-) -> KeyedStream[list[Alert]]:
-    """Find rendezvous in the shards' stop spans; returns ``alerts`` with them merged in."""
+def add_rendezvous(outputs: Stream[ShardOutput], cfg: Config) -> Stream[AlertBatch]:
+    """Find rendezvous in the shards' stop spans; returns the ``track.rendezvous`` alerts."""
     p = cfg.track_rendezvous
-    outputs: Stream[ShardOutput] = op.key_rm("rdv_outputs", detected)
     routed = op.flat_map("rdv_route", outputs, route_spans(p))
 
     def build(resume: Any) -> MatchLogic:
         return MatchLogic(p, resume)
 
-    found = op.stateful_batch("rdv_match", routed, build)
-    return op.merge("alerts_and_rendezvous", alerts, found)
+    return op.key_rm("rdv_alerts", op.stateful_batch("rdv_match", routed, build))
