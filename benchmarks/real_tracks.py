@@ -42,12 +42,12 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 
 from citywatch.detectors.alerts import Alert
 from citywatch.flows.config import Config, load_config
-from citywatch.flows.model import RawBatch
 from citywatch.flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
+from citywatch.flows.records import RawBatch
 from citywatch.flows.runner import load_reference
 from citywatch.geo.distance import haversine_m
 from citywatch.replay.real_tracks import class_picker, read_all, relocate, to_events
-from citywatch.sinks.redis_dispatch import Dispatch
+from citywatch.sinks.dispatch import Dispatch
 
 REAL = Path(__file__).resolve().parent.parent / "data" / "real"
 MAX_OBSERVED_MS = 30 * 60_000

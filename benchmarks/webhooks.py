@@ -34,11 +34,11 @@ from standardwebhooks import Webhook
 
 from citywatch.console.server import free_port
 from citywatch.detectors.alerts import Alert
+from citywatch.sinks.dispatch import Dispatch, Keys, Route, WorkOrderWriter
 from citywatch.sinks.embedded_redis import EmbeddedRedis
 from citywatch.sinks.integrations.service import WebhookService
 from citywatch.sinks.integrations.settings import DeliverySettings, WebhookSpec, new_secret
 from citywatch.sinks.integrations.webhooks import HookKeys, SubscriptionStore
-from citywatch.sinks.redis_dispatch import Dispatch, Keys, Route, WorkOrderWriter
 
 T0 = 1_781_528_400_000
 PREFIX = "bench"

@@ -33,13 +33,13 @@ from typing import Any
 import redis
 
 from citywatch.console.auth import ANY, User
+from citywatch.sinks.dispatch import Keys
 from citywatch.sinks.lifecycle import (
     TransitionRefused,
     UnknownWorkOrder,
     WorkOrderError,
     WorkOrders,
 )
-from citywatch.sinks.redis_dispatch import Keys
 from citywatch.sinks.silences import SilenceError, SilenceStore, make_silence
 
 SILENCE_TARGET = {"sensor": "sensor", "video": "camera", "gps": "subject"}

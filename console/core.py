@@ -24,7 +24,7 @@ from citywatch.console.settings import ConsoleSettings
 from citywatch.console.store import WorkOrderIndex
 from citywatch.console.web import SESSION_COOKIE, HTTPFail, same_origin
 from citywatch.sinks.client import RedisOptions, open_client
-from citywatch.sinks.redis_dispatch import Keys
+from citywatch.sinks.dispatch import Keys
 
 ASYNC_CONNECTIONS = 64
 

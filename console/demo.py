@@ -14,7 +14,7 @@ from citywatch.console.core import Site, redis_clients
 from citywatch.console.server import ConsoleThread, free_port
 from citywatch.console.settings import ConsoleSettings
 from citywatch.sinks.client import RedisOptions
-from citywatch.sinks.redis_dispatch import Keys
+from citywatch.sinks.dispatch import Keys
 
 
 def busiest_department(client: redis.Redis, keys: Keys) -> str:

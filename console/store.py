@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 import redis.asyncio as aredis
 
-from citywatch.sinks.redis_dispatch import Keys
+from citywatch.sinks.dispatch import Keys
 
 SEVERITIES = ("blue", "yellow", "orange", "red")
 FINAL_STATES = ("closed",)

@@ -1,39 +1,38 @@
-"""Incidents: alerts merged by configurable keys, in event-time order, deterministically.
+"""Incidents: alerts merged by configurable keys, at once and order-insensitively.
 
 Duty officers must get one incident, not fifty alerts. :class:`IncidentMerger`
-takes alerts as the detectors emit them and assigns each to an incident:
+takes alerts as the detectors emit them and assigns each to an incident at once:
 
-* **Keys.** An alert joins an open incident of the same merge *group* (its
-  kind, else its family, looked up in ``groups``; by default the family) when
-  any configured ``match`` key holds: the same ``subject``, the same ``zone``,
-  or a position within ``radius_m`` of one of the incident's alerts
-  (``distance``), and it started no later than ``quiet_s`` after the
-  incident's last alert.
-* **Lifecycle.** An incident is ``opened`` by its first alert, ``updated`` by
-  every alert merged later, and ``closed`` once event time passes its last
-  alert by ``quiet_s``; an alert after that opens a new incident.
+* **Links.** Two alerts of the same merge *group* (their kind, else their
+  family, looked up in ``groups``; by default the family) are linked when any
+  configured ``match`` key holds — the same ``subject``, the same ``zone``, or
+  positions within ``radius_m`` (``distance``) — and their episodes
+  ``[first_ts, ts]`` come within ``quiet_s`` of each other. **Inhibition:**
+  a ``red`` (``inhibit_severity``) alert and a lower one of the same group in
+  the same zone are linked too.
+* **Incidents** are the connected groups of linked alerts. The relation is
+  symmetric and looks at pairs only, so the incidents do not depend on the
+  order alerts arrive in: an alert that links two incidents merges them.
+* **Ids.** An incident's id is ``in-`` + the hash of its earliest alert by
+  ``(ts, id)``. The first alert of an incident creates it (``opened``); later
+  ones update it (``updated``). When an alert arrives out of order and
+  becomes the earliest, or links two incidents, the id moves to the earliest
+  alert; the update then carries ``merged_from`` (the ids it replaces) and
+  every alert of the incident is re-emitted under the new id, so its work
+  order is complete. Alerts of one arrival batch are merged in ``(ts, id)``
+  order, which makes this rare.
+* **Lifecycle.** No alert links to an incident more than ``quiet_s`` after
+  its last alert; its state is dropped once the newest alert time merged
+  passes that by the flow's out-of-orderness (``slack_ms``) plus the longest
+  alert episode (``MAX_EPISODE_MS``, 6 h), so any alert still allowed to
+  arrive finds it.
 * **Severity** is the highest seen; every alert stays in the incident as
-  evidence (its id, kind, subject, severity).
-* **Inhibition.** While a ``red`` incident of a group is open in a zone, a
-  lower-severity alert of that group in that zone that matches nothing else
-  is attached to the red incident as inhibited evidence instead of opening a
-  new one.
-
-Determinism: arrival order across shards and workers varies with batching, so
-alerts are held for ``hold_s`` of event time (the merger's clock is the latest
-global watermark — the minimum over the flow's sources — stamped on the alerts
-and reported by every detection shard after each batch (``mark_ms``), or, for
-alerts without one, the latest alert time seen; the release boundary lags
-``LAG_PUSHES`` pushes behind it, so alerts still on their way from other shards
-and alerts derived downstream, such as fusion's, arrive in time) and released in
-``(ts, id)`` order; ``hold_s = 0`` merges in arrival order. The incident id derives
-from the id of the alert that opened it (``in-`` + its hash), so the same
-recording gives the same incidents at any speed, batch size or worker count as
-long as no alert arrives more than ``hold_s`` behind the latest one (such an
-alert is merged at once and counted in ``late``).
+  evidence.
+* ``hold_s`` (opt-in, default 0): hold alerts that much event time and merge
+  them in ``(ts, id)`` order; moves fewer ids at the cost of that much delay.
 
 >>> from citywatch.detectors.alerts import Alert
->>> m = IncidentMerger(IncidentParams(hold_s=0))
+>>> m = IncidentMerger(IncidentParams())
 >>> def cam(name, t, sev="yellow"):
 ...     return Alert.make("video.intrusion", sev, name, "video", "airport-site", 121.0, 32.0,
 ...                       ts_ms=t, first_ts_ms=t, evidence={})
@@ -46,9 +45,10 @@ True
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from citywatch.detectors import params
 from citywatch.detectors.alerts import SEVERITY_RANK, Alert
@@ -56,15 +56,17 @@ from citywatch.detectors.state import Stateful
 from citywatch.geo.distance import haversine_m
 
 MATCH_KEYS = ("subject", "zone", "distance")
-MAX_POSITIONS = 64  # positions kept per incident for the distance match (bounded state)
-LAG_PUSHES = 2  # pushes the release boundary lags behind (see IncidentMerger)
+SWEEP_MS = 60_000  # closed incidents are swept at most once a minute of alert time
+# Longest alert episode (ts - first_ts: a dwell, a sensor offline) that still finds the
+# incidents its start is linked to: incidents are kept this much longer once quiet.
+MAX_EPISODE_MS = 6 * 3_600_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IncidentParams:
     """How alerts merge into incidents (``[incidents]`` in the config)."""
 
-    hold_s: int = 60
+    hold_s: int = 0
     quiet_s: int = 900
     radius_m: float = 500.0
     match: tuple[str, ...] = MATCH_KEYS
@@ -118,54 +120,12 @@ class IncidentView:
     towns: tuple[str, ...]
     departments: tuple[str, ...]
     inhibited: bool = False
-
-
-@dataclass(slots=True)
-class Incident:
-    """Mutable state of one open incident."""
-
-    id: str
-    group: str
-    severity: str
-    first_ts_ms: int
-    last_ts_ms: int
-    zone: str | None
-    lon: float | None
-    lat: float | None
-    subjects: list[str] = field(default_factory=list)
-    kinds: list[str] = field(default_factory=list)
-    zones: set[str] = field(default_factory=set)
-    towns: list[str] = field(default_factory=list)
-    departments: list[str] = field(default_factory=list)
-    positions: list[tuple[float, float]] = field(default_factory=list)
-    alert_ids: list[str] = field(default_factory=list)
-    subject_set: set[str] = field(default_factory=set)
-    # Bounding box of the positions, for a cheap rejection before distances.
-    bbox: list[float] = field(default_factory=lambda: [math.inf, math.inf, -math.inf, -math.inf])
-
-    def view(self, state: str, quiet_ms: int, inhibited: bool) -> IncidentView:
-        return IncidentView(
-            self.id,
-            state,
-            self.group,
-            self.severity,
-            self.first_ts_ms,
-            self.last_ts_ms,
-            self.last_ts_ms + quiet_ms,
-            len(self.alert_ids),
-            self.zone,
-            self.lon,
-            self.lat,
-            tuple(self.subjects),
-            tuple(self.kinds),
-            tuple(self.towns),
-            tuple(self.departments),
-            inhibited,
-        )
+    # Incident ids this one replaces (an out-of-order earliest alert, or two merged).
+    merged_from: tuple[str, ...] = ()
 
 
 def incident_id(opening_alert_id: str) -> str:
-    """``in-`` + the hash part of the opening alert's id.
+    """``in-`` + the hash part of the incident's earliest alert's id.
 
     >>> incident_id("al-e2598fcb5352fa3f8001")
     'in-e2598fcb5352fa3f8001'
@@ -174,31 +134,98 @@ def incident_id(opening_alert_id: str) -> str:
 
 
 @dataclass(slots=True)
-class _Held:
+class Member:
+    """One alert of an incident, with the town and department it was routed by."""
+
     alert: Alert
     town: str | None
     department: str | None
+
+    @property
+    def order(self) -> tuple[int, str]:
+        return self.alert.ts_ms, self.alert.id
+
+
+@dataclass(slots=True)
+class Incident:
+    """Mutable state of one open incident: its alerts in ``(ts, id)`` order."""
+
+    id: str
+    group: str
+    members: list[Member] = field(default_factory=list)
+    first_ts_ms: int = 0
+    last_ts_ms: int = 0
+
+    def add(self, m: Member) -> None:
+        ms = self.members
+        ms.append(m)
+        if len(ms) > 1 and ms[-2].order > m.order:
+            ms.sort(key=lambda x: x.order)
+        a = m.alert
+        self.first_ts_ms = a.first_ts_ms if len(ms) == 1 else min(self.first_ts_ms, a.first_ts_ms)
+        self.last_ts_ms = max(self.last_ts_ms, a.ts_ms)
+
+    def view(
+        self, state: str, quiet_ms: int, inhibited: bool, merged_from: tuple[str, ...] = ()
+    ) -> IncidentView:
+        head = self.members[0].alert
+        severity = max((m.alert.severity for m in self.members), key=SEVERITY_RANK.__getitem__)
+        return IncidentView(
+            self.id,
+            state,
+            self.group,
+            severity,
+            self.first_ts_ms,
+            self.last_ts_ms,
+            self.last_ts_ms + quiet_ms,
+            len(self.members),
+            head.zone,
+            head.lon,
+            head.lat,
+            _distinct(m.alert.subject for m in self.members),
+            _distinct(m.alert.kind for m in self.members),
+            _distinct(m.town for m in self.members),
+            _distinct(m.department for m in self.members),
+            inhibited,
+            merged_from,
+        )
+
+
+def _members(
+    alerts: Iterable[Alert],
+    towns: Iterable[str | None] | None,
+    departments: Iterable[str | None] | None,
+) -> list[Member]:
+    """Alerts with their town and department, in ``(ts, id)`` order."""
+    alerts = list(alerts)
+    tw = list(towns) if towns is not None else [None] * len(alerts)
+    dp = list(departments) if departments is not None else [None] * len(alerts)
+    out = [Member(a, t, d) for a, t, d in zip(alerts, tw, dp, strict=True)]
+    out.sort(key=lambda m: m.order)
+    return out
+
+
+def _distinct(values: Iterable[str | None]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(v for v in values if v is not None))
 
 
 class IncidentMerger(Stateful):
     """Merges alerts into incidents; plain state, picklable (the stage's snapshot)."""
 
-    def __init__(self, p: IncidentParams) -> None:
+    def __init__(self, p: IncidentParams, *, slack_ms: int = 0) -> None:
         self.p = p
-        self.clock_ms_: int | None = None
-        # Clock after each of the last pushes: the release boundary lags LAG_PUSHES
-        # pushes behind, so alerts derived downstream of the detectors (fusion), which
-        # reach this stage a step later than the alerts they come from, are still held.
-        self.recent_clocks_: list[int] = []
-        # Watermark reported by each upstream shard (kept here to be in the snapshot);
-        # once marks come, they alone move the clock.
-        self.shard_marks_: dict[str, int] = {}
-        self.released_upto_: int | None = None  # everything at or before this is out
+        self.slack_ms = slack_ms
         self.open_: dict[str, list[Incident]] = {}  # group -> open incidents
-        self.held_: list[_Held] = []
-        self.late_ = 0
-        self.closed_ = 0
+        self.clock_ms_: int | None = None  # newest alert time merged (closes incidents)
+        self.seen_ms_: int | None = None  # newest alert time pushed (hold_s > 0)
         self.swept_ms_ = 0
+        self.held_: list[tuple[int, str, int, Member]] = []  # hold_s > 0, or replays
+        self.released_ms_: int | None = None  # replays: everything up to here is merged
+        self.shard_marks_: dict[str, int] = {}  # replays: each shard's watermark
+        self._seq = 0
+        self.late_ = 0  # new incidents opened by an alert beyond quiet_s + slack behind
+        self.closed_ = 0
+        self.moved_ = 0  # incidents whose id moved (out-of-order earliest alert, merges)
 
     # -- input ---------------------------------------------------------------------
     def push(
@@ -206,54 +233,53 @@ class IncidentMerger(Stateful):
         alerts: Iterable[Alert],
         towns: Iterable[str | None] | None = None,
         departments: Iterable[str | None] | None = None,
-        *,
-        mark_ms: int | None = None,
     ) -> list[tuple[Alert, IncidentView]]:
-        """Take alerts (with their town and department when known); return what is released.
-
-        ``mark_ms`` is a watermark the flow reports with or without alerts: it moves
-        the clock like an alert's watermark would."""
-        alerts = list(alerts)
-        tw = list(towns) if towns is not None else [None] * len(alerts)
-        dp = list(departments) if departments is not None else [None] * len(alerts)
-        out: list[tuple[Alert, IncidentView]] = []
+        """Take alerts (with their town and department when known); return each alert
+        with its incident as it stands after it (plus re-emitted alerts of an incident
+        whose id moved)."""
+        batch = _members(alerts, towns, departments)
+        for m in batch:
+            if self.seen_ms_ is None or m.alert.ts_ms > self.seen_ms_:
+                self.seen_ms_ = m.alert.ts_ms
         hold_ms = self.p.hold_s * 1000
-        for alert, town, dept in zip(alerts, tw, dp, strict=True):
-            if self.released_upto_ is not None and alert.ts_ms <= self.released_upto_:
-                self.late_ += 1  # behind what is already released: merge now
-                out.append(self._merge(alert, town, dept))
-                continue
-            self.held_.append(_Held(alert, town, dept))
-            # The clock follows the global watermark the alert was raised at when the
-            # flow stamped one: alert times from a partition that runs ahead would
-            # otherwise push the clock past alerts still on their way from the others.
-            if self.shard_marks_:
-                continue
-            tick = alert.ts_ms if alert.wm_ms is None else alert.wm_ms
-            if self.clock_ms_ is None or tick > self.clock_ms_:
-                self.clock_ms_ = tick
-        if mark_ms is not None and (self.clock_ms_ is None or mark_ms > self.clock_ms_):
-            self.clock_ms_ = mark_ms
-        if self.clock_ms_ is None:
+        if hold_ms == 0:
+            out: list[tuple[Alert, IncidentView]] = []
+            for m in batch:
+                self._merge(m, out)
             return out
-        if hold_ms == 0:  # no holding: merge in arrival order
-            return out + self._release(self.clock_ms_)
-        self.recent_clocks_.append(self.clock_ms_)
-        if len(self.recent_clocks_) <= LAG_PUSHES:
-            return out
-        del self.recent_clocks_[: -LAG_PUSHES - 1]
-        out += self._release(self.recent_clocks_[0] - hold_ms)
+        for m in batch:
+            self._seq += 1
+            heapq.heappush(self.held_, (m.alert.ts_ms, m.alert.id, self._seq, m))
+        assert self.seen_ms_ is not None
+        return self._release(self.seen_ms_ - hold_ms)
+
+    def hold(
+        self,
+        alerts: Iterable[Alert],
+        towns: Iterable[str | None] | None = None,
+        departments: Iterable[str | None] | None = None,
+    ) -> list[tuple[Alert, IncidentView]]:
+        """Keep alerts until :meth:`release` passes their time (a replay's ordering);
+        an alert at or behind what was released already is merged at once."""
+        out: list[tuple[Alert, IncidentView]] = []
+        for m in _members(alerts, towns, departments):
+            a = m.alert
+            if self.released_ms_ is not None and a.ts_ms <= self.released_ms_:
+                self._merge(m, out)
+                continue
+            self._seq += 1
+            heapq.heappush(self.held_, (a.ts_ms, a.id, self._seq, m))
         return out
 
-    def flush(self) -> list[tuple[Alert, IncidentView]]:
-        """Release every held alert (end of input, or a wall-clock hold expired)."""
-        return self._release(None, everything=True)
+    def release(self, upto_ms: int) -> list[tuple[Alert, IncidentView]]:
+        """Merge the held alerts at or before ``upto_ms``, in ``(ts, id)`` order."""
+        if self.released_ms_ is None or upto_ms > self.released_ms_:
+            self.released_ms_ = upto_ms
+        return self._release(upto_ms)
 
-    def advance(self, now_ms: int) -> list[tuple[Alert, IncidentView]]:
-        """Move the clock to ``now_ms`` (e.g. wall clock in a live run) and release."""
-        if self.clock_ms_ is None or now_ms > self.clock_ms_:
-            self.clock_ms_ = now_ms
-        return self._release(now_ms - self.p.hold_s * 1000)
+    def flush(self) -> list[tuple[Alert, IncidentView]]:
+        """Merge every held alert (end of input, or a wall-clock hold expired)."""
+        return self._release(None)
 
     # -- state ---------------------------------------------------------------------
     def open_incidents(self) -> int:
@@ -263,118 +289,105 @@ class IncidentMerger(Stateful):
         return len(self.held_)
 
     # -- internals -----------------------------------------------------------------
-    def _release(
-        self, upto_ms: int | None, *, everything: bool = False
-    ) -> list[tuple[Alert, IncidentView]]:
-        if not self.held_:
-            return []
-        if everything:
-            ready, self.held_ = self.held_, []
-        else:
-            if upto_ms is None:
-                return []
-            ready = [h for h in self.held_ if h.alert.ts_ms <= upto_ms]
-            if not ready:
-                return []
-            self.held_ = [h for h in self.held_ if h.alert.ts_ms > upto_ms]
-        ready.sort(key=lambda h: (h.alert.ts_ms, h.alert.id))
-        top = upto_ms if upto_ms is not None else ready[-1].alert.ts_ms
-        if self.released_upto_ is None or top > self.released_upto_:
-            self.released_upto_ = top
-        return [self._merge(h.alert, h.town, h.department) for h in ready]
+    def _release(self, upto_ms: int | None) -> list[tuple[Alert, IncidentView]]:
+        out: list[tuple[Alert, IncidentView]] = []
+        held = self.held_
+        while held and (upto_ms is None or held[0][0] <= upto_ms):
+            self._merge(heapq.heappop(held)[3], out)
+        return out
 
-    def _close_quiet(self, now_ms: int) -> None:
-        # Matching checks the quiet period itself; sweeping only bounds the state,
-        # so once a minute of event time is enough.
-        if now_ms - self.swept_ms_ < 60_000:
+    def _sweep(self) -> None:
+        now = self.clock_ms_
+        if now is None or now - self.swept_ms_ < SWEEP_MS:
             return
-        self.swept_ms_ = now_ms
-        quiet_ms = self.p.quiet_s * 1000
+        self.swept_ms_ = now
+        horizon = now - self.p.quiet_s * 1000 - self.slack_ms - MAX_EPISODE_MS
         for group, items in list(self.open_.items()):
-            keep = [i for i in items if i.last_ts_ms + quiet_ms >= now_ms]
+            keep = [i for i in items if i.last_ts_ms >= horizon]
             self.closed_ += len(items) - len(keep)
             if keep:
                 self.open_[group] = keep
             else:
                 del self.open_[group]
 
-    def _matches(self, inc: Incident, a: Alert) -> bool:
-        if a.first_ts_ms > inc.last_ts_ms + self.p.quiet_s * 1000:
+    def _linked(self, a: Alert, b: Alert) -> bool:
+        quiet = self.p.quiet_s * 1000
+        if a.first_ts_ms > b.ts_ms + quiet or b.first_ts_ms > a.ts_ms + quiet:
             return False
         for key in self.p.match:
-            if key == "subject" and a.subject in inc.subject_set:
+            if key == "subject" and a.subject == b.subject:
                 return True
-            if key == "zone" and a.zone is not None and a.zone in inc.zones:
+            if key == "zone" and a.zone is not None and a.zone == b.zone:
                 return True
-            if key == "distance" and a.lon is not None and a.lat is not None:
-                r_deg = self.p.radius_m / 111_000
-                lon0, lat0, lon1, lat1 = inc.bbox
-                if not lat0 - r_deg <= a.lat <= lat1 + r_deg:
-                    continue
-                r_lon = r_deg / max(0.01, math.cos(math.radians(a.lat)))
-                if not lon0 - r_lon <= a.lon <= lon1 + r_lon:
-                    continue
-                radius = self.p.radius_m
-                if any(_near(lon, lat, a.lon, a.lat, radius) for lon, lat in inc.positions):
-                    return True
-        return False
+            if (
+                key == "distance"
+                and a.lon is not None
+                and a.lat is not None
+                and b.lon is not None
+                and b.lat is not None
+                and _near(a.lon, a.lat, b.lon, b.lat, self.p.radius_m)
+            ):
+                return True
+        return self._inhibits(a, b) or self._inhibits(b, a)
 
-    def _merge(self, a: Alert, town: str | None, dept: str | None) -> tuple[Alert, IncidentView]:
-        self._close_quiet(a.ts_ms)
+    def _inhibits(self, top: Alert, low: Alert) -> bool:
+        """``top`` (red) absorbs the lower ``low`` of the same zone."""
+        bar = SEVERITY_RANK[self.p.inhibit_severity]
+        return (
+            self.p.inhibit
+            and low.zone is not None
+            and low.zone == top.zone
+            and SEVERITY_RANK[top.severity] >= bar > SEVERITY_RANK[low.severity]
+        )
+
+    def _merge(self, m: Member, out: list[tuple[Alert, IncidentView]]) -> None:
+        a = m.alert
+        if self.clock_ms_ is None or a.ts_ms > self.clock_ms_:
+            self.clock_ms_ = a.ts_ms
+        self._sweep()
+        quiet = self.p.quiet_s * 1000
         group = self.p.group_of(a.kind)
         items = self.open_.setdefault(group, [])
-        inhibited = False
-        found = next((i for i in items if self._matches(i, a)), None)
-        if found is None and self.p.inhibit and a.zone is not None:
-            top = SEVERITY_RANK[self.p.inhibit_severity]
-            if SEVERITY_RANK[a.severity] < top:
-                found = next(
-                    (
-                        i
-                        for i in items
-                        if a.zone in i.zones
-                        and SEVERITY_RANK[i.severity] >= top
-                        and a.first_ts_ms <= i.last_ts_ms + self.p.quiet_s * 1000
-                    ),
-                    None,
-                )
-                inhibited = found is not None
-        quiet_ms = self.p.quiet_s * 1000
-        if found is None:
-            inc = Incident(
-                incident_id(a.id), group, a.severity, a.first_ts_ms, a.ts_ms, a.zone, a.lon, a.lat
-            )
+        linked = [
+            inc
+            for inc in items
+            if a.first_ts_ms <= inc.last_ts_ms + quiet
+            and inc.first_ts_ms <= a.ts_ms + quiet
+            and any(self._linked(a, x.alert) for x in inc.members)
+        ]
+        if not linked:
+            inc = Incident(incident_id(a.id), group)
+            inc.add(m)
             items.append(inc)
-            self._add(inc, a, town, dept)
+            if a.ts_ms < self.clock_ms_ - quiet - self.slack_ms:
+                self.late_ += 1
             a.incident = inc.id
-            return a, inc.view("opened", quiet_ms, False)
-        self._add(found, a, town, dept)
-        a.incident = found.id
-        return a, found.view("updated", quiet_ms, inhibited)
-
-    @staticmethod
-    def _add(inc: Incident, a: Alert, town: str | None, dept: str | None) -> None:
-        if SEVERITY_RANK[a.severity] > SEVERITY_RANK[inc.severity]:
-            inc.severity = a.severity
-        inc.first_ts_ms = min(inc.first_ts_ms, a.first_ts_ms)
-        inc.last_ts_ms = max(inc.last_ts_ms, a.ts_ms)
-        inc.alert_ids.append(a.id)
-        if a.subject not in inc.subject_set:
-            inc.subject_set.add(a.subject)
-            inc.subjects.append(a.subject)
-        if a.kind not in inc.kinds:
-            inc.kinds.append(a.kind)
-        if a.zone is not None:
-            inc.zones.add(a.zone)
-        if town is not None and town not in inc.towns:
-            inc.towns.append(town)
-        if dept is not None and dept not in inc.departments:
-            inc.departments.append(dept)
-        if a.lon is not None and a.lat is not None and len(inc.positions) < MAX_POSITIONS:
-            inc.positions.append((a.lon, a.lat))
-            b = inc.bbox
-            b[0], b[1] = min(b[0], a.lon), min(b[1], a.lat)
-            b[2], b[3] = max(b[2], a.lon), max(b[3], a.lat)
+            out.append((a, inc.view("opened", quiet, False)))
+            return
+        into = linked[0]
+        for other in linked[1:]:
+            for x in other.members:
+                into.add(x)
+            items.remove(other)
+        into.add(m)
+        old = {i.id for i in linked}
+        into.id = incident_id(into.members[0].alert.id)
+        inhibited = any(self._inhibits(x.alert, a) for x in into.members)
+        moved = tuple(sorted(old - {into.id}))
+        if not moved:
+            a.incident = into.id
+            out.append((a, into.view("updated", quiet, inhibited)))
+            return
+        # The id moved: re-emit every alert under it, earliest first, so the work order
+        # of the new id is complete; ``merged_from`` names the ones it replaces.
+        self.moved_ += 1
+        view = into.view("updated", quiet, inhibited, moved)
+        for x in into.members:
+            if x is m:
+                a.incident = into.id
+                out.append((a, view))
+            else:
+                out.append((replace(x.alert, incident=into.id), view))
 
 
 def _near(lon1: float, lat1: float, lon2: float, lat2: float, radius_m: float) -> bool:

@@ -182,6 +182,9 @@ _PUBLIC_RECORDS = {
     "StopSpan",
     "Incident",
     "IncidentView",
+    "Member",
+    "Recent",
+    "SourceClock",
 }
 
 

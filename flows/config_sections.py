@@ -14,7 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from citywatch.detectors import params
+from citywatch.detectors.watermark import SOURCE_KINDS
 from citywatch.sinks.client import RedisOptions, RetryPolicy
+
+SYSTEM_FAMILY = "source"  # system alerts about the inputs (source.clock_skew)
+SYSTEM_DEPARTMENT = "operations"
 
 
 class ConfigError(ValueError):
@@ -35,11 +39,28 @@ class FlowSettings:
     # What advances timeouts (track.gap): event time only (replay, reproducible), or
     # also the wall clock minus max_out_of_order_s (live runs, fires while input is quiet).
     timers: str = "event"
+    # Watermarks are kept per source inside each input partition: "gateway" (the
+    # event's src, else its type), "family" (the event type) or "partition".
+    watermark_source: str = "gateway"
+    # A source whose newest event is this far behind the others (or, live, that sent
+    # nothing for this long) stops holding the watermark back.
+    source_idle_s: int = 60
+    # Events further ahead than this of the wall clock (live) or of their source's
+    # recent median (replay) are dead-lettered as future-timestamp.
+    max_future_s: int = 300
 
     def __post_init__(self) -> None:
         params.positive("flow", "batch_size", self.batch_size)
         params.positive("flow", "shards", self.shards)
         params.non_negative("flow", "max_out_of_order_s", self.max_out_of_order_s)
+        params.positive("flow", "source_idle_s", self.source_idle_s)
+        params.positive("flow", "max_future_s", self.max_future_s)
+        if self.watermark_source not in SOURCE_KINDS:
+            msg = (
+                f'flow: "watermark_source" must be one of {", ".join(SOURCE_KINDS)}, '
+                f"got {self.watermark_source!r}"
+            )
+            raise ConfigError(msg)
         if self.timers not in ("event", "wall"):
             msg = (
                 f'flow: "timers" must be "event" (replay) or "wall" (live runs), '
@@ -215,11 +236,13 @@ class RoutingSettings:
         """Most specific match first: ``kind:detail`` for each detail, ``kind``, family,
         ``default``; details are e.g. the sensor kind and the zone kind."""
         family = kind.partition(".")[0]
-        keys = [f"{kind}:{d}" for d in details if d] + [kind, family, "default"]
+        keys = [f"{kind}:{d}" for d in details if d] + [kind, family]
         for key in keys:
             if key in self.departments:
                 return self.departments[key]
-        return "command_centre"
+        if family == SYSTEM_FAMILY:  # system alerts never fall to a field department
+            return SYSTEM_DEPARTMENT
+        return self.departments.get("default", "command_centre")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,8 +32,9 @@ from citywatch.detectors.tracks_jump import JumpFilter
 from citywatch.detectors.tracks_rendezvous import SpanReporter, StopSpan
 from citywatch.detectors.tracks_speeding import SpeedingDetector
 from citywatch.detectors.video import VideoRuleDetector
+from citywatch.detectors.watermark import NO_WATERMARK
 from citywatch.flows.config import Config
-from citywatch.flows.model import ShardBatch
+from citywatch.flows.records import AlertBatch, ShardBatch, ShardOutput
 from citywatch.flows.recovery import restore, snapshot
 from citywatch.flows.watermarks import SourceWatermarks
 
@@ -42,19 +42,6 @@ from citywatch.flows.watermarks import SourceWatermarks
 def shard_of(key: str, shards: int) -> int:
     """Stable across processes and runs (unlike ``hash``)."""
     return zlib.crc32(key.encode()) % shards
-
-
-@dataclass(slots=True)
-class ShardOutput:
-    """What a shard emits per activation: alerts, teleported fixes (dead letters) and
-    stop spans for the cross-key rendezvous stage (flows/stage_rendezvous.py)."""
-
-    alerts: list[Alert] = field(default_factory=list)
-    dead: list[DeadLetter] = field(default_factory=list)
-    spans: list[StopSpan] = field(default_factory=list)
-    # The watermark the shard acted on; emitted on every activation, alerts or not,
-    # so the incident stage knows how far every shard has got (see wm_mark).
-    wm_ms: int | None = None
 
 
 class DetectorSuite(Stateful):
@@ -118,16 +105,19 @@ class DetectorSuite(Stateful):
         events: Iterable[Event],
         wm_ms: int,
         out: list[Alert],
-        side: ShardOutput | None = None,
+        dead: list[DeadLetter] | None = None,
+        spans: list[StopSpan] | None = None,
     ) -> int:
         """Run ``events`` through the detectors, then advance them to ``wm_ms``; dead
-        letters and spans go to ``side`` (dropped when it is None). Returns the watermark
-        the detectors got: held back before fixes the gate still holds for look-ahead."""
-        side = side if side is not None else ShardOutput()
+        letters and stop spans go to ``dead`` and ``spans`` (dropped when None). Returns
+        the watermark the detectors got: held back before fixes the gate still holds
+        for look-ahead."""
+        dead = dead if dead is not None else []
+        spans = spans if spans is not None else []
         events = events if isinstance(events, list) else list(events)
         if self.gate is not None:
-            events = self.gate.admit(events, side.dead)
-            events += self.gate.release(wm_ms, side.dead)
+            events = self.gate.admit(events, dead)
+            events += self.gate.release(wm_ms, dead)
             self.gate.on_watermark(wm_ms)
             wm_ms = min(wm_ms, self.gate.floor())
         by_type = self._by_type
@@ -135,7 +125,7 @@ class DetectorSuite(Stateful):
             for det in by_type.get(ev.type, ()):
                 det.on_event(ev, out)
         if self.reporter is not None:
-            reporter, spans = self.reporter, side.spans
+            reporter = self.reporter
             for ev in events:
                 if ev.type == "gps":
                     reporter.on_event(ev, spans)
@@ -211,20 +201,22 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, ShardOutput, bytes]):
         if current is not self._zones_seen:  # zones were reloaded
             self.suite.set_zones(current)
             self._zones_seen = current
-        res = ShardOutput()
-        out = res.alerts
+        out: list[Alert] = []
+        dead: list[DeadLetter] = []
+        spans: list[StopSpan] = []
+        top = NO_WATERMARK
         for batch in values:
             start = len(out)
             wm_ms = self.suite.watermarks.update(batch.source, batch.wm_ms, batch.idle, batch.peers)
             if self._wall:
                 self._event_wm = max(self._event_wm, wm_ms)
                 wm_ms = max(wm_ms, self._wall_wm())
-            wm_ms = self.suite.process(batch.events, wm_ms, out, res)
-            res.wm_ms = wm_ms if res.wm_ms is None else max(res.wm_ms, wm_ms)
+            wm_ms = self.suite.process(batch.events, wm_ms, out, dead, spans)
+            top = max(top, wm_ms)
             for alert in out[start:]:
                 alert.ingest_ns = batch.ingest_ns
                 alert.wm_ms = wm_ms
-        return _emit(res), StatefulBatchLogic.RETAIN
+        return [ShardOutput(out, dead, spans, top)], StatefulBatchLogic.RETAIN
 
     def _wall_wm(self) -> int:
         return int(self._now().timestamp() * 1000) - self._lag_ms
@@ -233,38 +225,25 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, ShardOutput, bytes]):
         return self._now() + self._tick if self._wall else None
 
     def on_notify(self) -> tuple[Iterable[ShardOutput], bool]:
-        res = ShardOutput()
-        res.wm_ms = self.suite.process([], max(self._event_wm, self._wall_wm()), res.alerts, res)
-        return _emit(res), StatefulBatchLogic.RETAIN
+        res = ShardOutput([], [], [])
+        wm_ms = self.suite.process(
+            [], max(self._event_wm, self._wall_wm()), res.alerts, res.dead, res.spans
+        )
+        return [ShardOutput(res.alerts, res.dead, res.spans, wm_ms)], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
         return snapshot(self.suite)
 
 
-def _emit(res: ShardOutput) -> list[ShardOutput]:
-    return [res] if res.alerts or res.dead or res.spans or res.wm_ms is not None else []
+def shard_alerts(always: bool) -> Callable[[tuple[str, ShardOutput]], AlertBatch | None]:
+    """The alerts of a shard's output with the watermark they were raised at; with
+    ``always`` also without alerts (the incident stage's clock in a replay)."""
 
+    def alerts_of(item: tuple[str, ShardOutput]) -> AlertBatch | None:
+        shard, res = item
+        return AlertBatch(res.alerts, res.wm_ms, shard) if res.alerts or always else None
 
-class WatermarkMark(list[Alert]):
-    """An empty alert list that tells the incident stage how far one shard has got."""
-
-    def __init__(self, shard: str, wm_ms: int) -> None:
-        super().__init__()
-        self.shard = shard
-        self.wm_ms = wm_ms
-
-    def __reduce__(self) -> tuple[object, ...]:  # keep the fields across worker exchanges
-        return (WatermarkMark, (self.shard, self.wm_ms))
-
-
-def wm_mark(item: tuple[str, ShardOutput]) -> WatermarkMark | None:
-    shard, res = item
-    return WatermarkMark(shard, res.wm_ms) if res.wm_ms is not None else None
-
-
-def shard_alerts(res: ShardOutput) -> list[Alert] | None:
-    """The alerts of a shard's output (None when it has none), for the alert stream."""
-    return res.alerts or None
+    return alerts_of
 
 
 def shard_builder(

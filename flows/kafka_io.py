@@ -1,7 +1,7 @@
 """Kafka in and out: the batch source of ``citywatch run``, the dead-letter topic, producers.
 
 The source has one Bytewax partition per Kafka partition of the gps, sensor
-and video topics. Each emits :class:`~flows.model.RawBatch` items: the raw
+and video topics. Each emits :class:`~citywatch.flows.records.RawBatch` items: the raw
 message values as they came, the event type the topic implies, the message
 keys, and its own source id ``topic#partition`` so that the watermark step
 stamps event time per Kafka partition (order is only guaranteed within one).
@@ -33,7 +33,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from citywatch.detectors.events import DeadLetter, parse_ts
 from citywatch.flows.config import Config, ConfigError, KafkaSettings
-from citywatch.flows.model import RawBatch
+from citywatch.flows.records import RawBatch
 from citywatch.replay.recording import iter_lines, unwrap
 from citywatch.sinks.base import BatchSink
 
@@ -176,7 +176,14 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, int]):
         self, lines: list[bytes], keys: list[bytes | None], idle: bool, peers: tuple[str, ...] = ()
     ) -> RawBatch:
         return RawBatch(
-            self._name, lines, time.time_ns(), [self._type] * len(lines), keys, idle, peers
+            self._name,
+            lines,
+            time.time_ns(),
+            [self._type] * len(lines),
+            keys,
+            idle,
+            peers,
+            wall_clock=True,
         )
 
     def next_batch(self) -> list[RawBatch]:
@@ -404,7 +411,7 @@ def _recording_messages(
             yield _message(raw, implied, env, topics)
         return
     # merged_lines drops envelopes; several files are merged by time, like replay.
-    for raw, implied, _ in merged_lines(paths):
+    for raw, implied, _, _ in merged_lines(paths):
         yield _message(raw, implied, None, topics)
 
 

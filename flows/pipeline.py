@@ -1,7 +1,13 @@
-"""The main dataflow: source → parse → geofence → watermark → detect → route → sinks.
+"""The main dataflow, read top to bottom in ``build_flow``::
 
-``build_flow`` only wires; each step is a small function over a whole batch.
-The same flow runs over a recording (replay, demo, bench) or Kafka (run).
+    input ─► parse ─► watermark (per partition) ─► shard ─► detect ─┬─► alerts ─► fusion
+                         │  late, dead letters, system alerts       ├─► rendezvous
+                         └─► household peers                        └─► dead letters
+    alerts (+ fusion) ─► incidents ─► route ─► dispatch sink (work orders)
+
+``build_flow`` only wires; each step is a small function from one record of
+``flows/records.py`` to the next, over a whole batch. The same flow runs over
+a recording (replay, demo, bench) or Kafka (run).
 """
 
 from __future__ import annotations
@@ -20,25 +26,26 @@ from bytewax.outputs import Sink
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.base import ZoneMeta
 from citywatch.detectors.events import DeadLetter, Event, parse_event
-from citywatch.detectors.watermark import Watermarker
 from citywatch.flows.config import Config
-from citywatch.flows.detect import (
-    DetectorSuite,
+from citywatch.flows.detect import DetectorSuite, shard_alerts, shard_builder, shard_of
+from citywatch.flows.records import (
+    AlertBatch,
+    EventBatch,
+    IncidentBatch,
+    RawBatch,
+    ShardBatch,
     ShardOutput,
-    shard_alerts,
-    shard_builder,
-    shard_of,
-    wm_mark,
+    StampedBatch,
 )
-from citywatch.flows.model import EventBatch, RawBatch, ShardBatch
 from citywatch.flows.routing import route_alerts
 from citywatch.flows.stage_fusion import add_fusion
 from citywatch.flows.stage_incidents import add_incidents
 from citywatch.flows.stage_peer import add_peer
 from citywatch.flows.stage_rendezvous import add_rendezvous
+from citywatch.flows.stage_watermark import watermark_builder
 from citywatch.flows.stats import RunStats
 from citywatch.geo.reference import Reference
-from citywatch.sinks.redis_dispatch import Dispatch
+from citywatch.sinks.dispatch import Dispatch
 
 
 class ReferenceHolder:
@@ -76,6 +83,8 @@ def parse_step(holder: ReferenceHolder, stats: RunStats) -> Callable[[RawBatch],
         events: list[Event] = []
         dead: list[DeadLetter] = []
         types = batch.default_types
+        recorded = batch.arrival_ms
+        arrivals: list[int] | None = [] if recorded is not None else None
         for i, raw in enumerate(batch.lines):
             out = parse_event(raw, types[i] if types else None, batch.source)
             if isinstance(out, DeadLetter):
@@ -87,39 +96,31 @@ def parse_step(holder: ReferenceHolder, stats: RunStats) -> Callable[[RawBatch],
                     dead.append(DeadLetter(raw, reason, batch.source))
                     continue
             events.append(out)
+            if arrivals is not None and recorded is not None:
+                arrivals.append(recorded[i])
         ref.annotate(events)
         ok = Counter(ev.type for ev in events)
         stats.add_parsed(
             len(batch.lines), ok, [d.category or d.reason.partition(":")[0] for d in dead]
         )
         return EventBatch(
-            batch.source, events, dead, batch.ingest_ns, idle=batch.idle, peers=batch.peers
+            batch.source,
+            events,
+            dead,
+            batch.ingest_ns,
+            idle=batch.idle,
+            peers=batch.peers,
+            arrival_ms=arrivals,
+            wall_clock=batch.wall_clock,
         )
 
     return parse
 
 
-def watermark_step(
-    max_out_of_order_ms: int, stats: RunStats
-) -> Callable[[Watermarker | None, EventBatch], tuple[Watermarker, EventBatch]]:
-    def stamp(state: Watermarker | None, batch: EventBatch) -> tuple[Watermarker, EventBatch]:
-        wm = state if state is not None else Watermarker(max_out_of_order_ms)
-        on_time: list[Event] = []
-        late: list[Event] = []
-        for ev in batch.events:
-            (late if wm.observe(ev.ts_ms) else on_time).append(ev)
-        batch.events, batch.late, batch.wm_ms = on_time, late, wm.watermark_ms
-        if late:
-            stats.add_late(len(late))
-        return wm, batch
-
-    return stamp
-
-
-def shard_step(shards: int) -> Callable[[EventBatch], list[tuple[str, ShardBatch]]]:
+def shard_step(shards: int) -> Callable[[StampedBatch], list[tuple[str, ShardBatch]]]:
     names = [f"shard-{i:03d}" for i in range(shards)]
 
-    def split(batch: EventBatch) -> list[tuple[str, ShardBatch]]:
+    def split(batch: StampedBatch) -> list[tuple[str, ShardBatch]]:
         parts: list[list[Event]] = [[] for _ in range(shards)]
         for ev in batch.events:
             parts[shard_of(ev.key, shards)].append(ev)
@@ -139,10 +140,12 @@ def shard_step(shards: int) -> Callable[[EventBatch], list[tuple[str, ShardBatch
 
 def route_step(
     holder: ReferenceHolder, cfg: Config, stats: RunStats
-) -> Callable[[list[Alert]], list[Dispatch]]:
-    def route(alerts: list[Alert]) -> list[Dispatch]:
+) -> Callable[[IncidentBatch], list[Dispatch]]:
+    def route(batch: IncidentBatch) -> list[Dispatch]:
+        alerts = batch.alerts
         stats.add_alerts([a.kind for a in alerts])
-        out = route_alerts(alerts, holder.ref.jurisdictions, cfg.routing, holder.catalog())
+        ref = holder.ref
+        out = route_alerts(alerts, ref.jurisdictions, cfg.routing, holder.catalog(), batch.views)
         for d in out:
             d.ingest_ns = d.alert.ingest_ns
         return out
@@ -159,46 +162,54 @@ def build_flow(
     *,
     flow_id: str = "citywatch",
 ) -> Dataflow:
-    """Wire the warning flow from ``source`` to ``outputs``."""
+    """Wire the warning flow from ``source`` to ``outputs`` (records: flows/records.py)."""
     stats = stats if stats is not None else RunStats()
     flow = Dataflow(flow_id)
-    raw = op.input("input", flow, source)
-    parsed = op.map("parse", raw, parse_step(holder, stats))
-    keyed = op.key_on("by_source", parsed, _source_of)
-    stamped = op.stateful_map(
-        "watermark", keyed, watermark_step(cfg.flow.max_out_of_order_s * 1000, stats)
+    raw = op.input("input", flow, source)  # RawBatch
+    parsed = op.map("parse", raw, parse_step(holder, stats))  # EventBatch
+    stamped = op.key_rm(  # StampedBatch, one watermark per input partition
+        "stamped",
+        op.stateful_batch(
+            "watermark",
+            op.key_on("by_source", parsed, _source_of),
+            watermark_builder(cfg.flow, stats),
+        ),
     )
-    batches = op.key_rm("batches", stamped)
-    if outputs.late is not None:
-        op.output("late_events", op.flat_map("late", batches, _late_of), outputs.late)
-    shards = op.flat_map("shard", batches, shard_step(cfg.flow.shards))
-    suite_factory = _suite_factory(cfg, holder)
-    detected = op.stateful_batch(
+    shards = op.flat_map("shard", stamped, shard_step(cfg.flow.shards))  # (shard, ShardBatch)
+    by_shard = op.stateful_batch(  # (shard, ShardOutput)
         "detect",
         shards,
         shard_builder(
-            suite_factory,
+            _suite_factory(cfg, holder),
             holder.catalog,
             timers=cfg.flow.timers,
             lag_ms=cfg.flow.max_out_of_order_s * 1000,
         ),
     )
-    if outputs.dead is not None:  # bad input lines, and teleported GPS fixes from the shards
-        teleports = op.flat_map("shard_dead", op.key_rm("shard_out", detected), _teleports(stats))
-        dead = op.merge("all_dead", op.flat_map("dead", batches, _dead_of), teleports)
-        op.output("dead_letters", dead, outputs.dead)
-    alerts = op.filter_map_value("alerts_of", detected, shard_alerts)
-    alerts = add_rendezvous(detected, alerts, cfg)
-    alerts = add_peer(batches, alerts, cfg)
-    alerts = add_fusion(alerts, cfg, holder)
-    marks = op.filter_map("wm_marks", detected, wm_mark)
-    # Fusion goes before the incidents; the shards' watermark marks keep its clock moving.
-    alerts = add_incidents(op.merge("alerts_and_marks", alerts, marks), cfg, holder)
-    dispatches = op.map("route", op.key_rm("alerts", alerts), route_step(holder, cfg, stats))
-    flat = op.flatten("each_dispatch", dispatches)
-    op.output("dispatch", flat, outputs.dispatch)
+    detected = op.key_rm("shard_out", by_shard)  # ShardOutput
+    # AlertBatch from every producer: shards, system, rendezvous, household peers.
+    replay = cfg.flow.timers == "event"
+    producers = [
+        op.filter_map("shard_alerts", by_shard, shard_alerts(always=replay)),
+        op.filter_map("system_alerts", stamped, _system_alerts_of),
+        add_rendezvous(detected, cfg),
+    ]
+    peers = add_peer(stamped, cfg)
+    if peers is not None:
+        producers.append(peers)
+    alerts = op.merge("alerts", *producers)
+    alerts = op.merge("alerts_and_fusion", alerts, add_fusion(alerts, cfg, holder))
+    incidents = add_incidents(alerts, cfg, holder)  # IncidentBatch
+    dispatches = op.flat_map("route", incidents, route_step(holder, cfg, stats))  # Dispatch
+    op.output("dispatch", dispatches, outputs.dispatch)
     if outputs.alerts is not None:
-        op.output("alerts_out", op.map("alert_of", flat, _alert_of), outputs.alerts)
+        op.output("alerts_out", op.map("alert_of", dispatches, _alert_of), outputs.alerts)
+    if outputs.late is not None:
+        op.output("late_events", op.flat_map("late", stamped, _late_of), outputs.late)
+    if outputs.dead is not None:  # bad input lines, future timestamps, teleported fixes
+        teleports = op.flat_map("shard_dead", detected, _teleports(stats))
+        dead = op.merge("all_dead", op.flat_map("dead", stamped, _dead_of), teleports)
+        op.output("dead_letters", dead, outputs.dead)
     return flow
 
 
@@ -213,7 +224,7 @@ def _source_of(batch: EventBatch) -> str:
     return batch.source
 
 
-def _dead_of(batch: EventBatch) -> list[DeadLetter]:
+def _dead_of(batch: StampedBatch) -> list[DeadLetter]:
     return batch.dead
 
 
@@ -226,7 +237,11 @@ def _teleports(stats: RunStats) -> Callable[[ShardOutput], list[DeadLetter]]:
     return dead_of
 
 
-def _late_of(batch: EventBatch) -> list[Event]:
+def _system_alerts_of(batch: StampedBatch) -> AlertBatch | None:
+    return AlertBatch(batch.alerts, batch.wm_ms) if batch.alerts else None
+
+
+def _late_of(batch: StampedBatch) -> list[Event]:
     return batch.late
 
 

@@ -1,6 +1,6 @@
 """Recovery snapshots of the flow's stateful steps: plain, versioned state.
 
-Each stateful step (``detect``, ``rdv_match``, ``peer``, ``fusion``,
+Each stateful step (``watermark``, ``detect``, ``rdv_match``, ``peer``, ``fusion``,
 ``incidents``) snapshots its objects' learned state with
 :func:`citywatch.detectors.state.encode` and, on resume, builds its detectors
 from the *current* config and pours the snapshot into them (:func:`restore`).
@@ -21,7 +21,7 @@ from citywatch.detectors.state import Snapshot, StateError, Stateful, decode, en
 
 # The flow's stateful steps whose state citywatch owns (Kafka offsets and the
 # per-source watermark are Bytewax's and always kept).
-STEPS = ("detect", "rdv_match", "peer", "fusion", "incidents")
+STEPS = ("watermark", "detect", "rdv_match", "peer", "fusion", "incidents")
 
 T = TypeVar("T", bound=Stateful)
 

@@ -120,11 +120,13 @@ def route_alerts(
     jurisdictions: Jurisdictions,
     routing: RoutingSettings,
     zones: Mapping[str, ZoneMeta],
+    incidents: Sequence[IncidentView] | None = None,
 ) -> list[Dispatch]:
-    """Route a batch of alerts; an incident batch (``alerts.views``) routes each incident."""
+    """Route a batch of alerts; with ``incidents`` (``incidents[i]`` the incident of
+    ``alerts[i]``) each alert is routed as part of its incident."""
     if not alerts:
         return []
-    views: Sequence[IncidentView | None] = getattr(alerts, "views", None) or [None] * len(alerts)
+    views: Sequence[IncidentView | None] = incidents or [None] * len(alerts)
     towns = locate_towns(alerts, jurisdictions)
     out: list[Dispatch] = []
     for alert, town, view in zip(alerts, towns, views, strict=True):

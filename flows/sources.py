@@ -19,11 +19,12 @@ import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from citywatch.detectors.events import parse_ts
-from citywatch.flows.model import RawBatch
+from citywatch.flows.records import RawBatch
 from citywatch.replay.recording import ENVELOPE_PREFIX, iter_lines, read_header, unwrap
 
-# (raw event, type implied by the topic, source id "topic#partition" of an envelope)
-_Line = tuple[bytes, str | None, str | None]
+# (raw event, type implied by the topic, source id "topic#partition" of an envelope,
+#  recorded wall-clock arrival of an envelope)
+_Line = tuple[bytes, str | None, str | None, int | None]
 
 
 def _event_ms(raw: bytes) -> int | None:
@@ -50,16 +51,29 @@ def _partition_of(env: dict[str, object] | None) -> str | None:
     return f"{env['topic']}#{env['partition']}"
 
 
+def _recorded_arrival(env: dict[str, object] | None) -> int | None:
+    arrival = env.get("arrival_ms") if env is not None else None
+    return arrival if isinstance(arrival, int) else None
+
+
 def _file_lines(path: Path) -> Iterator[_Line]:
     for line in iter_lines(path):
         raw, implied, env = unwrap(line)
-        yield raw, implied, _partition_of(env)
+        yield raw, implied, _partition_of(env), _recorded_arrival(env)
 
 
 def _keyed(path: Path, order: int) -> Iterator[tuple[int, int, int, _Line]]:
-    for seq, line in enumerate(iter_lines(path)):
-        raw, implied, env = unwrap(line)
-        yield _arrival_ms(raw, env), order, seq, (raw, implied, _partition_of(env))
+    for seq, text in enumerate(iter_lines(path)):
+        raw, implied, env = unwrap(text)
+        line = (raw, implied, _partition_of(env), _recorded_arrival(env))
+        yield _arrival_ms(raw, env), order, seq, line
+
+
+def _known(arrivals: list[int | None]) -> list[int] | None:
+    """The recorded arrival times when every line has one, else None (median applies)."""
+    if not arrivals or any(a is None for a in arrivals):
+        return None
+    return arrivals  # type: ignore[return-value]
 
 
 def merged_lines(paths: Sequence[Path]) -> Iterator[_Line]:
@@ -132,6 +146,7 @@ class _RecordingPartition(StatefulSourcePartition[RawBatch, int]):
         lines: list[bytes] = []
         types: list[str | None] = []
         parts: list[str | None] = []
+        arrivals: list[int | None] = []
         any_type = False
         now = time.monotonic()
         while len(lines) < self._batch_size:
@@ -152,6 +167,7 @@ class _RecordingPartition(StatefulSourcePartition[RawBatch, int]):
             lines.append(line[0])
             types.append(line[1])
             parts.append(line[2])
+            arrivals.append(line[3])
             any_type = any_type or line[1] is not None
         self._emitted += len(lines)
         if not lines:
@@ -160,22 +176,37 @@ class _RecordingPartition(StatefulSourcePartition[RawBatch, int]):
             return []
         now_ns = time.time_ns()
         if all(p is None for p in parts):
-            return [RawBatch("recording", lines, now_ns, types if any_type else None)]
-        return self._by_partition(lines, types, parts, now_ns)
+            return [
+                RawBatch(
+                    "recording",
+                    lines,
+                    now_ns,
+                    types if any_type else None,
+                    arrival_ms=_known(arrivals),
+                )
+            ]
+        return self._by_partition(lines, types, parts, arrivals, now_ns)
 
     def _by_partition(
-        self, lines: list[bytes], types: list[str | None], parts: list[str | None], now_ns: int
+        self,
+        lines: list[bytes],
+        types: list[str | None],
+        parts: list[str | None],
+        arrivals: list[int | None],
+        now_ns: int,
     ) -> list[RawBatch]:
-        groups: dict[str, tuple[list[bytes], list[str | None]]] = {}
-        for raw, typ, part in zip(lines, types, parts, strict=True):
+        groups: dict[str, tuple[list[bytes], list[str | None], list[int | None]]] = {}
+        for raw, typ, part, arrival in zip(lines, types, parts, arrivals, strict=True):
             src = part if part is not None else "recording"
             if part is not None:
                 self._partitions.setdefault(part)
-            g = groups.setdefault(src, ([], []))
+            g = groups.setdefault(src, ([], [], []))
             g[0].append(raw)
             g[1].append(typ)
+            g[2].append(arrival)
         return [
-            RawBatch(src, ls, now_ns, ts, peers=self._peers) for src, (ls, ts) in groups.items()
+            RawBatch(src, ls, now_ns, ts, peers=self._peers, arrival_ms=_known(ar))
+            for src, (ls, ts, ar) in groups.items()
         ]
 
     def _end_of_partitions(self) -> list[RawBatch]:

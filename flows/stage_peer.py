@@ -20,7 +20,7 @@ from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
-from bytewax.operators import KeyedStream, StatefulBatchLogic
+from bytewax.operators import StatefulBatchLogic
 
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.anomaly.params import PeerParams
@@ -28,7 +28,7 @@ from citywatch.detectors.anomaly.peer import PeerGroupDetector
 from citywatch.detectors.events import Event, SensorEvent
 from citywatch.detectors.state import Stateful
 from citywatch.flows.config import Config
-from citywatch.flows.model import EventBatch, ShardBatch
+from citywatch.flows.records import AlertBatch, ShardBatch, StampedBatch
 from citywatch.flows.recovery import restore, snapshot
 from citywatch.flows.watermarks import SourceWatermarks
 
@@ -37,11 +37,11 @@ PEER_KEY = "peer"
 
 def pick_households(
     p: PeerParams, timezone: str
-) -> Callable[[EventBatch], list[tuple[str, ShardBatch]]]:
+) -> Callable[[StampedBatch], list[tuple[str, ShardBatch]]]:
     probe = PeerGroupDetector(replace(p, hst=False), timezone=timezone)
     kinds = frozenset(p.kinds)
 
-    def pick(batch: EventBatch) -> list[tuple[str, ShardBatch]]:
+    def pick(batch: StampedBatch) -> list[tuple[str, ShardBatch]]:
         events: list[Event] = [
             ev
             for ev in batch.events
@@ -75,7 +75,7 @@ class PeerState(Stateful):
         self.seq = 0  # tie-break among identical readings (re-deliveries), never compared on
 
 
-class PeerLogic(StatefulBatchLogic[ShardBatch, list[Alert], bytes]):
+class PeerLogic(StatefulBatchLogic[ShardBatch, AlertBatch, bytes]):
     """Bytewax state of the peer stage (:class:`PeerState`).
 
     A dwelling is compared with the others as they stand when its reading comes, so
@@ -94,8 +94,9 @@ class PeerLogic(StatefulBatchLogic[ShardBatch, list[Alert], bytes]):
         self.watermarks = self.st.watermarks
         self.pending = self.st.pending
 
-    def on_batch(self, values: list[ShardBatch]) -> tuple[Iterable[list[Alert]], bool]:
+    def on_batch(self, values: list[ShardBatch]) -> tuple[Iterable[AlertBatch], bool]:
         out: list[Alert] = []
+        wm_ms: int | None = None
         for batch in values:
             start = len(out)
             for ev in batch.events:
@@ -108,7 +109,7 @@ class PeerLogic(StatefulBatchLogic[ShardBatch, list[Alert], bytes]):
             for alert in out[start:]:
                 alert.ingest_ns = batch.ingest_ns
                 alert.wm_ms = wm_ms
-        return ([out] if out else []), StatefulBatchLogic.RETAIN
+        return ([AlertBatch(out, wm_ms)] if out else []), StatefulBatchLogic.RETAIN
 
     def _release(self, upto_ms: int | None, out: list[Alert]) -> None:
         """Feed the detector every pending reading older than ``upto_ms`` (all: None)."""
@@ -116,28 +117,25 @@ class PeerLogic(StatefulBatchLogic[ShardBatch, list[Alert], bytes]):
         while pending and (upto_ms is None or pending[0][0] < upto_ms):
             self.detector.on_event(heapq.heappop(pending)[4], out)
 
-    def on_eof(self) -> tuple[Iterable[list[Alert]], bool]:
+    def on_eof(self) -> tuple[Iterable[AlertBatch], bool]:
         out: list[Alert] = []
         self._release(None, out)
-        return ([out] if out else []), StatefulBatchLogic.RETAIN
+        return ([AlertBatch(out)] if out else []), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
         return snapshot(self.st)
 
 
-def add_peer(
-    batches: Stream[EventBatch], alerts: KeyedStream[list[Alert]], cfg: Config
-) -> KeyedStream[list[Alert]]:
-    """Compare dwellings with their peers; returns ``alerts`` with peer anomalies merged in
-    (unchanged when ``[anomaly.peer]`` is off)."""
+def add_peer(batches: Stream[StampedBatch], cfg: Config) -> Stream[AlertBatch] | None:
+    """Compare dwellings with their peers; returns the peer anomalies (None when
+    ``[anomaly.peer]`` is off)."""
     p = cfg.anomaly.peer
     if p is None:
-        return alerts
+        return None
     tz = cfg.flow.timezone
     picked = op.flat_map("peer_pick", batches, pick_households(p, tz))
 
     def build(resume: Any) -> PeerLogic:
         return PeerLogic(p, tz, resume)
 
-    found = op.stateful_batch("peer", picked, build)
-    return op.merge("alerts_and_peers", alerts, found)
+    return op.key_rm("peer_alerts", op.stateful_batch("peer", picked, build))

@@ -19,7 +19,7 @@ from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
-from bytewax.operators import KeyedStream, StatefulBatchLogic
+from bytewax.operators import StatefulBatchLogic
 
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.tracks_rendezvous import (
@@ -31,7 +31,7 @@ from citywatch.detectors.tracks_rendezvous import (
     stage_key,
 )
 from citywatch.flows.config import Config
-from citywatch.flows.detect import ShardOutput
+from citywatch.flows.records import AlertBatch, ShardOutput
 from citywatch.flows.recovery import restore, snapshot
 
 # One routed span: the cell it is filed under, whether that is its home cell, the span.
@@ -53,33 +53,29 @@ def route_spans(p: RendezvousParams) -> Callable[[ShardOutput], list[tuple[str, 
     return route
 
 
-class MatchLogic(StatefulBatchLogic[list[Routed], list[Alert], bytes]):
+class MatchLogic(StatefulBatchLogic[list[Routed], AlertBatch, bytes]):
     """Bytewax state of one stage shard: the matcher's plain state is the snapshot."""
 
     def __init__(self, p: RendezvousParams, resume: bytes | None) -> None:
         self.matcher = restore("rdv_match", RendezvousMatcher(p), resume)
 
-    def on_batch(self, values: list[list[Routed]]) -> tuple[Iterable[list[Alert]], bool]:
+    def on_batch(self, values: list[list[Routed]]) -> tuple[Iterable[AlertBatch], bool]:
         out: list[Alert] = []
         for routed in values:
             for cell, home, span in routed:
                 self.matcher.add(cell, home, span, out)
-        return ([out] if out else []), StatefulBatchLogic.RETAIN
+        return ([AlertBatch(out)] if out else []), StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
         return snapshot(self.matcher)
 
 
-def add_rendezvous(
-    detected: KeyedStream[ShardOutput], alerts: KeyedStream[list[Alert]], cfg: Config
-) -> KeyedStream[list[Alert]]:
-    """Find rendezvous in the shards' stop spans; returns ``alerts`` with them merged in."""
+def add_rendezvous(outputs: Stream[ShardOutput], cfg: Config) -> Stream[AlertBatch]:
+    """Find rendezvous in the shards' stop spans; returns the ``track.rendezvous`` alerts."""
     p = cfg.track_rendezvous
-    outputs: Stream[ShardOutput] = op.key_rm("rdv_outputs", detected)
     routed = op.flat_map("rdv_route", outputs, route_spans(p))
 
     def build(resume: Any) -> MatchLogic:
         return MatchLogic(p, resume)
 
-    found = op.stateful_batch("rdv_match", routed, build)
-    return op.merge("alerts_and_rendezvous", alerts, found)
+    return op.key_rm("rdv_alerts", op.stateful_batch("rdv_match", routed, build))

@@ -21,6 +21,7 @@ from citywatch.console.api.tokens import ApiToken, IdempotencyStore, RateLimiter
 from citywatch.console.auth import UserStore
 from citywatch.console.settings import ConsoleSettings
 from citywatch.sinks.client import RedisOptions, open_client
+from citywatch.sinks.dispatch import Keys
 from citywatch.sinks.integrations.service import subscription_status
 from citywatch.sinks.integrations.settings import IntegrationSettings
 from citywatch.sinks.integrations.webhooks import HookKeys, SubscriptionStore
@@ -30,7 +31,6 @@ from citywatch.sinks.lifecycle import (
     WorkOrderError,
     WorkOrders,
 )
-from citywatch.sinks.redis_dispatch import Keys
 
 _LINK = re.compile(LINK_PATTERN)
 _TEXT = re.compile(r"\S")

@@ -134,6 +134,10 @@
       return el("dd", { id: `wo-${f}`, "data-value": o[f] || "", text: o[f] || "-" });
     };
     const fields = ["kind", "severity", "state", "subject", "subject_type", "zone", "centre", "department", "level", "created", "first_ts", "ts"];
+    // A live update re-renders the open order: keep what the officer is typing.
+    const kept = panel.dataset.wo === id ? [...panel.querySelectorAll(".actions [data-action][name]")].map((e) => [e.dataset.action, e.name, e.value]) : [];
+    const active = document.activeElement;
+    const refocus = active && panel.contains(active) && active.name ? [active.dataset.action, active.name] : null;
     const close = el("button", { class: "link", id: "panel-close", text: t("panel.close"), onclick: () => { panel.classList.add("hidden"); selected = null; render(); const r = document.querySelector(`li.order[data-wo="${CSS.escape(id)}"]`); if (r) r.focus(); } });
     panel.replaceChildren(...[
       el("div", { class: "panel-head" }, el("h2", { id: "panel-title", text: o.id }), close),
@@ -153,6 +157,10 @@
         labelEl("strong", "audit", e.action || ""), e.state ? ` → ${label("state", e.state)}` : "", e.by ? ` · ${e.by}` : "",
         ...Object.entries(e).filter(([k]) => !["id", "at", "action", "state", "by"].includes(k)).map(([k, v]) => el("div", { class: "sub" }, labelEl("span", "audit_field", k), `: ${k === "from" ? label("state", v) : v}`))))),
     ].filter((c) => c != null));
+    panel.dataset.wo = id;
+    const field = (a, n) => panel.querySelector(`.actions [data-action="${CSS.escape(a)}"][name="${CSS.escape(n)}"]`);
+    for (const [a, n, v] of kept) { const e = field(a, n); if (e) e.value = v; }
+    if (refocus) { const e = field(...refocus); if (e) e.focus(); }
     panel.classList.remove("hidden");
     render();
     if (focus) panel.focus();
@@ -173,6 +181,7 @@
         try {
           const r = await api(`/api/workorders/${encodeURIComponent(o.id)}/actions/${a}`, { method: "POST", body: JSON.stringify(body) });
           if (r.order) { orders.set(r.order.id, r.order); }
+          if (input && field !== "minutes") input.value = "";  // done: not kept for the next one
           msg.textContent = `${t(`action.${a}`)}: ${t("action.done")}`;
           await openOrder(o.id);
           document.getElementById("action-msg").textContent = `${t(`action.${a}`)}: ${t("action.done")}`;

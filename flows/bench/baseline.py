@@ -38,13 +38,21 @@ from citywatch.detectors.fusion import Corroborator
 from citywatch.detectors.tracks_rendezvous import RendezvousMatcher, cells_for
 from citywatch.detectors.watermark import Watermarker
 from citywatch.flows.config import Config
-from citywatch.flows.detect import DetectorSuite, ShardOutput
-from citywatch.flows.model import EventBatch, RawBatch, ShardBatch
-from citywatch.flows.pipeline import ReferenceHolder, parse_step, route_step, watermark_step
+from citywatch.flows.detect import DetectorSuite
+from citywatch.flows.pipeline import ReferenceHolder, parse_step, route_step
+from citywatch.flows.records import (
+    AlertBatch,
+    IncidentBatch,
+    RawBatch,
+    ShardBatch,
+    ShardOutput,
+    StampedBatch,
+)
 from citywatch.flows.sources import RecordingSource
 from citywatch.flows.stage_fusion import split_by_zone
-from citywatch.flows.stage_incidents import IncidentAlerts, IncidentLogic
+from citywatch.flows.stage_incidents import IncidentLogic
 from citywatch.flows.stage_peer import pick_households
+from citywatch.flows.stage_watermark import watermark_step
 from citywatch.flows.stats import RunStats
 from citywatch.geo.reference import Reference
 from citywatch.sinks.dispatch import (
@@ -78,7 +86,7 @@ class Baseline:
         self.stats = stats
         holder = ReferenceHolder(reference)
         self.parse = parse_step(holder, stats)
-        self.stamp = watermark_step(cfg.flow.max_out_of_order_s * 1000, stats)
+        self.stamp = watermark_step(cfg.flow, stats)
         self.route = route_step(holder, cfg, stats)
         self.watermarks: dict[str, Watermarker] = {}
         self.suite = DetectorSuite.from_config(cfg, holder.catalog())
@@ -86,7 +94,7 @@ class Baseline:
         tz = cfg.flow.timezone
         peer_p = cfg.anomaly.peer
         self.peer = PeerGroupDetector(peer_p, timezone=tz) if peer_p is not None else None
-        self.pick: Callable[[EventBatch], list[tuple[str, ShardBatch]]] | None = (
+        self.pick: Callable[[StampedBatch], list[tuple[str, ShardBatch]]] | None = (
             pick_households(peer_p, tz) if peer_p is not None else None
         )
         self.split = split_by_zone(cfg.fusion)
@@ -116,14 +124,14 @@ class Baseline:
         self.latencies_ms.extend((now - d.ingest_ns) / 1e6 for d in items if d.ingest_ns)
 
     def feed(self, raw: RawBatch) -> None:
-        batch = self.parse(raw)
-        state, batch = self.stamp(self.watermarks.get(batch.source), batch)
+        parsed = self.parse(raw)
+        state, batch = self.stamp(self.watermarks.get(parsed.source), parsed)
         self.keys.update(ev.key for ev in batch.events)
         self.watermarks[batch.source] = state
         wm_ms = self.suite.watermarks.update(batch.source, batch.wm_ms, batch.idle, batch.peers)
-        alerts: list[Alert] = []
-        side = ShardOutput()
-        self.suite.process(batch.events, wm_ms, alerts, side)
+        alerts: list[Alert] = list(batch.alerts)
+        side = ShardOutput([], [], [], wm_ms)
+        self.suite.process(batch.events, wm_ms, alerts, side.dead, side.spans)
         dead: list[DeadLetter] = batch.dead
         if side.dead:
             self.stats.add_parsed(0, {}, [d.category for d in side.dead])
@@ -145,7 +153,8 @@ class Baseline:
 
     def _merge(self, alerts: list[Alert]) -> None:
         fused: list[Alert] = []
-        for key, group in self.split(alerts):
+        for key, part in self.split(AlertBatch(alerts)):
+            group = part.alerts
             fuse = self.fusion.get(key)
             if fuse is None:
                 fuse = self.fusion[key] = Corroborator(self.cfg.fusion, self.catalog())
@@ -156,11 +165,11 @@ class Baseline:
                 a.ingest_ns = group[-1].ingest_ns
         everything = alerts + fused
         if everything:
-            self._dispatch(self.incidents.on_batch([everything])[0])
+            self._dispatch(self.incidents.on_batch([AlertBatch(everything)])[0])
 
-    def _dispatch(self, released: Iterable[IncidentAlerts]) -> None:
+    def _dispatch(self, released: Iterable[IncidentBatch]) -> None:
         for batch in released:
-            self.alerts.extend(batch)
+            self.alerts.extend(batch.alerts)
             dispatches = self.route(batch)
             if dispatches:
                 self.sink.write_batch(dispatches)

@@ -18,11 +18,11 @@ import redis
 
 from citywatch.flows.commands.dispatch_common import add_redis, open_orders
 from citywatch.flows.config import Config, ConfigError
+from citywatch.sinks.dispatch import Keys
 from citywatch.sinks.integrations.delivery import WebhookMetrics
 from citywatch.sinks.integrations.kafka_out import KafkaOutput, KafkaOutputError
 from citywatch.sinks.integrations.service import WebhookService
 from citywatch.sinks.integrations.webhooks import HookKeys, SubscriptionStore
-from citywatch.sinks.redis_dispatch import Keys
 
 log = logging.getLogger("citywatch.outputs")
 

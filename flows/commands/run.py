@@ -105,7 +105,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="STEP",
         help=(
             "drop the recovery state of one stateful step before starting (repeatable): "
-            "detect, rdv_match, peer, fusion or incidents; that step starts empty while "
+            "watermark, detect, rdv_match, peer, fusion or incidents; that step starts empty while "
             "Kafka offsets and the other steps resume. Needed only when a snapshot cannot "
             "be restored (the error names the step)"
         ),

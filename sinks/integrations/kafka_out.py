@@ -30,10 +30,10 @@ import orjson
 import redis
 from confluent_kafka import KafkaException, Producer
 
+from citywatch.sinks.dispatch import Keys
 from citywatch.sinks.integrations.events import build_event
 from citywatch.sinks.integrations.settings import KafkaOutputSettings
 from citywatch.sinks.integrations.webhooks import ensure_group
-from citywatch.sinks.redis_dispatch import Keys
 
 log = logging.getLogger(__name__)
 GROUP = "kafka"

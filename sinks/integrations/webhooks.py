@@ -29,9 +29,9 @@ from typing import Any
 import orjson
 import redis
 
+from citywatch.sinks.dispatch import Keys
 from citywatch.sinks.integrations.events import build_event, encode_bounded, event_type
 from citywatch.sinks.integrations.settings import IntegrationConfigError, WebhookSpec
-from citywatch.sinks.redis_dispatch import Keys
 
 log = logging.getLogger(__name__)
 

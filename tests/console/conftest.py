@@ -23,7 +23,7 @@ from citywatch.flows.config import Config
 from citywatch.flows.console_site import site_for
 from citywatch.geo.reference import Reference
 from citywatch.replay.generator import GenParams, generate
-from citywatch.sinks.redis_dispatch import Dispatch, Keys, Route, WorkOrderWriter
+from citywatch.sinks.dispatch import Dispatch, Keys, Route, WorkOrderWriter
 
 # The 20-minute seed-3 recording's injected incidents (how many work orders they become
 # depends on incident merging):

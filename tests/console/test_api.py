@@ -26,8 +26,8 @@ from citywatch.console.server import free_port
 from citywatch.detectors.alerts import Alert
 from citywatch.flows.config import Config
 from citywatch.flows.console_site import api_site_for, site_for
+from citywatch.sinks.dispatch import Dispatch, Keys, Route, WorkOrderWriter
 from citywatch.sinks.lifecycle import WorkOrders
-from citywatch.sinks.redis_dispatch import Dispatch, Keys, Route, WorkOrderWriter
 
 pytestmark = pytest.mark.redis
 

@@ -22,8 +22,8 @@ from citywatch.console.auth import User, UserStore
 from citywatch.console.core import Site
 from citywatch.console.server import ConsoleThread, free_port
 from citywatch.console.settings import ConsoleSettings
+from citywatch.sinks.dispatch import Keys
 from citywatch.sinks.lifecycle import WorkOrders
-from citywatch.sinks.redis_dispatch import Keys
 
 pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.slow]
 WriteOrder = Callable[..., str]

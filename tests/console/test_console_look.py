@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from citywatch.console.core import Site
-from citywatch.sinks.redis_dispatch import Keys
+from citywatch.sinks.dispatch import Keys
 
 pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.slow]
 
@@ -179,3 +179,29 @@ def test_a_new_red_order_calls_for_attention_and_is_handled_by_keyboard(
     page.wait_for_selector(f"li.order.attention[data-wo='{third}']")
     page.wait_for_function("() => window.__notified.length === 2")
     assert len(page.evaluate("window.__played")) == 1  # muted: notified, no chime
+
+
+def test_a_live_update_keeps_what_the_officer_is_typing(
+    new_page: NewPage,
+    console_url: str,
+    redis_url: str,
+    site: Site,
+    write_order: WriteOrder,
+    browser_sign_in: SignIn,
+) -> None:
+    """The open order re-renders when it changes elsewhere; a half-typed note survives."""
+    from citywatch.sinks.lifecycle import WorkOrders
+
+    client, keys = redis.Redis.from_url(redis_url), Keys(site.prefix)
+    wo_id = write_order(client, keys)
+    page = new_page()
+    browser_sign_in(page, console_url, "lead", "lead-pw")
+    page.locator(f"li.order[data-wo='{wo_id}']").click()
+    page.wait_for_selector("#wo-state[data-value=dispatched]")
+    note = page.locator("textarea[data-action=resolve]")
+    note.fill("escorted off the site by the patrol")
+    note.focus()
+    WorkOrders(client, keys).sign(wo_id, "another-officer")  # a change from elsewhere
+    page.wait_for_selector("#wo-state[data-value=signed]")  # the panel was rebuilt
+    assert note.input_value() == "escorted off the site by the patrol"
+    assert page.evaluate("document.activeElement.dataset.action") == "resolve"

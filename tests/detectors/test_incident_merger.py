@@ -13,6 +13,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.incidents import IncidentMerger, IncidentParams
@@ -181,3 +183,65 @@ def test_alerts_derived_a_step_later_are_still_merged_in_time_order() -> None:
         return sorted((a.kind, v.severity) for a, v in out + m.flush())
 
     assert run(split=True) == run(split=False)
+
+
+SUBJECTS = ["cam-1", "cam-2", "hz-1", "hz-2", "wl-1"]
+ZONES = [None, "z1", "z2"]
+KINDS = ["video.intrusion", "geofence.enter", "geofence.dwell", "fusion.corroborated"]
+
+
+@st.composite
+def _alerts(draw: st.DrawFn) -> list[Alert]:
+    out = []
+    for i in range(draw(st.integers(1, 25))):
+        t = T0 + draw(st.integers(0, 90)) * MIN
+        span = draw(st.sampled_from([0, 0, 5 * MIN, 20 * MIN]))
+        a = Alert.make(
+            draw(st.sampled_from(KINDS)),
+            draw(st.sampled_from(["blue", "yellow", "orange", "red"])),
+            draw(st.sampled_from(SUBJECTS)),
+            "video",
+            draw(st.sampled_from(ZONES)),
+            121.0 + draw(st.integers(0, 4)) * 0.004,
+            32.0,
+            ts_ms=t + span,
+            first_ts_ms=t,
+            evidence={"n": i},
+        )
+        out.append(a)
+    return list({a.id: a for a in out}.values())
+
+
+def _final(pairs: list) -> tuple[dict[str, str], dict[str, tuple]]:
+    """Each alert's last incident id, and each incident's last view (what its work order
+    ends up showing)."""
+    alert_inc = {a.id: v.id for a, v in pairs}
+    views = {v.id: (v.severity, v.alert_count, v.first_ts_ms, v.last_ts_ms) for _, v in pairs}
+    live = set(alert_inc.values())
+    return alert_inc, {k: v for k, v in views.items() if k in live}
+
+
+@settings(max_examples=150, deadline=None)
+@given(_alerts(), st.randoms(use_true_random=False), st.integers(1, 6))
+def test_same_incidents_whatever_the_arrival_order_within_the_bound(
+    alerts: list[Alert], rnd: random.Random, batch: int
+) -> None:
+    """Alerts arrive shuffled within the out-of-order bound (each up to ``ooo`` late, in
+    arbitrary batches), merged at once: the same incidents, ids and final views as
+    merging them in time order."""
+    ooo = 30 * MIN
+    p = IncidentParams(quiet_s=900, radius_m=300)
+    in_order = IncidentMerger(p, slack_ms=ooo).push(
+        [_copy(a) for a in sorted(alerts, key=lambda a: (a.ts_ms, a.id))]
+    )
+    arrival = sorted(alerts, key=lambda a: a.ts_ms + rnd.randint(0, ooo))
+    m = IncidentMerger(p, slack_ms=ooo)
+    shuffled: list = []
+    for i in range(0, len(arrival), batch):
+        shuffled += m.push([_copy(a) for a in arrival[i : i + batch]])
+    assert _final(shuffled) == _final(in_order)
+    # every incident id is its earliest alert's, by (ts, id)
+    for inc in set(_final(shuffled)[0].values()):
+        members = [a for a in alerts if _final(shuffled)[0][a.id] == inc]
+        first = min(members, key=lambda a: (a.ts_ms, a.id))
+        assert inc == "in-" + first.id.split("-", 1)[1]

@@ -10,8 +10,8 @@ from bytewax.run import cli_main
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 from citywatch.flows.config import Config
-from citywatch.flows.model import RawBatch
 from citywatch.flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
+from citywatch.flows.records import RawBatch
 from citywatch.geo.reference import Reference
 from citywatch.sinks.dispatch import Dispatch
 

@@ -16,8 +16,8 @@ import pytest
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 from citywatch.flows.config import Config
-from citywatch.flows.model import RawBatch
 from citywatch.flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
+from citywatch.flows.records import RawBatch
 from citywatch.geo.reference import Reference
 from citywatch.replay.generator import GenParams, generate
 from citywatch.replay.recording import iter_lines

@@ -27,8 +27,8 @@ import redis
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 from citywatch.flows.config import Config
-from citywatch.flows.model import RawBatch
 from citywatch.flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
+from citywatch.flows.records import RawBatch
 from citywatch.flows.runner import run_recordings
 from citywatch.flows.stats import RunStats
 from citywatch.geo.reference import Reference

@@ -27,11 +27,11 @@ from bytewax.testing import TestingSink, TestingSource
 from citywatch.detectors.state import Snapshot, StateError, decode, encode
 from citywatch.flows.config import Config
 from citywatch.flows.detect import DetectorSuite, ShardLogic
-from citywatch.flows.model import RawBatch
 from citywatch.flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
+from citywatch.flows.records import RawBatch
 from citywatch.flows.recovery import reset_steps
 from citywatch.geo.reference import Reference
-from citywatch.sinks.redis_dispatch import Dispatch
+from citywatch.sinks.dispatch import Dispatch
 
 FIXTURE = Path(__file__).parent / "fixtures" / "state-v1-detect.bin"
 T0 = 1_750_000_000_000

@@ -23,8 +23,8 @@ from citywatch.detectors.alerts import Alert
 from citywatch.detectors.events import DeadLetter, GpsEvent, format_ts
 from citywatch.flows.config import Config
 from citywatch.flows.detect import DetectorSuite, ShardLogic, ShardOutput
-from citywatch.flows.model import RawBatch, ShardBatch
 from citywatch.flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
+from citywatch.flows.records import RawBatch, ShardBatch
 from citywatch.flows.stats import RunStats
 from citywatch.geo.distance import offset_deg
 from citywatch.geo.reference import Reference

@@ -16,8 +16,8 @@ import pytest
 from citywatch.detectors.alerts import Alert
 from citywatch.flows.config import Config
 from citywatch.flows.detect import DetectorSuite, ShardLogic
-from citywatch.flows.model import RawBatch, ShardBatch
 from citywatch.flows.pipeline import ReferenceHolder, parse_step
+from citywatch.flows.records import RawBatch, ShardBatch
 from citywatch.flows.stats import RunStats
 from citywatch.flows.zone_reload import ZoneReloader
 from citywatch.geo.reference import Reference

@@ -43,11 +43,7 @@ def _imports_in(path: Path) -> set[str]:
 
 def test_sinks_modules_import_one_way() -> None:
     """No module of the package reaches itself through its imports (TYPE_CHECKING ones too)."""
-    names = [
-        f"citywatch.sinks.{m.name}"
-        for m in pkgutil.iter_modules(citywatch.sinks.__path__)
-        if m.name != "redis_dispatch"  # the compatibility alias re-exports the API
-    ]
+    names = [f"citywatch.sinks.{m.name}" for m in pkgutil.iter_modules(citywatch.sinks.__path__)]
     graph = {n: _imports_of(n) & set(names) for n in names}
 
     def reaches(start: str, target: str, seen: set[str]) -> bool:

@@ -32,6 +32,7 @@ from werkzeug import Request, Response
 
 from citywatch.console.server import free_port
 from citywatch.detectors.alerts import Alert
+from citywatch.sinks.dispatch import Dispatch, Keys, Route, WorkOrderWriter
 from citywatch.sinks.integrations.delivery import Sender, WebhookMetrics
 from citywatch.sinks.integrations.events import encode_bounded
 from citywatch.sinks.integrations.service import WebhookService, subscription_status
@@ -43,7 +44,6 @@ from citywatch.sinks.integrations.settings import (
 )
 from citywatch.sinks.integrations.webhooks import HookKeys, SubscriptionStore
 from citywatch.sinks.lifecycle import WorkOrders
-from citywatch.sinks.redis_dispatch import Dispatch, Keys, Route, WorkOrderWriter
 
 pytestmark = pytest.mark.redis
 

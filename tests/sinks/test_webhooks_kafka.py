@@ -26,6 +26,7 @@ from werkzeug import Response
 
 from citywatch.detectors.alerts import Alert
 from citywatch.flows.config import DEFAULT_CONFIG
+from citywatch.sinks.dispatch import Dispatch, Keys, Route, WorkOrderWriter
 from citywatch.sinks.integrations.kafka_out import KafkaOutput
 from citywatch.sinks.integrations.settings import (
     KafkaOutputSettings,
@@ -33,7 +34,6 @@ from citywatch.sinks.integrations.settings import (
     new_secret,
 )
 from citywatch.sinks.lifecycle import WorkOrders
-from citywatch.sinks.redis_dispatch import Dispatch, Keys, Route, WorkOrderWriter
 
 pytestmark = [pytest.mark.redis, pytest.mark.kafka]
 

@@ -1,0 +1,120 @@
+"""The records that flow between the steps of the warning flow.
+
+Each step of :func:`citywatch.flows.pipeline.build_flow` is a function from one
+record type to the next; none inspects an item's type to decide what it is::
+
+    RawBatch ──parse──► EventBatch ──watermark──► StampedBatch ──shard──► ShardBatch
+    ShardBatch ──detect──► ShardOutput ──► AlertBatch (and stop spans, dead letters)
+    StampedBatch ──► AlertBatch (system alerts; household peers)
+    AlertBatch ──fusion──► AlertBatch ──incidents──► IncidentBatch ──route──► Dispatch
+
+The records are frozen: a step builds the next record and never changes the
+one it got (the lists inside belong to the record that made them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.events import DeadLetter, Event
+from citywatch.detectors.incidents import IncidentView
+from citywatch.detectors.tracks_rendezvous import StopSpan
+from citywatch.detectors.watermark import NO_WATERMARK
+
+
+@dataclass(frozen=True, slots=True)
+class RawBatch:
+    """Raw input lines from one source partition, with their wall-clock ingest time."""
+
+    source: str
+    lines: list[bytes]
+    ingest_ns: int
+    default_types: list[str | None] | None = None
+    # Kafka message keys, aligned with ``lines`` (None for recordings).
+    keys: list[bytes | None] | None = None
+    # The source has nothing to say for now (caught up for a while, or at its end):
+    # it no longer holds back the combined watermark of the shards.
+    idle: bool = False
+    # All sources of the input, announced in each source's first batch, so that no
+    # shard runs ahead on the watermarks of the sources that happened to come first.
+    peers: tuple[str, ...] = ()
+    # Wall-clock arrival time of each line when the recording kept it (envelopes).
+    arrival_ms: list[int] | None = None
+    # The lines arrive live (Kafka): their ingest time is the wall clock they came at.
+    wall_clock: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EventBatch:
+    """The parsed events of one raw batch and its dead letters."""
+
+    source: str
+    events: list[Event]
+    dead: list[DeadLetter]
+    ingest_ns: int
+    idle: bool = False
+    peers: tuple[str, ...] = ()
+    # Arrival time of each event (aligned with ``events``), see RawBatch.
+    arrival_ms: list[int] | None = None
+    wall_clock: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StampedBatch:
+    """One partition's batch after its watermark: on-time events, late events, dead
+    letters (including future timestamps), the watermark after it, system alerts."""
+
+    source: str
+    events: list[Event]
+    late: list[Event]
+    dead: list[DeadLetter]
+    wm_ms: int
+    ingest_ns: int
+    idle: bool = False
+    peers: tuple[str, ...] = ()
+    alerts: list[Alert] = field(default_factory=list)  # source.clock_skew
+
+
+@dataclass(frozen=True, slots=True)
+class ShardBatch:
+    """The on-time events of one shard from one input batch, and the watermark after it."""
+
+    events: list[Event]
+    wm_ms: int
+    ingest_ns: int
+    source: str = ""
+    idle: bool = False
+    peers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ShardOutput:
+    """What a shard emits per activation: alerts, teleported fixes (dead letters) and
+    stop spans for the cross-key rendezvous stage, and the watermark it acted on."""
+
+    alerts: list[Alert]
+    dead: list[DeadLetter]
+    spans: list[StopSpan]
+    wm_ms: int = NO_WATERMARK
+
+
+@dataclass(frozen=True, slots=True)
+class AlertBatch:
+    """Alerts of one step's activation and the event-time watermark they were raised at
+    (None when the step has no clock of its own, e.g. rendezvous pairs)."""
+
+    alerts: list[Alert]
+    wm_ms: int | None = None
+    # The detection shard that raised them ("" for other steps). In a replay every
+    # shard sends one batch per activation, alerts or not: the incident stage's clock.
+    producer: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentBatch:
+    """Alerts with their incidents (``views[i]`` belongs to ``alerts[i]``): the records
+    routing turns into work-order dispatches."""
+
+    alerts: list[Alert]
+    views: list[IncidentView]

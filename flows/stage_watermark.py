@@ -1,0 +1,130 @@
+"""The watermark step: each input partition's events stamped with its watermark.
+
+One :class:`~citywatch.detectors.watermark.Watermarker` per partition (the
+step is keyed by source) keeps a clock per source inside it and splits the
+batch into on-time events, late events (the late side output) and events too
+far in the future (dead letters, reason ``future-timestamp``); a source's first
+future event raises one ``source.clock_skew`` system alert.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import orjson
+from bytewax.operators import StatefulBatchLogic
+
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.events import DeadLetter, Event, event_to_json, format_ts
+from citywatch.detectors.watermark import LATE, ON_TIME, Watermarker, clock_skew_alert
+from citywatch.flows.config import FlowSettings
+from citywatch.flows.records import EventBatch, StampedBatch
+from citywatch.flows.recovery import restore, snapshot
+from citywatch.flows.stats import RunStats
+
+FUTURE_TIMESTAMP = "future-timestamp"
+
+
+def watermark_step(
+    flow: FlowSettings, stats: RunStats
+) -> Callable[[Watermarker | None, EventBatch], tuple[Watermarker, StampedBatch]]:
+    """Stamp each partition's batches with its watermark (minimum over its sources);
+    split off late events, and dead-letter events too far in the future (see
+    :mod:`citywatch.detectors.watermark`), raising ``source.clock_skew`` once a source."""
+    live = flow.timers == "wall"
+
+    def stamp(state: Watermarker | None, batch: EventBatch) -> tuple[Watermarker, StampedBatch]:
+        wm = state if state is not None else new_watermarker(flow)
+        wall_ms = batch.ingest_ns // 1_000_000
+        arrivals = batch.arrival_ms
+        clock_ms = wall_ms if batch.wall_clock else None
+        on_time: list[Event] = []
+        late: list[Event] = []
+        future: list[DeadLetter] = []
+        for i, ev in enumerate(batch.events):
+            at = arrivals[i] if arrivals is not None else clock_ms
+            verdict = wm.observe(ev.ts_ms, wm.source_of(ev.src, ev.type), at)
+            if verdict == ON_TIME:
+                on_time.append(ev)
+            elif verdict == LATE:
+                late.append(ev)
+            else:
+                future.append(_future_letter(ev, wm, batch.source, at))
+        if live:  # sources silent for source_idle_s of wall time stop holding it back
+            wm.advance(wall_ms)
+        alerts: list[Alert] = []
+        for source, ts_ms, ref_ms in wm.take_skewed():
+            known = arrivals is not None or batch.wall_clock
+            alert = clock_skew_alert(batch.source, source, ts_ms, ref_ms, live=known)
+            alert.ingest_ns = batch.ingest_ns
+            alert.wm_ms = wm.watermark_ms
+            alerts.append(alert)
+        if future:
+            stats.add_parsed(0, {}, [FUTURE_TIMESTAMP] * len(future))
+        if late:
+            stats.add_late(len(late))
+        stamped = StampedBatch(
+            batch.source,
+            on_time,
+            late,
+            batch.dead + future,
+            wm.watermark_ms,
+            batch.ingest_ns,
+            batch.idle,
+            batch.peers,
+            alerts,
+        )
+        return wm, stamped
+
+    return stamp
+
+
+class WatermarkLogic(StatefulBatchLogic[EventBatch, StampedBatch, bytes]):
+    """Bytewax state of one input partition: its :class:`Watermarker`, whose plain state
+    is the recovery snapshot (rebuilt under the current ``[flow]`` bounds on resume)."""
+
+    def __init__(
+        self,
+        stamp: Callable[[Watermarker | None, EventBatch], tuple[Watermarker, StampedBatch]],
+        fresh: Watermarker,
+        resume: object,
+    ) -> None:
+        self.stamp = stamp
+        self.wm = restore("watermark", fresh, resume)
+
+    def on_batch(self, values: list[EventBatch]) -> tuple[Iterable[StampedBatch], bool]:
+        out: list[StampedBatch] = []
+        for batch in values:
+            self.wm, stamped = self.stamp(self.wm, batch)
+            out.append(stamped)
+        return out, StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> bytes:
+        return snapshot(self.wm)
+
+
+def watermark_builder(flow: FlowSettings, stats: RunStats) -> Callable[[object], WatermarkLogic]:
+    """The ``watermark`` step's state builder (one per input partition)."""
+    stamp = watermark_step(flow, stats)
+    return lambda resume: WatermarkLogic(stamp, new_watermarker(flow), resume)
+
+
+def new_watermarker(flow: FlowSettings) -> Watermarker:
+    return Watermarker(
+        flow.max_out_of_order_s * 1000,
+        max_future_ms=flow.max_future_s * 1000,
+        idle_ms=flow.source_idle_s * 1000,
+        by=flow.watermark_source,
+    )
+
+
+def _future_letter(ev: Event, wm: Watermarker, partition: str, at: int | None) -> DeadLetter:
+    source = wm.source_of(ev.src, ev.type)
+    ref = wm.reference_ms(source, at)
+    against = "its arrival time" if at is not None else "its source's recent median"
+    ahead = (ev.ts_ms - ref) / 1000 if ref is not None else 0.0
+    reason = (
+        f"{FUTURE_TIMESTAMP}: {ev.type}.ts {format_ts(ev.ts_ms)} is {ahead:.0f} s ahead of "
+        f"{against} (more than [flow] max_future_s = {wm.max_future_ms // 1000})"
+    )
+    return DeadLetter(orjson.dumps(event_to_json(ev)), reason, partition, FUTURE_TIMESTAMP)
