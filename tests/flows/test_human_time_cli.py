@@ -28,7 +28,9 @@ def _run(argv: list[str]) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-@pytest.mark.parametrize("text", ["next week", "2026-06-15T23:00:00", "tomorrow 25:00", "5 hours", ""])
+@pytest.mark.parametrize(
+    "text", ["next week", "2026-06-15T23:00:00", "tomorrow 25:00", "5 hours", ""]
+)
 def test_anything_else_is_rejected_with_the_accepted_forms(text: str) -> None:
     with pytest.raises(HumanTimeError) as info:
         parse_human_time(text)
