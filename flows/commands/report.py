@@ -10,6 +10,7 @@ import orjson
 from citywatch.flows.commands.dispatch_common import add_redis, open_orders
 from citywatch.flows.config import ConfigError
 from citywatch.flows.human_time import HELP_FORMS, parse_human_time
+from citywatch.flows.printable import echo
 
 COLUMNS = (
     "orders",
@@ -78,8 +79,8 @@ def run(args: argparse.Namespace) -> int:
     for dim in ("department", "centre"):
         rows = rep[dim]
         width = max([len(dim)] + [len(k) for k in rows])
-        print(f"{dim:<{width}}  " + "  ".join(f"{c:>12}" for c in COLUMNS))
+        echo(f"{dim:<{width}}  " + "  ".join(f"{c:>12}" for c in COLUMNS))
         for name, row in rows.items():
-            print(f"{name:<{width}}  " + "  ".join(f"{_fmt(row[c]):>12}" for c in COLUMNS))
-        print()
+            echo(f"{name:<{width}}  " + "  ".join(f"{_fmt(row[c]):>12}" for c in COLUMNS))
+        echo()
     return 0

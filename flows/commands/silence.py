@@ -9,6 +9,7 @@ from citywatch.detectors.events import format_ts
 from citywatch.flows.commands.dispatch_common import add_redis, open_orders
 from citywatch.flows.config import ConfigError
 from citywatch.flows.human_time import HELP_FORMS, parse_duration, parse_human_time
+from citywatch.flows.printable import echo
 from citywatch.sinks.silences import SilenceStore, make_silence
 
 
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     store = SilenceStore(client, Keys(cfg.redis.prefix))
     if args.action == "list":
         for s in store.all(expired=args.all):
-            print(
+            echo(
                 f"{s.id}  {s.target}={s.value}  {format_ts(s.start_ms)} .. "
                 f"{format_ts(s.end_ms)}  by {s.by}  {s.reason}"
             )
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
             msg = "silence rm: give the silence id (see citywatch silence list)"
             raise ConfigError(msg)
         gone = store.remove(args.silence_id)
-        print(f"{args.silence_id}: {'removed' if gone else 'not found'}")
+        echo(f"{args.silence_id}: {'removed' if gone else 'not found'}")
         return 0 if gone else 1
     target = next(
         (
@@ -86,5 +87,5 @@ def run(args: argparse.Namespace) -> int:
         msg = f"silence add: {exc}"
         raise ConfigError(msg) from None
     s = store.add(make_silence(target[0], target[1], start, end, args.by, args.reason))
-    print(f"{s.id}  {s.target}={s.value}  {format_ts(s.start_ms)} .. {format_ts(s.end_ms)}")
+    echo(f"{s.id}  {s.target}={s.value}  {format_ts(s.start_ms)} .. {format_ts(s.end_ms)}")
     return 0
