@@ -133,6 +133,15 @@ class DeadLetter:
         }
 
 
+# A recording's header line (see citywatch.replay.recording); readers skip it only
+# as a file's first line, so one met here comes from concatenated recordings.
+_RECORDING_HEADER = b'{"citywatch_recording"'
+MID_HEADER_REASON = (
+    "recording: recording header in the middle of the file; concatenated recordings?"
+    " split them or pass each file separately"
+)
+
+
 class _Reject(Exception):  # noqa: N818 - internal control flow, never escapes parse_event
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -352,6 +361,8 @@ def parse_event(
     raw: bytes, default_type: str | None = None, source: str = ""
 ) -> Event | DeadLetter:
     """Parse one JSON document; never raises."""
+    if raw.startswith(_RECORDING_HEADER):
+        return DeadLetter(raw, MID_HEADER_REASON, source, "recording")
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -11,7 +12,8 @@ from redis.exceptions import NoPermissionError
 
 from citywatch.detectors.state import StateError
 from citywatch.flows.commands import COMMANDS
-from citywatch.flows.config import ConfigError
+from citywatch.flows.config import ConfigError, load_config
+from citywatch.flows.logs import FORMATS, resolve_format, setup_logging
 from citywatch.geo.errors import ZoneFileError
 from citywatch.sinks.client import permission_message
 from citywatch.sinks.dispatch import DispatchError
@@ -48,6 +50,15 @@ def user_error(exc: BaseException) -> BaseException | None:
             return cur
         cur = cur.__cause__ or cur.__context__
     return None
+
+
+def _configured_format(args: argparse.Namespace) -> str | None:
+    """``[logging] format`` of the command's config; None when it cannot be read
+    (the command itself then reports what is wrong with the file)."""
+    try:
+        return load_config(getattr(args, "config", None)).logging.format
+    except Exception:  # noqa: BLE001 - the command reports config errors itself
+        return None
 
 
 def version_text() -> str:
@@ -88,6 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
         version=version_text(),
         help="print the versions of citywatch, Python, bytewax, librdkafka and redis-py",
     )
+    parser.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default=None,
+        help=(
+            "log lines on stderr: json (one object per line: ts, level, logger, message and "
+            "fields such as source, entity, alert_id, wo_id) or text; default: "
+            "CITYWATCH_LOG_FORMAT, else [logging] format, else text on a terminal, JSON otherwise"
+        ),
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(name).register(sub)
@@ -97,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        # Warnings and errors by default; long-running commands raise it to info.
+        setup_logging(resolve_format(args.log_format, _configured_format(args)), logging.WARNING)
         code: int = args.func(args)
         return code
     except Exception as exc:

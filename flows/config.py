@@ -41,6 +41,7 @@ from citywatch.flows.config_sections import (
     DataPaths,
     FlowSettings,
     KafkaSettings,
+    LoggingSettings,
     RedisSettings,
     RoutingSettings,
     RunSettings,
@@ -127,6 +128,7 @@ class Config:
     incidents: IncidentParams = field(default_factory=IncidentParams)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     run: RunSettings = field(default_factory=RunSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
     anomaly: AnomalySettings = field(default_factory=AnomalySettings)
     # [[webhooks]], [outputs.webhooks], [outputs.kafka], [api] (sinks/integrations/settings.py)
     integrations: IntegrationSettings = field(default_factory=IntegrationSettings)
@@ -338,6 +340,7 @@ def config_from_dict(
             incidents=_build(IncidentParams, "[incidents]", _table(doc, "incidents")),
             kafka=_build(KafkaSettings, "[kafka]", _kafka_raw(doc, env, kafka)),
             run=_build(RunSettings, "[run]", _table(doc, "run")),
+            logging=_build(LoggingSettings, "[logging]", _table(doc, "logging")),
             anomaly=_anomaly(doc),
             integrations=integration_settings(doc, env),
             raw=doc,

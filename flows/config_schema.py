@@ -84,6 +84,7 @@ def _sections() -> list[Section]:
         Section("kafka", c.KafkaSettings, skip=("client",)),
         Section("kafka.client", free=True),
         Section("run", c.RunSettings),
+        Section("logging", c.LoggingSettings),
         Section("routing", c.RoutingSettings, skip=("departments",)),
         Section("routing.departments", free=True),
         Section("routing.level_by_severity", free=True),

@@ -172,6 +172,19 @@ class KafkaSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LoggingSettings:
+    """``[logging]``: the log format of every command (``citywatch --log-format`` and
+    ``CITYWATCH_LOG_FORMAT`` win over it); ``auto``: text on a terminal, else JSON."""
+
+    format: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.format not in ("auto", "json", "text"):
+            msg = f'logging: "format" must be "auto", "json" or "text", got {self.format!r}'
+            raise ConfigError(msg)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunSettings:
     """``[run]``: the long-running ``citywatch run``: recovery, snapshots, metrics."""
 

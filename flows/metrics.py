@@ -26,13 +26,9 @@ a restart).
 
 from __future__ import annotations
 
-import logging
-import sys
 import time
 from collections.abc import Sequence
-from typing import Any
 
-import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from citywatch.flows.stats import RunStats
@@ -122,41 +118,3 @@ class MetricsStats(RunStats):
         super().add_alerts(kinds)
         for kind in kinds:
             self.metrics.alerts.labels(kind).inc()
-
-
-_STD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message"}
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message and the ``extra`` fields.
-
-    >>> rec = logging.LogRecord("citywatch", logging.INFO, "", 0, "started", (), None)
-    >>> rec.created, rec.workers = 0.0, 2
-    >>> JsonFormatter().format(rec)
-    '{"ts":"1970-01-01T00:00:00.000Z","level":"info","logger":"citywatch","msg":"started","workers":2}'
-    """
-
-    def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.created * 1000) % 1000:03d}Z",
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for key, value in vars(record).items():
-            if key not in _STD_ATTRS and not key.startswith("_"):
-                doc[key] = value
-        if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(doc, default=str).decode()
-
-
-def setup_json_logging(level: int = logging.INFO) -> None:
-    """Structured logs on stderr for everything under the ``citywatch`` logger."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger("citywatch")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False

@@ -16,7 +16,9 @@ A recording is what ``citywatch generate`` and ``citywatch record`` write and
   generator's under ``"generator"`` (``name``, ``minutes``, ``seed``,
   ``start``, ``scale``, ``bad_per_mille``, ``late_per_mille``, ``inject``),
   the recorder's under its own key. Readers skip it; ``read_header`` returns
-  it. ``citywatch bench`` reports the generator's parameters with its figures.
+  it. A header line anywhere else (recordings concatenated with ``cat``) is
+  not skipped: it is replayed and becomes a dead letter that says so.
+  ``citywatch bench`` reports the generator's parameters with its figures.
 * **Kafka envelope.** A line may wrap its event as ``{"kafka": {"topic",
   "partition", "offset", "key", "arrival_ms"}, "value": {...}}`` (``value``
   may also be the raw message as a JSON string). Readers unwrap it; the event
@@ -105,11 +107,15 @@ def read_header(path: str | Path) -> dict[str, Any] | None:
 
 
 def iter_lines(path: str | Path) -> Iterator[bytes]:
-    """Raw lines of a recording (header and blank lines skipped, envelopes kept)."""
+    """Raw lines of a recording (first-line header and blank lines skipped, envelopes kept).
+
+    A header line further down is yielded: the parser turns it into a dead letter
+    saying that recordings were concatenated, rather than dropping it unseen.
+    """
     with _open_read(path) as fh:
-        for line in fh:
+        for n, line in enumerate(fh):
             line = line.rstrip(b"\r\n")
-            if not line or line.startswith(HEADER_KEY):
+            if not line or (n == 0 and line.startswith(HEADER_KEY)):
                 continue
             yield line
 

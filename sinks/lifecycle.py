@@ -42,6 +42,7 @@ same id while the connection is cut, and a repeat of an applied id changes nothi
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from typing import Any
@@ -55,6 +56,8 @@ from citywatch.sinks.keys import LEVEL_RANK, Keys
 from citywatch.sinks.queues import OPEN_STATES
 from citywatch.sinks.scripts import TRANSITION_LUA
 from citywatch.sinks.workorder import WorkOrder
+
+log = logging.getLogger(__name__)
 
 UNSIGNED = ("dispatched", "escalated")
 # An officer waits a few seconds for a cut connection to come back, not for ever.
@@ -200,7 +203,17 @@ class WorkOrders:
         if outcome == "not_due":
             msg = f"{action} refused for {wo_id}: its deadline has not passed (state {before})"
             raise WorkOrderError(msg)
-        return before, self.retry.run(lambda: self.get(wo_id))
+        after = self.retry.run(lambda: self.get(wo_id))
+        log.info(
+            "work order %s: %s by %s (%s -> %s)",
+            wo_id,
+            action,
+            by,
+            before,
+            after.get("state", ""),
+            extra={"wo_id": wo_id, "queue": after.get("queue", ""), "by": by, "action": action},
+        )
+        return before, after
 
     def sign(
         self,

@@ -197,3 +197,9 @@ class RedisDeadLetterSink(_RetryingSink, BatchSink[DeadLetter]):
             )
             log.error(msg)
             raise DispatchError(msg) from exc
+        for dl in items:
+            log.info(
+                "dead letter: %s",
+                dl.reason,
+                extra={"source": dl.source, "category": dl.category or dl.to_json()["category"]},
+            )

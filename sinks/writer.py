@@ -17,6 +17,7 @@ output and in its incident's evidence downstream, but is logged to
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -32,6 +33,31 @@ from citywatch.sinks.keys import LEVEL_RANK, Keys
 from citywatch.sinks.scripts import PREFLIGHT_LUA, UPSERT_LUA
 from citywatch.sinks.silences import SilenceStore
 from citywatch.sinks.workorder import Dispatch, WorkOrder, Written, work_order_id
+
+log = logging.getLogger(__name__)
+
+
+def _log_written(d: Dispatch, w: Written) -> None:
+    """One line per work order created, grown, rerouted or silenced, with the fields
+    ops stacks index (repeats of an alert already applied are not logged)."""
+    if w.outcome == "repeat":
+        return
+    a = d.alert
+    log.info(
+        "work order %s: %s %s on %s",
+        w.outcome,
+        a.kind,
+        a.severity,
+        a.subject,
+        extra={
+            "wo_id": w.wo_id,
+            "alert_id": a.id,
+            "entity": a.subject,
+            "zone": a.zone,
+            "queue": d.route.queue,
+            "department": d.route.department,
+        },
+    )
 
 
 def _csv(items: Sequence[str]) -> str:
@@ -97,7 +123,11 @@ class WorkOrderWriter:
             outcome = _s(res[0])
             wo_id = work_order_id(dispatches[i].alert)
             out[i] = Written(wo_id, "repeat" if outcome in ("repeat", "requeue") else outcome)
-        return [w if w is not None else Written("", "repeat") for w in out]
+        done = [w if w is not None else Written("", "repeat") for w in out]
+        if log.isEnabledFor(logging.INFO):
+            for d, w in zip(dispatches, done, strict=True):
+                _log_written(d, w)
+        return done
 
     @staticmethod
     def _entry_values(d: Dispatch, wo_id: str) -> list[str]:

@@ -1,4 +1,5 @@
-// The leadership overview: open work orders by kind and county, overdue ones, times, trend.
+// The leadership overview: open work orders by kind and county, overdue ones, times, trend,
+// and the department systems' webhook subscriptions (failing ones marked).
 "use strict";
 (async () => {
   const { t, label, api, el, fmtDuration } = CW;
@@ -46,8 +47,29 @@
       return el("div", { class: "trend-cell" }, col, el("span", { text: CW.hourOf(h.hour_ms) }));
     }));
   }
-  async function load() { data = await api("/api/overview"); render(); }
-  document.addEventListener("cw:lang", render);
+  // Department systems (webhook subscriptions), for leaders, when the console serves the API.
+  let systems = null;
+  function renderSystems() {
+    const card = document.getElementById("ov-systems-card");
+    card.classList.toggle("sys-off", systems === null);
+    if (systems === null) return;
+    const health = (s) => (s.failing ? "failing" : s.failing_since_ms ? "retrying" : "ok");
+    document.getElementById("ov-systems").replaceChildren(systems.length ? table(
+      [t("sys.id"), t("sys.url"), t("sys.status"), t("sys.backlog"), t("sys.delivered"), t("sys.dead"), t("sys.since"), t("sys.last_error")],
+      systems.map((s) => [s.id, s.url, el("span", { class: `sys-${health(s)}`, "data-sys": s.id, text: t(`sys.${health(s)}`) }),
+        s.backlog, s.delivered, s.dead_letters, s.failing_since_ms ? CW.fmtTime(s.failing_since_ms) : "–", s.last_error || "–"]))
+      : el("p", { class: "muted", text: t("sys.none") }));
+    for (const row of document.querySelectorAll("#ov-systems tbody tr")) {
+      row.classList.toggle("failing", !!row.querySelector(".sys-failing"));
+    }
+  }
+  async function loadSystems() {
+    if (!CW.state.user || CW.state.user.role !== "leader") return;
+    try { systems = (await api("/api/admin/webhooks")).subscriptions; } catch (e) { systems = null; }
+    renderSystems();
+  }
+  async function load() { data = await api("/api/overview"); render(); await loadSystems(); }
+  document.addEventListener("cw:lang", () => { render(); renderSystems(); });
   await load();
   setInterval(load, 5000);
 })();

@@ -7,6 +7,7 @@ import time
 
 from citywatch.flows.commands.dispatch_common import add_redis, open_orders
 from citywatch.flows.config import ConfigError
+from citywatch.flows.printable import echo
 
 DESCRIPTION = """\
 The token API lets a department's own system read and act on the work orders of
@@ -74,16 +75,16 @@ def run_tokens(args: argparse.Namespace) -> int:
             note=args.note,
         )
         bearer = store.add(token)
-        print(f"token {token.id}: {token.centre} / {token.department}, {days} days")
-        print(f"bearer (shown once): {bearer}")
+        echo(f"token {token.id}: {token.centre} / {token.department}, {days} days")
+        echo(f"bearer (shown once): {bearer}")
         return 0
     if args.op == "revoke":
         gone = store.revoke(args.id)
-        print(f"token {args.id}: {'revoked' if gone else 'not found'}")
+        echo(f"token {args.id}: {'revoked' if gone else 'not found'}")
         return 0 if gone else 1
     tokens = store.list()
     if not tokens:
-        print("no API tokens (add one with `citywatch api tokens add ID --department D`)")
+        echo("no API tokens (add one with `citywatch api tokens add ID --department D`)")
     for t in tokens:
         state = (
             "expired"
@@ -91,7 +92,7 @@ def run_tokens(args: argparse.Namespace) -> int:
             else f"{(t.expires_ms - now_ms) // 86_400_000}d left"
         )
         rate = f"{t.rate_per_min}/min" if t.rate_per_min else "default rate"
-        print(f"{t.id}  {t.centre} / {t.department}  {state}  {rate}  {t.note}")  # fmt: skip
+        echo(f"{t.id}  {t.centre} / {t.department}  {state}  {rate}  {t.note}")  # fmt: skip
     return 0
 
 
@@ -103,7 +104,7 @@ def run_serve(args: argparse.Namespace) -> int:
     cfg, client, _ = open_orders(args)
     client.close()
     url = str(args.redis_url or cfg.redis.url)  # open_orders refused a missing one
-    print(f"token API on http://{args.host}:{args.port}/api/openapi.json; Ctrl-C stops")
+    echo(f"token API on http://{args.host}:{args.port}/api/openapi.json; Ctrl-C stops")
     from citywatch.flows.console_site import api_site_for
 
     app = create_api_app(api_site_for(cfg), cfg.redis.options(url))

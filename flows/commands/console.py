@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from citywatch.flows.commands.common import add_config
 from citywatch.flows.console_site import api_site_for, settings_for, site_for
+from citywatch.flows.printable import echo
 
 if TYPE_CHECKING:
     pass
@@ -106,7 +107,7 @@ def run_serve(args: argparse.Namespace) -> int:
     with redis_for(cfg, args.redis_url) as (url, embedded):
         if embedded is not None:
             announce_embedded("console", embedded)
-        print(f"citywatch console: http://{settings.host}:{settings.port} (Ctrl-C to stop)")
+        echo(f"citywatch console: http://{settings.host}:{settings.port} (Ctrl-C to stop)")
         from citywatch.console.api import api_routes
 
         opts = cfg.redis.options(url)
@@ -138,7 +139,7 @@ def run_users_passwd(args: argparse.Namespace) -> int:
     except AuthError as exc:
         sys.stderr.write(f"citywatch console users passwd: {exc}\n")
         return 1
-    print(f"new password for {args.name}; their sessions have ended")
+    echo(f"new password for {args.name}; their sessions have ended")
     return 0
 
 
@@ -160,13 +161,13 @@ def run_users_add(args: argparse.Namespace) -> int:
     except AuthError as exc:
         sys.stderr.write(f"citywatch console users add: {exc}\n")
         return 1
-    print(f"added {user.role} {user.name} ({user.centre} / {user.department})")
+    echo(f"added {user.role} {user.name} ({user.centre} / {user.department})")
     return 0
 
 
 def run_users_list(args: argparse.Namespace) -> int:
     for u in _store(args).list():
-        print(f"{u.name:<20} {u.role:<8} {u.centre:<28} {u.department:<24} {u.display}")
+        echo(f"{u.name:<20} {u.role:<8} {u.centre:<28} {u.department:<24} {u.display}")
     return 0
 
 
@@ -174,5 +175,5 @@ def run_users_remove(args: argparse.Namespace) -> int:
     if not _store(args).remove(args.name):
         sys.stderr.write(f"no user {args.name!r}; 'citywatch console users list' shows them\n")
         return 1
-    print(f"removed {args.name}")
+    echo(f"removed {args.name}")
     return 0

@@ -6,6 +6,7 @@ import argparse
 import time
 
 from citywatch.flows.commands.dispatch_common import add_redis, open_orders
+from citywatch.flows.printable import echo
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,14 +42,14 @@ def run(args: argparse.Namespace) -> int:
     while True:
         res = escalate_due(orders, parent_of)
         stamp = time.strftime("%H:%M:%S")
-        print(
+        echo(
             f"{stamp} escalated {len(res.escalated)}, overdue flagged {len(res.overdue)}, "
             f"unsigned at the top level {len(res.at_top)}",
             flush=True,
         )
         for wo_id in res.escalated:
             wo = orders.get(wo_id)
-            print(f"  {wo_id} -> {wo['queue']} (sign off by {wo['sign_due_ms']})", flush=True)
+            echo(f"  {wo_id} -> {wo['queue']} (sign off by {wo['sign_due_ms']})", flush=True)
         if not args.watch:
             return 0
         time.sleep(args.every)

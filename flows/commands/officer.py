@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from citywatch.flows.commands.dispatch_common import add_redis, open_orders
+from citywatch.flows.printable import echo
 from citywatch.sinks.dispatch import GROUP
 from citywatch.sinks.lifecycle import UNSIGNED, WorkOrderError, WorkOrders
 
@@ -55,28 +56,28 @@ def run(args: argparse.Namespace) -> int:
         if args.live:
             return _live(orders, queue, args.name, sign=args.sign is not None)
         if args.sign:
-            print(_line(orders.sign(args.sign, args.name)))
+            echo(_line(orders.sign(args.sign, args.name)))
         elif args.start:
-            print(_line(orders.start(args.start, args.name)))
+            echo(_line(orders.start(args.start, args.name)))
         elif args.resolve:
-            print(_line(orders.resolve(args.resolve, args.name, args.feedback)))
+            echo(_line(orders.resolve(args.resolve, args.name, args.feedback)))
         elif args.return_:
-            print(
+            echo(
                 _line(
                     orders.return_(args.return_, args.name, args.reason, to_department=args.to_dept)
                 )
             )
         elif args.close:
-            print(_line(orders.close(args.close, args.name)))
+            echo(_line(orders.close(args.close, args.name)))
         elif args.show:
             _show(orders, args.show)
         else:
             items = orders.queue(queue)
-            print(f"{queue}: {len(items)} open work order(s)")
+            echo(f"{queue}: {len(items)} open work order(s)")
             for wo in items:
-                print("  " + _line(wo))
+                echo("  " + _line(wo))
     except WorkOrderError as exc:
-        print(f"citywatch officer: {exc}", file=sys.stderr)
+        echo(f"citywatch officer: {exc}", file=sys.stderr)
         return 2
     return 0
 
@@ -84,21 +85,21 @@ def run(args: argparse.Namespace) -> int:
 def _show(orders: WorkOrders, wo_id: str) -> None:
     wo = orders.get(wo_id)
     for k in sorted(wo):
-        print(f"{k:>22}: {wo[k]}")
-    print("alerts:")
+        echo(f"{k:>22}: {wo[k]}")
+    echo("alerts:")
     for a in orders.alerts(wo_id):
-        print(f"  {a['ts']} {a['kind']} {a['severity']} {a['subject']} zone={a['zone']}")
-    print("audit:")
+        echo(f"  {a['ts']} {a['kind']} {a['severity']} {a['subject']} zone={a['zone']}")
+    echo("audit:")
     for e in orders.audit(wo_id):
         extra = {k: v for k, v in e.items() if k not in ("id", "action", "state", "by", "at")}
-        print(f"  {e['at']} {e['action']:<16} -> {e['state']:<10} by {e['by']}  {extra or ''}")
+        echo(f"  {e['at']} {e['action']:<16} -> {e['state']:<10} by {e['by']}  {extra or ''}")
 
 
 def _live(orders: WorkOrders, queue: str, name: str, *, sign: bool) -> int:
     """Read new entries through the consumer group; entries no longer actionable are acked."""
     client, key = orders.client, orders.keys.queue(queue)
     orders.ensure_group(queue)
-    print(f"following {queue} as {name} (consumer group {GROUP}); Ctrl-C to stop", flush=True)
+    echo(f"following {queue} as {name} (consumer group {GROUP}); Ctrl-C to stop", flush=True)
     pending_first = True
     while True:
         start = "0" if pending_first else ">"
@@ -117,10 +118,10 @@ def _live(orders: WorkOrders, queue: str, name: str, *, sign: bool) -> int:
             if wo["queue"] != queue or wo["state"] not in UNSIGNED:
                 client.xack(key, GROUP, entry_id)  # moved or already taken
                 continue
-            print("NEW  " + _line(wo), flush=True)
+            echo("NEW  " + _line(wo), flush=True)
             if sign:
                 try:
-                    print("SIGNED " + _line(orders.sign(wo_id, name)), flush=True)
+                    echo("SIGNED " + _line(orders.sign(wo_id, name)), flush=True)
                 except WorkOrderError as exc:
-                    print(f"  {exc}", flush=True)
+                    echo(f"  {exc}", flush=True)
                     client.xack(key, GROUP, entry_id)

@@ -18,6 +18,7 @@ import redis
 
 from citywatch.flows.commands.dispatch_common import add_redis, open_orders
 from citywatch.flows.config import Config, ConfigError
+from citywatch.flows.logs import resolve_format, setup_logging
 from citywatch.sinks.dispatch import Keys
 from citywatch.sinks.integrations.delivery import WebhookMetrics
 from citywatch.sinks.integrations.kafka_out import KafkaOutput, KafkaOutputError
@@ -81,7 +82,7 @@ def _kafka(cfg: Config, client: Any) -> KafkaOutput | None:
 def serve(args: argparse.Namespace, *, webhooks: bool, kafka: bool) -> int:
     """Run the chosen outputs until Ctrl-C or SIGTERM."""
     cfg, client, _ = open_orders(args)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging(resolve_format(None), logging.INFO)  # a service: say what it does
     stop = threading.Event()
     threads: list[threading.Thread] = []
     service: WebhookService | None = None

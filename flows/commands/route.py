@@ -10,6 +10,7 @@ import orjson
 from citywatch.detectors.alerts import Alert
 from citywatch.flows.commands.common import add_config
 from citywatch.flows.config import ConfigError, load_config
+from citywatch.flows.printable import echo
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -102,11 +103,11 @@ def run(args: argparse.Namespace) -> int:
         }
         print(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())
         return 0
-    print(f"queue:      {route.queue}")
-    print(f"centre:     {route.centre} ({route.level})")
-    print(f"department: {route.department}")
-    print(f"SLA:        sign off within {sla[0]} s, resolve within {sla[1]} s")
-    print("because:")
+    echo(f"queue:      {route.queue}")
+    echo(f"centre:     {route.centre} ({route.level})")
+    echo(f"department: {route.department}")
+    echo(f"SLA:        sign off within {sla[0]} s, resolve within {sla[1]} s")
+    echo("because:")
     for line in why:
-        print(f"  - {line}")
+        echo(f"  - {line}")
     return 0

@@ -138,10 +138,10 @@ def _child_argv(args: argparse.Namespace) -> list[str]:
 
 def main(args: argparse.Namespace) -> int:
     from citywatch.flows.live import SPAWNED_ENV, RunOptions, run_live, spawn_processes
-    from citywatch.flows.metrics import setup_json_logging
+    from citywatch.flows.logs import resolve_format, setup_logging
     from citywatch.flows.runner import announce_embedded, check_redis, redis_for
 
-    setup_json_logging(getattr(logging, args.log_level.upper()))
+    setup_logging(resolve_format(None), getattr(logging, args.log_level.upper()))
     cfg = load_config(args.config)
     kafka = cfg.kafka
     if args.bootstrap:

@@ -11,6 +11,7 @@ import orjson
 from citywatch.flows.commands.dispatch_common import add_redis, open_orders
 from citywatch.flows.commands.outputs import add_serve_args
 from citywatch.flows.config import Config, ConfigError
+from citywatch.flows.printable import echo
 from citywatch.sinks.integrations.delivery import Sender
 from citywatch.sinks.integrations.events import EVENT_TYPES, iso_ms
 from citywatch.sinks.integrations.service import dead_letters, subscription_status
@@ -116,9 +117,9 @@ def run_add(args: argparse.Namespace) -> int:
         source="redis",
     )
     store.add(spec, replace=args.replace)
-    print(f"webhook {spec.id} -> {spec.public()['url']} added")
+    echo(f"webhook {spec.id} -> {spec.public()['url']} added")
     if not args.secret:
-        print(f"secret (shown once; give it to the receiver): {secret}")
+        echo(f"secret (shown once; give it to the receiver): {secret}")
     return 0
 
 
@@ -129,7 +130,7 @@ def run_list(args: argparse.Namespace) -> int:
         print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
         return 0
     if not rows:
-        print("no webhook subscriptions (add one with `citywatch webhooks add ID URL`)")
+        echo("no webhook subscriptions (add one with `citywatch webhooks add ID URL`)")
     for r in rows:
         filters = [
             f"{k}={','.join(r[k])}"
@@ -137,19 +138,20 @@ def run_list(args: argparse.Namespace) -> int:
             if r[k]
         ]
         health = "FAILING" if r["failing"] else ("retrying" if r["failing_since_ms"] else "ok")
-        print(
-            f"{r['id']}  {r['url']}  [{r['source']}]  {' '.join(filters) or 'all events'}\n"
+        echo(f"{r['id']}  {r['url']}  [{r['source']}]  {' '.join(filters) or 'all events'}")
+        echo(
             f"    {health}  delivered {r['delivered']}  backlog {r['backlog']}  "
             f"failures {r['failures']}  retries {r['retries']}  dead {r['dead_letters']}"
-            + (f"\n    last error: {r['last_error']}" if r["last_error"] else "")
         )
+        if r["last_error"]:
+            echo(f"    last error: {r['last_error']}")
     return 0
 
 
 def run_remove(args: argparse.Namespace) -> int:
     _, _, _, store = _open(args)
     gone = store.remove(args.id)
-    print(f"webhook {args.id}: {'removed' if gone else 'not found'}")
+    echo(f"webhook {args.id}: {'removed' if gone else 'not found'}")
     return 0 if gone else 1
 
 
@@ -166,9 +168,9 @@ def run_test(args: argparse.Namespace) -> int:
     finally:
         sender.close()
     if res.ok:
-        print(f"webhook {spec.id}: HTTP {res.status} in {res.seconds * 1000:.0f} ms")
+        echo(f"webhook {spec.id}: HTTP {res.status} in {res.seconds * 1000:.0f} ms")
         return 0
-    print(f"webhook {spec.id}: failed: {res.error}")
+    echo(f"webhook {spec.id}: failed: {res.error}")
     return 1
 
 
@@ -176,7 +178,7 @@ def run_dead(args: argparse.Namespace) -> int:
     _, client, keys, store = _open(args)
     spec = _spec(store, args.id)
     for d in dead_letters(client, keys, spec.id, args.count):
-        print(f"{d['entry']}  {d['type']}  {d['wo']} #{d['seq']}  {d['attempts']} attempts: "
+        echo(f"{d['entry']}  {d['type']}  {d['wo']} #{d['seq']}  {d['attempts']} attempts: "
               f"{d['error']}")  # fmt: skip
     return 0
 

@@ -203,7 +203,7 @@ def test_recording_through_kafka_gives_the_replay_alert_ids(
     # Work orders exist; their grouping into incidents depends on the incident stage's
     # hold (alert arrival order differs between one stream and 12 partitions).
     assert _work_orders(redis_url)
-    finished = [orjson.loads(x) for x in log.splitlines() if '"msg":"finished"' in x]
+    finished = [orjson.loads(x) for x in log.splitlines() if '"message":"finished"' in x]
     assert finished and finished[0]["events_in"] == sent.messages
 
     # Dead letters reached the DLQ topic with their reason in a header.
@@ -347,7 +347,7 @@ def test_kill_9_at_random_points_loses_and_duplicates_no_work_order(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        consuming = _watch_for(proc, b'"msg":"partition assigned"', 12)
+        consuming = _watch_for(proc, b'"message":"partition assigned"', 12)
         assert consuming.wait(TIMEOUT_S), "the run never assigned its partitions"
         if rng.random() < 0.3:  # early: most likely before this run's first snapshot
             time.sleep(rng.uniform(0.0, 1.5))
@@ -365,7 +365,7 @@ def test_kill_9_at_random_points_loses_and_duplicates_no_work_order(
     partial = _work_orders(crash_url)
     assert len(partial) < len(reference) or partial == reference
     log = _run(kafka_bootstrap, crash_url, rec_dir, *slow)
-    finished = [orjson.loads(x) for x in log.splitlines() if '"msg":"finished"' in x]
+    finished = [orjson.loads(x) for x in log.splitlines() if '"message":"finished"' in x]
     # The last run resumed from a snapshot: it read only what was left.
     assert 0 <= finished[0]["events_in"] < sum(1 for _ in iter_lines(recording))
 
