@@ -44,13 +44,14 @@ it goes to the late side output and never touches detector state.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections import deque
 from dataclasses import dataclass, field
 from statistics import median_low
 
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.events import format_ts
-from citywatch.detectors.state import Stateful
+from citywatch.detectors.state import Snapshot, Stateful
 
 NO_WATERMARK = -(2**62)
 ON_TIME = "on_time"
@@ -108,6 +109,7 @@ class Watermarker(Stateful):
         "_seq",
         "recent",
         "skewed",
+        "_by_time",
     )
 
     def __init__(
@@ -135,6 +137,16 @@ class Watermarker(Stateful):
         # (source, refused event time, reference time) of sources refused for the
         # first time; the caller drains it to raise ``source.clock_skew`` once each.
         self.skewed: list[tuple[str, int, int]] = []
+        # (max_ts_ms, source) of every clock that accepted an event, sorted: the
+        # watermark after each event is one bisect, not a walk over every source
+        # (derived from ``clocks``; rebuilt on restore).
+        self._by_time: list[tuple[int, str]] = []
+
+    def restore(self, snap: Snapshot) -> None:
+        super().restore(snap)
+        self._by_time = sorted(
+            (c.max_ts_ms, s) for s, c in self.clocks.items() if c.max_ts_ms != NO_WATERMARK
+        )
 
     @property
     def watermark_ms(self) -> int:
@@ -189,15 +201,29 @@ class Watermarker(Stateful):
         if ts_ms < self.combined_ms:
             return LATE
         if ts_ms > clock.max_ts_ms:
+            by_time = self._by_time
+            if clock.max_ts_ms != NO_WATERMARK:
+                del by_time[bisect_left(by_time, (clock.max_ts_ms, source))]
+            insort(by_time, (ts_ms, source))
             clock.max_ts_ms = ts_ms
-            self.advance()
+            self._advance_by_time()
         return ON_TIME
+
+    def _advance_by_time(self) -> None:
+        """:meth:`advance` without a wall clock: the oldest clock not left behind by
+        ``idle_ms`` of the partition's recent median (else the newest) bounds it."""
+        by_time = self._by_time
+        front = self.recent.median
+        i = 0 if front is None else bisect_left(by_time, (front - self.idle_ms,))
+        top = by_time[i][0] if i < len(by_time) else by_time[-1][0]
+        self.combined_ms = max(self.combined_ms, top - self.max_out_of_order_ms)
 
     def advance(self, now_ms: int | None = None) -> int:
         """Recompute the partition's watermark from its active sources; returns it.
 
-        Done after every accepted event; a live run also calls it with the wall clock
-        ``now_ms`` once per batch, so that sources silent for ``idle_ms`` go idle."""
+        After every accepted event the same is done by a bisect (:meth:`_advance_by_time`);
+        a live run also calls this with the wall clock ``now_ms`` once per batch, so that
+        sources silent for ``idle_ms`` of wall time go idle."""
         front = self.recent.median
         active: list[int] = []
         newest = NO_WATERMARK
