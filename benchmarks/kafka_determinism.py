@@ -39,7 +39,7 @@ def work_orders(url: str) -> dict[str, tuple[str, ...]]:
     """Every work order with the ids of the alerts merged into it."""
     client = redis.Redis.from_url(url, decode_responses=True)
     out: dict[str, tuple[str, ...]] = {}
-    for key in client.scan_iter(match="cw:wo:{*}", _type="hash"):
+    for key in client.scan_iter(match="{cw}:wo:{*}", _type="hash"):
         alerts = client.lrange(key + ":alerts", 0, -1)
         out[str(client.hget(key, "id") or key)] = tuple(
             sorted(orjson.loads(a)["id"] for a in alerts)

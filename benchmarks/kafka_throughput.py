@@ -68,7 +68,9 @@ def _ts(doc: dict[str, Any]) -> float:
 
 def _work_orders(url: str) -> set[str]:
     client = redis.Redis.from_url(url, decode_responses=True)
-    return {k for k in client.scan_iter("cw:wo:*") if k.endswith("}") and client.type(k) == "hash"}
+    return {
+        k for k in client.scan_iter("{cw}:wo:*") if k.endswith("}") and client.type(k) == "hash"
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

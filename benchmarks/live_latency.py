@@ -48,6 +48,7 @@ from citywatch.flows.kafka_io import produce_recording
 from citywatch.replay.generator import GenParams, generate
 from citywatch.replay.recording import iter_lines, unwrap
 from citywatch.sinks.embedded_redis import EmbeddedRedis
+from citywatch.sinks.keys import Keys
 
 PER_EVENT = ("geofence.enter", "geofence.exit", "geofence.cross", "sensor.threshold", "video.")
 
@@ -92,15 +93,15 @@ def _latencies(url: str, prefix: str, t0_ms: float, ts0: int, speed: float) -> d
     """Per kind: ingest-to-Redis latency (ms) of every alert written to a work order."""
     client = redis.Redis.from_url(url, decode_responses=True)
     out: dict[str, list[float]] = defaultdict(list)
-    ids: list[str] = [str(x) for x in client.zrange(f"{prefix}:index:{{wo}}", 0, -1)]
+    ids: list[str] = [str(x) for x in client.zrange(Keys(prefix).index(), 0, -1)]
     for wo in ids:
         alerts: dict[str, Any] = {}
-        docs: list[str] = client.lrange(f"{prefix}:wo:{{{wo}}}:alerts", 0, -1)  # type: ignore[assignment]
+        docs: list[str] = client.lrange(Keys(prefix).alerts(wo), 0, -1)  # type: ignore[assignment]
         for doc in docs:
             a = orjson.loads(doc)
             alerts[a["id"]] = a
         entries: list[tuple[str, dict[str, str]]] = client.xrange(  # type: ignore[assignment]
-            f"{prefix}:wo:{{{wo}}}:audit"
+            Keys(prefix).audit(wo)
         )
         for _id, f in entries:
             if f.get("action") not in ("created", "alert_merged") or f.get("alert") not in alerts:
@@ -202,7 +203,7 @@ def run(args: argparse.Namespace) -> dict[str, list[float]]:
         produce_recording([rec], settings, speed=speed)
         print(f"produced in {time.time() - t0_ms / 1000:.1f} s", flush=True)
         client = redis.Redis.from_url(server.url)
-        index, last, still = f"{cfg.redis.prefix}:index:{{wo}}", -1, 0.0
+        index, last, still = Keys(cfg.redis.prefix).index(), -1, 0.0
         while still < args.settle_s:  # until no new work order for settle_s
             time.sleep(1)
             count = client.zcard(index)

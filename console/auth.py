@@ -2,8 +2,8 @@
 
 Keys (``P`` is the prefix; braces are Redis Cluster hash tags)::
 
-    P:console:{users}            hash    user name -> user record (JSON, password hashed)
-    P:console:session:{SHA256}   string  a session (JSON) under the hash of its token, with a TTL
+    {P}:console:{users}            hash    user name -> user record (JSON, password hashed)
+    {P}:console:session:{SHA256}   string  a session (JSON) under the hash of its token, with a TTL
 
 A session token only ever lives in the officer's cookie: Redis keeps its SHA-256,
 so a dump of the database signs nobody in. A session expires after
@@ -32,6 +32,8 @@ from typing import Any
 
 import orjson
 import redis
+
+from citywatch.sinks.keys import tagged
 
 ROLES = ("officer", "leader")
 ANY = "*"
@@ -132,10 +134,11 @@ class UserStore:
 
     @property
     def users_key(self) -> str:
-        return f"{self.prefix}:console:{{users}}"
+        return f"{tagged(self.prefix)}:console:{{users}}"
 
     def _session_key(self, token: str) -> str:
-        return f"{self.prefix}:console:session:{{{hashlib.sha256(token.encode()).hexdigest()}}}"
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        return f"{tagged(self.prefix)}:console:session:{{{digest}}}"
 
     # --- users ---------------------------------------------------------------------------
     def _record(self, name: str) -> dict[str, Any] | None:

@@ -3,8 +3,8 @@
 :class:`LoginLimiter` counts failed sign-ins per user name and per client address
 in Redis (so every console process shares them)::
 
-    P:console:login:{u:SHA1(name)}    hash  fails, until_ms    (expires login_window_s
-    P:console:login:{a:SHA1(addr)}    hash  fails, until_ms     after the last failure)
+    {P}:console:login:{u:SHA1(name)}    hash  fails, until_ms    (expires login_window_s
+    {P}:console:login:{a:SHA1(addr)}    hash  fails, until_ms     after the last failure)
 
 After ``free`` failures each further one locks the key for ``delay_s``, doubling
 (``delay_s * 2**k``) up to ``max_s``; while either key is locked a sign-in is
@@ -29,6 +29,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import redis.asyncio as aredis
+
+from citywatch.sinks.keys import tagged
 
 T = TypeVar("T")
 
@@ -67,7 +69,7 @@ class LoginLimiter:
     def keys(self, name: str, addr: str) -> tuple[str, str]:
         def key(kind: str, value: str) -> str:
             digest = hashlib.sha1(value.encode(), usedforsecurity=False).hexdigest()
-            return f"{self.prefix}:console:login:{{{kind}:{digest}}}"
+            return f"{tagged(self.prefix)}:console:login:{{{kind}:{digest}}}"
 
         return key("u", name), key("a", addr)
 

@@ -1,7 +1,7 @@
 """The console's read side: an in-memory index of the work orders in Redis, kept live.
 
-At start the index scans ``P:wo:*`` once; then it follows the live feed
-(``P:feed:{live}``) for new and changed orders and re-reads the open ones every
+At start the index scans ``{P}:wo:*`` once; then it follows the live feed
+(``{P}:feed:{live}``) for new and changed orders and re-reads the open ones every
 ``refresh_s`` (a transition made by ``citywatch officer`` or by another console
 shows up within that time). Each change is published to the subscribers (the
 server-sent event streams), which filter it by the officer's scope before it

@@ -75,7 +75,8 @@ class RedisSettings:
 
     The password comes from ``CITYWATCH_REDIS_PASSWORD``, from ``password_file`` (its
     first line) or from the URL, in that order; it never appears in ``repr`` or in a
-    printed URL. TLS applies to ``rediss://`` URLs.
+    printed URL. TLS applies to ``rediss://`` URLs. A ``redis+cluster://`` (or
+    ``rediss+cluster://``) URL names a Redis Cluster through one of its nodes.
     """
 
     url: str | None = None
@@ -97,6 +98,9 @@ class RedisSettings:
     # The dead-letter sink's budget: after it, the run stops with an error (not silent).
     dead_letter_give_up_s: float = 300.0
     silence_cache_s: float = 5.0
+    # The dispatch sink's WAIT: a batch counts as written once this many replicas have
+    # it (a Redis Cluster or a replicated primary; 0: the primary's reply is enough).
+    wait_replicas: int = 0
 
     def __post_init__(self) -> None:
         for name in ("socket_timeout_s", "connect_timeout_s", "retry_backoff_max_s"):
@@ -104,6 +108,7 @@ class RedisSettings:
         params.non_negative("[redis]", "retry_give_up_s", self.retry_give_up_s)
         params.positive("[redis]", "dead_letter_give_up_s", self.dead_letter_give_up_s)
         params.non_negative("[redis]", "silence_cache_s", self.silence_cache_s)
+        params.non_negative("[redis]", "wait_replicas", self.wait_replicas)
         if not self.prefix or "{" in self.prefix or "}" in self.prefix:
             msg = f"redis: prefix must be non-empty and free of braces, got {self.prefix!r}"
             raise ConfigError(msg)
@@ -134,6 +139,7 @@ class RedisSettings:
             socket_timeout_s=self.socket_timeout_s,
             connect_timeout_s=self.connect_timeout_s,
             retry=retry,
+            wait_replicas=self.wait_replicas,
         )
 
 

@@ -6,6 +6,18 @@ the retry policy. :func:`open_client` / :func:`open_async_client` build the
 clients every part uses (dispatch and dead-letter sinks, console, ``users``,
 officer, escalation, report, silences), so a setting applies everywhere.
 
+The URL's scheme chooses the topology: ``redis://`` / ``rediss://`` (TLS) /
+``unix://`` is one server (standalone, or a Sentinel-managed primary);
+``redis+cluster://host:port`` / ``rediss+cluster://`` is a Redis Cluster, reached
+through any one of its nodes (redis-py's cluster client learns the others and
+follows failovers). All keys of a prefix share one hash slot (see
+:mod:`citywatch.sinks.keys`), so the same scripts run on both.
+
+>>> RedisOptions(url="redis+cluster://10.0.0.5:7000").cluster
+True
+>>> cluster_seed_url("rediss+cluster://ops@10.0.0.5:7000")
+'rediss://ops@10.0.0.5:7000'
+
 >>> opts = RedisOptions(url="redis://ops:p@ss:w0rd@redis.internal:6379/0")
 >>> opts.masked_url
 'redis://ops:***@redis.internal:6379/0'
@@ -21,15 +33,42 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio as aredis
-from redis.exceptions import NoPermissionError
+import redis.asyncio.cluster as acluster
+import redis.cluster
+from redis.exceptions import ClusterError, NoPermissionError, TryAgainError
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+
+# What a retry can outlast: a cut connection, a loading server, and a cluster in the
+# middle of a failover (CLUSTERDOWN, TRYAGAIN, a client that ran out of redirections).
+TRANSIENT: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.BusyLoadingError,
+    ClusterError,
+    TryAgainError,
+)
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def cluster_seed_url(url: str) -> str | None:
+    """The plain ``redis://`` URL of the seed node when ``url`` names a Redis Cluster
+    (``redis+cluster://`` or ``rediss+cluster://``), else None."""
+    scheme, sep, rest = url.partition("://")
+    plain = CLUSTER_SCHEMES.get(scheme.lower()) if sep else None
+    return f"{plain}://{rest}" if plain else None
+
+
+def is_cluster(client: object) -> bool:
+    """True for a Redis Cluster client (sync or asyncio)."""
+    return isinstance(client, redis.cluster.RedisCluster | acluster.RedisCluster)
 
 
 class DispatchError(RuntimeError):
@@ -77,7 +116,7 @@ class RetryPolicy:
         while True:
             try:
                 return fn()
-            except (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError) as exc:
+            except TRANSIENT as exc:
                 attempt += 1
                 if self.give_up_s and time.monotonic() - t0 + delay > self.give_up_s:
                     msg = f"Redis unreachable for {self.give_up_s:g} s, giving up: {exc}"
@@ -101,6 +140,7 @@ class RedisOptions:
     socket_timeout_s: float = 10.0
     connect_timeout_s: float = 5.0
     retry: RetryPolicy = RetryPolicy()
+    wait_replicas: int = 0  # the dispatch sink's WAIT after each batch (0: none)
 
     def __repr__(self) -> str:
         return (
@@ -114,7 +154,12 @@ class RedisOptions:
 
     @property
     def tls(self) -> bool:
-        return self.url.startswith("rediss://")
+        return self.url.startswith(("rediss://", "rediss+cluster://"))
+
+    @property
+    def cluster(self) -> bool:
+        """True for a ``redis+cluster://`` / ``rediss+cluster://`` URL."""
+        return cluster_seed_url(self.url) is not None
 
     def kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``redis.Redis.from_url`` (sync and asyncio alike)."""
@@ -170,7 +215,9 @@ def permission_message(
     elif cmd:
         grant = f"ACL SETUSER {user} +{cmd.group(1).split('|')[0]}"
     elif "key" in text:
-        grant = f"ACL SETUSER {user} ~<prefix>:*  (the [redis] prefix, e.g. ~cw:*)"
+        grant = (
+            f"ACL SETUSER {user} ~{{<prefix>}}:*  (the [redis] prefix in braces, e.g. ~{{cw}}:*)"
+        )
     elif "channel" in text:
         grant = f"ACL SETUSER {user} &*"
     else:
@@ -182,8 +229,27 @@ def permission_message(
 def open_client(
     opts: RedisOptions, *, check: bool = True, decode_responses: bool = False
 ) -> redis.Redis:
-    """A client for ``opts``; pings first when ``check``, with a message that says what to do."""
-    client = redis.Redis.from_url(opts.url, decode_responses=decode_responses, **opts.kwargs())
+    """A client for ``opts``; pings first when ``check``, with a message that says what to do.
+
+    For a cluster URL it is a :class:`redis.cluster.RedisCluster`, typed as
+    ``redis.Redis`` because it answers the same commands, scripts and pipelines that
+    citywatch uses (keys of one prefix share a slot)."""
+    seed = cluster_seed_url(opts.url)
+    client: redis.Redis
+    if seed is None:
+        client = redis.Redis.from_url(opts.url, decode_responses=decode_responses, **opts.kwargs())
+    else:
+        try:
+            cluster = redis.cluster.RedisCluster.from_url(
+                seed, decode_responses=decode_responses, **opts.kwargs()
+            )
+        except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
+            msg = (
+                f"cannot reach the Redis Cluster at {opts.masked_url} ({exc}); check that "
+                "the node answers CLUSTER SLOTS, or use redis:// for a single server"
+            )
+            raise DispatchError(msg) from exc
+        client = cast(redis.Redis, cluster)
     if check:
         try:
             client.ping()
@@ -209,7 +275,11 @@ def open_async_client(opts: RedisOptions, *, decode_responses: bool = False) -> 
     """The asyncio client for ``opts`` (the console's live read side)."""
     kw = opts.kwargs()
     kw["socket_timeout"] = None  # it blocks on XREAD; liveness comes from the server's replies
-    return aredis.Redis.from_url(opts.url, decode_responses=decode_responses, **kw)
+    seed = cluster_seed_url(opts.url)
+    if seed is None:
+        return aredis.Redis.from_url(opts.url, decode_responses=decode_responses, **kw)
+    cluster = acluster.RedisCluster.from_url(seed, decode_responses=decode_responses, **kw)
+    return cast(aredis.Redis, cluster)
 
 
 def connect(

@@ -5,7 +5,7 @@ The parts, one job each (lower ones never import higher ones)::
 
     keys       key names under the prefix (the layout is documented there)
     scripts    the Lua scripts: dispatch upsert and lifecycle transitions
-    workorder  the records: Route, Dispatch, Written, WorkOrder (the P:wo:{WO} hash)
+    workorder  the records: Route, Dispatch, Written, WorkOrder (the {P}:wo:{WO} hash)
     client     Redis clients, masked URLs, retry with capped backoff
     silences   maintenance windows applied at dispatch
     writer     WorkOrderWriter: dispatches to work orders (create, merge, reroute, requeue)
@@ -15,7 +15,7 @@ The parts, one job each (lower ones never import higher ones)::
 
 >>> from citywatch.sinks.dispatch import Keys, WorkOrder
 >>> Keys("cw").wo("wo-1a2b")
-'cw:wo:{wo-1a2b}'
+'{cw}:wo:{wo-1a2b}'
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -67,10 +68,12 @@ class EmbeddedRedis:
         password: str | None = None,
         appendonly: bool = False,
         workdir: str | Path | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.port = port or free_port()
         self.password = password
         self.appendonly = appendonly
+        self.extra_args = tuple(extra_args)
         self._own_dir = workdir is None
         self.workdir = (
             Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="citywatch-redis-"))
@@ -107,6 +110,7 @@ class EmbeddedRedis:
         ]
         if self.password:
             args += ["--requirepass", self.password]
+        args += self.extra_args
         self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603
         deadline = time.monotonic() + timeout_s
         client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password)

@@ -3,7 +3,7 @@
 :func:`escalate_due` moves every work order whose sign-off deadline passed
 while unsigned to its centre's parent (town → county → city), with a fresh
 sign-off deadline, and flags every order whose resolution deadline passed.
-It reads the deadline indexes ``P:due:{sign}`` / ``P:due:{resolve}``, which the
+It reads the deadline indexes ``{P}:due:{sign}`` / ``{P}:due:{resolve}``, which the
 lifecycle scripts keep in step with each order's state; the Lua transition
 re-checks state and deadline, so running several escalators, or one on a stale
 read, is safe. An unsigned order at the top centre (no parent) stays due and is

@@ -27,7 +27,7 @@ Usage::
 Every method returns the work order after the change (a dict of str) and
 raises :class:`TransitionRefused` (with the current state and the reason) when
 the order is not in a state that allows it, or :class:`UnknownWorkOrder`.
-Every change appends to the audit stream ``P:wo:{WO}:audit`` (action, state,
+Every change appends to the audit stream ``{P}:wo:{WO}:audit`` (action, state,
 by, at, and the details) and to the live feed. Times are epoch milliseconds;
 ``now_ms`` may be passed (tests, replays), else the wall clock is used.
 
@@ -36,7 +36,7 @@ audit line, the queue entries (signing and returning acknowledge the order's ent
 in its queue's consumer group ``officers``; a move by reassign or escalation
 acknowledges and deletes the old entry and adds one to the new queue), the due
 sets and the live feed. Each carries a transition id (``transition_id=``, else a
-fresh one per call), recorded in ``P:wo:{WO}:done``: the call is retried with the
+fresh one per call), recorded in ``{P}:wo:{WO}:done``: the call is retried with the
 same id while the connection is cut, and a repeat of an applied id changes nothing.
 """
 
@@ -177,7 +177,7 @@ class WorkOrders:
             condition,
             orjson.dumps(details).decode() if details else "",
             transition_id or uuid.uuid4().hex,
-            self.keys.prefix,
+            self.keys.root,
             str(self.feed_maxlen),
             orjson.dumps(move).decode() if move else "",
             "1" if ack else "0",

@@ -1,5 +1,5 @@
 """Reading the dispatch: the receiving queues (streams with the ``officers`` consumer group)
-and the work-order index ``P:index:{wo}``.
+and the work-order index ``{P}:index:{wo}``.
 
 A queue stream keeps every entry ever written to it; the work order's hash is the
 truth about where it is now, so a reader keeps the orders whose ``queue`` is still

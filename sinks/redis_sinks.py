@@ -133,6 +133,7 @@ class RedisDispatchSink(_RetryingSink, BatchSink[Dispatch]):
             self.keys,
             feed_maxlen=self.feed_maxlen,
             silence_cache_s=self.silence_cache_s,
+            wait_replicas=self.opts.wait_replicas,
         )
 
     def write_batch(self, items: list[Dispatch]) -> None:

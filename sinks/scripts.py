@@ -1,19 +1,20 @@
 """The Lua scripts of dispatch and of the work-order lifecycle, in one place.
 
 Each script is one whole state change: the work order's hash, its audit line, its
-queue entry, the index ``P:index:{wo}``, the due sets ``P:due:{sign}`` /
-``P:due:{resolve}`` and the live feed are written in the same atomic call, so no
+queue entry, the index ``{P}:index:{wo}``, the due sets ``{P}:due:{sign}`` /
+``{P}:due:{resolve}`` and the live feed are written in the same atomic call, so no
 crash, connection cut or racing officer can leave them disagreeing. Each script is
-idempotent: the upsert by alert id (``P:wo:{WO}:seen``), a lifecycle transition by
-its transition id (``P:wo:{WO}:done``); a repeat changes nothing.
+idempotent: the upsert by alert id (``{P}:wo:{WO}:seen``), a lifecycle transition by
+its transition id (``{P}:wo:{WO}:done``); a repeat changes nothing.
 
-Because one call writes keys on several hash-tag slots (the order's, its queue's,
-the index's), the dispatch keys must live on one Redis server (standalone, or a
-Sentinel-managed primary); a Redis Cluster would refuse the cross-slot scripts.
+Every key a script touches starts with the prefix's hash tag ``{P}`` (see
+:mod:`citywatch.sinks.keys`), so on a Redis Cluster each call runs on the one node
+that owns the prefix's slot; the queue keys a script derives from a queue name are
+built from the tagged prefix it is passed (``ARGV`` "prefix" is ``Keys.root``).
 
-Due sets follow the state after every change: an order is in ``P:due:{sign}``
+Due sets follow the state after every change: an order is in ``{P}:due:{sign}``
 exactly while unsigned (dispatched or escalated), scored by ``sign_due_ms``, and in
-``P:due:{resolve}`` exactly while open and not yet flagged overdue, scored by
+``{P}:due:{resolve}`` exactly while open and not yet flagged overdue, scored by
 ``resolve_due_ms``. A move to another queue (reroute, reassign, escalate)
 acknowledges and deletes the old queue entry, so an open order has exactly one.
 
@@ -55,7 +56,7 @@ end
 #       7 closes_at_ms, 8 level_rank, 9 centre, 10 department, 11 level, 12 queue,
 #       13 sign_sla_s, 14 resolve_sla_s, 15 subjects, 16 kinds, 17 departments,
 #       18 alert_count hint, 19 inhibited, 20 creation fields (JSON object; one
-#       argument instead of ~70 keeps the client's packing cheap), 21 prefix,
+#       argument instead of ~70 keeps the client's packing cheap), 21 tagged prefix,
 #       22 queue entry values (JSON array: wo incident kind severity subject zone level ts),
 #       23 feed maxlen
 # Returns {outcome, queue, state}: created, merged, rerouted, repeat or requeue (an
@@ -156,7 +157,7 @@ return {'merged', h[2], h[3]}
 
 # KEYS: 1 wo, 2 audit, 3 done, 4 queues, 5 due_sign, 6 due_resolve, 7 feed
 # ARGV: 1 action, 2 by, 3 now_ms, 4 allowed states (comma list), 5 new state ('' keeps
-#       it), 6 extra condition, 7 audit details JSON, 8 transition id, 9 prefix,
+#       it), 6 extra condition, 7 audit details JSON, 8 transition id, 9 tagged prefix,
 #       10 feed maxlen, 11 move ('' or JSON {centre, department, level}; '' parts keep
 #       the current one), 12 ack ('1': acknowledge the queue entry), 13.. field pairs.
 # Extra conditions: 'sign_due' (sign deadline passed), 'resolve_due', ''.
@@ -165,7 +166,7 @@ return {'merged', h[2], h[3]}
 TRANSITION_LUA = (
     _COMMON
     + """
-local wo_id = string.match(KEYS[1], '{(.*)}$')
+local wo_id = string.match(KEYS[1], '{([^{}]*)}$')  -- {P}:wo:{WO}: the last braces
 local h = redis.call('HMGET', KEYS[1], 'state', 'sign_due_ms', 'overdue', 'resolve_due_ms',
                      'queue', 'queue_entry', 'sign_sla_s', 'centre', 'department', 'level')
 local st = h[1]

@@ -4,7 +4,7 @@ A silence names a target (``sensor``, ``camera`` or ``subject`` match the
 alert's subject; ``zone`` matches its zone) and a window ``[start, end]`` in
 epoch milliseconds. It applies to alerts whose event time falls in the window,
 so a replay of a recording is silenced exactly as the live run was. Silences
-live in one Redis hash (``P:silences:{ctl}``, field = silence id, value = JSON)
+live in one Redis hash (``{P}:silences:{ctl}``, field = silence id, value = JSON)
 that officers edit with ``citywatch silence`` (or the console, through
 :class:`SilenceStore`); the dispatch sink reads it with a short cache. Expired
 silences are pruned whenever the list is read; ``end`` is their expiry.

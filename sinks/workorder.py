@@ -1,7 +1,7 @@
 """The records of dispatch: where an alert goes (:class:`Route`, :class:`Dispatch`), what
 writing it did (:class:`Written`) and the work order itself (:class:`WorkOrder`).
 
-A :class:`WorkOrder` is the typed view of the ``P:wo:{WO}`` hash; ``to_hash`` gives
+A :class:`WorkOrder` is the typed view of the ``{P}:wo:{WO}`` hash; ``to_hash`` gives
 the exact strings stored, and ``from_hash`` reads them back (lifecycle fields such as
 ``signed_by`` or ``feedback`` ride along unchanged in ``details``)::
 
@@ -94,7 +94,7 @@ _TYPED = frozenset(
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkOrder:
-    """One work order as stored in ``P:wo:{WO}``: times in epoch ms, SLAs in seconds."""
+    """One work order as stored in ``{P}:wo:{WO}``: times in epoch ms, SLAs in seconds."""
 
     id: str
     incident: str

@@ -9,10 +9,18 @@ severity (and tightens the deadlines), and re-routes an unsigned order when the
 grown incident needs a higher level (its old queue entry is acknowledged and
 deleted). A batch is one pipelined round trip.
 
-Silences are read from ``P:silences:{ctl}`` with a short cache (``[redis]
+Silences are read from ``{P}:silences:{ctl}`` with a short cache (``[redis]
 silence_cache_s``) and applied here, at dispatch: a silenced alert stays in the alert
 output and in its incident's evidence downstream, but is logged to
-``P:silenced:{log}`` instead of creating or growing a work order.
+``{P}:silenced:{log}`` instead of creating or growing a work order.
+
+With ``wait_replicas`` (``[redis] wait_replicas``) a batch counts as written only
+once that many replicas of the prefix's node have it (``WAIT``); otherwise the
+batch raises a connection error and is retried (every write is idempotent), so a
+failover to a replica loses no acknowledged work order. On a Redis Cluster the
+upsert script is loaded on every primary first; a primary that lacks it (a replica
+promoted by a failover) answers ``NOSCRIPT``, and the batch is retried after
+loading it again.
 """
 
 from __future__ import annotations
@@ -24,11 +32,11 @@ from typing import Any
 
 import orjson
 import redis
-from redis.exceptions import NoPermissionError
+from redis.exceptions import NoPermissionError, NoScriptError
 
 from citywatch.detectors.alerts import SEVERITY_RANK
 from citywatch.detectors.events import format_ts
-from citywatch.sinks.client import DispatchError, RedisOptions, permission_message
+from citywatch.sinks.client import DispatchError, RedisOptions, is_cluster, permission_message
 from citywatch.sinks.keys import LEVEL_RANK, Keys
 from citywatch.sinks.scripts import PREFLIGHT_LUA, UPSERT_LUA
 from citywatch.sinks.silences import SilenceStore
@@ -75,16 +83,50 @@ class WorkOrderWriter:
         feed_maxlen: int = 10_000,
         silenced_maxlen: int = 100_000,
         silence_cache_s: float = 5.0,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
     ) -> None:
         self.client = client
         self.keys = keys
         self.feed_maxlen = feed_maxlen
         self.silenced_maxlen = silenced_maxlen
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
         self.silences = SilenceStore(client, keys, cache_s=silence_cache_s)
         self._upsert = client.register_script(UPSERT_LUA)
+        self._cluster = is_cluster(client)
+        if self._cluster:  # a cluster pipeline queues EVALSHA without loading the script
+            client.script_load(UPSERT_LUA)
 
     def write(self, dispatches: Sequence[Dispatch]) -> list[Written]:
         """Apply the dispatches in order; one :class:`Written` per dispatch."""
+        try:
+            done = self._write(dispatches)
+        except NoScriptError:  # a failover promoted a replica that never loaded it
+            self.client.script_load(UPSERT_LUA)
+            done = self._write(dispatches)
+        if self.wait_replicas:
+            self._wait()
+        return done
+
+    def _wait(self) -> None:
+        """Block until ``wait_replicas`` replicas have every write so far, else raise a
+        connection error (the caller retries the batch; a repeat changes nothing)."""
+        if self._cluster:
+            node = self.client.get_node_from_key(self.keys.index())  # type: ignore[attr-defined]
+            acked = self.client.execute_command(
+                "WAIT", self.wait_replicas, self.wait_timeout_ms, target_nodes=node
+            )
+        else:
+            acked = self.client.wait(self.wait_replicas, self.wait_timeout_ms)
+        if int(acked) < self.wait_replicas:
+            msg = (
+                f"only {acked} of {self.wait_replicas} replicas acknowledged the batch "
+                f"within {self.wait_timeout_ms} ms ([redis] wait_replicas)"
+            )
+            raise redis.ConnectionError(msg)
+
+    def _write(self, dispatches: Sequence[Dispatch]) -> list[Written]:
         now_ms = int(time.time() * 1000)
         out: list[Written | None] = [None] * len(dispatches)
         pipe = self.client.pipeline(transaction=False)
@@ -162,7 +204,7 @@ class WorkOrderWriter:
             str(inc.alert_count if inc else 1),
             "1" if inc is not None and inc.inhibited else "0",
             orjson.dumps(WorkOrder.new(d, now_ms).to_hash()).decode(),
-            self.keys.prefix,
+            self.keys.root,
             orjson.dumps(self._entry_values(d, wo_id)).decode(),
             str(self.feed_maxlen),
         ]

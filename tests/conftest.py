@@ -1,4 +1,5 @@
-"""Shared fixtures: a real redis-server per test session, a clean database per test."""
+"""Shared fixtures: a real redis-server and a real 3-master Redis Cluster per test session
+(started on first use), a clean database per test."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import redis
 
 from citywatch.flows.config import Config, load_config
 from citywatch.geo.reference import Reference
+from citywatch.sinks.embedded_cluster import EmbeddedRedisCluster
 from citywatch.sinks.embedded_redis import EmbeddedRedis
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +31,29 @@ def redis_url(redis_server: EmbeddedRedis) -> Iterator[str]:
     client.flushall()
     client.close()
     yield redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[EmbeddedRedisCluster]:
+    """A real Redis Cluster of 3 masters (Debian's redis-server, ``--cluster-enabled
+    yes``, joined by ``redis-cli --cluster create``) for the whole session."""
+    with EmbeddedRedisCluster(masters=3) as cluster:
+        yield cluster
+
+
+@pytest.fixture()
+def redis_cluster_url(redis_cluster: EmbeddedRedisCluster) -> Iterator[str]:
+    """The cluster's ``redis+cluster://`` URL, every master flushed before each test."""
+    redis_cluster.flush()
+    yield redis_cluster.url
+
+
+@pytest.fixture(params=["node", "cluster"])
+def dispatch_redis_url(request: pytest.FixtureRequest) -> str:
+    """A flushed single server, then a flushed Redis Cluster: the dispatch, lifecycle
+    and race tests take this to run against both topologies."""
+    name = "redis_url" if request.param == "node" else "redis_cluster_url"
+    return str(request.getfixturevalue(name))
 
 
 @pytest.fixture(scope="session")

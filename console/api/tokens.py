@@ -2,9 +2,9 @@
 
 Keys (``P`` is the prefix)::
 
-    P:api:{tokens}              hash    token id -> record (JSON; the secret only as SHA-256)
-    P:api:rate:{ID}:MINUTE      string  requests of token ID in that minute (expires)
-    P:api:idem:{ID}:SHA256      string  the answer to an Idempotency-Key (expires)
+    {P}:api:{tokens}              hash    token id -> record (JSON; the secret only as SHA-256)
+    {P}:api:rate:{ID}:MINUTE      string  requests of token ID in that minute (expires)
+    {P}:api:idem:{ID}:SHA256      string  the answer to an Idempotency-Key (expires)
 
 A token reads ``cwt.<id>.<secret>``; Redis keeps the SHA-256 of the secret, so a
 dump of the database authenticates nobody. A token is scoped to a centre and a
@@ -28,6 +28,8 @@ from typing import Any
 
 import orjson
 import redis
+
+from citywatch.sinks.keys import tagged
 
 ANY = "*"
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -94,7 +96,7 @@ class TokenStore:
 
     @property
     def key(self) -> str:
-        return f"{self.prefix}:api:{{tokens}}"
+        return f"{tagged(self.prefix)}:api:{{tokens}}"
 
     def add(self, token: ApiToken) -> str:
         """Store a new token; returns the bearer string (shown once)."""
@@ -144,7 +146,7 @@ class RateLimiter:
         """Count a request; 0 when allowed, else the seconds to wait."""
         now_s = time.time() if now_s is None else now_s
         minute = int(now_s // 60)
-        key = f"{self.prefix}:api:rate:{{{token_id}}}:{minute}"
+        key = f"{tagged(self.prefix)}:api:rate:{{{token_id}}}:{minute}"
         pipe = self.client.pipeline(transaction=False)
         pipe.incr(key)
         pipe.expire(key, 120)
@@ -161,7 +163,7 @@ class IdempotencyStore:
         self.ttl_s = ttl_s
 
     def _key(self, token_id: str, key: str) -> str:
-        return f"{self.prefix}:api:idem:{{{token_id}}}:{_sha256(key)}"
+        return f"{tagged(self.prefix)}:api:idem:{{{token_id}}}:{_sha256(key)}"
 
     def begin(self, token_id: str, key: str, fingerprint: str) -> dict[str, Any] | None:
         """None when this request is the first with the key (it is now in progress), else

@@ -19,6 +19,7 @@ from citywatch.detectors.events import parse_ts
 from citywatch.flows.runner import Progress
 from citywatch.flows.stats import RunStats
 from citywatch.replay.recording import RecordingWriter, iter_lines, read_header, unwrap
+from citywatch.sinks.keys import Keys
 
 
 def no_progress() -> AbstractContextManager[None]:
@@ -97,12 +98,12 @@ def work_orders_by_kind(url: str, prefix: str) -> dict[str, int]:
     """Work orders in Redis under ``prefix``, counted by kind (read from their hashes)."""
     client = redis.Redis.from_url(url, decode_responses=True)
     try:
-        ids = [str(x) for x in client.zrange(f"{prefix}:index:{{wo}}", 0, -1)]
+        ids = [str(x) for x in client.zrange(Keys(prefix).index(), 0, -1)]
         counts: Counter[str] = Counter()
         for start in range(0, len(ids), 1000):
             pipe = client.pipeline(transaction=False)
             for wo in ids[start : start + 1000]:
-                pipe.hget(f"{prefix}:wo:{{{wo}}}", "kind")
+                pipe.hget(Keys(prefix).wo(wo), "kind")
             counts.update(str(k) for k in pipe.execute())
     finally:
         client.close()
@@ -113,10 +114,10 @@ def work_orders(url: str, prefix: str, fields: Sequence[str]) -> dict[str, dict[
     """``fields`` of every work order under ``prefix``, by work-order id."""
     client = redis.Redis.from_url(url, decode_responses=True)
     try:
-        ids = [str(x) for x in client.zrange(f"{prefix}:index:{{wo}}", 0, -1)]
+        ids = [str(x) for x in client.zrange(Keys(prefix).index(), 0, -1)]
         pipe = client.pipeline(transaction=False)
         for wo in ids:
-            pipe.hmget(f"{prefix}:wo:{{{wo}}}", list(fields))
+            pipe.hmget(Keys(prefix).wo(wo), list(fields))
         rows = pipe.execute()
     finally:
         client.close()

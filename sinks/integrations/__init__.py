@@ -1,6 +1,6 @@
 """Integrations: work orders out to department systems and the centre's analysis systems.
 
-Every output follows the live feed ``P:feed:{live}`` through its own Redis
+Every output follows the live feed ``{P}:feed:{live}`` through its own Redis
 consumer group, so the dispatch and lifecycle scripts know nothing of them:
 
 - :mod:`~citywatch.sinks.integrations.webhooks`: subscriptions and the relay

@@ -1,6 +1,6 @@
 """Signed webhook deliveries: one worker per subscription, at least once, in order.
 
-A worker reads its subscription's stream ``P:wh:{SUB}:out`` through the
+A worker reads its subscription's stream ``{P}:wh:{SUB}:out`` through the
 consumer group ``delivery`` (pending entries first, so a restart resumes where
 it stopped) and delivers up to ``concurrency`` work orders at a time, each
 work order's events one at a time in stream order, which keeps them in
@@ -12,7 +12,7 @@ so receivers drop repeats by it. A 2xx answer acknowledges and deletes the
 entry. Anything else (an error status, a timeout, a refused connection, a
 redirect to another host) is retried with capped exponential backoff and
 jitter until ``retry_for_s`` after the event, then the event moves to
-``P:wh:{SUB}:dead`` with its last error. Only 307/308 redirects to the same
+``{P}:wh:{SUB}:dead`` with its last error. Only 307/308 redirects to the same
 scheme, host and port are followed. A slow or dead endpoint holds up its own
 worker only.
 """

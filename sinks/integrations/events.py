@@ -1,6 +1,6 @@
 """The event catalogue and the JSON documents the integrations send.
 
-Every change of a work order is one entry of the live feed ``P:feed:{live}``
+Every change of a work order is one entry of the live feed ``{P}:feed:{live}``
 (its ``event`` field is the dispatch outcome or the lifecycle action). It
 becomes one event of this catalogue:
 

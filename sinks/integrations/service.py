@@ -1,6 +1,6 @@
 """``citywatch webhooks serve``: the relay and one delivery worker per subscription.
 
-Only one service delivers at a time: it holds the lease ``P:webhooks:{lease}``
+Only one service delivers at a time: it holds the lease ``{P}:webhooks:{lease}``
 (renewed every few seconds); a second one started as a standby waits until the
 lease expires, then takes over from the consumer groups' pending entries.
 Subscriptions added or removed with ``citywatch webhooks`` are picked up within

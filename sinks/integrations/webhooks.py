@@ -1,16 +1,16 @@
 """Webhook subscriptions and the relay from the live feed to one delivery stream each.
 
-Keys (``P`` is the prefix; braces are Redis Cluster hash tags, one slot per
-subscription)::
+Keys (``P`` is the prefix; ``{P}`` is the Redis Cluster hash tag of every key, as
+in :mod:`citywatch.sinks.keys`)::
 
-    P:webhooks:{ctl}       hash    subscriptions added with `citywatch webhooks add` (JSON)
-    P:webhooks:{lease}     string  held by the one `webhooks serve` that delivers
-    P:wh:{SUB}:out         stream  events waiting for delivery; consumer group ``delivery``
-    P:wh:{SUB}:dead        stream  events given up on, with the last error
-    P:wh:{SUB}:status      hash    delivered / failures / retries / dead counts, last error
-    P:whseq:{WO}           hash    the work order's event sequence (n, and feed id -> n)
+    {P}:webhooks:{ctl}       hash    subscriptions added with `citywatch webhooks add` (JSON)
+    {P}:webhooks:{lease}     string  held by the one `webhooks serve` that delivers
+    {P}:wh:{SUB}:out         stream  events waiting for delivery; consumer group ``delivery``
+    {P}:wh:{SUB}:dead        stream  events given up on, with the last error
+    {P}:wh:{SUB}:status      hash    delivered / failures / retries / dead counts, last error
+    {P}:whseq:{WO}           hash    the work order's event sequence (n, and feed id -> n)
 
-The relay reads ``P:feed:{live}`` through the consumer group ``webhooks``
+The relay reads ``{P}:feed:{live}`` through the consumer group ``webhooks``
 (created at the feed's end the first time, so history is not replayed). For
 each feed entry it assigns the work order's next sequence number (a Lua
 script, idempotent by feed entry id), builds the event once, and appends it to
@@ -32,6 +32,7 @@ import redis
 from citywatch.sinks.dispatch import Keys
 from citywatch.sinks.integrations.events import build_event, encode_bounded, event_type
 from citywatch.sinks.integrations.settings import IntegrationConfigError, WebhookSpec
+from citywatch.sinks.keys import tagged
 
 log = logging.getLogger(__name__)
 
@@ -61,22 +62,22 @@ class HookKeys:
         return self.base.feed()
 
     def registry(self) -> str:
-        return f"{self.prefix}:webhooks:{{ctl}}"
+        return f"{tagged(self.prefix)}:webhooks:{{ctl}}"
 
     def lease(self) -> str:
-        return f"{self.prefix}:webhooks:{{lease}}"
+        return f"{tagged(self.prefix)}:webhooks:{{lease}}"
 
     def out(self, sub: str) -> str:
-        return f"{self.prefix}:wh:{{{sub}}}:out"
+        return f"{tagged(self.prefix)}:wh:{{{sub}}}:out"
 
     def dead(self, sub: str) -> str:
-        return f"{self.prefix}:wh:{{{sub}}}:dead"
+        return f"{tagged(self.prefix)}:wh:{{{sub}}}:dead"
 
     def status(self, sub: str) -> str:
-        return f"{self.prefix}:wh:{{{sub}}}:status"
+        return f"{tagged(self.prefix)}:wh:{{{sub}}}:status"
 
     def seq(self, wo_id: str) -> str:
-        return f"{self.prefix}:whseq:{{{wo_id}}}"
+        return f"{tagged(self.prefix)}:whseq:{{{wo_id}}}"
 
 
 def ensure_group(client: redis.Redis, stream: str, group: str, start: str) -> None:

@@ -172,7 +172,7 @@ def test_tokens_expire_revoke_and_are_rate_limited(api: Api) -> None:
     assert me["department"] == "water_resources" and "hash" not in me
     assert TokenStore(api.client, "cw").revoke("water")
     assert api.call("GET", "/api/v1/me", "water").status_code == 401
-    raw = api.client.hgetall("cw:api:{tokens}")
+    raw = api.client.hgetall("{cw}:api:{tokens}")
     assert all(api.tokens[t].rsplit(".", 1)[1] not in v for t, v in raw.items() if t in api.tokens)
 
 

@@ -54,7 +54,7 @@ def test_users_are_stored_hashed(redis_url: str) -> None:
     store.add(User(name="fish", centre="county:rugao", department="agri"), "pw-1")
     with pytest.raises(AuthError, match="exists already"):
         store.add(User(name="fish", centre="city", department="x"), "pw-2")
-    raw = orjson.loads(client.hget("cw:console:{users}", "fish"))  # type: ignore[arg-type]
+    raw = orjson.loads(client.hget("{cw}:console:{users}", "fish"))  # type: ignore[arg-type]
     assert raw["password"].startswith("scrypt$") and "pw-1" not in raw["password"]
     assert store.authenticate("fish", "pw-1") == store.get("fish")
     assert store.authenticate("fish", "pw-2") is None
@@ -70,7 +70,7 @@ def test_session_token_is_not_stored_and_idle_sessions_expire(redis_url: str) ->
     store.add(user, "pw")
     token, csrf = store.open_session(user)
     assert store.session(token) == (user, csrf)
-    keys = [k.decode() for k in client.keys("cw:console:session:*")]
+    keys = [k.decode() for k in client.keys("{cw}:console:session:*")]
     assert len(keys) == 1 and token not in keys[0]
     assert store.session("forged-token") is None
     time.sleep(1.3)  # Redis drops the key after the 1 s idle TTL
@@ -83,7 +83,7 @@ def test_sessions_end_at_their_maximum_age_and_with_their_user(redis_url: str) -
     user = User(name="fish", centre="county:rugao", department="agri")
     store.add(user, "pw")
     token, _ = store.open_session(user)
-    key = client.keys("cw:console:session:*")[0]
+    key = client.keys("{cw}:console:session:*")[0]
     doc = orjson.loads(client.get(key))  # type: ignore[arg-type]
     doc["created_ms"] -= 3_601_000  # signed in just over an hour ago
     client.set(key, orjson.dumps(doc), ex=60)

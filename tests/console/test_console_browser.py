@@ -124,7 +124,7 @@ def test_officer_of_another_department_is_refused_then_changes_password(
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     keys = Keys(config.redis.prefix)
     airport = [
-        k.split("{")[1].rstrip("}")
+        k.rsplit("{", 1)[1].rstrip("}")
         for k in client.scan_iter(keys.wo("")[:-1] + "*}")
         if client.hget(k, "department") == "airport_construction"
     ]

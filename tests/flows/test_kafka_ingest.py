@@ -141,7 +141,7 @@ def _work_orders(url: str) -> dict[str, tuple[str, ...]]:
     """Work orders in Redis: id -> the fields that do not depend on wall-clock time."""
     client = redis.Redis.from_url(url, decode_responses=True)
     out: dict[str, tuple[str, ...]] = {}
-    for key in client.scan_iter("cw:wo:*"):
+    for key in client.scan_iter("{cw}:wo:*"):
         if not key.endswith("}") or client.type(key) != "hash":
             continue  # the audit stream and other per-order keys
         h = client.hgetall(key)
@@ -155,7 +155,7 @@ def _queue_entries(url: str) -> list[tuple[str, ...]]:
     """Every queue entry (work order, kind, subject, alert time), sorted: repeats would show."""
     client = redis.Redis.from_url(url, decode_responses=True)
     out = []
-    for key in client.scan_iter("cw:queue:*"):
+    for key in client.scan_iter("{cw}:queue:*"):
         if client.type(key) != "stream":
             continue
         for _id, f in client.xrange(key):

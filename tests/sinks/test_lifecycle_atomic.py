@@ -4,7 +4,8 @@ The race test: each round, officers on their own connections sign, start, resolv
 close, reopen, return, reassign and escalate the same few orders while a dispatcher
 merges new alerts into them and a killer cuts every client connection
 (``CLIENT KILL``) between and during calls; after each round every invariant of the
-layout is checked against a full scan of the keys.
+layout is checked against a full scan of the keys. Every test runs on one
+redis-server and on a 3-master Redis Cluster.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from citywatch.detectors.alerts import Alert
-from citywatch.sinks.client import RetryPolicy
+from citywatch.sinks.client import RetryPolicy, connect, is_cluster
 from citywatch.sinks.dispatch import Dispatch, Keys, Route, WorkOrderWriter
 from citywatch.sinks.escalation import escalate_due
 from citywatch.sinks.lifecycle import OPEN_STATES, UNSIGNED, WorkOrderError, WorkOrders
@@ -46,8 +48,8 @@ def _dispatch(n: int, site: int, level: str = "town", severity: str = "yellow") 
 
 
 @pytest.fixture()
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(redis_url, decode_responses=True)
+def client(dispatch_redis_url: str) -> Iterator[redis.Redis]:
+    c = connect(dispatch_redis_url, check=False, decode_responses=True)
     yield c
     c.close()
 
@@ -55,13 +57,12 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
 def check_invariants(client: redis.Redis, keys: Keys = KEYS) -> None:
     """The layout agrees with itself, read by a full scan."""
     hashes = {
-        k.split("{", 1)[1].rstrip("}")
-        for k in client.scan_iter(f"{keys.prefix}:wo:*", _type="hash")
+        k.rsplit("{", 1)[1].rstrip("}") for k in client.scan_iter(f"{keys.root}:wo:*", _type="hash")
     }
     assert set(client.zrange(keys.index(), 0, -1)) == hashes, "index != full scan"
     entries: dict[str, list[tuple[str, str]]] = {}
     for qkey in client.scan_iter(keys.queue_pattern()):
-        queue = qkey.split("{", 1)[1][:-1]
+        queue = qkey.rsplit("{", 1)[1][:-1]
         for entry_id, fields in client.xrange(qkey):
             entries.setdefault(fields["wo"], []).append((queue, entry_id))
     due_sign = dict(client.zrange(keys.due_sign(), 0, -1, withscores=True))
@@ -112,9 +113,12 @@ def _race_round(redis_url: str, round_no: int, first_alert: int) -> int:
     done: list[int] = []
     errors: list[BaseException] = []
 
-    def officer(seed: int) -> None:
+    # Clients are made before the killer starts: a cluster client reads the slot map
+    # as it is made, and that first read is not what this test races.
+    clients = [connect(redis_url, check=False, decode_responses=True) for _ in range(6)]
+
+    def officer(seed: int, c: redis.Redis) -> None:
         r = random.Random(seed)
-        c = redis.Redis.from_url(redis_url, decode_responses=True)
         orders = WorkOrders(c, KEYS, retry=RETRY)
         try:
             for _ in range(6):
@@ -126,11 +130,8 @@ def _race_round(redis_url: str, round_no: int, first_alert: int) -> int:
                     pass
         except BaseException as exc:  # surfaced below, with the round number
             errors.append(exc)
-        finally:
-            c.close()
 
-    def dispatcher() -> None:
-        c = redis.Redis.from_url(redis_url, decode_responses=True)
+    def dispatcher(c: redis.Redis) -> None:
         writer = WorkOrderWriter(c, KEYS)
         level = rng.choice(["town", "county", "city"])
         sites = range(round_no, round_no + SITES + 1)  # the last one is new
@@ -139,18 +140,18 @@ def _race_round(redis_url: str, round_no: int, first_alert: int) -> int:
             RETRY.run(lambda: writer.write(batch))
         except BaseException as exc:
             errors.append(exc)
-        finally:
-            c.close()
 
-    def killer() -> None:
-        c = redis.Redis.from_url(redis_url, decode_responses=True)
+    def killer(c: redis.Redis) -> None:
         while not stop.wait(rng.uniform(0.001, 0.01)):
-            c.client_kill_filter(_type="normal", skipme=True)
-        c.close()
+            # On a cluster: every node's clients (the work is on the prefix's node).
+            where = {"target_nodes": RedisCluster.ALL_NODES} if is_cluster(c) else {}
+            c.client_kill_filter(_type="normal", skipme=True, **where)
 
-    threads = [threading.Thread(target=officer, args=(round_no * 10 + i,)) for i in range(4)]
-    threads.append(threading.Thread(target=dispatcher))
-    cutter = threading.Thread(target=killer)
+    threads = [
+        threading.Thread(target=officer, args=(round_no * 10 + i, clients[i])) for i in range(4)
+    ]
+    threads.append(threading.Thread(target=dispatcher, args=(clients[4],)))
+    cutter = threading.Thread(target=killer, args=(clients[5],))
     cutter.start()
     for t in threads:
         t.start()
@@ -158,18 +159,20 @@ def _race_round(redis_url: str, round_no: int, first_alert: int) -> int:
         t.join()
     stop.set()
     cutter.join()
+    for c in clients:
+        c.close()
     assert errors == [], f"round {round_no}: {errors!r}"
     return len(done)
 
 
 def test_racing_officers_and_cut_connections_keep_every_invariant(
-    redis_url: str, client: redis.Redis
+    dispatch_redis_url: str, client: redis.Redis
 ) -> None:
     WorkOrderWriter(client, KEYS).write([_dispatch(n, n) for n in range(SITES)])
     check_invariants(client)
     applied = 0
     for round_no in range(ROUNDS):
-        applied += _race_round(redis_url, round_no, 100 + 10 * round_no)
+        applied += _race_round(dispatch_redis_url, round_no, 100 + 10 * round_no)
         escalate_due(WorkOrders(client, KEYS), lambda c: ("county:x", "county"), now_ms=T0)
         check_invariants(client)
     # Every transition an officer was told of left its audit line, none twice (a

@@ -92,7 +92,7 @@ def test_env_password_reaches_a_protected_server(config: Config) -> None:
 
 def _acl_server(server: EmbeddedRedis, user: str, rules: list[str]) -> str:
     admin = redis.Redis(host="127.0.0.1", port=server.port)
-    admin.acl_setuser(user, enabled=True, passwords=["+u-pw"], keys=["cw:*"], commands=rules)
+    admin.acl_setuser(user, enabled=True, passwords=["+u-pw"], keys=["{cw}:*"], commands=rules)
     admin.close()
     return f"redis://{user}:u-pw@127.0.0.1:{server.port}/0"
 
@@ -153,7 +153,7 @@ def test_the_documented_acl_user_runs_everything(
         assert cli.main(["escalate", "--redis-url", url]) == 0
         assert cli.main(["report", "--redis-url", url]) == 0
     client = redis.Redis.from_url(url, decode_responses=True)
-    assert client.zcard("cw:index:{wo}") > 0
+    assert client.zcard("{cw}:index:{wo}") > 0
     client.close()
 
 
@@ -246,6 +246,6 @@ def test_every_client_carries_the_tls_ca_and_client_certificate(
     assert con.sync.ping()
     assert asyncio.run(con.aclient.ping())
     client = open_client(cfg.redis.options(), decode_responses=True)
-    assert client.xlen(Keys("cw").dlq()) == 1 and client.hexists("cw:console:{users}", "bob")
+    assert client.xlen(Keys("cw").dlq()) == 1 and client.hexists("{cw}:console:{users}", "bob")
     client.close()
     assert asyncio.run(open_async_client(cfg.redis.options()).ping())

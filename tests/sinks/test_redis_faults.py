@@ -257,5 +257,5 @@ def test_a_full_redis_is_waited_out_like_an_absent_one() -> None:
         admin.config_set("maxmemory", "0")
         writer.join()
         sink.close()
-        assert admin.zcard("t:index:{wo}") == len(alerts)
+        assert admin.zcard("{t}:index:{wo}") == len(alerts)
         admin.close()

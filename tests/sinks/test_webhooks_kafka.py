@@ -173,7 +173,7 @@ def test_outputs_command_runs_webhooks_and_kafka(
         keys = Keys("cw")
         # The relay takes the lease and joins the feed just after it starts.
         deadline = time.monotonic() + 30
-        while not client.exists("cw:webhooks:{lease}") and time.monotonic() < deadline:
+        while not client.exists("{cw}:webhooks:{lease}") and time.monotonic() < deadline:
             time.sleep(0.05)
         (written,) = WorkOrderWriter(client, keys).write([_dispatch(1, 1)])
         while not got and time.monotonic() < deadline:

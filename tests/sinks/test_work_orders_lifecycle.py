@@ -1,5 +1,8 @@
 """Work orders in a real Redis: one per incident, idempotent, every lifecycle transition.
 
+The tests that take ``client`` run twice: on one redis-server and on a 3-master
+Redis Cluster (``dispatch_redis_url``).
+
 Timeline of the SLA test (sign-off SLA 60 s)::
 
     t=0 created (town)   t=60 s sign due   t=61 s escalator -> county   t=122 s -> city
@@ -61,8 +64,8 @@ def _dispatches(alerts: list[Alert], level: str = "town", sign_sla_s: int = 60) 
 
 
 @pytest.fixture()
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(redis_url, decode_responses=True)
+def client(dispatch_redis_url: str) -> Iterator[redis.Redis]:
+    c = connect(dispatch_redis_url, check=False, decode_responses=True)
     yield c
     c.close()
 
@@ -104,11 +107,11 @@ def test_redelivery_of_the_same_incidents_changes_nothing(client: redis.Redis) -
     alerts = [_alert("cam-1", 0), _alert("cam-2", 30), _alert("cam-9", 10, zone="site-2")]
     writer = WorkOrderWriter(client, keys)
     first = writer.write(_dispatches(alerts))
-    before = {k: client.dump(k) for k in client.scan_iter("t:wo:*")}
+    before = {k: client.dump(k) for k in client.scan_iter("{t}:wo:*")}
     again = writer.write(_dispatches(alerts))
     assert [w.outcome for w in again] == ["repeat"] * 3
     assert {w.wo_id for w in first} == {w.wo_id for w in again}
-    assert {k: client.dump(k) for k in client.scan_iter("t:wo:*")} == before
+    assert {k: client.dump(k) for k in client.scan_iter("{t}:wo:*")} == before
     assert client.zcard(keys.index()) == 2
     assert sum(client.xlen(q) for q in client.scan_iter(keys.queue_pattern())) == 2
 
@@ -181,14 +184,16 @@ def test_return_to_sender_and_reassign_move_the_order_between_queues(
         orders.return_(wo_id, "bob", "")
 
 
-def test_two_officers_signing_at_once_exactly_one_wins(redis_url: str, client: redis.Redis) -> None:
+def test_two_officers_signing_at_once_exactly_one_wins(
+    dispatch_redis_url: str, client: redis.Redis
+) -> None:
     wo_id = _one(client, [_alert("cam-1", 0)])
     start = threading.Barrier(8)
     wins: list[str] = []
     refusals: list[str] = []
 
     def officer(name: str) -> None:
-        mine = WorkOrders(redis.Redis.from_url(redis_url, decode_responses=True), Keys("t"))
+        mine = WorkOrders(connect(dispatch_redis_url, decode_responses=True), Keys("t"))
         start.wait()
         try:
             mine.sign(wo_id, name)
@@ -283,7 +288,7 @@ def test_redis_crash_and_restart_loses_no_work_order(tmp_path: object) -> None:
         writer.join()
         sink.close()
         client = redis.Redis.from_url(server.url, decode_responses=True)
-        assert client.zcard("t:index:{wo}") == 40
+        assert client.zcard("{t}:index:{wo}") == 40
         assert all(
             client.hget(Keys("t").wo(d.alert.incident.replace("in-", "wo-")), "queued") == "1"
             for d in ds
