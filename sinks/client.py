@@ -71,6 +71,23 @@ def is_cluster(client: object) -> bool:
     return isinstance(client, redis.cluster.RedisCluster | acluster.RedisCluster)
 
 
+def wait_for_replicas(client: redis.Redis, key: str, replicas: int, timeout_ms: int) -> None:
+    """``WAIT`` on the node that holds ``key`` until ``replicas`` replicas have every
+    write of this connection so far; fewer within ``timeout_ms`` raise a connection
+    error, which the callers' retry turns into a repeat of their idempotent write."""
+    if is_cluster(client):
+        node = client.get_node_from_key(key)  # type: ignore[attr-defined]
+        acked = client.execute_command("WAIT", replicas, timeout_ms, target_nodes=node)
+    else:
+        acked = client.wait(replicas, timeout_ms)
+    if int(acked) < replicas:
+        msg = (
+            f"only {acked} of {replicas} replicas acknowledged the write within "
+            f"{timeout_ms} ms ([redis] wait_replicas)"
+        )
+        raise redis.ConnectionError(msg)
+
+
 class DispatchError(RuntimeError):
     """Redis could not be reached or refused a write. Check the URL and that the server runs."""
 

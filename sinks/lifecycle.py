@@ -51,7 +51,7 @@ import orjson
 import redis
 
 from citywatch.sinks import queues as queue_reader
-from citywatch.sinks.client import RetryPolicy
+from citywatch.sinks.client import RetryPolicy, wait_for_replicas
 from citywatch.sinks.keys import LEVEL_RANK, Keys
 from citywatch.sinks.queues import OPEN_STATES
 from citywatch.sinks.scripts import TRANSITION_LUA
@@ -100,11 +100,13 @@ class WorkOrders:
         *,
         feed_maxlen: int = 10_000,
         retry: RetryPolicy = TRANSITION_RETRY,
+        wait_replicas: int = 0,
     ) -> None:
         self.client = client
         self.keys = keys
         self.feed_maxlen = feed_maxlen
         self.retry = retry
+        self.wait_replicas = wait_replicas  # see [redis] wait_replicas
         self._transition = client.register_script(TRANSITION_LUA)
 
     # -- reading -------------------------------------------------------------------
@@ -193,7 +195,7 @@ class WorkOrders:
             self.keys.due_resolve(),
             self.keys.feed(),
         ]
-        res = self.retry.run(lambda: self._transition(keys=keys, args=argv))
+        res = self.retry.run(lambda: self._call(keys, argv))
         outcome, before = _str(res[0]), _str(res[1])
         if outcome == "missing":
             msg = f"work order {wo_id!r} not found under prefix {self.keys.prefix!r}"
@@ -214,6 +216,14 @@ class WorkOrders:
             extra={"wo_id": wo_id, "queue": after.get("queue", ""), "by": by, "action": action},
         )
         return before, after
+
+    def _call(self, keys: list[str], argv: list[str]) -> Any:
+        """The script call; with ``wait_replicas``, only once replicas have it (a
+        retry after too few repeats the same transition id: a no-op on the server)."""
+        res = self._transition(keys=keys, args=argv)
+        if self.wait_replicas:
+            wait_for_replicas(self.client, keys[0], self.wait_replicas, 1000)
+        return res
 
     def sign(
         self,

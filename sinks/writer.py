@@ -36,7 +36,13 @@ from redis.exceptions import NoPermissionError, NoScriptError
 
 from citywatch.detectors.alerts import SEVERITY_RANK
 from citywatch.detectors.events import format_ts
-from citywatch.sinks.client import DispatchError, RedisOptions, is_cluster, permission_message
+from citywatch.sinks.client import (
+    DispatchError,
+    RedisOptions,
+    is_cluster,
+    permission_message,
+    wait_for_replicas,
+)
 from citywatch.sinks.keys import LEVEL_RANK, Keys
 from citywatch.sinks.scripts import PREFLIGHT_LUA, UPSERT_LUA
 from citywatch.sinks.silences import SilenceStore
@@ -105,26 +111,11 @@ class WorkOrderWriter:
         except NoScriptError:  # a failover promoted a replica that never loaded it
             self.client.script_load(UPSERT_LUA)
             done = self._write(dispatches)
-        if self.wait_replicas:
-            self._wait()
+        if self.wait_replicas:  # the caller retries the batch when too few have it
+            wait_for_replicas(
+                self.client, self.keys.index(), self.wait_replicas, self.wait_timeout_ms
+            )
         return done
-
-    def _wait(self) -> None:
-        """Block until ``wait_replicas`` replicas have every write so far, else raise a
-        connection error (the caller retries the batch; a repeat changes nothing)."""
-        if self._cluster:
-            node = self.client.get_node_from_key(self.keys.index())  # type: ignore[attr-defined]
-            acked = self.client.execute_command(
-                "WAIT", self.wait_replicas, self.wait_timeout_ms, target_nodes=node
-            )
-        else:
-            acked = self.client.wait(self.wait_replicas, self.wait_timeout_ms)
-        if int(acked) < self.wait_replicas:
-            msg = (
-                f"only {acked} of {self.wait_replicas} replicas acknowledged the batch "
-                f"within {self.wait_timeout_ms} ms ([redis] wait_replicas)"
-            )
-            raise redis.ConnectionError(msg)
 
     def _write(self, dispatches: Sequence[Dispatch]) -> list[Written]:
         now_ms = int(time.time() * 1000)

@@ -25,4 +25,5 @@ COMMANDS = [
     "citywatch.flows.commands.webhooks",
     "citywatch.flows.commands.api",
     "citywatch.flows.commands.outputs",
+    "citywatch.flows.commands.redis_keys",
 ]

@@ -29,5 +29,10 @@ def open_orders(args: argparse.Namespace) -> tuple[Config, redis.Redis, WorkOrde
     return (
         cfg,
         client,
-        WorkOrders(client, Keys(cfg.redis.prefix), feed_maxlen=cfg.redis.feed_maxlen),
+        WorkOrders(
+            client,
+            Keys(cfg.redis.prefix),
+            feed_maxlen=cfg.redis.feed_maxlen,
+            wait_replicas=cfg.redis.wait_replicas,
+        ),
     )
