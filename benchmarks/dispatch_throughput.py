@@ -10,23 +10,31 @@ embedded redis-server on loopback:
 * ``citywatch.replay``: the ``new`` set again -> every write is an idempotent no-op.
 
 Checks that the number of work orders equals the number of incidents and that
-the replay created none; exits 1 otherwise.
+the replay created none; exits 1 otherwise. ``--topologies`` compares one
+redis-server with a 3-master Redis Cluster (and one with a replica per master and
+``wait_replicas = 1``), side by side in each run; all keys of a prefix share one
+hash slot, so a cluster serves one prefix's dispatch from one master.
 
     python -m citywatch.benchmarks.dispatch_throughput --orders 20000 --runs 3
+    python -m citywatch.benchmarks.dispatch_throughput --topologies node cluster cluster-wait
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
+
+import redis
 
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.incidents import IncidentMerger
 from citywatch.flows.config import load_config
 from citywatch.replay.incidents_dedup import DedupParams, dedup_traffic
 from citywatch.sinks.dispatch import Dispatch, Keys, Route, WorkOrderWriter, connect
+from citywatch.sinks.embedded_cluster import EmbeddedRedisCluster
 from citywatch.sinks.embedded_redis import EmbeddedRedis
 
 T0 = 1_781_528_400_000
@@ -67,49 +75,109 @@ def _write(writer: WorkOrderWriter, ds: list[Dispatch], batch: int) -> tuple[flo
     return time.perf_counter() - t0, created
 
 
+TOPOLOGIES = ("node", "cluster", "cluster-wait")
+
+
+def _keys_per_master(cluster: EmbeddedRedisCluster) -> list[int]:
+    """DBSIZE of every master: where the prefix's single hash slot put the keys."""
+    out = []
+    for node in cluster.live_nodes():
+        c = redis.Redis(host="127.0.0.1", port=node.port)
+        if c.info("replication")["role"] == "master":
+            out.append(int(c.dbsize()))
+        c.close()
+    return sorted(out, reverse=True)
+
+
+def _upsert_us(url: str) -> float:
+    """The server's mean time per EVALSHA (the upsert script), in microseconds, on the
+    node that holds the keys: 1e6 / it bounds one slot's upserts per second."""
+    c = redis.Redis.from_url(url.replace("redis+cluster://", "redis://"))
+    stats = c.info("commandstats").get("cmdstat_evalsha", {})
+    c.close()
+    return float(stats.get("usec_per_call", 0.0))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--orders", type=int, default=20_000)
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument(
+        "--topologies",
+        nargs="+",
+        choices=TOPOLOGIES,
+        default=["node"],
+        help="node: one redis-server; cluster: 3 masters; cluster-wait: 3 masters + 3 "
+        "replicas with wait_replicas = 1. Several run side by side, in turn, each run",
+    )
     args = ap.parse_args()
     new = _dispatches(_new(args.orders))
     merge_alerts, _ = dedup_traffic(DedupParams(incidents=args.orders // 13, seed=5))
     merge = _dispatches(merge_alerts)
     merge_incidents = len({d.alert.incident for d in merge})
-    rows: dict[str, list[float]] = {"new": [], "merge": [], "replay": []}
+    rows = {t: {"new": [], "merge": [], "replay": []} for t in args.topologies}
     ok = True
-    with EmbeddedRedis() as server:
-        client = connect(server.url)
+    spread: dict[str, list[int]] = {}
+    server_us: dict[str, float] = {}
+    with contextlib.ExitStack() as stack:
+        urls: dict[str, str] = {}
+        clusters: dict[str, EmbeddedRedisCluster] = {}
+        for t in args.topologies:
+            if t == "node":
+                urls[t] = stack.enter_context(EmbeddedRedis()).url
+            else:
+                replicas = 1 if t == "cluster-wait" else 0
+                clusters[t] = stack.enter_context(EmbeddedRedisCluster(replicas=replicas))
+                urls[t] = clusters[t].url
+        clients = {t: connect(u) for t, u in urls.items()}
         for run in range(args.runs):
-            client.flushall()
-            writer = WorkOrderWriter(client, Keys(f"b{run}"))
-            dt, created = _write(writer, new, args.batch)
-            rows["new"].append(len(new) / dt)
-            ok &= created == len(new)
-            dt, created = _write(writer, new, args.batch)
-            rows["replay"].append(len(new) / dt)
-            ok &= created == 0
-            dt, created = _write(writer, merge, args.batch)
-            rows["merge"].append(len(merge) / dt)
-            ok &= created == merge_incidents
-        client.close()
-    print("| case | alerts | work orders created | median alerts/s | median work orders/s |")
-    print("|---|---|---|---|---|")
-    med = {k: statistics.median(v) for k, v in rows.items()}
+            for t, client in clients.items():
+                if t in clusters:
+                    clusters[t].flush()
+                else:
+                    client.flushall()
+                wait = 1 if t == "cluster-wait" else 0
+                writer = WorkOrderWriter(client, Keys(f"b{run}"), wait_replicas=wait)
+                dt, created = _write(writer, new, args.batch)
+                rows[t]["new"].append(len(new) / dt)
+                ok &= created == len(new)
+                dt, created = _write(writer, new, args.batch)
+                rows[t]["replay"].append(len(new) / dt)
+                ok &= created == 0
+                dt, created = _write(writer, merge, args.batch)
+                rows[t]["merge"].append(len(merge) / dt)
+                ok &= created == merge_incidents
+                if t in clusters:
+                    spread[t] = _keys_per_master(clusters[t])
+                    holder = clusters[t].master_of(Keys(f"b{run}").index())
+                    server_us[t] = _upsert_us(f"redis://127.0.0.1:{holder.port}")
+                else:
+                    server_us[t] = _upsert_us(urls[t])
+        for client in clients.values():
+            client.close()
+    print("| topology | new: work orders/s | merge: alerts/s (orders/s) | replay: alerts/s |")
+    print("|---|---|---|---|")
+    base = statistics.median(rows[args.topologies[0]]["new"])
+    for t, r in rows.items():
+        med = {k: statistics.median(v) for k, v in r.items()}
+        print(
+            f"| {t} | {med['new']:,.0f} ({med['new'] / base:.2f}x) | {med['merge']:,.0f} "
+            f"({med['merge'] * merge_incidents / len(merge):,.0f}) | {med['replay']:,.0f} |"
+        )
     print(
-        f"| new (1 alert = 1 order) | {len(new):,} | {len(new):,} | {med['new']:,.0f} | "
-        f"{med['new']:,.0f} |"
+        f"{len(new):,} new alerts, {len(merge):,} merge alerts into {merge_incidents:,} "
+        f"orders; runs: {args.runs}, batch {args.batch}; all runs: "
+        + "; ".join(
+            f"{t} {k} " + ", ".join(f"{x:,.0f}" for x in v)
+            for t, r in rows.items()
+            for k, v in r.items()
+        )
     )
-    print(
-        f"| merge (duplicate-heavy) | {len(merge):,} | {merge_incidents:,} | "
-        f"{med['merge']:,.0f} | {med['merge'] * merge_incidents / len(merge):,.0f} |"
-    )
-    print(f"| replay (all repeats) | {len(new):,} | 0 | {med['replay']:,.0f} | - |")
-    print(
-        f"runs: {args.runs}, batch {args.batch}; all runs: "
-        + "; ".join(f"{k} " + ", ".join(f"{x:,.0f}" for x in v) for k, v in rows.items())
-    )
+    for t, sizes in spread.items():
+        print(f"{t}: keys per master after the last run {sizes} (one prefix = one hash slot)")
+    for t, us in server_us.items():
+        print(f"{t}: server time per upsert {us:.1f} us (all runs), <= {1e6 / us:,.0f}/s per slot")
     if not ok:
         print("FAIL: work order counts wrong (duplicates or losses)", file=sys.stderr)
         return 1
