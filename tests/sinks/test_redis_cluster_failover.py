@@ -23,6 +23,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from redis.cluster import RedisCluster
 
 from citywatch.detectors.alerts import Alert
 from citywatch.sinks.client import RedisOptions, RetryPolicy, connect
@@ -126,3 +127,18 @@ def test_killing_the_dispatch_master_mid_run_loses_and_repeats_nothing(
             assert wo["state"] in UNSIGNED and signs == [], wo_id
     client.close()
     officer_client.close()
+
+
+def test_a_master_that_lost_the_upsert_script_takes_the_batch(redis_cluster_url: str) -> None:
+    """A promoted replica, a restarted node or SCRIPT FLUSH: the cluster pipeline's
+    EVALSHA answers NOSCRIPT, the writer loads the script again and repeats the batch."""
+    from citywatch.sinks.dispatch import WorkOrderWriter
+
+    client = connect(redis_cluster_url, decode_responses=True)
+    writer = WorkOrderWriter(client, KEYS)
+    writer.write([_dispatch(0)])
+    client.execute_command("SCRIPT FLUSH", target_nodes=RedisCluster.ALL_NODES)
+    written = writer.write([_dispatch(n) for n in range(1, 2 * SITES)])
+    assert [w.outcome for w in written].count("created") == SITES - 1
+    assert len(WorkOrders(client, KEYS).ids()) == SITES
+    client.close()
