@@ -116,7 +116,9 @@ def main() -> int:
     merge_alerts, _ = dedup_traffic(DedupParams(incidents=args.orders // 13, seed=5))
     merge = _dispatches(merge_alerts)
     merge_incidents = len({d.alert.incident for d in merge})
-    rows = {t: {"new": [], "merge": [], "replay": []} for t in args.topologies}
+    rows: dict[str, dict[str, list[float]]] = {
+        t: {"new": [], "merge": [], "replay": []} for t in args.topologies
+    }
     ok = True
     spread: dict[str, list[int]] = {}
     server_us: dict[str, float] = {}

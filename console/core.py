@@ -23,7 +23,7 @@ from citywatch.console.login_guard import HashPool, LoginLimiter
 from citywatch.console.settings import ConsoleSettings
 from citywatch.console.store import WorkOrderIndex
 from citywatch.console.web import SESSION_COOKIE, HTTPFail, same_origin
-from citywatch.sinks.client import RedisOptions, open_client
+from citywatch.sinks.client import RedisOptions, open_async_client, open_client
 from citywatch.sinks.dispatch import Keys
 
 ASYNC_CONNECTIONS = 64
@@ -50,6 +50,8 @@ def redis_clients(target: RedisOptions | str) -> tuple[redis.Redis, aredis.Redis
     user, password, TLS). The asyncio one waits for one of its connections when all are
     busy (a flood of requests) instead of failing."""
     opts = target if isinstance(target, RedisOptions) else RedisOptions(url=target)
+    if opts.cluster:  # redis-py's asyncio cluster client keeps a pool per node itself
+        return open_client(opts, check=False), open_async_client(opts)
     kw = opts.kwargs()
     kw["socket_timeout"] = None  # it blocks on XREAD; liveness comes from the server's replies
     pool = aredis.BlockingConnectionPool.from_url(

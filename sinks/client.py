@@ -88,6 +88,15 @@ def wait_for_replicas(client: redis.Redis, key: str, replicas: int, timeout_ms: 
         raise redis.ConnectionError(msg)
 
 
+def load_for_pipelines(client: redis.Redis, script: str) -> None:
+    """Load ``script`` on every primary of a cluster: a cluster pipeline queues EVALSHA
+    without loading it first (a single server's pipeline does). Callers whose pipeline
+    still meets ``NOSCRIPT`` (a promoted replica, SCRIPT FLUSH) call this again and
+    repeat their idempotent batch. Nothing to do on one server."""
+    if is_cluster(client):
+        client.script_load(script)
+
+
 class DispatchError(RuntimeError):
     """Redis could not be reached or refused a write. Check the URL and that the server runs."""
 

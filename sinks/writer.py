@@ -39,7 +39,7 @@ from citywatch.detectors.events import format_ts
 from citywatch.sinks.client import (
     DispatchError,
     RedisOptions,
-    is_cluster,
+    load_for_pipelines,
     permission_message,
     wait_for_replicas,
 )
@@ -100,16 +100,14 @@ class WorkOrderWriter:
         self.wait_timeout_ms = wait_timeout_ms
         self.silences = SilenceStore(client, keys, cache_s=silence_cache_s)
         self._upsert = client.register_script(UPSERT_LUA)
-        self._cluster = is_cluster(client)
-        if self._cluster:  # a cluster pipeline queues EVALSHA without loading the script
-            client.script_load(UPSERT_LUA)
+        load_for_pipelines(client, UPSERT_LUA)
 
     def write(self, dispatches: Sequence[Dispatch]) -> list[Written]:
         """Apply the dispatches in order; one :class:`Written` per dispatch."""
         try:
             done = self._write(dispatches)
         except NoScriptError:  # a failover promoted a replica that never loaded it
-            self.client.script_load(UPSERT_LUA)
+            load_for_pipelines(self.client, UPSERT_LUA)
             done = self._write(dispatches)
         if self.wait_replicas:  # the caller retries the batch when too few have it
             wait_for_replicas(

@@ -28,7 +28,9 @@ from typing import Any
 
 import orjson
 import redis
+from redis.exceptions import NoScriptError
 
+from citywatch.sinks.client import load_for_pipelines
 from citywatch.sinks.dispatch import Keys
 from citywatch.sinks.integrations.events import build_event, encode_bounded, event_type
 from citywatch.sinks.integrations.settings import IntegrationConfigError, WebhookSpec
@@ -165,6 +167,7 @@ class Relay:
         self.consumer = consumer
         self.reload_s = reload_s
         self._seq = client.register_script(SEQ_LUA)
+        load_for_pipelines(client, SEQ_LUA)
         self._subs: list[WebhookSpec] = []
         self._subs_at = 0.0
         self._pending_done = False
@@ -198,6 +201,14 @@ class Relay:
         self.relay(entries)
         return len(entries)
 
+    def _sequence(self, todo: list[tuple[str, dict[str, str]]]) -> list[Any]:
+        """Each entry's sequence number (idempotent by entry id) and its order's hash."""
+        pipe = self.client.pipeline(transaction=False)
+        for entry_id, f in todo:
+            self._seq(keys=[self.keys.seq(f["wo"])], args=[entry_id, SEQ_TTL_S], client=pipe)
+            pipe.hgetall(self.keys.base.wo(f["wo"]))
+        return list(pipe.execute())
+
     def relay(self, entries: Iterable[tuple[str, Mapping[Any, Any] | None]]) -> None:
         """Fan these feed entries out and acknowledge them."""
         todo: list[tuple[str, dict[str, str]]] = []
@@ -209,11 +220,11 @@ class Relay:
                 todo.append((entry_id, fields))
         subs = self.subscriptions()
         if todo and subs:
-            pipe = self.client.pipeline(transaction=False)
-            for entry_id, f in todo:
-                self._seq(keys=[self.keys.seq(f["wo"])], args=[entry_id, SEQ_TTL_S], client=pipe)
-                pipe.hgetall(self.keys.base.wo(f["wo"]))
-            replies = pipe.execute()
+            try:
+                replies = self._sequence(todo)
+            except NoScriptError:  # a cluster node that lost the script: load, repeat
+                load_for_pipelines(self.client, SEQ_LUA)
+                replies = self._sequence(todo)
             pipe = self.client.pipeline(transaction=False)
             for i, (entry_id, f) in enumerate(todo):
                 seq, order = int(replies[2 * i]), replies[2 * i + 1]

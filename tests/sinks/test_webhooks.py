@@ -32,6 +32,7 @@ from werkzeug import Request, Response
 
 from citywatch.console.server import free_port
 from citywatch.detectors.alerts import Alert
+from citywatch.sinks.client import connect
 from citywatch.sinks.dispatch import Dispatch, Keys, Route, WorkOrderWriter
 from citywatch.sinks.integrations.delivery import Sender, WebhookMetrics
 from citywatch.sinks.integrations.events import encode_bounded
@@ -103,8 +104,9 @@ def _receiver_server(handler: Receiver, port: int = 0) -> HTTPServer:
 
 
 @pytest.fixture()
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(redis_url, decode_responses=True)
+def client(dispatch_redis_url: str) -> Iterator[redis.Redis]:
+    """One redis-server, then a 3-master Redis Cluster: the relay and delivery on both."""
+    c = connect(dispatch_redis_url, check=False, decode_responses=True)
     yield c
     c.close()
 
