@@ -18,7 +18,8 @@ def add_redis(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--redis-url",
         default=None,
-        help="Redis URL, e.g. redis://USER:PASSWORD@host:6379/0 or rediss:// for TLS "
+        help="Redis URL, e.g. redis://USER:PASSWORD@host:6379/0, rediss:// for TLS, "
+        "redis+cluster://host:7000 for a Redis Cluster "
         "(default: CITYWATCH_REDIS_URL or [redis] url)",
     )
 

@@ -33,7 +33,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_config(run)
     run.add_argument("--bootstrap", default=None, help="Kafka bootstrap servers (host:port,...)")
-    run.add_argument("--redis-url", default=None, help="Redis URL (overrides config/env)")
+    run.add_argument(
+        "--redis-url",
+        default=None,
+        help="Redis URL (overrides config/env); redis+cluster://host:port for a Redis Cluster",
+    )
     run.add_argument(
         "--redis-wait",
         type=float,
