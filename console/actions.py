@@ -152,15 +152,19 @@ def perform(
     user: User,
     form: Mapping[str, Any],
     departments: Collection[str] = (),
+    *,
+    wait_replicas: int = 0,
 ) -> Any:
     """Run one console action on a work order (already scope-checked) as ``user``;
-    ``departments`` are routing's (a return may name one of them)."""
+    ``departments`` are routing's (a return may name one of them); ``wait_replicas``
+    as ``[redis] wait_replicas``."""
     fn = ACTIONS.get(action)
     if fn is None:
         msg = f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}"
         raise ActionError(msg, status=404)
     try:
-        return fn(Act(WorkOrders(client, keys), wo, user, form, departments))
+        orders = WorkOrders(client, keys, wait_replicas=wait_replicas)
+        return fn(Act(orders, wo, user, form, departments))
     except TransitionRefused as exc:
         raise ActionError(str(exc), status=409) from exc
     except UnknownWorkOrder as exc:

@@ -104,6 +104,7 @@ async def act(app: ConsoleApp, request: Request) -> Response:
         user,
         form,
         app.departments,
+        wait_replicas=app.wait_replicas,
     )
     await app.index.refresh_one(h["id"])
     return json_response({"ok": True, "result": result, "order": app.index.orders.get(h["id"])})

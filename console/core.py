@@ -102,6 +102,7 @@ class ConsoleApp:
     hasher: HashPool
     county_of: dict[str, str] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
+    wait_replicas: int = 0  # [redis] wait_replicas, for the officers' transitions
 
     @classmethod
     def open(
@@ -131,6 +132,7 @@ class ConsoleApp:
             hasher=HashPool(settings.hash_workers, settings.hash_queue),
             county_of=county_of,
             names=names,
+            wait_replicas=redis_url.wait_replicas if isinstance(redis_url, RedisOptions) else 0,
         )
 
     async def close(self) -> None:

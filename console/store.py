@@ -232,7 +232,7 @@ class WorkOrderIndex:
         """Load every work order: from the creation index, plus a key scan for any
         order written without one."""
         ids: list[str] = [_s(x) for x in await self.client.zrange(self.keys.index(), 0, -1)]
-        prefix = self.keys.wo("")[:-1]  # "P:wo:{"
+        prefix = self.keys.wo("")[:-1]  # "{P}:wo:{"
         async for key in self.client.scan_iter(match=prefix + "*}", count=1000):
             ids.append(_s(key)[len(prefix) : -1])
         await self._load(list(dict.fromkeys(ids)))

@@ -86,7 +86,7 @@ class TokenApi:
         opts = redis_url if isinstance(redis_url, RedisOptions) else RedisOptions(url=redis_url)
         self.client = open_client(opts, check=False, decode_responses=True)
         self.keys = Keys(prefix)
-        self.orders = WorkOrders(self.client, self.keys)
+        self.orders = WorkOrders(self.client, self.keys, wait_replicas=opts.wait_replicas)
         self.tokens = TokenStore(self.client, prefix)
         self.rate = RateLimiter(self.client, prefix)
         self.idem = IdempotencyStore(self.client, prefix, self.settings.idempotency_ttl_s)
