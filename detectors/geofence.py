@@ -22,9 +22,11 @@ default), and ``severity``.
 
 **Border hysteresis.** "Inside" is a confirmed state: ``min_inside_fixes``
 consecutive fixes inside confirm it and ``min_outside_fixes`` consecutive fixes
-outside end it, so a truck parked on a border whose fixes jitter in and out
-gives one ``enter`` and no storm of enters and exits. Boundary rule (from the
-zone index): a point on a zone's edge or vertex is inside.
+more than ``exit_margin_m`` (default 20 m) outside end it, so a truck parked on
+a border whose fixes jitter in and out gives one ``enter`` and no storm of
+enters and exits; a fix outside but within the margin counts as inside (the
+margin needs the zone's geometry; without it any fix outside counts). Boundary
+rule (from the zone index): a point on a zone's edge or vertex is inside.
 
 Timeline (min_inside_fixes 2, min_outside_fixes 2, a dwell rule of 40 s)::
 
@@ -51,6 +53,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import math
+
 import numpy as np
 import shapely
 
@@ -65,6 +69,7 @@ from citywatch.detectors.base import (
     in_hours,
 )
 from citywatch.detectors.events import Event, GpsEvent
+from citywatch.geo.distance import EARTH_RADIUS_M
 from citywatch.detectors.geofence_rules import (
     PRESENCE_RULES,
     RULE_KINDS,
@@ -98,6 +103,7 @@ __all__ = [
     "build_rule",
 ]
 
+M_PER_DEG = EARTH_RADIUS_M * math.pi / 180  # metres per degree of latitude
 T_CASE = 1_781_528_400_000  # 2026-06-15T13:00:00Z, 21:00 in Nantong
 
 
@@ -176,6 +182,9 @@ class GeofenceDetector(_WindowMixin, KeyedDetector):
             if "cross" in mine and zones[zid].geometry is not None:
                 self._cross[zid] = mine["cross"]
         self._cross_geoms = {zid: zones[zid].geometry for zid in self._cross}
+        # exit margins: zone geometries on a local projection in metres, built on first use
+        self._geoms = {zid: m.geometry for zid, m in zones.items() if m.geometry is not None}
+        self._metric: dict[str, tuple[float, float, float, Any]] = {}
         self._cross_ids = list(self._cross)
         self._cross_bounds = (
             np.array([self._cross_geoms[z].bounds for z in self._cross_ids], dtype=float)
@@ -230,7 +239,9 @@ class GeofenceDetector(_WindowMixin, KeyedDetector):
             st = states.get(key)
             if st is None:
                 st = states[key] = _State()
-            is_in = zid in ev.zones
+            is_in = zid in ev.zones or (
+                st.inside and self._within_margin(zid, ev, rule.exit_margin_m)
+            )
             if is_in == st.inside:
                 st.streak = 0
                 if is_in:
@@ -314,6 +325,8 @@ class GeofenceDetector(_WindowMixin, KeyedDetector):
             if rule is None or cls not in rule.classes:
                 del track.states[key]
                 continue
+            if here is None and st.inside and self._within_margin(st.zone, ev, rule.exit_margin_m):
+                here = st.zone
             if (here is not None) == st.inside:
                 st.streak = 0
                 if here is None:
@@ -387,6 +400,25 @@ class GeofenceDetector(_WindowMixin, KeyedDetector):
                         },
                     )
                 )
+
+    def _within_margin(self, zid: str, ev: GpsEvent, margin_m: float) -> bool:
+        """Whether a fix outside zone ``zid`` is at most ``margin_m`` metres from it
+        (on a local projection around the zone: well under 1 % off within a city)."""
+        if margin_m <= 0:
+            return False
+        metric = self._metric.get(zid)
+        if metric is None:
+            geom = self._geoms.get(zid)
+            if geom is None:
+                return False
+            minx, miny, maxx, maxy = geom.bounds
+            lon0, lat0 = (minx + maxx) / 2, (miny + maxy) / 2
+            kx = M_PER_DEG * math.cos(math.radians(lat0))
+            scaled = shapely.transform(geom, lambda c: (c - [lon0, lat0]) * [kx, M_PER_DEG])
+            metric = self._metric[zid] = (lon0, lat0, kx, scaled)
+        lon0, lat0, kx, scaled = metric
+        pt = shapely.Point((ev.lon - lon0) * kx, (ev.lat - lat0) * M_PER_DEG)
+        return bool(shapely.distance(scaled, pt) <= margin_m)
 
     def _rule(self, zid: str, rule_kind: str) -> Presence | None:
         for k, r in self._presence.get(zid, ()):
