@@ -23,7 +23,15 @@ default), and ``severity``.
 **Border hysteresis.** "Inside" is a confirmed state: ``min_inside_fixes``
 consecutive fixes inside confirm it and ``min_outside_fixes`` consecutive fixes
 outside end it, so a truck parked on a border whose fixes jitter in and out
-gives one ``enter`` and no storm of enters and exits. Boundary rule (from the
+gives one ``enter`` and no storm of enters and exits. Once a fix of the stay was
+more than ``exit_margin_m`` (default 10 m) inside, only fixes more than that
+margin outside count as outside (a Schmitt trigger in metres: a truck that drove
+in and parked 12 m inside the edge stays inside under ~6 m of GPS noise). The
+margin stays below such a parking depth: a truck that crossed a neighbouring
+zone to park 12 m from it must count as out of that zone. A stay
+that never got that deep (a jitter across the edge of a neighbouring zone, a
+strip narrower than twice the margin) ends on any ``min_outside_fixes`` fixes
+outside, as does every stay in a zone without geometry. Boundary rule (from the
 zone index): a point on a zone's edge or vertex is inside.
 
 Timeline (min_inside_fixes 2, min_outside_fixes 2, a dwell rule of 40 s)::
@@ -46,6 +54,7 @@ Timeline (min_inside_fixes 2, min_outside_fixes 2, a dwell rule of 40 s)::
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -81,6 +90,7 @@ from citywatch.detectors.geofence_rules import (
     build_rule,
     rules_for_zones,
 )
+from citywatch.geo.distance import EARTH_RADIUS_M
 
 __all__ = [
     "RULE_KINDS",
@@ -98,6 +108,7 @@ __all__ = [
     "build_rule",
 ]
 
+M_PER_DEG = EARTH_RADIUS_M * math.pi / 180  # metres per degree of latitude
 T_CASE = 1_781_528_400_000  # 2026-06-15T13:00:00Z, 21:00 in Nantong
 
 
@@ -112,6 +123,7 @@ class _State:
     last_alert_ts: int = -1
     last_ts: int = 0  # video: the latest detection of the stay
     zone: str = ""  # outside: the allowed zone the entity was last in
+    deep: bool = False  # a fix of the stay was more than the exit margin inside (v2)
 
 
 @dataclass(slots=True)
@@ -120,6 +132,34 @@ class _Track:
     # cross: the previous fix and the passages under way (zone -> first ts)
     last: tuple[float, float, int, tuple[str, ...]] | None = None
     passes: dict[str, int] = field(default_factory=dict)
+
+
+def _with_deep_flag(data: Any) -> Any:
+    """State version 1 -> 2: every :class:`_State` gets ``deep = False`` (unpickled
+    from version 1 it lacks the slot)."""
+    seen: set[int] = set()
+
+    def walk(x: Any) -> None:
+        if id(x) in seen:
+            return
+        seen.add(id(x))
+        if isinstance(x, _State):
+            if not hasattr(x, "deep"):
+                x.deep = False
+        elif isinstance(x, dict):
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, (list, tuple)):
+            for v in x:
+                walk(v)
+        elif dataclasses.is_dataclass(x) and not isinstance(x, type):
+            for f in dataclasses.fields(x):
+                walk(getattr(x, f.name, None))
+        elif hasattr(x, "__dict__"):
+            walk(vars(x))
+
+    walk(data)
+    return data
 
 
 class _WindowMixin:
@@ -138,6 +178,9 @@ class GeofenceDetector(_WindowMixin, KeyedDetector):
     event_type = "gps"
 
     STATE = ("_state",)
+    # v2: _State.deep (a stay's depth for the exit margin); older stays were never deep
+    STATE_VERSION = 2
+    MIGRATIONS = {1: lambda data: _with_deep_flag(data)}
 
     def __init__(
         self,
@@ -176,6 +219,9 @@ class GeofenceDetector(_WindowMixin, KeyedDetector):
             if "cross" in mine and zones[zid].geometry is not None:
                 self._cross[zid] = mine["cross"]
         self._cross_geoms = {zid: zones[zid].geometry for zid in self._cross}
+        # exit margins: zone geometries on a local projection in metres, built on first use
+        self._geoms = {zid: m.geometry for zid, m in zones.items() if m.geometry is not None}
+        self._metric: dict[str, tuple[float, float, float, Any]] = {}
         self._cross_ids = list(self._cross)
         self._cross_bounds = (
             np.array([self._cross_geoms[z].bounds for z in self._cross_ids], dtype=float)
@@ -231,6 +277,10 @@ class GeofenceDetector(_WindowMixin, KeyedDetector):
             if st is None:
                 st = states[key] = _State()
             is_in = zid in ev.zones
+            if is_in and not st.deep:
+                st.deep = self._margin_side(zid, ev, rule.exit_margin_m, inside=True)
+            elif not is_in and st.inside and st.deep:
+                is_in = not self._margin_side(zid, ev, rule.exit_margin_m, inside=False)
             if is_in == st.inside:
                 st.streak = 0
                 if is_in:
@@ -314,6 +364,11 @@ class GeofenceDetector(_WindowMixin, KeyedDetector):
             if rule is None or cls not in rule.classes:
                 del track.states[key]
                 continue
+            if here is not None and not st.deep:
+                st.deep = self._margin_side(here, ev, rule.exit_margin_m, inside=True)
+            elif here is None and st.inside and st.deep:
+                if not self._margin_side(st.zone, ev, rule.exit_margin_m, inside=False):
+                    here = st.zone
             if (here is not None) == st.inside:
                 st.streak = 0
                 if here is None:
@@ -387,6 +442,25 @@ class GeofenceDetector(_WindowMixin, KeyedDetector):
                         },
                     )
                 )
+
+    def _margin_side(self, zid: str, ev: GpsEvent, margin_m: float, *, inside: bool) -> bool:
+        """Whether a fix inside (``inside``) or outside zone ``zid`` is more than
+        ``margin_m`` metres from its boundary (on a local projection around the zone:
+        well under 1 % off within a city). Without the zone's geometry or a margin,
+        a fix inside is never deep and every fix outside is beyond."""
+        if margin_m <= 0 or zid not in self._geoms:
+            return not inside
+        metric = self._metric.get(zid)
+        if metric is None:
+            geom = self._geoms[zid]
+            minx, miny, maxx, maxy = geom.bounds
+            lon0, lat0 = (minx + maxx) / 2, (miny + maxy) / 2
+            kx = M_PER_DEG * math.cos(math.radians(lat0))
+            scaled = shapely.transform(geom, lambda c: (c - [lon0, lat0]) * [kx, M_PER_DEG])
+            metric = self._metric[zid] = (lon0, lat0, kx, scaled.boundary)
+        lon0, lat0, kx, edge = metric
+        pt = shapely.Point((ev.lon - lon0) * kx, (ev.lat - lat0) * M_PER_DEG)
+        return bool(shapely.distance(edge, pt) > margin_m)
 
     def _rule(self, zid: str, rule_kind: str) -> Presence | None:
         for k, r in self._presence.get(zid, ()):

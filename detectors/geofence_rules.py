@@ -96,12 +96,22 @@ class ZoneRule:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Presence(ZoneRule):
+    """Border hysteresis of a stay: ``min_inside_fixes`` consecutive fixes inside
+    confirm it; ``min_outside_fixes`` consecutive fixes outside end it. Once a fix of
+    the stay was more than ``exit_margin_m`` metres inside, only fixes more than that
+    outside count as outside (GPS noise of a vehicle parked near the edge). The margin
+    needs the zone's geometry; without one, any fix outside counts."""
+
     min_inside_fixes: int = 1
     min_outside_fixes: int = 2
+    exit_margin_m: float = 10.0
 
     def _check(self, owner: str) -> None:
         params.positive(owner, "min_inside_fixes", self.min_inside_fixes)
         params.positive(owner, "min_outside_fixes", self.min_outside_fixes)
+        if not self.exit_margin_m >= 0:
+            msg = f'{owner}: "exit_margin_m" must be >= 0 metres, got {self.exit_margin_m!r}'
+            raise ValueError(msg)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -179,7 +189,8 @@ def build_rule(rule: str, owner: str, raw: Mapping[str, Any]) -> ZoneRule:
 
     >>> build_rule("dwell", "[geofence.dwell.levee]", {"classes": ["tanker"], "dwell_s": 600})
     DwellRule(classes=('tanker',), labels=(), min_confidence=0.0, hours=None, days=None, \
-severity='orange', min_inside_fixes=1, min_outside_fixes=2, dwell_s=600, max_gap_s=300)
+severity='orange', min_inside_fixes=1, min_outside_fixes=2, exit_margin_m=10.0, dwell_s=600, \
+max_gap_s=300)
     """
     cls = RULE_TYPES.get(rule)
     if cls is None:

@@ -129,13 +129,9 @@ def pm10_hourly_mean_high(gen: Scene, b: int, base: int, span: int) -> None:
     middle, so it runs from the second block on."""
     if b < 1 or span < 35 * MINUTE:
         return
-    dust = [s for s in gen.sensors if s[1] == "pm10" and s[5]]
-    # Not the monitors of this block's or the previous block's dust plume.
-    busy = {dust[b % len(dust)][0], dust[(b - 1) % len(dust)][0]} if dust else set()
-    quiet = [s for s in dust if s[0] not in busy and _zone_of_point(gen, s[2], s[3]) is None]
-    if not quiet:
+    sid = _haze_monitor(gen, b)
+    if sid is None:
         return
-    sid = quiet[b % len(quiet)][0]
     t_on, t_off = base - 30 * MINUTE, base + 30 * MINUTE
 
     def haze(t: int) -> float:
@@ -152,6 +148,26 @@ def pm10_hourly_mean_high(gen: Scene, b: int, base: int, span: int) -> None:
         base + 30 * MINUTE,
         "PM10 hourly mean over 115 without an instant reading over 150",
     )
+
+
+def _haze_monitor(gen: Scene, b: int) -> str | None:
+    """The dust monitor of block ``b``'s hazy hour: not one of this block's or the
+    previous block's dust plume, and not a monitor hazy in the previous three blocks.
+    Two hazy hours on one monitor less than an hour apart leave no hourly window at
+    or below ``clear_at`` between them: one episode, one alert, where the truth would
+    expect two."""
+    dust = [s for s in gen.sensors if s[1] == "pm10" and s[5]]
+    recent: list[str] = []
+    sid: str | None = None
+    for k in range(1, b + 1):
+        # Not the monitors of this block's or the previous block's dust plume.
+        busy = {dust[k % len(dust)][0], dust[(k - 1) % len(dust)][0]} if dust else set()
+        busy.update(recent[-3:])
+        quiet = [s for s in dust if s[0] not in busy and _zone_of_point(gen, s[2], s[3]) is None]
+        sid = quiet[k % len(quiet)][0] if quiet else None
+        if sid is not None:
+            recent.append(sid)
+    return sid
 
 
 def _video(gen: Scene, cid: str, t: int, label: str, n: int, every_ms: int) -> None:

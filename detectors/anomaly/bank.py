@@ -1,6 +1,6 @@
 """Per-sensor baselines of one sensor kind as numpy arrays, updated a batch at a time.
 
-A :class:`BaselineBank` holds one row per sensor in flat arrays (about 1.15 kB a
+A :class:`BaselineBank` holds one row per sensor in flat arrays (about 1.17 kB a
 sensor, most of it the 168 hour-of-week bins), so 100,000 sensors fit in about
 150 MB and a batch of readings updates in a few dozen vectorised numpy
 operations, whatever the number of sensors in it.
@@ -13,7 +13,11 @@ hour-of-week, with hourly bins interpolated between bin centres):
 - a slow baseline plus the season is the long memory of normal; the fast
   level's deviation from it, in units of that deviation's own spread, sees
   drifts, lasting shifts and a broken daily or weekly cycle (*level*);
-- the fast/slow residual variance ratio sees a *volatility* change.
+- the fast/slow residual variance ratio sees a *volatility* change;
+- a slow EW mean of the residual against baseline + season, in units of its own
+  spread, sees a *drift* the fast level follows (a ramp over hours): it is
+  scored once the season choice is settled (``drift_after_days`` of history)
+  and does not learn readings the other features already find surprising.
 
 The season is found from the series itself: the candidate whose baseline +
 season forecasts the readings best is used, if it cuts the squared error of the
@@ -70,14 +74,21 @@ SEASONS = ("none", "daily", "weekly")
 # percentile has tail probability 0.01 ** r under an exponential tail (conservative
 # for Gaussian errors, honest for heavy-tailed ones), i.e. -log10 p = 2 r.
 TAIL_LEVEL = 0.01
-TAIL_RATE = 0.05
+# Per feature (residual, level, volatility, drift): the slow drift statistic moves
+# over hours, so its percentile learns ten times slower (a ramp is not taught as normal).
+TAIL_RATE = np.array([0.05, 0.05, 0.05, 0.005])
 # Before any learning, and never below: about the 99th percentiles for Gaussian errors
 # (|z| 2.58; the volatility feature, a log variance ratio, has a longer tail).
-TAIL_PRIOR = np.array([2.58, 2.58, 3.0])
-TAIL_FLOOR = np.array([1.5, 1.5, 2.5])
+TAIL_PRIOR = np.array([2.58, 2.58, 3.0, 2.58])
+TAIL_FLOOR = np.array([1.5, 1.5, 2.5, 1.5])
 # The long memory learns readings less surprising than this (tail probability 1e-4).
 LEARN_SURPRISE = 4.0
-FEATURES = ("residual", "level", "volatility")
+FEATURES = ("residual", "level", "volatility", "drift")
+# The drift statistic's own spread learns this fraction of its EW weight per reading.
+DRIFT_VAR_RATE = 0.05
+# ... and is scored DRIFT_SETTLE / drift_alpha readings after its season candidate
+# began (a young daily profile's own error must not read as drift).
+DRIFT_SETTLE = 4.0
 
 _FIELDS: dict[str, tuple[Any, tuple[int, ...]]] = {
     "n": (np.int32, ()),
@@ -91,8 +102,10 @@ _FIELDS: dict[str, tuple[Any, tuple[int, ...]]] = {
     "mse": (np.float64, (3,)),  # EW squared one-step error
     "smse": (np.float64, (3,)),  # EW squared error of base + season (selects the season)
     "dvar": (np.float64, (3,)),  # EW variance of level - base
-    "fvar": (np.float64, ()),  # fast EW squared error of the chosen season
-    "tail": (np.float32, (3,)),  # running 99th percentile of each feature's distance
+    "fvar": (np.float32, ()),  # fast EW squared error of the chosen season
+    "drift": (np.float32, (3,)),  # slow EW mean of the standardised long residual
+    "dsvar": (np.float32, (3,)),  # slower EW mean square of it (normal readings only)
+    "tail": (np.float32, (4,)),  # running 99th percentile of each feature's distance
     "day_prof": (np.float32, (24,)),
     "day_n": (np.uint8, (24,)),
     "week_prof": (np.float32, (WEEK_BINS,)),
@@ -119,6 +132,7 @@ class StepResult:
     z_residual: np.ndarray
     z_volatility: np.ndarray
     z_profile: np.ndarray
+    z_drift: np.ndarray
     forecast: np.ndarray
     sigma: np.ndarray
     profile_mean: np.ndarray
@@ -173,6 +187,9 @@ class BaselineBank(Stateful):
     """Per-sensor baselines of one sensor kind (see the module docstring)."""
 
     STATE = ("_rows", "calibration", "suppressed_")
+    # v2: the drift statistic (columns "drift", "dsvar"; a fourth "tail" percentile)
+    STATE_VERSION = 2
+    MIGRATIONS = {1: lambda data: _with_drift_columns(data)}
 
     def __init__(
         self, p: BaselineParams, *, utc_offset_s: int = 8 * 3600, capacity: int = 64
@@ -298,11 +315,60 @@ class BaselineBank(Stateful):
         af = p.fast_var_alpha
         fvar_new = np.where(restart, sigma * sigma, (1 - af) * a["fvar"][s] + af * rv * rv)
         z_vol = 2.0 * np.log2(np.maximum(fvar_new / (sigma * sigma), 1.0))
-
-        # tail probability of each distance against its running 99th percentile
+        # slow drift: a slow EW mean of the long residual (value - baseline - season) in
+        # units of that residual's spread, clipped (a spike moves it little); white
+        # residuals give it a spread of sqrt(da / (2 - da)). It learns every in-order
+        # reading once the warm-up is over and its candidate season has had the history
+        # it needs (before that the season's own error would fill it), so a ramp
+        # accumulates in it; it is scored DRIFT_SETTLE / da readings after that. Readings the fast
+        # features already find surprising (a spike, a loud hour, a broken cycle) are
+        # not added: they raise their own alert, and must not leave the drift statistic
+        # high, to alert again once they are over.
         tail = a["tail"][s].astype(np.float64)
         tail = np.where(tail > 0, tail, TAIL_PRIOR[None, :])
-        zs = np.stack([z_res, z_lvl, z_vol], axis=1)
+        fast = np.stack([z_res, z_lvl, z_vol], axis=1) / tail[:, :3]
+        calm = (-np.log10(TAIL_LEVEL) * fast.max(axis=1) < LEARN_SURPRISE) | (
+            a["ep_on"][s] & (ts - a["ep_first"][s] > p.max_episode_s * 1000)
+        )
+        da = p.drift_alpha
+        u = np.clip((des - base) / np.sqrt(np.maximum(smse, floor2)), -p.clip_z, p.clip_z)
+        ready = np.stack(
+            [
+                warm,
+                warm & (age >= p.profile_warmup_days * DAY_MS),
+                warm & (age >= p.weekly_warmup_days * DAY_MS),
+            ],
+            axis=1,
+        )
+        drift_old = a["drift"][s]
+        drift_new = np.where(calm[:, None], (1 - da) * drift_old + da * u, drift_old)
+        drift_new = np.where(ready, drift_new, 0.0)
+        # in units of its own spread over normal readings (a real series' residual is
+        # autocorrelated: day-to-day weather moves it more than white noise would),
+        # never below the white-noise spread
+        white = da / (2 - da)
+        dsvar = np.where(ready & (a["dsvar"][s] > 0), a["dsvar"][s], white)
+        z_drift = np.abs(drift_new[rows, c]) / np.sqrt(np.maximum(dsvar[rows, c], white))
+        # readings since each candidate became ready (its statistic and spread began)
+        dt_est = np.maximum(dtyp, 1.0)
+        since = np.stack(
+            [
+                n - p.warmup_readings,
+                (age - p.profile_warmup_days * DAY_MS) / dt_est,
+                (age - p.weekly_warmup_days * DAY_MS) / dt_est,
+            ],
+            axis=1,
+        )
+        since = np.where(ready, np.maximum(since, 1.0), 1.0)
+        settled = (
+            (n >= 2 * p.warmup_readings)
+            & (since[rows, c] >= DRIFT_SETTLE / da)
+            & (age >= p.drift_after_days * DAY_MS)
+        )
+        z_drift = np.where(settled & ready[rows, c], z_drift, 0.0)
+
+        # tail probability of each distance against its running 99th percentile
+        zs = np.stack([z_res, z_lvl, z_vol, z_drift], axis=1)
         ratio = zs / tail
         surprise = -np.log10(TAIL_LEVEL) * ratio.max(axis=1)
         scored = warm & ok & ~gap
@@ -330,6 +396,14 @@ class BaselineBank(Stateful):
         mse_new = np.where(restart[:, None], mse, (1 - av) * mse + av * e_cl * e_cl)
         a["mse"][sl] = np.where(fresh[lrn, None], 0.0, mse_new[lrn])
         a["fvar"][sl] = fvar_new[lrn]
+        a["drift"][sl] = drift_new[lrn]
+        # winsorised at 2 of its spreads (a ramp can grow it 3 % of its weight a reading
+        # at most), learning 1 / m in its first readings, then DRIFT_VAR_RATE * da
+        dsa = np.maximum(p.drift_alpha * DRIFT_VAR_RATE, 1.0 / since)
+        d2 = np.minimum(drift_new * drift_new, 4 * dsvar)
+        dsv = np.where(ready, (1 - dsa) * dsvar + dsa * d2, 0.0)
+        nl = lrn & normal
+        a["dsvar"][s[nl]] = dsv[nl]
 
         g = lrn & normal
         sg = s[g]
@@ -368,7 +442,7 @@ class BaselineBank(Stateful):
         t = g & scored
         if t.any():
             up = (zs[t] > tail[t]).astype(np.float64)
-            new_tail = tail[t] * np.exp(TAIL_RATE * (up - TAIL_LEVEL))
+            new_tail = tail[t] * np.exp(TAIL_RATE[None, :] * (up - TAIL_LEVEL))
             a["tail"][s[t]] = np.maximum(new_tail, TAIL_FLOOR)
         # the season: the candidate whose baseline + season forecasts best, if it
         # cuts the squared error of the simpler one by the season_gain factor
@@ -386,6 +460,7 @@ class BaselineBank(Stateful):
             ratio[:, 0],
             ratio[:, 2],
             ratio[:, 1],
+            ratio[:, 3],
             forecast_c[rows, c],
             sigma,
             (base + seas)[rows, c],
@@ -409,6 +484,26 @@ class BaselineBank(Stateful):
         s = np.array([self.slot(key)])
         res = self.step(s, np.array([ts_ms], dtype=np.int64), np.array([value], dtype=float))
         return float(res.score[0])
+
+
+def _with_drift_columns(data: dict[str, Any]) -> dict[str, Any]:
+    """State version 1 -> 2: the rows get the drift statistic at rest (zero, learning
+    from the next reading on) and its tail percentile at the prior; the fast residual
+    variance is kept in float32 (so a row stays under 1.2 kB)."""
+    rows = data["_rows"]
+    cols = dict(rows.data["cols"])
+    used = len(cols["n"])
+    old_tail = cols["tail"]
+    tail = np.empty((used, 4), dtype=np.float32)
+    tail[:, :3] = old_tail
+    tail[:, 3] = TAIL_PRIOR[3]
+    cols["tail"] = tail
+    cols["drift"] = np.zeros((used, 3), dtype=np.float32)
+    cols["dsvar"] = np.zeros((used, 3), dtype=np.float32)
+    cols["fvar"] = cols["fvar"].astype(np.float32)
+    layout = {n: (np.dtype(t).str, tuple(shape)) for n, (t, shape) in _FIELDS.items()}
+    new_rows = type(rows)(rows.kind, rows.version, {**rows.data, "cols": cols, "layout": layout})
+    return {**data, "_rows": new_rows}
 
 
 def rounds(slots: np.ndarray) -> list[np.ndarray]:

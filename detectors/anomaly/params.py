@@ -37,10 +37,12 @@ class BaselineParams:
     The model per sensor: an EW level of the deseasonalised value forecasts the
     next reading; a slow baseline plus a season (none, hour-of-day or
     hour-of-week, chosen by the model from the series itself) is its long memory
-    of "normal". Three distances: the one-step residual in units of its EW
+    of "normal". Four distances: the one-step residual in units of its EW
     spread (spikes, jumps), the fast level's deviation from the baseline in
-    units of its own spread (drift, lasting shifts, a broken cycle) and the
-    fast/slow residual variance ratio (variance change). Each distance is divided
+    units of its own spread (lasting shifts, a broken cycle), the fast/slow
+    residual variance ratio (variance change) and a slow EW mean of the
+    residual against baseline + season in units of its own spread (a slow
+    drift, scored after ``drift_after_days`` of history). Each distance is divided
     by its running 99th percentile over the sensor's own recent normal readings;
     a ratio ``r`` has tail probability ``0.01 ** r``, and the *surprise* is
     ``-log10`` of the smallest tail probability. The score is
@@ -49,6 +51,15 @@ class BaselineParams:
 
     - ``warmup_readings``: readings learned before any score is non-zero.
     - ``level_alpha``: EW weight of the fast level (per reading).
+    - ``drift_alpha``: EW weight (per reading) of the slow drift statistic, the EW
+      mean of the residual against baseline + season in units of its spread (a
+      fourth distance, calibrated like the others; it sees slow ramps the fast level
+      follows).
+    - ``drift_after_days``: history before the drift distance is scored; by
+      default the weekly warm-up, so a weekly cycle not yet learned (a quiet
+      weekend seen through a daily season) does not read as drift. A sensor
+      kind known to have no weekly cycle may use less (at least
+      ``profile_warmup_days`` plus ``4 / drift_alpha`` readings are always needed).
     - ``var_alpha`` / ``fast_var_alpha``: EW weights of the slow and fast residual
       variances (their ratio is the volatility feature).
     - ``min_scale``: floor of the residual standard deviation, in the sensor's unit
@@ -80,6 +91,8 @@ class BaselineParams:
 
     warmup_readings: int = 30
     level_alpha: float = 0.2
+    drift_alpha: float = 0.02
+    drift_after_days: float = 8.0
     var_alpha: float = 0.02
     fast_var_alpha: float = 0.1
     min_scale: float = 1e-6
@@ -105,7 +118,7 @@ class BaselineParams:
     def __post_init__(self) -> None:
         owner = "anomaly.sensor"
         params.positive(owner, "warmup_readings", self.warmup_readings)
-        for name in ("level_alpha", "var_alpha", "fast_var_alpha", "season_gain"):
+        for name in ("level_alpha", "drift_alpha", "var_alpha", "fast_var_alpha", "season_gain"):
             _unit_interval(owner, name, getattr(self, name))
         for name in (
             "min_scale",
@@ -115,6 +128,7 @@ class BaselineParams:
             "weekly_warmup_days",
             "profile_half_life_days",
             "half_score_surprise",
+            "drift_after_days",
         ):
             params.positive(owner, name, getattr(self, name))
         if self.gap_factor <= 1:

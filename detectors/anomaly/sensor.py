@@ -160,7 +160,10 @@ class SensorAnomalyDetector(Detector):
                 if score < p.clear_score:
                     a["ep_below"][i] += 1
                     if a["ep_below"][i] >= p.clear_readings:
+                        # the episode is over: the slow drift statistic starts afresh
+                        # (what it held was this episode's, already alerted)
                         a["ep_on"][i] = False
+                        a["drift"][i] = 0.0
                 else:
                     a["ep_below"][i] = 0
                     a["ep_peak"][i] = max(float(a["ep_peak"][i]), score)
@@ -194,6 +197,7 @@ class SensorAnomalyDetector(Detector):
             "residual": float(res.z_residual[j]),
             "level": float(res.z_profile[j]),
             "volatility": float(res.z_volatility[j]),
+            "drift": float(res.z_drift[j]),
         }
         top = max(zs.values())
         features = {

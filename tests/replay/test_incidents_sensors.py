@@ -84,3 +84,24 @@ def test_tide_level_matches_the_background_model_without_noise() -> None:
     rng = random.Random(0)
     t = T0 + 17 * MIN
     assert abs(normal_value("water_level", 3.0, t, rng) - tide_level(3.0, t)) < 0.1
+
+
+@pytest.mark.parametrize("seed", [21, 31])
+def test_hazy_hours_on_one_monitor_are_an_hour_apart_or_more(reference: Any, seed: int) -> None:
+    # A hazy hour runs from 30 minutes before the truth's start - 10 min to 30 after;
+    # two on one monitor closer than an hour leave no hourly mean at or below
+    # clear_at between them: one episode, one alert, where the truth expected two.
+    from citywatch.detectors.events import parse_ts
+    from citywatch.replay.generator import Generator, GenParams
+
+    gen = Generator(reference, GenParams(scale="medium", minutes=200, seed=seed))
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for inc in gen.truth.incidents:
+        if inc["kind"] == "sensor.window":
+            t0 = parse_ts(inc["start"]) - 40 * MIN
+            spans.setdefault(inc["subject"], []).append((t0, t0 + 60 * MIN))
+    assert sum(len(v) for v in spans.values()) >= 4
+    for hazes in spans.values():
+        hazes.sort()
+        for (_, end), (start, _) in zip(hazes, hazes[1:], strict=False):
+            assert start - end >= 60 * MIN
