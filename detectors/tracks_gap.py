@@ -109,7 +109,7 @@ class _Usual:
     samples: array[int] = field(default_factory=lambda: array("q"))
     stride: int = 1
     seen: int = 0
-    median: int = 0  # 0 until three intervals are in the sample
+    median: int = 0  # the lower median: of one or two intervals, the shortest
 
     def add(self, interval_ms: int) -> None:
         self.seen += 1
@@ -119,8 +119,7 @@ class _Usual:
         if len(self.samples) >= USUAL_SAMPLES:
             self.samples = self.samples[::2]
             self.stride *= 2
-        if len(self.samples) >= 3:
-            self.median = sorted(self.samples)[(len(self.samples) - 1) // 2]
+        self.median = sorted(self.samples)[(len(self.samples) - 1) // 2]
 
 
 @dataclass(slots=True)

@@ -66,7 +66,7 @@ def test_silence_fires_once_when_the_watermark_passes_last_fix_plus_t() -> None:
         "class": "hazmat_truck",
         "cargo": None,
         "max_silence_s": 180.0,
-        "observed_interval_s": None,  # known after three intervals
+        "observed_interval_s": 60.0,  # its own, known from the first interval
         "last_fix_id": "hz-1@2",
     }
 
@@ -241,11 +241,11 @@ def test_a_reporter_that_changes_pace_is_measured_by_its_usual_pace() -> None:
 def test_the_usual_pace_is_remembered_across_the_idle_eviction() -> None:
     # A vessel reporting every 180 s goes away for 8 h (its track is evicted after
     # idle_evict_s = 6 h), comes back and loses two packets: no gap, since its pace
-    # is remembered for interval_memory_s. A vehicle never seen before is held to
-    # the class's 300 s.
+    # is remembered for interval_memory_s. A vehicle whose pace is not known (nothing
+    # seen of it but one fix) is held to the class's 300 s.
     first = _pace(0, 180, 40)
-    later = _pace(40 * 180 + 8 * 3600, 180, 3)
-    back = moving((later[-1].ts_ms - T0) / 1000 + 480, 3600 + 4800)  # on its road
+    later = _pace(40 * 180 + 8 * 3600, 180, 1)
+    back = moving((later[-1].ts_ms - T0) / 1000 + 480, 100)  # near where it was
     det = GapDetector(GapParams())
     out = run(det, [*first, *later, back, wm((back.ts_ms - T0) / MIN + 4)])
     assert [a.first_ts_ms for a in out] == [first[-1].ts_ms]  # only the 8 h absence
