@@ -272,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 [str(p) for p in sorted((REAL / "tracktable").glob("*.traj"))],
             ),
             (
-                "GPX tracks (gpxpy test files)",
+                "GPX tracks (gpxpy and gpxo test files)",
                 "gpx",
                 [str(p) for p in sorted((REAL / "gpx").glob("*.gpx"))],
             ),
