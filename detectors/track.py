@@ -16,7 +16,13 @@ What makes one stay, on real receivers:
   *away*. The stay ends only after ``leave_fixes`` away fixes in a row that
   also span ``leave_s`` seconds, so neither a burst of 1 Hz multipath nor one
   or two bad fixes of a slow reporter end it; a fix back within ``radius_m``
-  resets the count. Away fixes do not lengthen the stay.
+  resets the count. Away fixes do not lengthen the stay, and neither does
+  the time across an *excursion* (two or more fixes more than 2 x ``radius_m``
+  away, then back; multipath puts fixes 60-110 m off, and one glitch can be
+  anywhere): it is counted as ``away_s``, not
+  as stay time, and ``min_stop_s`` is reached by the rest. A boat or truck
+  manoeuvring around a place for an hour, one or two fixes at a time, has not
+  stood there.
 - **The arrival fix belongs to the stay.** When a stay ends, the next one is
   seeded with the trailing away fixes that lie within ``radius_m`` of the
   newest, so ``first_ts`` is the first fix at the new place.
@@ -25,8 +31,12 @@ What makes one stay, on real receivers:
   vehicle never went farther than ``rejoin_m`` from it in between (a ship
   swinging at anchor, a truck shuffling in a yard), or when it came back
   within ``rejoin_s``.
-- **Silences.** Time between two fixes more than ``observed_gap_s`` apart is
-  *silent*: the evidence separates ``observed_s`` and ``silent_s``. A silence
+- **Silences.** Time between two fixes of the stay more than ``observed_gap_s``
+  apart, with no fix elsewhere between them, is *silent*: the evidence
+  separates ``observed_s``, ``silent_s`` and ``away_s``. A stop inferred
+  mostly across silences (``across_silence``) still alerts: the fixes on both
+  sides put the vehicle at the same place with nothing seen elsewhere, and a
+  tracker that sleeps while the engine is off is how a parked truck looks. A silence
   longer than ``max_bridge_s`` ends the stay (the vehicle may have left and
   come back; the silence itself is ``track.gap``'s matter), and the stay after
   it continues the earlier alert's episode when it is at the same place.
@@ -54,12 +64,15 @@ from __future__ import annotations
 
 import random
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from citywatch.detectors import params
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.base import ContractCase, Detector, KeyedState, ZoneCatalog
 from citywatch.detectors.events import Event, GpsEvent
+from citywatch.detectors.state import Snapshot
 from citywatch.geo.distance import haversine_m
 
 OWNER = "track.stop"
@@ -139,15 +152,21 @@ class _Stay:
     trail: list[_Fix] = field(default_factory=list)
     alerted: bool = False
     episode: _Episode | None = None
+    away_ms: int = 0  # time across excursions: seen far away, then back (not stay time)
+    away_far: int = 0  # away fixes beyond 2 x radius since the last fix of the stay
 
     def add(self, f: _Fix, observed_gap_ms: int) -> None:
         """A fix that belongs to the stay."""
-        if f[0] - self.last_ts > observed_gap_ms:
+        if self.away_far >= 2:
+            # Seen elsewhere since the last fix of the stay: an excursion, neither
+            # an observed standstill nor a silence it may have stood through.
+            self.away_ms += f[0] - self.last_ts
+        elif f[0] - self.last_ts > observed_gap_ms:
             self.silent_ms += f[0] - self.last_ts
         self.last_ts = self.last_any = f[0]
         self.fixes += 1
         self.allowed = self.allowed or f[3]
-        self.away_n = 0
+        self.away_n = self.away_far = 0
         self.trail.clear()
         # Keep every ``stride``-th fix; when full, halve the sample and double the
         # stride, so the sample stays spread over the whole stay.
@@ -178,11 +197,23 @@ def _stay_from(seed: list[_Fix], episode: _Episode | None, observed_gap_ms: int)
     return st
 
 
+def _with_away_ms(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 -> 2: stays gained ``away_ms`` (nothing was known away before)."""
+    keyed = data.get("_state")
+    items = keyed.data.get("items", []) if isinstance(keyed, Snapshot) else []
+    for _key, stay in items:
+        if isinstance(stay, _Stay) and not hasattr(stay, "away_ms"):
+            stay.away_ms, stay.away_far = 0, 0
+    return data
+
+
 class StopDetector(Detector):
     kinds = ("track.stop",)
     event_type = "gps"
 
     STATE = ("_state",)
+    STATE_VERSION = 2
+    MIGRATIONS: ClassVar[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {1: _with_away_ms}
 
     def __init__(self, p: StopParams, zones: ZoneCatalog) -> None:
         self.p = p
@@ -219,10 +250,12 @@ class StopDetector(Detector):
             elif st.episode is not None:
                 st.episode.last_ts = ts
             st = self._restart(ev.entity, st, [fix])
-        elif (ev.speed_kmh is not None and ev.speed_kmh > p.max_speed_kmh) or haversine_m(
-            st.lon, st.lat, ev.lon, ev.lat
-        ) > p.radius_m:
+        elif (off_m := haversine_m(st.lon, st.lat, ev.lon, ev.lat)) > p.radius_m or (
+            ev.speed_kmh is not None and ev.speed_kmh > p.max_speed_kmh
+        ):
             st.last_any = ts
+            if off_m > 2 * p.radius_m:
+                st.away_far += 1
             if st.away_n == 0:
                 st.away_since = ts
             st.away_n += 1
@@ -251,7 +284,7 @@ class StopDetector(Detector):
     def _check(self, ev: GpsEvent, st: _Stay, out: list[Alert]) -> None:
         p = self.p
         duration_ms = st.last_ts - st.first_ts
-        if st.alerted or st.allowed or duration_ms < p.min_stop_s * 1000:
+        if st.alerted or st.allowed or duration_ms - st.away_ms < p.min_stop_s * 1000:
             return
         st.alerted = True
         ep = st.episode
@@ -276,10 +309,11 @@ class StopDetector(Detector):
                     "class": ev.cls,
                     "cargo": ev.cargo,
                     "duration_s": duration_ms // 1000,
-                    "observed_s": (duration_ms - st.silent_ms) // 1000,
+                    "observed_s": (duration_ms - st.silent_ms - st.away_ms) // 1000,
                     "silent_s": st.silent_ms // 1000,
+                    "away_s": st.away_ms // 1000,
                     # more of the stay inferred across silences than seen: weaker evidence
-                    "across_silence": 2 * st.silent_ms > duration_ms,
+                    "across_silence": 2 * st.silent_ms > duration_ms - st.away_ms,
                     "radius_m": p.radius_m,
                     "fixes": st.fixes,
                     "first_event_id": st.first_id,

@@ -52,6 +52,7 @@ from citywatch.geo.distance import haversine_m
 OWNER = "track.gap"
 PARKED_KMH = 5.0  # a fix reporting more is not parked
 INTERVALS = 32  # recent reporting intervals per vehicle (upper quartile: its interval)
+USUAL_SAMPLES = 32  # intervals kept per vehicle, evenly spread over its history
 
 # (ts_ms, lon, lat, zone, event id, class, cargo, silence_ms, interval_ms) of a fix
 # whose gap is still undecided; silence_ms is the silence allowed after it and
@@ -75,6 +76,7 @@ class GapParams:
     off_track_severity: str = "orange"
     severity: str = "yellow"
     idle_evict_s: int = 6 * 3600
+    interval_memory_s: int = 7 * 86400
 
     def __post_init__(self) -> None:
         for cls, secs in self.max_silence_s.items():
@@ -85,6 +87,7 @@ class GapParams:
         params.positive(OWNER, "max_adaptive_s", self.max_adaptive_s)
         params.positive(OWNER, "off_track_m", self.off_track_m)
         params.positive(OWNER, "idle_evict_s", self.idle_evict_s)
+        params.positive(OWNER, "interval_memory_s", self.interval_memory_s)
         params.severity(OWNER, self.severity)
         params.severity(OWNER, self.off_track_severity)
         longest = max([*self.max_silence_s.values(), self.max_adaptive_s, self.parked_silence_s])
@@ -95,6 +98,28 @@ class GapParams:
                 "not be forgotten before its gap is decided"
             )
             raise ValueError(msg)
+
+
+@dataclass(slots=True)
+class _Usual:
+    """A vehicle's long-run reporting interval: the median of a sample of its intervals
+    spread evenly over its history (every ``stride``-th one; when the sample is full,
+    every other one is dropped and the stride doubles)."""
+
+    samples: array[int] = field(default_factory=lambda: array("q"))
+    stride: int = 1
+    seen: int = 0
+    median: int = 0  # the lower median: of one or two intervals, the shortest
+
+    def add(self, interval_ms: int) -> None:
+        self.seen += 1
+        if (self.seen - 1) % self.stride:
+            return
+        self.samples.append(interval_ms)
+        if len(self.samples) >= USUAL_SAMPLES:
+            self.samples = self.samples[::2]
+            self.stride *= 2
+        self.median = sorted(self.samples)[(len(self.samples) - 1) // 2]
 
 
 @dataclass(slots=True)
@@ -112,7 +137,7 @@ class GapDetector(Detector):
     kinds = ("track.gap",)
     event_type = "gps"
 
-    STATE = ("_state", "_timers", "_wm")
+    STATE = ("_state", "_timers", "_wm", "_usual")
 
     def __init__(self, p: GapParams) -> None:
         self.p = p
@@ -121,16 +146,25 @@ class GapDetector(Detector):
         self._state: KeyedState[_Track] = KeyedState(p.idle_evict_s * 1000)
         self._timers = DueTimers()
         self._wm = NO_WATERMARK
+        # Each vehicle's long-run interval, kept interval_memory_s after its last fix,
+        # across the idle eviction of its track.
+        self._usual: KeyedState[_Usual] = KeyedState(p.interval_memory_s * 1000)
 
-    def _allowed_ms(self, cls: str, by_size: Sequence[int]) -> tuple[int, int]:
+    def _allowed_ms(self, cls: str, by_size: Sequence[int], usual: int) -> tuple[int, int]:
         """The silence allowed after a fix: the class's, or ``interval_factor`` times the
-        vehicle's own reporting interval (the upper quartile of its recent intervals, as
-        real devices report irregularly; capped at ``max_adaptive_s``) when that is
-        longer; and that interval (0 before three intervals were seen)."""
+        vehicle's own reporting interval when that is longer (capped at
+        ``max_adaptive_s``); and that interval (0 while not known).
+
+        The interval is the larger of the upper quartile of its recent intervals and
+        its long-run median: AIS and trackers change their rate with speed and
+        engine state (AIS under way every 2-10 s, at anchor every 3 minutes; trackers
+        sleep when parked), so half an hour of fast reporting does not make the
+        usual pace a gap."""
         base = self._silence_ms[cls]
-        if len(by_size) < 3:
+        recent = by_size[(3 * len(by_size)) // 4] if len(by_size) >= 3 else 0
+        interval = max(recent, usual)
+        if interval == 0:
             return base, 0
-        interval = by_size[(3 * len(by_size)) // 4]
         own = self.p.interval_factor * interval
         return int(max(base, min(own, self.p.max_adaptive_s * 1000))), interval
 
@@ -144,9 +178,11 @@ class GapDetector(Detector):
             # same alerts a watermark would have fired before evicting it.
             out.extend(self._alert(ev.entity, f) for f in stale.undecided)
         st = self._state.get(ev.entity, ts)
+        self._usual.take_stale(ev.entity, ts)
+        usual = self._usual.get(ev.entity, ts)
         zone = ev.zones[0] if ev.zones else None
         if st is None:
-            allowed, interval = self._allowed_ms(ev.cls, [])
+            allowed, interval = self._allowed_ms(ev.cls, [], usual.median if usual else 0)
             first: _Fix = (ts, ev.lon, ev.lat, zone, ev.id, ev.cls, ev.cargo, allowed, interval)
             st = _Track(ts, [first], first)
             self._state.put(ev.entity, st, ts)
@@ -165,7 +201,11 @@ class GapDetector(Detector):
             bisect.insort(st.by_size, gap)
             if len(st.intervals) > INTERVALS:
                 del st.by_size[bisect.bisect_left(st.by_size, st.intervals.pop(0))]
-            allowed, interval = self._allowed_ms(ev.cls, st.by_size)
+            if usual is None:
+                usual = _Usual()
+                self._usual.put(ev.entity, usual, ts)
+            usual.add(gap)
+            allowed, interval = self._allowed_ms(ev.cls, st.by_size, usual.median)
             parked = (ev.speed_kmh is None or ev.speed_kmh <= PARKED_KMH) and haversine_m(
                 last[1], last[2], ev.lon, ev.lat
             ) <= self.p.parked_m
@@ -249,6 +289,7 @@ class GapDetector(Detector):
             if keep:
                 self._schedule(entity, st, min(f[0] + f[7] for f in keep))
         self._state.evict_idle(wm_ms)
+        self._usual.evict_idle(wm_ms)
 
     def _alert(self, entity: str, f: _Fix) -> Alert:
         ts, lon, lat, zone, fix_id, cls, cargo, silence_ms, interval_ms = f

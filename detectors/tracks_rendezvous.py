@@ -21,7 +21,11 @@ A pair alerts when the overlap of the two spans reaches ``min_together_s``:
 ``first_ts`` = the later start, ``ts`` = ``first_ts + min_together_s``. Spans
 only grow, so whether a pair alerts, and the alert itself, depend only on the
 events, never on the order in which shards' reports arrive: any batching or
-worker count gives the same alerts. **One alert per pair**: a tanker meeting
+worker count gives the same alerts. The matcher forgets a span only once no
+report still to come can pair with it (``retention_s``, at least
+``idle_evict_s`` + ``max(min_still_s, report_every_s)`` + the flow's
+``max_out_of_order_s`` after it ended), so forgetting does not depend on that
+order either. **One alert per pair**: a tanker meeting
 two trucks gives two alerts, both with the tanker as subject and each naming
 its partner in the evidence (the id hashes both vehicles); two trucks alone
 never alert. The incident stage merges the pairs of one meeting by place and
@@ -266,8 +270,18 @@ class RendezvousMatcher(Stateful):
 
     STATE = ("_cells", "_clock_ms", "_swept_ms", "_spans")
 
-    def __init__(self, p: RendezvousParams) -> None:
+    def __init__(self, p: RendezvousParams, disorder_ms: int = 0) -> None:
+        """``disorder_ms``: how far behind the latest span end a span may still arrive
+        (the flow's ``max_out_of_order_s``: shards report out of step)."""
         self.p = p
+        # A span is forgotten once no report still to come can pair with it: a report
+        # arriving now ends at most disorder_ms before the latest end seen; a vehicle's
+        # reports are at most idle_evict_s + max(min_still_s, report_every_s) apart
+        # (the reporter forgets a vehicle idle longer), and so is a new span's start
+        # from its first report. Forgetting earlier would make the alerts depend on
+        # the order in which the shards' spans arrive.
+        settle_s = p.idle_evict_s + max(p.min_still_s, p.report_every_s)
+        self._horizon_ms = max(p.retention_s * 1000, settle_s * 1000 + disorder_ms)
         self._tankers = frozenset(p.tanker_classes)
         self._partners = frozenset(p.partner_classes) | self._tankers
         self._cells: dict[Cell, dict[tuple[str, int], _Known]] = {}
@@ -350,8 +364,9 @@ class RendezvousMatcher(Stateful):
         )
 
     def _sweep(self) -> None:
-        """Forget spans that ended ``retention_s`` before the latest known span end."""
-        limit = self._clock_ms - self.p.retention_s * 1000
+        """Forget spans that ended more than the horizon (``retention_s``, or longer
+        where reports may still come, see ``__init__``) before the latest span end."""
+        limit = self._clock_ms - self._horizon_ms
         for cell in list(self._cells):
             spans = self._cells[cell]
             for key in [k for k, kn in spans.items() if kn.end_ms < limit]:

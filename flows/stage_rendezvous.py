@@ -56,8 +56,8 @@ def route_spans(p: RendezvousParams) -> Callable[[ShardOutput], list[tuple[str, 
 class MatchLogic(StatefulBatchLogic[list[Routed], AlertBatch, bytes]):
     """Bytewax state of one stage shard: the matcher's plain state is the snapshot."""
 
-    def __init__(self, p: RendezvousParams, resume: bytes | None) -> None:
-        self.matcher = restore("rdv_match", RendezvousMatcher(p), resume)
+    def __init__(self, p: RendezvousParams, disorder_ms: int, resume: bytes | None) -> None:
+        self.matcher = restore("rdv_match", RendezvousMatcher(p, disorder_ms), resume)
 
     def on_batch(self, values: list[list[Routed]]) -> tuple[Iterable[AlertBatch], bool]:
         out: list[Alert] = []
@@ -75,7 +75,9 @@ def add_rendezvous(outputs: Stream[ShardOutput], cfg: Config) -> Stream[AlertBat
     p = cfg.track_rendezvous
     routed = op.flat_map("rdv_route", outputs, route_spans(p))
 
+    disorder_ms = cfg.flow.max_out_of_order_s * 1000  # shards report out of step by this much
+
     def build(resume: Any) -> MatchLogic:
-        return MatchLogic(p, resume)
+        return MatchLogic(p, disorder_ms, resume)
 
     return op.key_rm("rdv_alerts", op.stateful_batch("rdv_match", routed, build))

@@ -140,11 +140,14 @@ def test_two_jittered_fixes_do_not_end_the_stay() -> None:
 
 
 def test_leaving_takes_a_count_and_a_time() -> None:
-    # 1 Hz fixes; at 5 min a burst of five fixes 300 m away (5 s): not a departure
+    # 1 Hz fixes; at 5 min a burst of five fixes 300 m away (5 s): not a departure,
+    # but an excursion: its 6 s are not stay time, so the stop is reached 6 s later
     fixes = [fix(s / 60) for s in range(300)]
     fixes += [fix((300 + s) / 60, east_m=300) for s in range(5)]
     fixes += [fix((305 + s) / 60) for s in range(700)]
-    assert at_minutes(run(make_detector(), fixes)) == [15]
+    fired = run(make_detector(), fixes)
+    assert at_minutes(fired) == [15.1]
+    assert fired[0][1].evidence["away_s"] == 6
     # ... while three fixes 300 m away over two minutes are one, whatever the fix rate
     slow = [fix(m) for m in range(6)] + [fix(m, east_m=300) for m in (6, 7, 8)]
     slow += [fix(m) for m in range(9, 22)]
@@ -343,3 +346,54 @@ def test_a_vehicle_that_never_left_keeps_its_alert_however_long() -> None:
     fixes += [fix(m, east_m=100) for m in range(21, 61)]
     fixes += [fix(m) for m in range(61, 91)]
     assert at_minutes(run(make_detector(rejoin_s=300), fixes)) == [15]
+
+
+def test_a_vehicle_manoeuvring_around_a_place_has_not_stood_there() -> None:
+    # Fixes every 4-5 min (a slow reporter): back at the place between excursions of
+    # two fixes 250-1200 m away, for an hour. Nothing ends the stay (never three away
+    # fixes in a row), but the excursions are not stay time: no stop.
+    fixes = [fix(0), fix(1)]
+    t = 1.0
+    for _ in range(6):
+        fixes += [fix(t + 4, east_m=1200), fix(t + 8, east_m=250), fix(t + 10)]
+        t += 10
+    assert run(make_detector(), fixes) == []
+    # Multipath of 60-100 m (within 2 x radius_m) is no excursion: the same times
+    # with those fixes stop at 15 min, the away fixes counted as stay time.
+    jitter = [fix(0), fix(1)]
+    t = 1.0
+    for _ in range(6):
+        jitter += [fix(t + 4, east_m=90), fix(t + 8, north_m=70), fix(t + 10)]
+        t += 10
+    fired = run(make_detector(), jitter)
+    assert at_minutes(fired) == [21]
+    assert fired[0][1].evidence["away_s"] == 0
+
+
+def test_evidence_separates_observed_silent_and_away_time() -> None:
+    # t(min) 0 1 2 | silent 10 min | 12 | away 14, 15 (400 m) | 16 ... 24
+    fixes = [fix(0), fix(1), fix(2), fix(12), fix(14, east_m=400), fix(15, east_m=400)]
+    fixes += [fix(m) for m in range(16, 25)]
+    fired = run(make_detector(observed_gap_s=300), fixes)
+    assert at_minutes(fired) == [19]
+    ev = fired[0][1].evidence
+    assert (ev["duration_s"], ev["silent_s"], ev["away_s"], ev["observed_s"]) == (
+        19 * 60,
+        600,
+        240,
+        19 * 60 - 600 - 240,
+    )
+    assert ev["across_silence"] is True  # 600 s of the 900 s of stay time were silent
+
+
+def test_state_of_version_1_is_migrated() -> None:
+    from citywatch.detectors.state import Snapshot, decode, encode
+
+    det = make_detector()
+    run(det, [fix(m) for m in range(10)])
+    snap = decode(encode(det.state()))
+    for _key, stay in snap.data["_state"].data["items"]:  # what version 1 stays lacked
+        del stay.away_ms, stay.away_far
+    old = Snapshot(snap.kind, 1, snap.data)
+    restored = StopDetector.from_state(det.p, {}, state=old)
+    assert at_minutes(run(restored, [fix(m) for m in range(10, 16)])) == [15]

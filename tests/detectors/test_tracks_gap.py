@@ -66,7 +66,7 @@ def test_silence_fires_once_when_the_watermark_passes_last_fix_plus_t() -> None:
         "class": "hazmat_truck",
         "cargo": None,
         "max_silence_s": 180.0,
-        "observed_interval_s": None,  # known after three intervals
+        "observed_interval_s": 60.0,  # its own, known from the first interval
         "last_fix_id": "hz-1@2",
     }
 
@@ -210,3 +210,45 @@ def test_a_parked_vehicle_may_report_less_often() -> None:
     driving = [moving(60 * k, 500 * k) for k in range(5)] + [moving(240 + 720, 9000)]
     out = run(GapDetector(GapParams()), [*driving, wm(17)])
     assert [(a.first_ts_ms, a.evidence["max_silence_s"]) for a in out] == [(T0 + 240_000, 300.0)]
+
+
+def _pace(t0_s: int, interval_s: int, n: int, east0_m: float = 0.0) -> list[GpsEvent]:
+    """``n`` fixes every ``interval_s`` from ``t0_s``, driving east 10 m/s."""
+    return [moving(t0_s + interval_s * k, east0_m + 10 * interval_s * k) for k in range(n)]
+
+
+def test_a_reporter_that_changes_pace_is_measured_by_its_usual_pace() -> None:
+    # AIS-like: three hours at 180 s, then half an hour at 70 s (under way), then a
+    # silence of 390 s. Its recent upper quartile (70 s) would allow 300 s; its
+    # long-run median (180 s) allows 540 s: two lost packets of its usual pace.
+    slow = _pace(0, 180, 60)
+    fast = _pace(60 * 180, 70, 26, east0_m=60 * 1800)
+    last = fast[-1]
+    back = moving((last.ts_ms - T0) / 1000 + 390, 60 * 1800 + 700 * 25 + 3900)  # on its road
+    det = GapDetector(GapParams())
+    # (the watermark stops 4 minutes after the last fix: its own silence is undecided)
+    assert run(det, [*slow, *fast, back, wm((back.ts_ms - T0) / MIN + 4)]) == []
+    # A truck that always reports every 70 s is held to the class's 300 s.
+    steady = _pace(0, 70, 180)
+    end_s = (steady[-1].ts_ms - T0) // 1000
+    on_road = moving(end_s + 390, 700 * 179 + 3900)
+    out = run(GapDetector(GapParams()), [*steady, on_road, wm(end_s / 60 + 10)])
+    assert [(a.evidence["max_silence_s"], a.evidence["observed_interval_s"]) for a in out] == [
+        (300.0, 70.0)
+    ]
+
+
+def test_the_usual_pace_is_remembered_across_the_idle_eviction() -> None:
+    # A vessel reporting every 180 s goes away for 8 h (its track is evicted after
+    # idle_evict_s = 6 h), comes back and loses two packets: no gap, since its pace
+    # is remembered for interval_memory_s. A vehicle whose pace is not known (nothing
+    # seen of it but one fix) is held to the class's 300 s.
+    first = _pace(0, 180, 40)
+    later = _pace(40 * 180 + 8 * 3600, 180, 1)
+    back = moving((later[-1].ts_ms - T0) / 1000 + 480, 100)  # near where it was
+    det = GapDetector(GapParams())
+    out = run(det, [*first, *later, back, wm((back.ts_ms - T0) / MIN + 4)])
+    assert [a.first_ts_ms for a in out] == [first[-1].ts_ms]  # only the 8 h absence
+    forgetful = GapDetector(GapParams(interval_memory_s=6 * 3600 + 1))
+    out = run(forgetful, [*first, *later, back, wm((back.ts_ms - T0) / MIN + 4)])
+    assert [a.first_ts_ms for a in out] == [first[-1].ts_ms, later[-1].ts_ms]

@@ -244,3 +244,47 @@ def test_partner_within_radius_is_always_filed_in_the_subjects_home_cell(
 def test_rendezvous_params_reject_bad_values(overrides: dict[str, Any], needle: str) -> None:
     with pytest.raises(ValueError, match=rf"^track\.rendezvous: .*{needle}"):
         RendezvousParams(**overrides)
+
+
+def _meetings(seed: int) -> list[GpsEvent]:
+    """Thirty tanker-truck meetings over eight hours at six places, by vehicles that
+    report every 15 s to every 40 minutes (a sleeping tracker)."""
+    rng = random.Random(seed)
+    events: list[GpsEvent] = []
+    for k in range(30):
+        place = (k % 6) * 2000.0
+        start = rng.uniform(0, 8 * 60)
+        for ent, cls in ((f"tk-{k}", "tanker"), (f"hz-{k % 7}", "hazmat_truck")):
+            period_min = rng.choice([0.25, 1, 10, 40])
+            lon, lat = at(place + rng.uniform(-10, 10))
+            t, end = start + rng.uniform(0, 5), start + rng.uniform(10, 70)
+            while t <= end:
+                ts = T0 + int(t * MIN)
+                events.append(GpsEvent(ts, ent, lon, lat, cls, 0.0, id=f"{ent}@{ts}"))
+                t += period_min
+    return sorted(events, key=lambda e: (e.ts_ms, e.entity))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_matcher_forgets_nothing_a_late_span_still_needs(seed: int) -> None:
+    # The shards' spans arrive up to 20 minutes out of step (the flow's out-of-order
+    # bound, set large here), and the matcher keeps as little as it may (retention
+    # 1,000 s): the alerts are those of the spans in order, and old spans are gone.
+    p = RendezvousParams(retention_s=1000)
+    spans = _spans(_meetings(seed), p)
+    disorder_ms = 20 * MIN
+
+    def match(order: list[StopSpan]) -> tuple[list[dict[str, Any]], RendezvousMatcher]:
+        m, out = RendezvousMatcher(p, disorder_ms), []
+        for sp in order:
+            for cell, home in cells_for(sp.lon, sp.lat, p.cell_m, p.radius_m):
+                m.add(cell, home, sp, out)
+        return sorted((a.to_json() for a in out), key=lambda j: j["id"]), m
+
+    reference, _ = match(spans)
+    rng = random.Random(seed)
+    late = sorted(spans, key=lambda sp: sp.end_ms + rng.uniform(0, disorder_ms))
+    shuffled, m = match(late)
+    assert shuffled == reference
+    assert len(reference) >= 10
+    assert m.live_spans() < len({(sp.entity, sp.start_ms) for sp in spans}) // 2
