@@ -155,6 +155,11 @@ class Detector(Stateful):
     def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:  # noqa: B027 - optional hook
         """Event time reached ``wm_ms``: fire timers, evict idle keys."""
 
+    def on_heard(self, ev: Event, at_ms: int, out: list[Alert]) -> None:  # noqa: B027
+        """``ev``'s key spoke at event time ``at_ms``, but ``ev`` itself was set aside
+        (late, or a future timestamp: its source's clock is off). Absence detectors
+        count it as presence; others ignore it (optional hook)."""
+
     def live_keys(self) -> int:
         return 0
 

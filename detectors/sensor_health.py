@@ -38,6 +38,7 @@ import random
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from citywatch.detectors import params
 from citywatch.detectors.alerts import Alert
@@ -72,8 +73,27 @@ class OfflineParams:
 class _Line:
     kind: str
     last: SensorEvent | None = None  # latest settled reading (event time < watermark)
-    alerted_ts: int = NO_WATERMARK  # the last reading whose silence was reported
+    alerted_ts: int = NO_WATERMARK  # the start of the last silence reported
     timer_due: int | None = None
+    # Latest settled presence: a reading, or an event of the sensor set aside (late,
+    # future timestamp) counted at the watermark when it came (``on_heard``).
+    seen_ts: int = NO_WATERMARK
+
+
+@dataclass(frozen=True, slots=True)
+class _Heard:
+    """A sensor heard from at ``ts_ms`` through an event that was set aside."""
+
+    ts_ms: int
+    sensor: str
+
+
+def _add_seen_ts(data: dict[str, Any]) -> dict[str, Any]:
+    """State version 1 -> 2: lines learn ``seen_ts`` (their last reading's time)."""
+    for _key, line in data["_state"].data["items"]:
+        if not hasattr(line, "seen_ts") or line.seen_ts is None:
+            line.seen_ts = line.last.ts_ms if line.last is not None else NO_WATERMARK
+    return data
 
 
 class OfflineDetector(Detector):
@@ -83,6 +103,8 @@ class OfflineDetector(Detector):
     event_type = "sensor"
 
     STATE = ("_state", "_timers", "_fifo", "_pending", "_seq", "_wm", "late_events_")
+    STATE_VERSION = 2
+    MIGRATIONS = {1: _add_seen_ts}
 
     def __init__(
         self, by_kind: Mapping[str, OfflineParams], *, idle_evict_s: int = 24 * 3600
@@ -98,10 +120,11 @@ class OfflineDetector(Detector):
         self.idle_evict_s = idle_evict_s
         self._state: KeyedState[_Line] = KeyedState(idle_evict_s * 1000)
         self._timers = DueTimers()
-        # Readings at or after the watermark, settled once it passes them: in arrival
-        # order while event time rises, and a heap of (ts, seq, event) for the rest.
-        self._fifo: deque[SensorEvent] = deque()
-        self._pending: list[tuple[int, int, SensorEvent]] = []
+        # Readings (and presences heard) at or after the watermark, settled once it passes
+        # them: in arrival order while event time rises, and a heap of (ts, seq, item)
+        # for the rest.
+        self._fifo: deque[SensorEvent | _Heard] = deque()
+        self._pending: list[tuple[int, int, SensorEvent | _Heard]] = []
         self._seq = 0
         self._wm = NO_WATERMARK
         self.late_events_ = 0
@@ -119,14 +142,31 @@ class OfflineDetector(Detector):
             self.late_events_ += 1
             if line.last is None or ev.ts_ms > line.last.ts_ms:
                 line.last = ev
+            line.seen_ts = max(line.seen_ts, ev.ts_ms)
             return
+        self._hold(ev)
+
+    def on_heard(self, ev: Event, at_ms: int, out: list[Alert]) -> None:
+        """A reading of a known sensor was set aside (its gateway's clock is off): the
+        sensor is alive at ``at_ms``, so a silence can only start after it."""
+        if not isinstance(ev, SensorEvent) or ev.kind not in self.by_kind:
+            return
+        line = self._state.get(ev.sensor, at_ms)
+        if line is None:
+            return
+        if at_ms < self._wm:
+            line.seen_ts = max(line.seen_ts, at_ms)
+            return
+        self._hold(_Heard(at_ms, ev.sensor))
+
+    def _hold(self, item: SensorEvent | _Heard) -> None:
         # Arrivals are nearly in event-time order: a FIFO takes them in O(1); the few
         # that come out of order go to a heap. Settling merges the two by time.
-        if not self._fifo or ev.ts_ms >= self._fifo[-1].ts_ms:
-            self._fifo.append(ev)
+        if not self._fifo or item.ts_ms >= self._fifo[-1].ts_ms:
+            self._fifo.append(item)
         else:
             self._seq += 1
-            heapq.heappush(self._pending, (ev.ts_ms, self._seq, ev))
+            heapq.heappush(self._pending, (item.ts_ms, self._seq, item))
 
     def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
         if wm_ms <= self._wm:
@@ -137,14 +177,14 @@ class OfflineDetector(Detector):
         pending, fifo = self._pending, self._fifo
         while True:
             if fifo and fifo[0].ts_ms < wm_ms and not (pending and pending[0][0] < fifo[0].ts_ms):
-                ev = fifo.popleft()
+                item = fifo.popleft()
             elif pending and pending[0][0] < wm_ms:
-                ev = heapq.heappop(pending)[2]
+                item = heapq.heappop(pending)[2]
             else:
                 break
-            line = self._state.get(ev.sensor, NO_WATERMARK)  # a peek: no touch
+            line = self._state.get(item.sensor, NO_WATERMARK)  # a peek: no touch
             if line is not None:
-                self._settle(ev.sensor, line, ev, out)
+                self._settle(item.sensor, line, item, out)
         for due, key in self._timers.pop_due(wm_ms - 1):
             line = self._state.get(key, NO_WATERMARK)
             if line is None or line.timer_due != due:
@@ -153,24 +193,28 @@ class OfflineDetector(Detector):
             self._check_silence(key, line, wm_ms, out)
         self._state.evict_idle(wm_ms)
 
-    def _settle(self, key: str, line: _Line, ev: SensorEvent, out: list[Alert]) -> None:
-        last = line.last
-        if last is not None and ev.ts_ms <= last.ts_ms:
+    def _settle(self, key: str, line: _Line, item: SensorEvent | _Heard, out: list[Alert]) -> None:
+        seen = line.seen_ts
+        if isinstance(item, SensorEvent) and (line.last is None or item.ts_ms > line.last.ts_ms):
+            if seen != NO_WATERMARK and item.ts_ms - seen > self._silent_ms(line):
+                self._alert(line, out)
+            line.last = item
+        elif item.ts_ms <= seen:
             return
-        if last is not None and ev.ts_ms - last.ts_ms > self._silent_ms(line):
+        elif seen != NO_WATERMARK and item.ts_ms - seen > self._silent_ms(line):
             self._alert(line, out)
-        line.last = ev
+        line.seen_ts = max(seen, item.ts_ms)
         # Judged by the timer once every reading before the watermark is settled.
         if line.timer_due is None:
-            self._arm(key, line, ev.ts_ms + self._silent_ms(line))
+            self._arm(key, line, line.seen_ts + self._silent_ms(line))
 
     def _check_silence(self, key: str, line: _Line, wm_ms: int, out: list[Alert]) -> None:
-        if line.last is None:
+        if line.last is None or line.seen_ts == NO_WATERMARK:
             return
-        deadline = line.last.ts_ms + self._silent_ms(line)
+        deadline = line.seen_ts + self._silent_ms(line)
         if deadline < wm_ms:  # every reading before the watermark is settled: confirmed
             self._alert(line, out)
-        elif line.timer_due is None and line.alerted_ts != line.last.ts_ms:
+        elif line.timer_due is None and line.alerted_ts != line.seen_ts:
             self._arm(key, line, deadline)
 
     def _arm(self, key: str, line: _Line, deadline: int) -> None:
@@ -183,25 +227,28 @@ class OfflineDetector(Detector):
         return self.by_kind[line.kind].silent_s * 1000
 
     def _alert(self, line: _Line, out: list[Alert]) -> None:
-        last = line.last
-        if last is None or line.alerted_ts == last.ts_ms:
+        last, start = line.last, line.seen_ts
+        if last is None or start == NO_WATERMARK or line.alerted_ts == start:
             return
-        line.alerted_ts = last.ts_ms
+        line.alerted_ts = start
         p = self.by_kind[line.kind]
+        evidence: dict[str, Any] = {
+            "sensor_kind": last.kind,
+            "silent_s": p.silent_s,
+            "last_reading_ts": format_ts(last.ts_ms),
+            "last_value": last.value,
+            "event_id": last.id,
+        }
+        if start != last.ts_ms:  # its last readings were set aside (a gateway's clock)
+            evidence["last_heard_ts"] = format_ts(start)
         out.append(
             sensor_alert(
                 "sensor.offline",
                 p.severity,
                 last,
-                ts_ms=last.ts_ms + p.silent_s * 1000,
-                first_ts_ms=last.ts_ms,
-                evidence={
-                    "sensor_kind": last.kind,
-                    "silent_s": p.silent_s,
-                    "last_reading_ts": format_ts(last.ts_ms),
-                    "last_value": last.value,
-                    "event_id": last.id,
-                },
+                ts_ms=start + p.silent_s * 1000,
+                first_ts_ms=start,
+                evidence=evidence,
             )
         )
 

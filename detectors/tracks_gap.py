@@ -121,6 +121,9 @@ class GapDetector(Detector):
         self._state: KeyedState[_Track] = KeyedState(p.idle_evict_s * 1000)
         self._timers = DueTimers()
         self._wm = NO_WATERMARK
+        # id(fix) -> when it was heard, for fixes stamped ahead, between ``on_heard`` and
+        # ``on_event`` of one batch (cleared on every watermark: never recovery state).
+        self._ahead: dict[int, int] = {}
 
     def _allowed_ms(self, cls: str, by_size: Sequence[int]) -> tuple[int, int]:
         """The silence allowed after a fix: the class's, or ``interval_factor`` times the
@@ -158,7 +161,9 @@ class GapDetector(Detector):
             st.undecided = und = [f for f in und if not f[0] < ts <= f[0] + f[7]]
         if ts > st.max_ts:
             last = st.last
-            if ts - last[0] > last[7]:
+            # A fix stamped ahead of its source's clock (``on_heard`` saw it first) ends
+            # a silence when it came, not at its stamp.
+            if self._ahead.pop(id(ev), ts) - last[0] > last[7]:
                 self._reappeared(ev, st, out)
             gap = ts - st.max_ts
             st.intervals.append(gap)
@@ -178,6 +183,25 @@ class GapDetector(Detector):
                 self._schedule(ev.entity, st, min(f[0] + f[7] for f in und))
         # An older fix (out of order within the bound) is followed within T by the
         # newest one, so it is decided at once; only its effect above remains.
+
+    def on_heard(self, ev: Event, at_ms: int, out: list[Alert]) -> None:
+        """A fix of a known vehicle was set aside (its clock is off): it is not silent at
+        ``at_ms``. That decides "no gap" for the fixes it follows within T, and the
+        silence allowed after its last fix now runs from ``at_ms``."""
+        if not isinstance(ev, GpsEvent) or ev.cls not in self._silence_ms:
+            return
+        if ev.ts_ms > at_ms:  # on time but stamped ahead: on_event sees it next
+            self._ahead[id(ev)] = at_ms
+        st = self._state.get(ev.entity, at_ms)
+        if st is None:
+            return
+        st.undecided = und = [f for f in st.undecided if not f[0] < at_ms <= f[0] + f[7]]
+        if at_ms > st.max_ts:
+            heard: _Fix = (at_ms, *st.last[1:])
+            st.last, st.max_ts = heard, at_ms
+            und.append(heard)
+            if st.timer is None:
+                self._schedule(ev.entity, st, min(f[0] + f[7] for f in und))
 
     def _reappeared(self, ev: GpsEvent, st: _Track, out: list[Alert]) -> None:
         """After a silence longer than allowed: far from where driving on would have
@@ -231,6 +255,7 @@ class GapDetector(Detector):
         self._timers.add(entity, bucket)
 
     def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
+        self._ahead.clear()
         if wm_ms <= self._wm:
             return
         self._wm = wm_ms

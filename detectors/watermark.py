@@ -157,6 +157,16 @@ class Watermarker(Stateful):
         """The newest accepted event time over all sources."""
         return max((c.max_ts_ms for c in self.clocks.values()), default=NO_WATERMARK)
 
+    @property
+    def heard_ms(self) -> int:
+        """The event time a key is alive at when it sends now: the partition's recent
+        median event time (robust to any one clock), never behind the watermark. An
+        event set aside, or stamped far ahead, counts as presence at this time (a
+        source stalled by a clock step holds the watermark back until it goes idle;
+        the median does not wait for it)."""
+        median = self.recent.median
+        return self.combined_ms if median is None else max(self.combined_ms, median)
+
     def source_of(self, src: str | None, family: str) -> str:
         """The watermark source an event belongs to (see the module docstring)."""
         if self.by == "partition":

@@ -107,11 +107,13 @@ class DetectorSuite(Stateful):
         out: list[Alert],
         dead: list[DeadLetter] | None = None,
         spans: list[StopSpan] | None = None,
+        heard: Iterable[tuple[Event, int]] = (),
     ) -> int:
-        """Run ``events`` through the detectors, then advance them to ``wm_ms``; dead
-        letters and stop spans go to ``dead`` and ``spans`` (dropped when None). Returns
-        the watermark the detectors got: held back before fixes the gate still holds
-        for look-ahead."""
+        """Run ``events`` through the detectors, tell them which keys were ``heard``
+        from (events set aside, with the event time they spoke at), then advance them
+        to ``wm_ms``; dead letters and stop spans go to ``dead`` and ``spans`` (dropped
+        when None). Returns the watermark the detectors got: held back before fixes
+        the gate still holds for look-ahead."""
         dead = dead if dead is not None else []
         spans = spans if spans is not None else []
         events = events if isinstance(events, list) else list(events)
@@ -121,9 +123,22 @@ class DetectorSuite(Stateful):
             self.gate.on_watermark(wm_ms)
             wm_ms = min(wm_ms, self.gate.floor())
         by_type = self._by_type
+        aside = heard if isinstance(heard, list) else list(heard)
+        ahead: dict[int, int] = {}
+        if aside:  # an event stamped ahead is also among ``events``: heard right before it
+            inside = {id(ev) for ev in events}
+            ahead = {id(ev): at_ms for ev, at_ms in aside if id(ev) in inside}
+            aside = [h for h in aside if id(h[0]) not in inside]
         for ev in events:
-            for det in by_type.get(ev.type, ()):
+            dets = by_type.get(ev.type, ())
+            if ahead and id(ev) in ahead:
+                for det in dets:
+                    det.on_heard(ev, ahead[id(ev)], out)
+            for det in dets:
                 det.on_event(ev, out)
+        for ev, at_ms in aside:  # set aside: after the batch's events (their keys known)
+            for det in by_type.get(ev.type, ()):
+                det.on_heard(ev, at_ms, out)
         if self.reporter is not None:
             reporter = self.reporter
             for ev in events:
@@ -211,7 +226,7 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, ShardOutput, bytes]):
             if self._wall:
                 self._event_wm = max(self._event_wm, wm_ms)
                 wm_ms = max(wm_ms, self._wall_wm())
-            wm_ms = self.suite.process(batch.events, wm_ms, out, dead, spans)
+            wm_ms = self.suite.process(batch.events, wm_ms, out, dead, spans, batch.heard)
             top = max(top, wm_ms)
             for alert in out[start:]:
                 alert.ingest_ns = batch.ingest_ns
