@@ -11,6 +11,15 @@ out-of-order reading that closes a gap counts even when a later one arrived
 first. A gap that closes before the
 watermark passes its deadline is no silence.
 
+In the flow the "watermark" this detector gets is the *front* of event time (the
+watermark plus ``max_out_of_order_s``: the newest time every active source has
+reached; :class:`~citywatch.flows.detect.DetectorSuite`), so a silence is reported
+one tick after its deadline. A reading that comes behind the front is settled at
+the front it came at (``on_arrival``), so silences decided before it stay
+decided whatever the batching; a reading set aside because its gateway's clock
+is off counts as presence (``on_heard``): the silence then starts at the last
+presence (``first_ts``, evidence ``last_heard_ts``).
+
 Timeline (silent_s 300, readings every minute, watermark after each)::
 
     t(min)   0  1  2  3  .  .  .  .  .  .  10  11
@@ -82,10 +91,12 @@ class _Line:
 
 @dataclass(frozen=True, slots=True)
 class _Heard:
-    """A sensor heard from at ``ts_ms`` through an event that was set aside."""
+    """A sensor heard from at ``ts_ms``: through an event that was set aside, or through
+    ``reading``, which came when the clock was already at ``ts_ms`` (behind the front)."""
 
     ts_ms: int
     sensor: str
+    reading: SensorEvent | None = None
 
 
 def _add_seen_ts(data: dict[str, Any]) -> dict[str, Any]:
@@ -101,6 +112,7 @@ class OfflineDetector(Detector):
 
     kinds = ("sensor.offline",)
     event_type = "sensor"
+    on_front = True
 
     STATE = ("_state", "_timers", "_fifo", "_pending", "_seq", "_wm", "late_events_")
     STATE_VERSION = 2
@@ -128,6 +140,9 @@ class OfflineDetector(Detector):
         self._seq = 0
         self._wm = NO_WATERMARK
         self.late_events_ = 0
+        # id(reading) -> the clock when it came, for readings behind the front, between
+        # ``on_heard`` and ``on_event`` of one batch (cleared on every watermark).
+        self._behind: dict[int, int] = {}
 
     def on_event(self, ev: Event, out: list[Alert]) -> None:
         if not isinstance(ev, SensorEvent) or ev.kind not in self.by_kind:
@@ -144,7 +159,16 @@ class OfflineDetector(Detector):
                 line.last = ev
             line.seen_ts = max(line.seen_ts, ev.ts_ms)
             return
-        self._hold(ev)
+        at = self._behind.pop(id(ev), None)
+        self._hold(ev if at is None else _Heard(at, ev.sensor, ev))
+
+    def on_arrival(self, ev: Event, at_ms: int, out: list[Alert]) -> None:
+        """A reading stamped behind the clock it came at is settled at that clock (the
+        silences before it were decided without it); one stamped ahead is also heard."""
+        if ev.ts_ms < at_ms:
+            self._behind[id(ev)] = at_ms
+        else:
+            self.on_heard(ev, at_ms, out)
 
     def on_heard(self, ev: Event, at_ms: int, out: list[Alert]) -> None:
         """A reading of a known sensor was set aside (its gateway's clock is off): the
@@ -169,6 +193,7 @@ class OfflineDetector(Detector):
             heapq.heappush(self._pending, (item.ts_ms, self._seq, item))
 
     def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
+        self._behind.clear()
         if wm_ms <= self._wm:
             return
         self._wm = wm_ms
@@ -195,15 +220,17 @@ class OfflineDetector(Detector):
 
     def _settle(self, key: str, line: _Line, item: SensorEvent | _Heard, out: list[Alert]) -> None:
         seen = line.seen_ts
-        if isinstance(item, SensorEvent) and (line.last is None or item.ts_ms > line.last.ts_ms):
-            if seen != NO_WATERMARK and item.ts_ms - seen > self._silent_ms(line):
+        reading = item if isinstance(item, SensorEvent) else item.reading
+        ts = item.ts_ms if reading is None else reading.ts_ms
+        if reading is not None and (line.last is None or ts > line.last.ts_ms):
+            if seen != NO_WATERMARK and ts - seen > self._silent_ms(line):
                 self._alert(line, out)
-            line.last = item
-        elif item.ts_ms <= seen:
+            line.last = reading
+        elif ts <= seen:
             return
-        elif seen != NO_WATERMARK and item.ts_ms - seen > self._silent_ms(line):
+        elif seen != NO_WATERMARK and ts - seen > self._silent_ms(line):
             self._alert(line, out)
-        line.seen_ts = max(seen, item.ts_ms)
+        line.seen_ts = max(seen, ts)
         # Judged by the timer once every reading before the watermark is settled.
         if line.timer_due is None:
             self._arm(key, line, line.seen_ts + self._silent_ms(line))

@@ -11,6 +11,10 @@ F, never from the time it fired or the fix that closed it. In live runs the
 flow passes a wall-clock watermark instead (``[flow] timers = "wall"``), so
 a truck that went dark is reported even when no other traffic moves event time.
 
+The flow drives it with the front of event time (watermark + ``max_out_of_order_s``,
+see ``sensor_health``): a fix that came behind the front counts from then
+(``on_arrival``), one set aside by a bad clock counts as presence (``on_heard``).
+
 Each vehicle keeps only its undecided fixes (usually one) and at most one timer,
 filed under its deadline rounded up to the second (:class:`DueTimers`), so a
 watermark costs O(due timers), not O(keys).
@@ -111,6 +115,7 @@ class _Track:
 class GapDetector(Detector):
     kinds = ("track.gap",)
     event_type = "gps"
+    on_front = True
 
     STATE = ("_state", "_timers", "_wm")
 
@@ -121,9 +126,10 @@ class GapDetector(Detector):
         self._state: KeyedState[_Track] = KeyedState(p.idle_evict_s * 1000)
         self._timers = DueTimers()
         self._wm = NO_WATERMARK
-        # id(fix) -> when it was heard, for fixes stamped ahead, between ``on_heard`` and
-        # ``on_event`` of one batch (cleared on every watermark: never recovery state).
-        self._ahead: dict[int, int] = {}
+        # id(fix) -> when it was heard, for fixes stamped ahead of it or behind it, between
+        # ``on_heard`` and ``on_event`` of one batch (cleared on every watermark: never
+        # recovery state).
+        self._heard_at: dict[int, int] = {}
 
     def _allowed_ms(self, cls: str, by_size: Sequence[int]) -> tuple[int, int]:
         """The silence allowed after a fix: the class's, or ``interval_factor`` times the
@@ -156,14 +162,17 @@ class GapDetector(Detector):
             self._schedule(ev.entity, st, ts + allowed)
             return
         und = st.undecided
-        if und and any(f[0] < ts <= f[0] + f[7] for f in und):
+        at = self._heard_at.pop(id(ev), ts)
+        # A fix that came behind the front counts when it came: gaps decided by then stay.
+        seen = max(ts, at)
+        if und and any(f[0] < seen <= f[0] + f[7] for f in und):
             # A fix within T after an undecided fix means no gap after that one.
-            st.undecided = und = [f for f in und if not f[0] < ts <= f[0] + f[7]]
+            st.undecided = und = [f for f in und if not f[0] < seen <= f[0] + f[7]]
         if ts > st.max_ts:
             last = st.last
             # A fix stamped ahead of its source's clock (``on_heard`` saw it first) ends
             # a silence when it came, not at its stamp.
-            if self._ahead.pop(id(ev), ts) - last[0] > last[7]:
+            if min(ts, at) - last[0] > last[7]:
                 self._reappeared(ev, st, out)
             gap = ts - st.max_ts
             st.intervals.append(gap)
@@ -184,14 +193,20 @@ class GapDetector(Detector):
         # An older fix (out of order within the bound) is followed within T by the
         # newest one, so it is decided at once; only its effect above remains.
 
+    def on_arrival(self, ev: Event, at_ms: int, out: list[Alert]) -> None:
+        """A fix ``on_event`` gets next came when event time was at ``at_ms``: stamped
+        ahead of it (its clock runs ahead: also heard then) or behind it (it came after
+        the front passed its stamp: it counts from ``at_ms``)."""
+        self._heard_at[id(ev)] = at_ms
+        if ev.ts_ms > at_ms:
+            self.on_heard(ev, at_ms, out)
+
     def on_heard(self, ev: Event, at_ms: int, out: list[Alert]) -> None:
         """A fix of a known vehicle was set aside (its clock is off): it is not silent at
         ``at_ms``. That decides "no gap" for the fixes it follows within T, and the
         silence allowed after its last fix now runs from ``at_ms``."""
         if not isinstance(ev, GpsEvent) or ev.cls not in self._silence_ms:
             return
-        if ev.ts_ms > at_ms:  # on time but stamped ahead: on_event sees it next
-            self._ahead[id(ev)] = at_ms
         st = self._state.get(ev.entity, at_ms)
         if st is None:
             return
@@ -255,7 +270,7 @@ class GapDetector(Detector):
         self._timers.add(entity, bucket)
 
     def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
-        self._ahead.clear()
+        self._heard_at.clear()
         if wm_ms <= self._wm:
             return
         self._wm = wm_ms

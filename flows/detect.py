@@ -57,8 +57,12 @@ class DetectorSuite(Stateful):
         *,
         gate: JumpFilter | None = None,
         reporter: SpanReporter | None = None,
+        front_ms: int = 0,
     ) -> None:
         self.detectors = list(detectors)
+        # How far the front of event time runs ahead of the watermark (the flow's
+        # max_out_of_order_s): detectors with ``on_front`` decide on watermark + this.
+        self.front_ms = front_ms
         self.gate = gate
         self.reporter = reporter
         # Sources (Kafka partitions) feed a shard interleaved: act on their minimum.
@@ -90,6 +94,7 @@ class DetectorSuite(Stateful):
             ],
             gate=JumpFilter(cfg.track_jump),
             reporter=SpanReporter(cfg.track_rendezvous, zones),
+            front_ms=cfg.flow.max_out_of_order_s * 1000,
         )
 
     def set_zones(self, zones: Mapping[str, ZoneMeta]) -> None:
@@ -110,22 +115,26 @@ class DetectorSuite(Stateful):
         heard: Iterable[tuple[Event, int]] = (),
     ) -> int:
         """Run ``events`` through the detectors, tell them which keys were ``heard``
-        from (events set aside, with the event time they spoke at), then advance them
-        to ``wm_ms``; dead letters and stop spans go to ``dead`` and ``spans`` (dropped
-        when None). Returns the watermark the detectors got: held back before fixes
-        the gate still holds for look-ahead."""
+        from (events set aside, or stamped off the clock they came at; see
+        :meth:`Detector.on_heard`), then advance them to ``wm_ms`` (windowed and absence
+        detectors to the front, ``wm_ms + front_ms``: they fire one tick after their
+        condition holds); dead letters and stop spans go to ``dead`` and ``spans``
+        (dropped when None). Returns the watermark the detectors got: held back before
+        fixes the gate still holds for look-ahead."""
         dead = dead if dead is not None else []
         spans = spans if spans is not None else []
         events = events if isinstance(events, list) else list(events)
+        front_ms = wm_ms + self.front_ms
         if self.gate is not None:
             events = self.gate.admit(events, dead)
             events += self.gate.release(wm_ms, dead)
             self.gate.on_watermark(wm_ms)
-            wm_ms = min(wm_ms, self.gate.floor())
+            floor = self.gate.floor()
+            wm_ms, front_ms = min(wm_ms, floor), min(front_ms, floor)
         by_type = self._by_type
         aside = heard if isinstance(heard, list) else list(heard)
         ahead: dict[int, int] = {}
-        if aside:  # an event stamped ahead is also among ``events``: heard right before it
+        if aside:  # an event stamped off its arrival is among ``events``: told right before it
             inside = {id(ev) for ev in events}
             ahead = {id(ev): at_ms for ev, at_ms in aside if id(ev) in inside}
             aside = [h for h in aside if id(h[0]) not in inside]
@@ -133,7 +142,7 @@ class DetectorSuite(Stateful):
             dets = by_type.get(ev.type, ())
             if ahead and id(ev) in ahead:
                 for det in dets:
-                    det.on_heard(ev, ahead[id(ev)], out)
+                    det.on_arrival(ev, ahead[id(ev)], out)
             for det in dets:
                 det.on_event(ev, out)
         for ev, at_ms in aside:  # set aside: after the batch's events (their keys known)
@@ -146,7 +155,7 @@ class DetectorSuite(Stateful):
                     reporter.on_event(ev, spans)
             reporter.on_watermark(wm_ms)
         for det in self.detectors:
-            det.on_watermark(wm_ms, out)
+            det.on_watermark(front_ms if det.on_front else wm_ms, out)
         return wm_ms
 
     def live_keys(self) -> int:

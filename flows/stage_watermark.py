@@ -61,15 +61,20 @@ def watermark_step(
         late: list[Event] = []
         future: list[DeadLetter] = []
         heard: list[tuple[Event, int]] = []
-        ahead_ms = wm.idle_ms + wm.max_out_of_order_ms
+        ooo_ms = wm.max_out_of_order_ms
+        ahead_ms = wm.idle_ms + ooo_ms
         for i, ev in enumerate(batch.events):
             at = arrivals[i] if arrivals is not None else clock_ms
             verdict = wm.observe(ev.ts_ms, wm.source_of(ev.src, ev.type), at)
             if verdict == ON_TIME:
                 on_time.append(ev)
-                now = wm.heard_ms
-                if wm.watermark_ms != NO_WATERMARK and ev.ts_ms > now + ahead_ms:
-                    heard.append((ev, now))  # its source's clock runs ahead
+                mark = wm.watermark_ms
+                if mark == NO_WATERMARK or ooo_ms == 0:
+                    continue
+                if ev.ts_ms < mark + ooo_ms:  # behind the front the detectors decide on
+                    heard.append((ev, mark + ooo_ms))
+                elif ev.ts_ms > wm.heard_ms + ahead_ms:  # its source's clock runs ahead
+                    heard.append((ev, wm.heard_ms))
                 continue
             if verdict == LATE:
                 late.append(ev)

@@ -19,9 +19,10 @@ import pytest
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.events import Event, GpsEvent, SensorEvent
 from citywatch.detectors.sensor_health import OfflineDetector, OfflineParams
+from citywatch.detectors.sensor_window import WindowDetector, WindowParams
 from citywatch.detectors.state import decode, encode
 from citywatch.detectors.tracks_gap import GapDetector, GapParams
-from citywatch.detectors.watermark import Watermarker
+from citywatch.detectors.watermark import NO_WATERMARK, Watermarker
 from citywatch.flows.config_sections import FlowSettings
 from citywatch.flows.detect import DetectorSuite
 from citywatch.flows.pipeline import shard_step
@@ -65,8 +66,15 @@ def by_arrival(*streams: list[Event], true_ts: dict[int, int]) -> list[Event]:
     return sorted(merged, key=lambda ev: true_ts.get(id(ev), ev.ts_ms))
 
 
-def run(events: list[Event], batch: int = 50) -> list[Alert]:
-    """The watermark step and one shard over ``events`` in batches of ``batch``."""
+def run(
+    events: list[Event],
+    batch: int = 50,
+    fronts: dict[str, tuple[int, int]] | None = None,
+    front_s: int | None = None,
+) -> list[Alert]:
+    """The watermark step and one shard over ``events`` in batches of ``batch``, as the
+    flow builds them; ``fronts`` gets, per alert id, the front of event time (watermark
+    + max_out_of_order_s) before and after the batch that raised it."""
     flow = FlowSettings(shards=1)
     stamp = watermark_step(flow, RunStats())
     split = shard_step(1)
@@ -74,14 +82,22 @@ def run(events: list[Event], batch: int = 50) -> list[Alert]:
         [
             OfflineDetector({"water_level": OfflineParams(silent_s=SILENT_S)}),
             GapDetector(GapParams(max_silence_s={"hazmat_truck": 180})),
-        ]
+            WindowDetector({"water_level": [WindowParams(size_s=600, limit=5.0)]}),
+        ],
+        front_ms=(flow.max_out_of_order_s if front_s is None else front_s) * 1000,
     )
+    ooo_ms = flow.max_out_of_order_s * 1000
     wm: Watermarker | None = None
     out: list[Alert] = []
+    front = NO_WATERMARK
     for i in range(0, len(events), batch):
         wm, stamped = stamp(wm, EventBatch("rec", events[i : i + batch], [], 0))
+        start = len(out)
         for _shard, sb in split(stamped):
             suite.process(sb.events, sb.wm_ms, out, heard=sb.heard)
+        if fronts is not None:
+            fronts.update((a.id, (front, stamped.wm_ms + ooo_ms)) for a in out[start:])
+        front = stamped.wm_ms + ooo_ms
     return out
 
 
@@ -176,3 +192,29 @@ def test_offline_state_of_version_1_restores() -> None:
     fresh.restore(old)
     fresh.on_watermark(T0 + SILENT_S * 1000 + 2000, out)
     assert [(a.kind, a.first_ts_ms) for a in out] == [("sensor.offline", T0)]
+
+
+def test_absence_and_windowed_kinds_fire_one_tick_after_the_condition() -> None:
+    # gw-b stops at minute 10; gauge wl-a0 reads 9 (over the window limit 5) until
+    # minute 20. An alert is raised in the batch in which the front of event time (the
+    # newest time every active source reached) passes its ts (a gauge's last reading +
+    # 300 s, a truck's last fix + 180 s, a window's end), give or take the offline
+    # timers' whole second: one tick after the condition. Deciding on the watermark,
+    # as before, takes max_out_of_order_s (30 s) more.
+    events = [
+        SensorEvent(ev.ts_ms, ev.sensor, ev.kind, 9.0, src=ev.src)
+        if isinstance(ev, SensorEvent) and ev.sensor == "wl-a0" and ev.ts_ms < T0 + 20 * MIN
+        else ev
+        for ev in stepped("gw-b", 10, 0, until=10)
+    ]
+    fronts: dict[str, tuple[int, int]] = {}
+    alerts = run(events, batch=1, fronts=fronts)
+    assert sorted({a.kind for a in alerts}) == ["sensor.offline", "sensor.window", "track.gap"]
+    for a in alerts:
+        before, after = fronts[a.id]
+        assert before <= a.ts_ms + 1_000 < after + 1_000, (a.kind, a.subject)
+    on_watermark: dict[str, tuple[int, int]] = {}
+    old = run(events, batch=1, fronts=on_watermark, front_s=0)
+    assert sorted(a.id for a in old) == sorted(a.id for a in alerts)
+    for a in old:
+        assert on_watermark[a.id][1] - a.ts_ms >= 30_000, (a.kind, a.subject)
