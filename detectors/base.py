@@ -143,11 +143,11 @@ class Detector(Stateful):
 
     kinds: tuple[str, ...] = ()
     event_type: str = ""
-    # Decides on the front of event time (the newest time every source has reached)
-    # rather than the watermark behind it: windowed and absence kinds, so they fire one
-    # tick after their condition holds. Such a detector is told, through ``on_heard``
-    # right before ``on_event``, the clock at which an event that came behind the front
-    # arrived, and must let it change nothing decided before that.
+    # Decides near the front of event time (the newest time every source has reached;
+    # ``watermark.front_lead_ms``) rather than on the watermark: windowed and absence
+    # kinds, so they fire a tick after their condition holds. Such a detector is told,
+    # through ``on_arrival`` right before ``on_event``, the clock at which an event that
+    # came behind it arrived, and must let it change nothing decided before that.
     on_front: bool = False
 
     @classmethod

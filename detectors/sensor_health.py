@@ -11,11 +11,11 @@ out-of-order reading that closes a gap counts even when a later one arrived
 first. A gap that closes before the
 watermark passes its deadline is no silence.
 
-In the flow the "watermark" this detector gets is the *front* of event time (the
-watermark plus ``max_out_of_order_s``: the newest time every active source has
-reached; :class:`~citywatch.flows.detect.DetectorSuite`), so a silence is reported
-one tick after its deadline. A reading that comes behind the front is settled at
-the front it came at (``on_arrival``), so silences decided before it stay
+In the flow the "watermark" this detector gets runs near the *front* of event
+time (the watermark plus ``max_out_of_order_s``, less 2 s: ``front_lead_ms``; the
+front is the newest time every active source has reached), so a silence is
+reported a few seconds after its deadline. A reading that comes behind that clock
+is settled at the clock it came at (``on_arrival``), so silences decided before it stay
 decided whatever the batching; a reading set aside because its gateway's clock
 is off counts as presence (``on_heard``): the silence then starts at the last
 presence (``first_ts``, evidence ``last_heard_ts``).

@@ -18,11 +18,11 @@ ends with a judged window at or below ``clear_at``. The alert's ``ts`` is the
 window's end and its ``first_ts`` (hence its id) the window's start, so neither
 depends on when the watermark arrives.
 
-In the flow the "watermark" this detector gets is the *front* of event time (the
-watermark plus ``max_out_of_order_s``; :class:`~citywatch.flows.detect.DetectorSuite`),
-so a window is judged one tick after it ends (plus ``allowed_lateness_s``); a
-reading that comes behind the front is late for every window closed by the front
-it came at (``on_arrival``), whatever the batching.
+In the flow the "watermark" this detector gets runs near the front of event time
+(``front_lead_ms``, see ``sensor_health``), so a window is judged a few seconds
+after it ends (plus ``allowed_lateness_s``); a reading that comes behind that
+clock is late for every window closed by the clock it came at (``on_arrival``),
+whatever the batching.
 
 Timeline (tumbling 10 min, mean over 100, no allowed lateness)::
 

@@ -11,8 +11,8 @@ F, never from the time it fired or the fix that closed it. In live runs the
 flow passes a wall-clock watermark instead (``[flow] timers = "wall"``), so
 a truck that went dark is reported even when no other traffic moves event time.
 
-The flow drives it with the front of event time (watermark + ``max_out_of_order_s``,
-see ``sensor_health``): a fix that came behind the front counts from then
+The flow drives it near the front of event time (``front_lead_ms``, see
+``sensor_health``): a fix that came behind that clock counts from then
 (``on_arrival``), one set aside by a bad clock counts as presence (``on_heard``).
 
 Each vehicle keeps only its undecided fixes (usually one) and at most one timer,

@@ -32,7 +32,7 @@ from citywatch.detectors.tracks_jump import JumpFilter
 from citywatch.detectors.tracks_rendezvous import SpanReporter, StopSpan
 from citywatch.detectors.tracks_speeding import SpeedingDetector
 from citywatch.detectors.video import VideoRuleDetector
-from citywatch.detectors.watermark import NO_WATERMARK
+from citywatch.detectors.watermark import NO_WATERMARK, front_lead_ms
 from citywatch.flows.config import Config
 from citywatch.flows.records import AlertBatch, ShardBatch, ShardOutput
 from citywatch.flows.recovery import restore, snapshot
@@ -60,8 +60,8 @@ class DetectorSuite(Stateful):
         front_ms: int = 0,
     ) -> None:
         self.detectors = list(detectors)
-        # How far the front of event time runs ahead of the watermark (the flow's
-        # max_out_of_order_s): detectors with ``on_front`` decide on watermark + this.
+        # How far ahead of the watermark detectors with ``on_front`` decide: near the
+        # front of event time (``front_lead_ms`` of the flow's max_out_of_order_s).
         self.front_ms = front_ms
         self.gate = gate
         self.reporter = reporter
@@ -94,7 +94,7 @@ class DetectorSuite(Stateful):
             ],
             gate=JumpFilter(cfg.track_jump),
             reporter=SpanReporter(cfg.track_rendezvous, zones),
-            front_ms=cfg.flow.max_out_of_order_s * 1000,
+            front_ms=front_lead_ms(cfg.flow.max_out_of_order_s * 1000),
         )
 
     def set_zones(self, zones: Mapping[str, ZoneMeta]) -> None:

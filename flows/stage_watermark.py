@@ -35,6 +35,7 @@ from citywatch.detectors.watermark import (
     ON_TIME,
     Watermarker,
     clock_skew_alert,
+    front_lead_ms,
 )
 from citywatch.flows.config import FlowSettings
 from citywatch.flows.records import EventBatch, StampedBatch
@@ -61,18 +62,18 @@ def watermark_step(
         late: list[Event] = []
         future: list[DeadLetter] = []
         heard: list[tuple[Event, int]] = []
-        ooo_ms = wm.max_out_of_order_ms
-        ahead_ms = wm.idle_ms + ooo_ms
+        lead_ms = front_lead_ms(wm.max_out_of_order_ms)
+        ahead_ms = wm.idle_ms + wm.max_out_of_order_ms
         for i, ev in enumerate(batch.events):
             at = arrivals[i] if arrivals is not None else clock_ms
             verdict = wm.observe(ev.ts_ms, wm.source_of(ev.src, ev.type), at)
             if verdict == ON_TIME:
                 on_time.append(ev)
                 mark = wm.watermark_ms
-                if mark == NO_WATERMARK or ooo_ms == 0:
+                if mark == NO_WATERMARK:
                     continue
-                if ev.ts_ms < mark + ooo_ms:  # behind the front the detectors decide on
-                    heard.append((ev, mark + ooo_ms))
+                if ev.ts_ms < mark + lead_ms:  # behind the clock the detectors decide on
+                    heard.append((ev, mark + lead_ms))
                 elif ev.ts_ms > wm.heard_ms + ahead_ms:  # its source's clock runs ahead
                     heard.append((ev, wm.heard_ms))
                 continue

@@ -22,7 +22,7 @@ from citywatch.detectors.sensor_health import OfflineDetector, OfflineParams
 from citywatch.detectors.sensor_window import WindowDetector, WindowParams
 from citywatch.detectors.state import decode, encode
 from citywatch.detectors.tracks_gap import GapDetector, GapParams
-from citywatch.detectors.watermark import NO_WATERMARK, Watermarker
+from citywatch.detectors.watermark import FRONT_SLACK_MS, NO_WATERMARK, Watermarker, front_lead_ms
 from citywatch.flows.config_sections import FlowSettings
 from citywatch.flows.detect import DetectorSuite
 from citywatch.flows.pipeline import shard_step
@@ -70,7 +70,7 @@ def run(
     events: list[Event],
     batch: int = 50,
     fronts: dict[str, tuple[int, int]] | None = None,
-    front_s: int | None = None,
+    lead_ms: int | None = None,
 ) -> list[Alert]:
     """The watermark step and one shard over ``events`` in batches of ``batch``, as the
     flow builds them; ``fronts`` gets, per alert id, the front of event time (watermark
@@ -84,7 +84,7 @@ def run(
             GapDetector(GapParams(max_silence_s={"hazmat_truck": 180})),
             WindowDetector({"water_level": [WindowParams(size_s=600, limit=5.0)]}),
         ],
-        front_ms=(flow.max_out_of_order_s if front_s is None else front_s) * 1000,
+        front_ms=front_lead_ms(flow.max_out_of_order_s * 1000) if lead_ms is None else lead_ms,
     )
     ooo_ms = flow.max_out_of_order_s * 1000
     wm: Watermarker | None = None
@@ -199,8 +199,8 @@ def test_absence_and_windowed_kinds_fire_one_tick_after_the_condition() -> None:
     # minute 20. An alert is raised in the batch in which the front of event time (the
     # newest time every active source reached) passes its ts (a gauge's last reading +
     # 300 s, a truck's last fix + 180 s, a window's end), give or take the offline
-    # timers' whole second: one tick after the condition. Deciding on the watermark,
-    # as before, takes max_out_of_order_s (30 s) more.
+    # timers' whole second and the 2 s the detectors stay behind the front. Deciding on
+    # the watermark, as before, takes max_out_of_order_s (30 s) more.
     events = [
         SensorEvent(ev.ts_ms, ev.sensor, ev.kind, 9.0, src=ev.src)
         if isinstance(ev, SensorEvent) and ev.sensor == "wl-a0" and ev.ts_ms < T0 + 20 * MIN
@@ -212,9 +212,10 @@ def test_absence_and_windowed_kinds_fire_one_tick_after_the_condition() -> None:
     assert sorted({a.kind for a in alerts}) == ["sensor.offline", "sensor.window", "track.gap"]
     for a in alerts:
         before, after = fronts[a.id]
-        assert before <= a.ts_ms + 1_000 < after + 1_000, (a.kind, a.subject)
+        # The clock the detectors decide on is FRONT_SLACK_MS (2 s) behind the front.
+        assert before <= a.ts_ms + FRONT_SLACK_MS + 1_000 < after + 1_000, (a.kind, a.subject)
     on_watermark: dict[str, tuple[int, int]] = {}
-    old = run(events, batch=1, fronts=on_watermark, front_s=0)
+    old = run(events, batch=1, fronts=on_watermark, lead_ms=0)
     assert sorted(a.id for a in old) == sorted(a.id for a in alerts)
     for a in old:
         assert on_watermark[a.id][1] - a.ts_ms >= 30_000, (a.kind, a.subject)
