@@ -116,11 +116,12 @@ class DetectorSuite(Stateful):
     ) -> int:
         """Run ``events`` through the detectors, tell them which keys were ``heard``
         from (events set aside, or stamped off the clock they came at; see
-        :meth:`Detector.on_heard`), then advance them to ``wm_ms`` (windowed and absence
-        detectors to the front, ``wm_ms + front_ms``: they fire one tick after their
-        condition holds); dead letters and stop spans go to ``dead`` and ``spans``
-        (dropped when None). Returns the watermark the detectors got: held back before
-        fixes the gate still holds for look-ahead."""
+        :meth:`Detector.on_heard` and :meth:`Detector.on_arrival`), then advance them to
+        ``wm_ms`` (windowed and absence detectors to ``wm_ms + front_ms``, near the front
+        of event time: they fire a tick after their condition holds); dead letters and
+        stop spans go to ``dead`` and ``spans`` (dropped when None). Returns the
+        watermark the detectors got: held back before fixes the gate still holds for
+        look-ahead."""
         dead = dead if dead is not None else []
         spans = spans if spans is not None else []
         events = events if isinstance(events, list) else list(events)
@@ -133,16 +134,16 @@ class DetectorSuite(Stateful):
             wm_ms, front_ms = min(wm_ms, floor), min(front_ms, floor)
         by_type = self._by_type
         aside = heard if isinstance(heard, list) else list(heard)
-        ahead: dict[int, int] = {}
+        told: dict[int, int] = {}
         if aside:  # an event stamped off its arrival is among ``events``: told right before it
             inside = {id(ev) for ev in events}
-            ahead = {id(ev): at_ms for ev, at_ms in aside if id(ev) in inside}
+            told = {id(ev): at_ms for ev, at_ms in aside if id(ev) in inside}
             aside = [h for h in aside if id(h[0]) not in inside]
         for ev in events:
             dets = by_type.get(ev.type, ())
-            if ahead and id(ev) in ahead:
+            if told and id(ev) in told:
                 for det in dets:
-                    det.on_arrival(ev, ahead[id(ev)], out)
+                    det.on_arrival(ev, told[id(ev)], out)
             for det in dets:
                 det.on_event(ev, out)
         for ev, at_ms in aside:  # set aside: after the batch's events (their keys known)

@@ -18,6 +18,12 @@ stepped back (every event late), far ahead (every event refused, then
 accepted once its own median follows) or a little ahead does not make its
 sensors and vehicles look silent; a jump ahead is reported once as
 ``source.clock_skew``, events behind are counted as late.
+
+Windowed and absence detectors decide near the front of event time, the
+watermark plus ``front_lead_ms`` (see ``citywatch.flows.detect``). An on-time
+event stamped behind that clock is passed on too, with the clock it came at, so
+those detectors let it change nothing they decided before it came: the same
+alerts for any batching.
 """
 
 from __future__ import annotations
