@@ -143,6 +143,12 @@ class Detector(Stateful):
 
     kinds: tuple[str, ...] = ()
     event_type: str = ""
+    # Decides near the front of event time (the newest time every source has reached;
+    # ``watermark.front_lead_ms``) rather than on the watermark: windowed and absence
+    # kinds, so they fire a tick after their condition holds. Such a detector is told,
+    # through ``on_arrival`` right before ``on_event``, the clock at which an event that
+    # came behind it arrived, and must let it change nothing decided before that.
+    on_front: bool = False
 
     @classmethod
     def contract_case(cls, seed: int) -> ContractCase:
@@ -154,6 +160,16 @@ class Detector(Stateful):
 
     def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:  # noqa: B027 - optional hook
         """Event time reached ``wm_ms``: fire timers, evict idle keys."""
+
+    def on_heard(self, ev: Event, at_ms: int, out: list[Alert]) -> None:  # noqa: B027
+        """``ev``'s key spoke at event time ``at_ms``, but ``ev`` itself was set aside
+        (late, or a future timestamp: its source's clock is off). Absence detectors
+        count it as presence; others ignore it (optional hook)."""
+
+    def on_arrival(self, ev: Event, at_ms: int, out: list[Alert]) -> None:  # noqa: B027
+        """``ev``, which ``on_event`` gets next, came when event time was at ``at_ms``:
+        its stamp is ahead of that (its source's clock runs ahead) or behind it (it came
+        after the front passed its stamp). Only said of such events (optional hook)."""
 
     def live_keys(self) -> int:
         return 0

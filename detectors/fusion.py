@@ -11,10 +11,19 @@ least one partner is an *anchor* and gets one fusion alert: severity raised by
 subject, position and ``ts``, and every alert involved as evidence.
 
 Alerts reach this stage from many shards and workers in no fixed order, so the
-outcome must not depend on arrival order: an alert that arrives after a later
-alert it corroborates makes that later alert an anchor then. The fusion alert's
-id is derived from its anchor's id alone, so the same recording gives the same
-fusion ids whatever the batching or worker count. Alerts are kept per zone for
+outcome must not depend on arrival order. A replay *holds* each alert
+(:meth:`Corroborator.hold`) and decides it as an anchor once the stage's clock
+(the lowest watermark of the detection shards) has passed its ``ts`` plus
+``lag_ms`` (:meth:`Corroborator.advance`): every partner, being earlier, has
+arrived by then, so the fusion alert's evidence, severity and ``first_ts`` are
+the same whatever the batching, shard count or worker count. That is one
+processing tick after the condition is known (``lag_ms`` covers the windowed
+kinds that are raised after their ``ts``: the longest ``allowed_lateness_s``
+of ``sensor.window``). An alert that still comes after the clock passed it is
+decided at once, and an alert arriving after a later alert it corroborates
+makes that later alert an anchor then (as a live run, which decides every
+alert on arrival with :meth:`Corroborator.on_alerts`, always does). The fusion
+alert's id is derived from its anchor's id alone. Alerts are kept per zone for
 ``retain_s`` of event time behind the newest alert seen there (bounded also by
 ``max_alerts_per_zone``), then forgotten.
 
@@ -40,6 +49,7 @@ Timeline (window 20 min, zone airport-site)::
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +64,7 @@ __all__ = ["FUSION_KIND", "Corroborator", "FusionParams", "ZoneMeta"]
 
 FUSION_KIND = "fusion.corroborated"
 SOURCES = ("gps", "sensor", "video")
+NO_CLOCK = -(2**62)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,11 +105,26 @@ class FusionParams:
 
 @dataclass(slots=True)
 class _Zone:
-    """Recent alerts of one zone, in (ts, id) order, and which of them were fused."""
+    """Recent alerts of one zone, in (ts, id) order, which of them were fused, and up to
+    which time they were decided as anchors (held alerts after it are not yet)."""
 
     alerts: list[Alert] = field(default_factory=list)
     fused: set[str] = field(default_factory=set)
     newest_ts: int = 0
+    decided_ms: int = NO_CLOCK
+
+
+def _decided_all(data: dict[str, Any]) -> dict[str, Any]:
+    """State version 1 -> 2: zones learn ``decided_ms`` (version 1 decided on arrival)."""
+    for _zid, zone in data["_zones"].data["items"]:
+        if not hasattr(zone, "decided_ms") or zone.decided_ms is None:
+            zone.decided_ms = zone.newest_ts
+    data.setdefault("marks_", {})
+    return data
+
+
+def _ts(a: Alert) -> int:
+    return a.ts_ms
 
 
 def _before(a: Alert, b: Alert) -> bool:
@@ -106,15 +132,21 @@ def _before(a: Alert, b: Alert) -> bool:
 
 
 class Corroborator(Stateful):
-    """Fusion of one or more zones' alerts (a plain class; the flow keys it by zone)."""
+    """Fusion of one or more zones' alerts (a plain class; the flow keeps one for all
+    zones). ``lag_ms``: how far behind the clock an alert may still be raised."""
 
-    STATE = ("_zones",)
+    STATE = ("_zones", "marks_")
+    STATE_VERSION = 2
+    MIGRATIONS = {1: _decided_all}
 
-    def __init__(self, p: FusionParams, zones: ZoneCatalog) -> None:
+    def __init__(self, p: FusionParams, zones: ZoneCatalog, *, lag_ms: int = 0) -> None:
         self.p = p
+        self.lag_ms = lag_ms
         self._zone_kind: dict[str, str] = {}
         self.set_zones(zones)
         self._zones: KeyedState[_Zone] = KeyedState(p.retain_s * 1000)
+        # The watermark each producer (detection shard) last reported, for the clock.
+        self.marks_: dict[str, int] = {}
 
     def set_zones(self, zones: ZoneCatalog) -> None:
         self._zone_kind = {zid: meta.kind for zid, meta in zones.items()}
@@ -133,7 +165,39 @@ class Corroborator(Stateful):
             if self.wants(alert):
                 self._take(alert, out)
 
-    def _take(self, x: Alert, out: list[Alert]) -> None:
+    def hold(self, alerts: Iterable[Alert], out: list[Alert]) -> None:
+        """Take a batch of alerts (any order) to decide once the clock passes them
+        (:meth:`advance`); one the clock already passed is decided at once."""
+        for alert in alerts:
+            if self.wants(alert):
+                self._take(alert, out, held=True)
+
+    def mark(self, producer: str, wm_ms: int) -> None:
+        """A producer's watermark: it raises no alert of its kinds before it any more."""
+        self.marks_[producer] = max(self.marks_.get(producer, wm_ms), wm_ms)
+
+    def clock(self, producers: int) -> int | None:
+        """The lowest producer watermark, once ``producers`` of them reported."""
+        return min(self.marks_.values()) if len(self.marks_) >= producers else None
+
+    def advance(self, clock_ms: int, out: list[Alert]) -> None:
+        """Decide, in (ts, id) order, the held alerts before ``clock_ms - lag_ms``."""
+        until = clock_ms - self.lag_ms
+        for _zid, z in self._zones.items():
+            if until <= z.decided_ms:
+                continue
+            alerts = z.alerts
+            for i in range(bisect_right(alerts, z.decided_ms, key=_ts), len(alerts)):
+                if alerts[i].ts_ms >= until:
+                    break
+                self._decide(z, alerts[i], out)
+            z.decided_ms = until - 1
+
+    def flush(self, out: list[Alert]) -> None:
+        """Decide everything held (the end of the input)."""
+        self.advance(2**62, out)
+
+    def _take(self, x: Alert, out: list[Alert], *, held: bool = False) -> None:
         zid = x.zone
         assert zid is not None
         z = self._zones.get(zid, x.ts_ms)
@@ -144,22 +208,31 @@ class Corroborator(Stateful):
             return
         z.alerts.append(x)
         z.alerts.sort(key=lambda a: (a.ts_ms, a.id))
-        window = self.p.window_s * 1000
-        # x as an anchor, then every later alert that x now corroborates.
-        for y in [x] + [y for y in z.alerts if _before(x, y) and y.ts_ms - x.ts_ms <= window]:
-            if y.id in z.fused or (y is not x and y.subject_type == x.subject_type):
-                continue
-            partners = [
-                a
-                for a in z.alerts
-                if a.subject_type != y.subject_type
-                and _before(a, y)
-                and y.ts_ms - a.ts_ms <= window
-            ]
-            if partners:
-                z.fused.add(y.id)
-                out.append(self._fusion(y, partners))
+        if not (held and x.ts_ms > z.decided_ms):  # else ``advance`` decides it
+            window = self.p.window_s * 1000
+            # x as an anchor, then every later alert that x now corroborates (not those
+            # still held: they are decided with x among their partners).
+            later = [y for y in z.alerts if _before(x, y) and y.ts_ms - x.ts_ms <= window]
+            for y in [x] + later:
+                if y is x or (
+                    y.subject_type != x.subject_type and not (held and y.ts_ms > z.decided_ms)
+                ):
+                    self._decide(z, y, out)
         self._forget(z, x.ts_ms)
+
+    def _decide(self, z: _Zone, y: Alert, out: list[Alert]) -> None:
+        """Fuse ``y`` as an anchor if it has partners and was not fused yet."""
+        if y.id in z.fused:
+            return
+        window = self.p.window_s * 1000
+        partners = [
+            a
+            for a in z.alerts
+            if a.subject_type != y.subject_type and _before(a, y) and y.ts_ms - a.ts_ms <= window
+        ]
+        if partners:
+            z.fused.add(y.id)
+            out.append(self._fusion(y, partners))
 
     def _forget(self, z: _Zone, ts_ms: int) -> None:
         z.newest_ts = max(z.newest_ts, ts_ms)

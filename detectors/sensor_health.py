@@ -11,6 +11,15 @@ out-of-order reading that closes a gap counts even when a later one arrived
 first. A gap that closes before the
 watermark passes its deadline is no silence.
 
+In the flow the "watermark" this detector gets runs near the *front* of event
+time (the watermark plus ``max_out_of_order_s``, less 2 s: ``front_lead_ms``; the
+front is the newest time every active source has reached), so a silence is
+reported a few seconds after its deadline. A reading that comes behind that clock
+is settled at the clock it came at (``on_arrival``), so silences decided before it stay
+decided whatever the batching; a reading set aside because its gateway's clock
+is off counts as presence (``on_heard``): the silence then starts at the last
+presence (``first_ts``, evidence ``last_heard_ts``).
+
 Timeline (silent_s 300, readings every minute, watermark after each)::
 
     t(min)   0  1  2  3  .  .  .  .  .  .  10  11
@@ -38,6 +47,7 @@ import random
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from citywatch.detectors import params
 from citywatch.detectors.alerts import Alert
@@ -72,8 +82,29 @@ class OfflineParams:
 class _Line:
     kind: str
     last: SensorEvent | None = None  # latest settled reading (event time < watermark)
-    alerted_ts: int = NO_WATERMARK  # the last reading whose silence was reported
+    alerted_ts: int = NO_WATERMARK  # the start of the last silence reported
     timer_due: int | None = None
+    # Latest settled presence: a reading, or an event of the sensor set aside (late,
+    # future timestamp) counted at the watermark when it came (``on_heard``).
+    seen_ts: int = NO_WATERMARK
+
+
+@dataclass(frozen=True, slots=True)
+class _Heard:
+    """A sensor heard from at ``ts_ms``: through an event that was set aside, or through
+    ``reading``, which came when the clock was already at ``ts_ms`` (behind the front)."""
+
+    ts_ms: int
+    sensor: str
+    reading: SensorEvent | None = None
+
+
+def _add_seen_ts(data: dict[str, Any]) -> dict[str, Any]:
+    """State version 1 -> 2: lines learn ``seen_ts`` (their last reading's time)."""
+    for _key, line in data["_state"].data["items"]:
+        if not hasattr(line, "seen_ts") or line.seen_ts is None:
+            line.seen_ts = line.last.ts_ms if line.last is not None else NO_WATERMARK
+    return data
 
 
 class OfflineDetector(Detector):
@@ -81,8 +112,11 @@ class OfflineDetector(Detector):
 
     kinds = ("sensor.offline",)
     event_type = "sensor"
+    on_front = True
 
     STATE = ("_state", "_timers", "_fifo", "_pending", "_seq", "_wm", "late_events_")
+    STATE_VERSION = 2
+    MIGRATIONS = {1: _add_seen_ts}
 
     def __init__(
         self, by_kind: Mapping[str, OfflineParams], *, idle_evict_s: int = 24 * 3600
@@ -98,13 +132,17 @@ class OfflineDetector(Detector):
         self.idle_evict_s = idle_evict_s
         self._state: KeyedState[_Line] = KeyedState(idle_evict_s * 1000)
         self._timers = DueTimers()
-        # Readings at or after the watermark, settled once it passes them: in arrival
-        # order while event time rises, and a heap of (ts, seq, event) for the rest.
-        self._fifo: deque[SensorEvent] = deque()
-        self._pending: list[tuple[int, int, SensorEvent]] = []
+        # Readings (and presences heard) at or after the watermark, settled once it passes
+        # them: in arrival order while event time rises, and a heap of (ts, seq, item)
+        # for the rest.
+        self._fifo: deque[SensorEvent | _Heard] = deque()
+        self._pending: list[tuple[int, int, SensorEvent | _Heard]] = []
         self._seq = 0
         self._wm = NO_WATERMARK
         self.late_events_ = 0
+        # id(reading) -> the clock when it came, for readings behind the front, between
+        # ``on_heard`` and ``on_event`` of one batch (cleared on every watermark).
+        self._behind: dict[int, int] = {}
 
     def on_event(self, ev: Event, out: list[Alert]) -> None:
         if not isinstance(ev, SensorEvent) or ev.kind not in self.by_kind:
@@ -119,16 +157,43 @@ class OfflineDetector(Detector):
             self.late_events_ += 1
             if line.last is None or ev.ts_ms > line.last.ts_ms:
                 line.last = ev
+            line.seen_ts = max(line.seen_ts, ev.ts_ms)
             return
+        at = self._behind.pop(id(ev), None)
+        self._hold(ev if at is None else _Heard(at, ev.sensor, ev))
+
+    def on_arrival(self, ev: Event, at_ms: int, out: list[Alert]) -> None:
+        """A reading stamped behind the clock it came at is settled at that clock (the
+        silences before it were decided without it); one stamped ahead is also heard."""
+        if ev.ts_ms < at_ms:
+            self._behind[id(ev)] = at_ms
+        else:
+            self.on_heard(ev, at_ms, out)
+
+    def on_heard(self, ev: Event, at_ms: int, out: list[Alert]) -> None:
+        """A reading of a known sensor was set aside (its gateway's clock is off): the
+        sensor is alive at ``at_ms``, so a silence can only start after it."""
+        if not isinstance(ev, SensorEvent) or ev.kind not in self.by_kind:
+            return
+        line = self._state.get(ev.sensor, at_ms)
+        if line is None:
+            return
+        if at_ms < self._wm:
+            line.seen_ts = max(line.seen_ts, at_ms)
+            return
+        self._hold(_Heard(at_ms, ev.sensor))
+
+    def _hold(self, item: SensorEvent | _Heard) -> None:
         # Arrivals are nearly in event-time order: a FIFO takes them in O(1); the few
         # that come out of order go to a heap. Settling merges the two by time.
-        if not self._fifo or ev.ts_ms >= self._fifo[-1].ts_ms:
-            self._fifo.append(ev)
+        if not self._fifo or item.ts_ms >= self._fifo[-1].ts_ms:
+            self._fifo.append(item)
         else:
             self._seq += 1
-            heapq.heappush(self._pending, (ev.ts_ms, self._seq, ev))
+            heapq.heappush(self._pending, (item.ts_ms, self._seq, item))
 
     def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
+        self._behind.clear()
         if wm_ms <= self._wm:
             return
         self._wm = wm_ms
@@ -137,14 +202,14 @@ class OfflineDetector(Detector):
         pending, fifo = self._pending, self._fifo
         while True:
             if fifo and fifo[0].ts_ms < wm_ms and not (pending and pending[0][0] < fifo[0].ts_ms):
-                ev = fifo.popleft()
+                item = fifo.popleft()
             elif pending and pending[0][0] < wm_ms:
-                ev = heapq.heappop(pending)[2]
+                item = heapq.heappop(pending)[2]
             else:
                 break
-            line = self._state.get(ev.sensor, NO_WATERMARK)  # a peek: no touch
+            line = self._state.get(item.sensor, NO_WATERMARK)  # a peek: no touch
             if line is not None:
-                self._settle(ev.sensor, line, ev, out)
+                self._settle(item.sensor, line, item, out)
         for due, key in self._timers.pop_due(wm_ms - 1):
             line = self._state.get(key, NO_WATERMARK)
             if line is None or line.timer_due != due:
@@ -153,24 +218,30 @@ class OfflineDetector(Detector):
             self._check_silence(key, line, wm_ms, out)
         self._state.evict_idle(wm_ms)
 
-    def _settle(self, key: str, line: _Line, ev: SensorEvent, out: list[Alert]) -> None:
-        last = line.last
-        if last is not None and ev.ts_ms <= last.ts_ms:
+    def _settle(self, key: str, line: _Line, item: SensorEvent | _Heard, out: list[Alert]) -> None:
+        seen = line.seen_ts
+        reading = item if isinstance(item, SensorEvent) else item.reading
+        ts = item.ts_ms if reading is None else reading.ts_ms
+        if reading is not None and (line.last is None or ts > line.last.ts_ms):
+            if seen != NO_WATERMARK and ts - seen > self._silent_ms(line):
+                self._alert(line, out)
+            line.last = reading
+        elif ts <= seen:
             return
-        if last is not None and ev.ts_ms - last.ts_ms > self._silent_ms(line):
+        elif seen != NO_WATERMARK and ts - seen > self._silent_ms(line):
             self._alert(line, out)
-        line.last = ev
+        line.seen_ts = max(seen, ts)
         # Judged by the timer once every reading before the watermark is settled.
         if line.timer_due is None:
-            self._arm(key, line, ev.ts_ms + self._silent_ms(line))
+            self._arm(key, line, line.seen_ts + self._silent_ms(line))
 
     def _check_silence(self, key: str, line: _Line, wm_ms: int, out: list[Alert]) -> None:
-        if line.last is None:
+        if line.last is None or line.seen_ts == NO_WATERMARK:
             return
-        deadline = line.last.ts_ms + self._silent_ms(line)
+        deadline = line.seen_ts + self._silent_ms(line)
         if deadline < wm_ms:  # every reading before the watermark is settled: confirmed
             self._alert(line, out)
-        elif line.timer_due is None and line.alerted_ts != line.last.ts_ms:
+        elif line.timer_due is None and line.alerted_ts != line.seen_ts:
             self._arm(key, line, deadline)
 
     def _arm(self, key: str, line: _Line, deadline: int) -> None:
@@ -183,25 +254,28 @@ class OfflineDetector(Detector):
         return self.by_kind[line.kind].silent_s * 1000
 
     def _alert(self, line: _Line, out: list[Alert]) -> None:
-        last = line.last
-        if last is None or line.alerted_ts == last.ts_ms:
+        last, start = line.last, line.seen_ts
+        if last is None or start == NO_WATERMARK or line.alerted_ts == start:
             return
-        line.alerted_ts = last.ts_ms
+        line.alerted_ts = start
         p = self.by_kind[line.kind]
+        evidence: dict[str, Any] = {
+            "sensor_kind": last.kind,
+            "silent_s": p.silent_s,
+            "last_reading_ts": format_ts(last.ts_ms),
+            "last_value": last.value,
+            "event_id": last.id,
+        }
+        if start != last.ts_ms:  # its last readings were set aside (a gateway's clock)
+            evidence["last_heard_ts"] = format_ts(start)
         out.append(
             sensor_alert(
                 "sensor.offline",
                 p.severity,
                 last,
-                ts_ms=last.ts_ms + p.silent_s * 1000,
-                first_ts_ms=last.ts_ms,
-                evidence={
-                    "sensor_kind": last.kind,
-                    "silent_s": p.silent_s,
-                    "last_reading_ts": format_ts(last.ts_ms),
-                    "last_value": last.value,
-                    "event_id": last.id,
-                },
+                ts_ms=start + p.silent_s * 1000,
+                first_ts_ms=start,
+                evidence=evidence,
             )
         )
 

@@ -18,6 +18,12 @@ ends with a judged window at or below ``clear_at``. The alert's ``ts`` is the
 window's end and its ``first_ts`` (hence its id) the window's start, so neither
 depends on when the watermark arrives.
 
+In the flow the "watermark" this detector gets runs near the front of event time
+(``front_lead_ms``, see ``sensor_health``), so a window is judged a few seconds
+after it ends (plus ``allowed_lateness_s``); a reading that comes behind that
+clock is late for every window closed by the clock it came at (``on_arrival``),
+whatever the batching.
+
 Timeline (tumbling 10 min, mean over 100, no allowed lateness)::
 
     t(min)     0 ......... 10 ............ 20 .......... 30
@@ -122,6 +128,7 @@ class WindowDetector(Detector):
 
     kinds = ("sensor.window",)
     event_type = "sensor"
+    on_front = True
 
     STATE = ("_state", "_timers", "_wm", "late_events_")
 
@@ -147,6 +154,15 @@ class WindowDetector(Detector):
         self._timers = DueTimers()
         self._wm = NO_WATERMARK
         self.late_events_ = 0
+        # id(reading) -> the clock when it came, for readings behind the front, between
+        # ``on_heard`` and ``on_event`` of one batch (cleared on every watermark).
+        self._behind: dict[int, int] = {}
+
+    def on_arrival(self, ev: Event, at_ms: int, out: list[Alert]) -> None:
+        """A reading that came when the clock was at ``at_ms``, past its stamp: it is late
+        for every window that closed by then, whatever the batching."""
+        if ev.ts_ms < at_ms:
+            self._behind[id(ev)] = at_ms
 
     def on_event(self, ev: Event, out: list[Alert]) -> None:
         if not isinstance(ev, SensorEvent):
@@ -154,18 +170,19 @@ class WindowDetector(Detector):
         rules = self.by_kind.get(ev.kind)
         if not rules:
             return
+        came = max(self._wm, self._behind.pop(id(ev), NO_WATERMARK))
         for i, p in enumerate(rules):
             key = f"{ev.sensor}|{i}" if i else ev.sensor
-            self._add(key, ev, p, i)
+            self._add(key, ev, p, i, came)
 
-    def _add(self, key: str, ev: SensorEvent, p: WindowParams, rule: int) -> None:
+    def _add(self, key: str, ev: SensorEvent, p: WindowParams, rule: int, came: int) -> None:
         slide_ms = p.slide * 1000
         start = ev.ts_ms - ev.ts_ms % slide_ms
         w = self._state.get(key, ev.ts_ms)
         if w is None:
             w = _Windows(ev.kind, rule)
             self._state.put(key, w, ev.ts_ms)
-        if start + slide_ms + p.allowed_lateness_s * 1000 <= self._wm:
+        if start + slide_ms + p.allowed_lateness_s * 1000 <= came:
             w.late += 1
             self.late_events_ += 1
             return
@@ -197,6 +214,7 @@ class WindowDetector(Detector):
             self._timers.add(key, due)
 
     def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
+        self._behind.clear()
         if wm_ms <= self._wm:
             return
         self._wm = wm_ms

@@ -11,6 +11,10 @@ F, never from the time it fired or the fix that closed it. In live runs the
 flow passes a wall-clock watermark instead (``[flow] timers = "wall"``), so
 a truck that went dark is reported even when no other traffic moves event time.
 
+The flow drives it near the front of event time (``front_lead_ms``, see
+``sensor_health``): a fix that came behind that clock counts from then
+(``on_arrival``), one set aside by a bad clock counts as presence (``on_heard``).
+
 Each vehicle keeps only its undecided fixes (usually one) and at most one timer,
 filed under its deadline rounded up to the second (:class:`DueTimers`), so a
 watermark costs O(due timers), not O(keys).
@@ -136,6 +140,7 @@ class _Track:
 class GapDetector(Detector):
     kinds = ("track.gap",)
     event_type = "gps"
+    on_front = True
 
     STATE = ("_state", "_timers", "_wm", "_usual")
 
@@ -149,6 +154,10 @@ class GapDetector(Detector):
         # Each vehicle's long-run interval, kept interval_memory_s after its last fix,
         # across the idle eviction of its track.
         self._usual: KeyedState[_Usual] = KeyedState(p.interval_memory_s * 1000)
+        # id(fix) -> when it was heard, for fixes stamped ahead of it or behind it, between
+        # ``on_heard`` and ``on_event`` of one batch (cleared on every watermark: never
+        # recovery state).
+        self._heard_at: dict[int, int] = {}
 
     def _allowed_ms(self, cls: str, by_size: Sequence[int], usual: int) -> tuple[int, int]:
         """The silence allowed after a fix: the class's, or ``interval_factor`` times the
@@ -189,12 +198,17 @@ class GapDetector(Detector):
             self._schedule(ev.entity, st, ts + allowed)
             return
         und = st.undecided
-        if und and any(f[0] < ts <= f[0] + f[7] for f in und):
+        at = self._heard_at.pop(id(ev), ts)
+        # A fix that came behind the front counts when it came: gaps decided by then stay.
+        seen = max(ts, at)
+        if und and any(f[0] < seen <= f[0] + f[7] for f in und):
             # A fix within T after an undecided fix means no gap after that one.
-            st.undecided = und = [f for f in und if not f[0] < ts <= f[0] + f[7]]
+            st.undecided = und = [f for f in und if not f[0] < seen <= f[0] + f[7]]
         if ts > st.max_ts:
             last = st.last
-            if ts - last[0] > last[7]:
+            # A fix stamped ahead of its source's clock (``on_heard`` saw it first) ends
+            # a silence when it came, not at its stamp.
+            if min(ts, at) - last[0] > last[7]:
                 self._reappeared(ev, st, out)
             gap = ts - st.max_ts
             st.intervals.append(gap)
@@ -218,6 +232,31 @@ class GapDetector(Detector):
                 self._schedule(ev.entity, st, min(f[0] + f[7] for f in und))
         # An older fix (out of order within the bound) is followed within T by the
         # newest one, so it is decided at once; only its effect above remains.
+
+    def on_arrival(self, ev: Event, at_ms: int, out: list[Alert]) -> None:
+        """A fix ``on_event`` gets next came when event time was at ``at_ms``: stamped
+        ahead of it (its clock runs ahead: also heard then) or behind it (it came after
+        the front passed its stamp: it counts from ``at_ms``)."""
+        self._heard_at[id(ev)] = at_ms
+        if ev.ts_ms > at_ms:
+            self.on_heard(ev, at_ms, out)
+
+    def on_heard(self, ev: Event, at_ms: int, out: list[Alert]) -> None:
+        """A fix of a known vehicle was set aside (its clock is off): it is not silent at
+        ``at_ms``. That decides "no gap" for the fixes it follows within T, and the
+        silence allowed after its last fix now runs from ``at_ms``."""
+        if not isinstance(ev, GpsEvent) or ev.cls not in self._silence_ms:
+            return
+        st = self._state.get(ev.entity, at_ms)
+        if st is None:
+            return
+        st.undecided = und = [f for f in st.undecided if not f[0] < at_ms <= f[0] + f[7]]
+        if at_ms > st.max_ts:
+            heard: _Fix = (at_ms, *st.last[1:])
+            st.last, st.max_ts = heard, at_ms
+            und.append(heard)
+            if st.timer is None:
+                self._schedule(ev.entity, st, min(f[0] + f[7] for f in und))
 
     def _reappeared(self, ev: GpsEvent, st: _Track, out: list[Alert]) -> None:
         """After a silence longer than allowed: far from where driving on would have
@@ -271,6 +310,7 @@ class GapDetector(Detector):
         self._timers.add(entity, bucket)
 
     def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
+        self._heard_at.clear()
         if wm_ms <= self._wm:
             return
         self._wm = wm_ms

@@ -60,6 +60,21 @@ FUTURE = "future"
 SOURCE_KINDS = ("gateway", "family", "partition")
 WINDOW = 15  # recent event times kept per source for the median
 PARTITION_WINDOW = 63
+# Windowed and absence detectors decide this far behind the front of event time (the
+# newest time every active source reached): events from different sources reach the
+# flow up to a second or two apart, and those a little behind the front then need no
+# word of when they came (see ``front_lead_ms``).
+FRONT_SLACK_MS = 2_000
+
+
+def front_lead_ms(max_out_of_order_ms: int) -> int:
+    """How far ahead of the watermark windowed and absence detectors decide: the
+    out-of-order bound less :data:`FRONT_SLACK_MS` (0 when the bound is smaller).
+
+    >>> front_lead_ms(30_000), front_lead_ms(1_000)
+    (28000, 0)
+    """
+    return max(0, max_out_of_order_ms - FRONT_SLACK_MS)
 
 
 @dataclass(slots=True)
@@ -156,6 +171,16 @@ class Watermarker(Stateful):
     def max_ts_ms(self) -> int:
         """The newest accepted event time over all sources."""
         return max((c.max_ts_ms for c in self.clocks.values()), default=NO_WATERMARK)
+
+    @property
+    def heard_ms(self) -> int:
+        """The event time a key is alive at when it sends now: the partition's recent
+        median event time (robust to any one clock), never behind the watermark. An
+        event set aside, or stamped far ahead, counts as presence at this time (a
+        source stalled by a clock step holds the watermark back until it goes idle;
+        the median does not wait for it)."""
+        median = self.recent.median
+        return self.combined_ms if median is None else max(self.combined_ms, median)
 
     def source_of(self, src: str | None, family: str) -> str:
         """The watermark source an event belongs to (see the module docstring)."""

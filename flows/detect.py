@@ -32,7 +32,7 @@ from citywatch.detectors.tracks_jump import JumpFilter
 from citywatch.detectors.tracks_rendezvous import SpanReporter, StopSpan
 from citywatch.detectors.tracks_speeding import SpeedingDetector
 from citywatch.detectors.video import VideoRuleDetector
-from citywatch.detectors.watermark import NO_WATERMARK
+from citywatch.detectors.watermark import NO_WATERMARK, front_lead_ms
 from citywatch.flows.config import Config
 from citywatch.flows.records import AlertBatch, ShardBatch, ShardOutput
 from citywatch.flows.recovery import restore, snapshot
@@ -57,8 +57,12 @@ class DetectorSuite(Stateful):
         *,
         gate: JumpFilter | None = None,
         reporter: SpanReporter | None = None,
+        front_ms: int = 0,
     ) -> None:
         self.detectors = list(detectors)
+        # How far ahead of the watermark detectors with ``on_front`` decide: near the
+        # front of event time (``front_lead_ms`` of the flow's max_out_of_order_s).
+        self.front_ms = front_ms
         self.gate = gate
         self.reporter = reporter
         # Sources (Kafka partitions) feed a shard interleaved: act on their minimum.
@@ -90,6 +94,7 @@ class DetectorSuite(Stateful):
             ],
             gate=JumpFilter(cfg.track_jump),
             reporter=SpanReporter(cfg.track_rendezvous, zones),
+            front_ms=front_lead_ms(cfg.flow.max_out_of_order_s * 1000),
         )
 
     def set_zones(self, zones: Mapping[str, ZoneMeta]) -> None:
@@ -107,23 +112,43 @@ class DetectorSuite(Stateful):
         out: list[Alert],
         dead: list[DeadLetter] | None = None,
         spans: list[StopSpan] | None = None,
+        heard: Iterable[tuple[Event, int]] = (),
     ) -> int:
-        """Run ``events`` through the detectors, then advance them to ``wm_ms``; dead
-        letters and stop spans go to ``dead`` and ``spans`` (dropped when None). Returns
-        the watermark the detectors got: held back before fixes the gate still holds
-        for look-ahead."""
+        """Run ``events`` through the detectors, tell them which keys were ``heard``
+        from (events set aside, or stamped off the clock they came at; see
+        :meth:`Detector.on_heard` and :meth:`Detector.on_arrival`), then advance them to
+        ``wm_ms`` (windowed and absence detectors to ``wm_ms + front_ms``, near the front
+        of event time: they fire a tick after their condition holds); dead letters and
+        stop spans go to ``dead`` and ``spans`` (dropped when None). Returns the
+        watermark the detectors got: held back before fixes the gate still holds for
+        look-ahead."""
         dead = dead if dead is not None else []
         spans = spans if spans is not None else []
         events = events if isinstance(events, list) else list(events)
+        front_ms = wm_ms + self.front_ms
         if self.gate is not None:
             events = self.gate.admit(events, dead)
             events += self.gate.release(wm_ms, dead)
             self.gate.on_watermark(wm_ms)
-            wm_ms = min(wm_ms, self.gate.floor())
+            floor = self.gate.floor()
+            wm_ms, front_ms = min(wm_ms, floor), min(front_ms, floor)
         by_type = self._by_type
+        aside = heard if isinstance(heard, list) else list(heard)
+        told: dict[int, int] = {}
+        if aside:  # an event stamped off its arrival is among ``events``: told right before it
+            inside = {id(ev) for ev in events}
+            told = {id(ev): at_ms for ev, at_ms in aside if id(ev) in inside}
+            aside = [h for h in aside if id(h[0]) not in inside]
         for ev in events:
-            for det in by_type.get(ev.type, ()):
+            dets = by_type.get(ev.type, ())
+            if told and id(ev) in told:
+                for det in dets:
+                    det.on_arrival(ev, told[id(ev)], out)
+            for det in dets:
                 det.on_event(ev, out)
+        for ev, at_ms in aside:  # set aside: after the batch's events (their keys known)
+            for det in by_type.get(ev.type, ()):
+                det.on_heard(ev, at_ms, out)
         if self.reporter is not None:
             reporter = self.reporter
             for ev in events:
@@ -131,7 +156,7 @@ class DetectorSuite(Stateful):
                     reporter.on_event(ev, spans)
             reporter.on_watermark(wm_ms)
         for det in self.detectors:
-            det.on_watermark(wm_ms, out)
+            det.on_watermark(front_ms if det.on_front else wm_ms, out)
         return wm_ms
 
     def live_keys(self) -> int:
@@ -211,7 +236,7 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, ShardOutput, bytes]):
             if self._wall:
                 self._event_wm = max(self._event_wm, wm_ms)
                 wm_ms = max(wm_ms, self._wall_wm())
-            wm_ms = self.suite.process(batch.events, wm_ms, out, dead, spans)
+            wm_ms = self.suite.process(batch.events, wm_ms, out, dead, spans, batch.heard)
             top = max(top, wm_ms)
             for alert in out[start:]:
                 alert.ingest_ns = batch.ingest_ns

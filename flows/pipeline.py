@@ -122,14 +122,23 @@ def shard_step(shards: int) -> Callable[[StampedBatch], list[tuple[str, ShardBat
 
     def split(batch: StampedBatch) -> list[tuple[str, ShardBatch]]:
         parts: list[list[Event]] = [[] for _ in range(shards)]
+        heard: list[list[tuple[Event, int]]] = [[] for _ in range(shards)]
         for ev in batch.events:
             parts[shard_of(ev.key, shards)].append(ev)
+        for item in batch.heard:
+            heard[shard_of(item[0].key, shards)].append(item)
         # Every shard gets the watermark, events or not, so its timers advance.
         return [
             (
                 names[i],
                 ShardBatch(
-                    parts[i], batch.wm_ms, batch.ingest_ns, batch.source, batch.idle, batch.peers
+                    parts[i],
+                    batch.wm_ms,
+                    batch.ingest_ns,
+                    batch.source,
+                    batch.idle,
+                    batch.peers,
+                    heard[i],
                 ),
             )
             for i in range(shards)

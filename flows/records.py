@@ -74,6 +74,10 @@ class StampedBatch:
     idle: bool = False
     peers: tuple[str, ...] = ()
     alerts: list[Alert] = field(default_factory=list)  # source.clock_skew
+    # Events set aside (late, future-timestamp) with the partition's watermark at their
+    # arrival: their keys were heard from then, so absence detectors do not call them
+    # silent (see ``citywatch.flows.stage_watermark``).
+    heard: list[tuple[Event, int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +90,7 @@ class ShardBatch:
     source: str = ""
     idle: bool = False
     peers: tuple[str, ...] = ()
+    heard: list[tuple[Event, int]] = field(default_factory=list)  # see StampedBatch
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,25 @@ step is keyed by source) keeps a clock per source inside it and splits the
 batch into on-time events, late events (the late side output) and events too
 far in the future (dead letters, reason ``future-timestamp``); a source's first
 future event raises one ``source.clock_skew`` system alert.
+
+An event set aside still tells that its key is alive: it is passed on as
+*heard* at the partition's event time when it came (``Watermarker.heard_ms``:
+the recent median, never behind the watermark, so never behind any detector's
+clock), and the absence detectors (``sensor.offline``,
+``track.gap``) count it as presence at that time. So is an on-time event
+stamped further ahead of that time than a lagging source explains
+(``source_idle_s + max_out_of_order_s``): its source's clock runs ahead, and
+its key is alive *now*, not only at its stamp. So a gateway whose clock
+stepped back (every event late), far ahead (every event refused, then
+accepted once its own median follows) or a little ahead does not make its
+sensors and vehicles look silent; a jump ahead is reported once as
+``source.clock_skew``, events behind are counted as late.
+
+Windowed and absence detectors decide near the front of event time, the
+watermark plus ``front_lead_ms`` (see ``citywatch.flows.detect``). An on-time
+event stamped behind that clock is passed on too, with the clock it came at, so
+those detectors let it change nothing they decided before it came: the same
+alerts for any batching.
 """
 
 from __future__ import annotations
@@ -16,7 +35,14 @@ from bytewax.operators import StatefulBatchLogic
 
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.events import DeadLetter, Event, event_to_json, format_ts
-from citywatch.detectors.watermark import LATE, ON_TIME, Watermarker, clock_skew_alert
+from citywatch.detectors.watermark import (
+    LATE,
+    NO_WATERMARK,
+    ON_TIME,
+    Watermarker,
+    clock_skew_alert,
+    front_lead_ms,
+)
 from citywatch.flows.config import FlowSettings
 from citywatch.flows.records import EventBatch, StampedBatch
 from citywatch.flows.recovery import restore, snapshot
@@ -41,15 +67,28 @@ def watermark_step(
         on_time: list[Event] = []
         late: list[Event] = []
         future: list[DeadLetter] = []
+        heard: list[tuple[Event, int]] = []
+        lead_ms = front_lead_ms(wm.max_out_of_order_ms)
+        ahead_ms = wm.idle_ms + wm.max_out_of_order_ms
         for i, ev in enumerate(batch.events):
             at = arrivals[i] if arrivals is not None else clock_ms
             verdict = wm.observe(ev.ts_ms, wm.source_of(ev.src, ev.type), at)
             if verdict == ON_TIME:
                 on_time.append(ev)
-            elif verdict == LATE:
+                mark = wm.watermark_ms
+                if mark == NO_WATERMARK:
+                    continue
+                if ev.ts_ms < mark + lead_ms:  # behind the clock the detectors decide on
+                    heard.append((ev, mark + lead_ms))
+                elif ev.ts_ms > wm.heard_ms + ahead_ms:  # its source's clock runs ahead
+                    heard.append((ev, wm.heard_ms))
+                continue
+            if verdict == LATE:
                 late.append(ev)
             else:
                 future.append(_future_letter(ev, wm, batch.source, at))
+            if wm.watermark_ms != NO_WATERMARK:  # its key spoke now, with a bad clock
+                heard.append((ev, wm.heard_ms))
         if live:  # sources silent for source_idle_s of wall time stop holding it back
             wm.advance(wall_ms)
         alerts: list[Alert] = []
@@ -73,6 +112,7 @@ def watermark_step(
             batch.idle,
             batch.peers,
             alerts,
+            heard,
         )
         return wm, stamped
 

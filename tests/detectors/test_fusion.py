@@ -138,3 +138,79 @@ def test_fusion_params_validate() -> None:
         FusionParams(retain_s=60)
     with pytest.raises(ValueError, match="must not include fusion.corroborated"):
         FusionParams(kinds=("fusion.corroborated",))
+
+
+def held(alerts: list[Alert], clock_after: list[int]) -> list[Alert]:
+    """A replay's fusion: alerts held, decided as the clock (given after each) passes."""
+    c = Corroborator(FusionParams(), ZONES)
+    out: list[Alert] = []
+    for a, clock in zip(alerts, clock_after, strict=True):
+        c.hold([a], out)
+        c.advance(clock, out)
+    c.flush(out)
+    return out
+
+
+@pytest.mark.parametrize(
+    "order", list(itertools.permutations(range(4))), ids=lambda o: "".join(map(str, o))
+)
+def test_held_fusion_evidence_and_first_ts_do_not_depend_on_arrival_order(
+    order: tuple[int, ...],
+) -> None:
+    # A second gps partner (a truck entering at minute 1) is known to the anchor DIG
+    # only if it arrived before DIG was decided: holding until the clock passes DIG
+    # makes that always so. The clock stays behind every alert until all arrived.
+    early = alert("geofence.enter", "muck-2", "gps", 1, severity="yellow")
+    alerts = [ENTER, DIG, PEOPLE, early]
+    expected = [a.to_json() for a in held(alerts, [T0] * 4)]
+    got = held([alerts[i] for i in order], [T0] * 4)
+    assert [a.to_json() for a in got] == expected
+    dig = next(a for a in got if a.subject == "cam-3")
+    assert [e["subject"] for e in dig.evidence["alerts"]] == ["muck-2", "muck-1", "cam-3"]
+    assert dig.first_ts_ms == early.first_ts_ms
+
+
+def test_held_fusion_is_decided_when_the_clock_passes_the_anchor() -> None:
+    c = Corroborator(FusionParams(), ZONES, lag_ms=60_000)
+    out: list[Alert] = []
+    c.hold([ENTER, DIG], out)
+    c.advance(DIG.ts_ms + 60_000, out)  # the clock at the anchor plus the lag: not yet
+    assert out == []
+    c.advance(DIG.ts_ms + 60_001, out)
+    assert [(a.kind, a.subject) for a in out] == [("fusion.corroborated", "cam-3")]
+    # An alert the clock already passed (minute 11 < 12 + 1) is decided at once: no
+    # partner before it; the held PEOPLE (minute 15) is decided later with it in.
+    late_gps = alert("geofence.enter", "muck-9", "gps", 11)
+    c.hold([late_gps], out)
+    assert len(out) == 1
+    c.hold([PEOPLE], out)
+    c.advance(PEOPLE.ts_ms + 60_001, out)
+    assert [a.subject for a in out] == ["cam-3", "cam-1"]
+    assert [e["subject"] for e in out[1].evidence["alerts"]] == ["muck-1", "muck-9", "cam-1"]
+
+
+def test_producer_marks_give_the_clock_once_all_reported() -> None:
+    c = Corroborator(FusionParams(), ZONES)
+    c.mark("shard-000", 5_000)
+    assert c.clock(2) is None
+    c.mark("shard-001", 3_000)
+    c.mark("shard-000", 4_000)  # never goes back
+    assert c.clock(2) == 3_000
+
+
+def test_a_version_1_snapshot_restores_with_everything_decided() -> None:
+    from citywatch.detectors.state import Snapshot, decode, encode
+
+    c = Corroborator(FusionParams(), ZONES)
+    out: list[Alert] = []
+    c.on_alerts([ENTER], out)
+    snap = c.state()
+    for _zid, zone in snap.data["_zones"].data["items"]:
+        object.__delattr__(zone, "decided_ms")
+    data = {"_zones": snap.data["_zones"]}
+    fresh = Corroborator(FusionParams(), ZONES)
+    fresh.restore(decode(encode(Snapshot("Corroborator", 1, data))))
+    fresh.hold([DIG], out)  # after the zone's newest alert: held until the clock passes
+    assert out == []
+    fresh.advance(DIG.ts_ms + 1, out)
+    assert [a.subject for a in out] == ["cam-3"]

@@ -83,13 +83,6 @@ def reordered(timed: Timed, jitter_ms: int, seed: int) -> list[bytes]:
     return [timed[own[timed[i][1]].popleft()][2] for i in arrival]
 
 
-# Known, left out: a fusion.corroborated alert's evidence list (and its first_ts) can
-# lack a corroborating alert that reaches the fusion stage after the alert that fires
-# it, which depends on batch size, shard count and workers (its id, incident and work
-# order do not). Every other field of every alert is compared.
-RACY_FUSION_FIELDS = ("evidence", "first_ts")
-
-
 def outcome(dispatched: list[Dispatch]) -> list[tuple[Any, ...]]:
     """Each alert with its incident and the work order it creates or joins, in a
     canonical order (arrival order across workers is not part of the contract)."""
@@ -97,8 +90,6 @@ def outcome(dispatched: list[Dispatch]) -> list[tuple[Any, ...]]:
     for d in dispatched:
         alert = d.alert.to_json()
         wo = WorkOrder.new(d, 0).to_hash()
-        if d.alert.kind == "fusion.corroborated":
-            alert = {k: v for k, v in alert.items() if k not in RACY_FUSION_FIELDS}
         rows.append(
             (
                 d.alert.id,

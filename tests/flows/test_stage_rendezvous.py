@@ -142,8 +142,9 @@ def _track_json(alerts: list[Alert]) -> list[bytes]:
 
 
 def test_wall_clock_timers_fire_a_gap_while_input_is_quiet(config: Config) -> None:
-    # wall     12:00:00  (fixes at 11:59:30 and 11:59:45)  ... 12:05:30 on_notify
-    # wm = now - 30 s = 12:05:00 > 11:59:45 + 300 s: track.gap, ts from the last fix
+    # wall     12:00:00  (fixes at 11:59:30 and 11:59:45)  ... 12:04:48 on_notify
+    # wm = now - 30 s; track.gap decides near the front, wm + 28 s = now - 2 s
+    # = 12:04:46 > 11:59:45 + 300 s: track.gap, ts from the last fix
     now = [datetime(2026, 6, 15, 12, 0, tzinfo=UTC)]
     t_ms = int(now[0].timestamp() * 1000)
     logic = ShardLogic(
@@ -163,7 +164,7 @@ def test_wall_clock_timers_fire_a_gap_while_input_is_quiet(config: Config) -> No
     # or not; what matters here is when the gap alert comes.
     out, _ = logic.on_batch([ShardBatch(fixes, t_ms - 60_000, 0)])
     assert [a for r in out for a in r.alerts] == []
-    now[0] += timedelta(minutes=5, seconds=14)
+    now[0] += timedelta(minutes=4, seconds=46)  # 12:04:46: the front clock at 12:04:44
     assert [a for r in logic.on_notify()[0] for a in r.alerts] == []
     now[0] += timedelta(seconds=2)
     res = list(logic.on_notify()[0])
