@@ -28,6 +28,18 @@ source's clock is accepted after ``WINDOW // 2 + 1`` events, while one bad
 event never moves the median. The first refused event of a source is reported
 once (:attr:`Watermarker.skewed`), for the ``source.clock_skew`` system alert.
 
+Without a wall clock a jump cannot be told from a silence (a sparse stream, a
+night without traffic) by one event, so in that case a suspect event given as
+``item`` is **held** (:data:`HELD`), not refused, until its source decides it:
+the next event of that source that is not suspect releases the held ones
+(:meth:`Watermarker.take_released`) — accepted when they are within
+``max_future_ms`` of that event, refused otherwise (a lone outlier); and
+``HOLD_CHAIN`` held events of one source within ``max_future_ms`` of each other
+show that the source moved on (a silence, or its clock stepped): they are
+accepted, nothing lost. At most ``WINDOW`` events wait per source;
+what is still held at the end of the input is refused (:meth:`Watermarker.drain`).
+The verdicts depend on the arrival order only, never on batching.
+
 An event older than the partition's watermark at its arrival is :data:`LATE`:
 it goes to the late side output and never touches detector state.
 
@@ -48,6 +60,7 @@ from bisect import bisect_left, insort
 from collections import deque
 from dataclasses import dataclass, field
 from statistics import median_low
+from typing import Any
 
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.events import format_ts
@@ -57,8 +70,10 @@ NO_WATERMARK = -(2**62)
 ON_TIME = "on_time"
 LATE = "late"
 FUTURE = "future"
+HELD = "held"
 SOURCE_KINDS = ("gateway", "family", "partition")
 WINDOW = 15  # recent event times kept per source for the median
+HOLD_CHAIN = 3  # held events of a source that agree with each other release it
 PARTITION_WINDOW = 63
 # Windowed and absence detectors decide this far behind the front of event time (the
 # newest time every active source reached): events from different sources reach the
@@ -103,6 +118,16 @@ class SourceClock:
     recent: Recent = field(default_factory=lambda: Recent(WINDOW))
     seen_wall_ms: int | None = None
     reported: bool = False
+    # (event time, caller's item) of suspect events waiting for their source's verdict
+    held: list[tuple[int, object]] = field(default_factory=list)
+
+
+def _no_held(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 clocks held nothing."""
+    for clock in data["clocks"].values():
+        if not hasattr(clock, "held"):
+            clock.held = []
+    return data
 
 
 class Watermarker(Stateful):
@@ -113,6 +138,8 @@ class Watermarker(Stateful):
     the configuration each time it is built."""
 
     STATE = ("clocks", "recent", "_seq", "combined_ms", "skewed")
+    STATE_VERSION = 2  # 2: held events in the source clocks
+    MIGRATIONS = {1: _no_held}
 
     __slots__ = (
         "by",
@@ -125,6 +152,7 @@ class Watermarker(Stateful):
         "recent",
         "skewed",
         "_by_time",
+        "_released",
     )
 
     def __init__(
@@ -156,6 +184,9 @@ class Watermarker(Stateful):
         # watermark after each event is one bisect, not a walk over every source
         # (derived from ``clocks``; rebuilt on restore).
         self._by_time: list[tuple[int, str]] = []
+        # (item, verdict, reference time if refused) of held events decided by the
+        # last observe, in arrival order.
+        self._released: list[tuple[object, str, int | None]] = []
 
     def restore(self, snap: Snapshot) -> None:
         super().restore(snap)
@@ -200,22 +231,72 @@ class Watermarker(Stateful):
             refs.append(clock.recent.median)
         if self.recent.median is not None:
             refs.append(self.recent.median)
+        if clock is not None and clock.max_ts_ms != NO_WATERMARK:
+            refs.append(clock.max_ts_ms)  # a source is never ahead of its own accepted time
         return max(refs) if refs else None
 
-    def observe(self, ts_ms: int, source: str = "", clock_ms: int | None = None) -> str:
-        """Stamp one event of ``source``; returns :data:`ON_TIME`, :data:`LATE` or
-        :data:`FUTURE`. ``clock_ms`` is the wall-clock time the event arrived (live, or
-        recorded with the event), None when unknown (then the median applies)."""
+    def observe(
+        self, ts_ms: int, source: str = "", clock_ms: int | None = None, item: object = None
+    ) -> str:
+        """Stamp one event of ``source``; returns :data:`ON_TIME`, :data:`LATE`,
+        :data:`FUTURE` or :data:`HELD`. ``clock_ms`` is the wall-clock time the event
+        arrived (live, or recorded with the event), None when unknown (then the median
+        applies, and a suspect event given as ``item`` is held: see the module
+        docstring). Held events this call decided are in :meth:`take_released`, to be
+        handled before this one."""
         clock = self.clocks.get(source)
         if clock is None:
             clock = self.clocks[source] = SourceClock()
         ref = self.reference_ms(source, clock_ms)
         clock.recent.add(ts_ms)
         if ref is not None and ts_ms > ref + self.max_future_ms:
-            if not clock.reported:
-                clock.reported = True
-                self.skewed.append((source, ts_ms, ref))
+            if item is not None and clock_ms is None:
+                held = clock.held
+                held.append((ts_ms, item))
+                chain = [t for t, _ in held[-HOLD_CHAIN:]]
+                if len(chain) == HOLD_CHAIN and max(chain) - min(chain) <= self.max_future_ms:
+                    # The source moved on: its last events agree with each other.
+                    self._release(source, clock, max(chain))
+                elif len(held) > WINDOW:  # bounded: the oldest is refused
+                    old_ts, old = held.pop(0)
+                    self._refuse(source, clock, old_ts, ref)
+                    self._released.append((old, FUTURE, ref))
+                return HELD
+            self._refuse(source, clock, ts_ms, ref)
             return FUTURE
+        if clock.held:
+            self._release(source, clock, ts_ms)
+        return self._accept(ts_ms, source, clock, clock_ms)
+
+    def _refuse(self, source: str, clock: SourceClock, ts_ms: int, ref: int) -> None:
+        if not clock.reported:
+            clock.reported = True
+            self.skewed.append((source, ts_ms, ref))
+
+    def _release(self, source: str, clock: SourceClock, now_ms: int) -> None:
+        """Decide ``source``'s held events now that it is at ``now_ms``: those up to
+        ``max_future_ms`` ahead of it are accepted, the others refused."""
+        held, clock.held = clock.held, []
+        bound = now_ms + self.max_future_ms
+        accepted = [t for t, _ in held if t <= bound]
+        if accepted and not clock.reported:
+            # Accepted, but ahead of every other source's newest claim: a clock that
+            # jumped, not a silence the whole partition shares; reported once.
+            others = [
+                max(c.recent.times)
+                for s, c in self.clocks.items()
+                if s != source and c.recent.times
+            ]
+            if others and min(accepted) > max(others) + self.max_future_ms:
+                self._refuse(source, clock, min(accepted), max(others))
+        for t, item in held:
+            if t <= bound:
+                self._released.append((item, self._accept(t, source, clock, None), None))
+            else:
+                self._refuse(source, clock, t, now_ms)
+                self._released.append((item, FUTURE, now_ms))
+
+    def _accept(self, ts_ms: int, source: str, clock: SourceClock, clock_ms: int | None) -> str:
         # The partition's median samples every 4th accepted time: cheap, and still
         # robust to any single event.
         self._seq += 1
@@ -233,6 +314,28 @@ class Watermarker(Stateful):
             clock.max_ts_ms = ts_ms
             self._advance_by_time()
         return ON_TIME
+
+    def take_released(self) -> list[tuple[object, str, int | None]]:
+        """The held items the last :meth:`observe` decided, with their verdicts (and
+        the time a refused one was measured against)."""
+        out, self._released = self._released, []
+        return out
+
+    def holding(self) -> bool:
+        """Whether any event is held for its source's verdict."""
+        return any(c.held for c in self.clocks.values())
+
+    def drain(self) -> list[tuple[object, str, int | None]]:
+        """End of input: every event still held is refused (no later event of its
+        source confirmed the jump)."""
+        out: list[tuple[object, str, int | None]] = []
+        for source, clock in self.clocks.items():
+            ref = clock.max_ts_ms if clock.max_ts_ms != NO_WATERMARK else None
+            for t, item in clock.held:
+                self._refuse(source, clock, t, ref if ref is not None else t)
+                out.append((item, FUTURE, ref))
+            clock.held = []
+        return out
 
     def _advance_by_time(self) -> None:
         """:meth:`advance` without a wall clock: the oldest clock not left behind by

@@ -58,6 +58,9 @@ class EventBatch:
     # Arrival time of each event (aligned with ``events``), see RawBatch.
     arrival_ms: list[int] | None = None
     wall_clock: bool = False
+    # The partition's input ended: events still held for their source's verdict are
+    # decided (refused) with it (see ``citywatch.detectors.watermark``).
+    end: bool = False
 
 
 @dataclass(frozen=True, slots=True)

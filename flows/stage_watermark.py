@@ -28,6 +28,7 @@ alerts for any batching.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 
 import orjson
@@ -36,6 +37,8 @@ from bytewax.operators import StatefulBatchLogic
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.events import DeadLetter, Event, event_to_json, format_ts
 from citywatch.detectors.watermark import (
+    FUTURE,
+    HELD,
     LATE,
     NO_WATERMARK,
     ON_TIME,
@@ -70,25 +73,38 @@ def watermark_step(
         heard: list[tuple[Event, int]] = []
         lead_ms = front_lead_ms(wm.max_out_of_order_ms)
         ahead_ms = wm.idle_ms + wm.max_out_of_order_ms
-        for i, ev in enumerate(batch.events):
-            at = arrivals[i] if arrivals is not None else clock_ms
-            verdict = wm.observe(ev.ts_ms, wm.source_of(ev.src, ev.type), at)
+
+        def judge(ev: Event, verdict: str, at: int | None, ref: int | None = None) -> None:
             if verdict == ON_TIME:
                 on_time.append(ev)
                 mark = wm.watermark_ms
                 if mark == NO_WATERMARK:
-                    continue
+                    return
                 if ev.ts_ms < mark + lead_ms:  # behind the clock the detectors decide on
                     heard.append((ev, mark + lead_ms))
                 elif ev.ts_ms > wm.heard_ms + ahead_ms:  # its source's clock runs ahead
                     heard.append((ev, wm.heard_ms))
-                continue
+                return
+            if verdict == HELD:  # decided later, by its source's next events
+                return
             if verdict == LATE:
                 late.append(ev)
-            else:
-                future.append(_future_letter(ev, wm, batch.source, at))
+            elif verdict == FUTURE:
+                future.append(_future_letter(ev, wm, batch.source, at, ref))
             if wm.watermark_ms != NO_WATERMARK:  # its key spoke now, with a bad clock
                 heard.append((ev, wm.heard_ms))
+
+        for i, ev in enumerate(batch.events):
+            at = arrivals[i] if arrivals is not None else clock_ms
+            verdict = wm.observe(ev.ts_ms, wm.source_of(ev.src, ev.type), at, ev)
+            for item, decided, ref in wm.take_released():  # held before ``ev``: decided now
+                assert isinstance(item, Event)
+                judge(item, decided, None, ref)
+            judge(ev, verdict, at)
+        if batch.end:
+            for item, decided, ref in wm.drain():
+                assert isinstance(item, Event)
+                judge(item, decided, None, ref)
         if live:  # sources silent for source_idle_s of wall time stop holding it back
             wm.advance(wall_ms)
         alerts: list[Alert] = []
@@ -131,13 +147,23 @@ class WatermarkLogic(StatefulBatchLogic[EventBatch, StampedBatch, bytes]):
     ) -> None:
         self.stamp = stamp
         self.wm = restore("watermark", fresh, resume)
+        self._source: str | None = None  # the partition, named by its batches
 
     def on_batch(self, values: list[EventBatch]) -> tuple[Iterable[StampedBatch], bool]:
         out: list[StampedBatch] = []
         for batch in values:
+            self._source = batch.source
             self.wm, stamped = self.stamp(self.wm, batch)
             out.append(stamped)
         return out, StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[StampedBatch], bool]:
+        """End of input: events still held for their source's verdict are refused."""
+        if self._source is None or not self.wm.holding():
+            return [], StatefulBatchLogic.RETAIN
+        end = EventBatch(self._source, [], [], time.time_ns(), end=True)
+        self.wm, stamped = self.stamp(self.wm, end)
+        return [stamped], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
         return snapshot(self.wm)
@@ -158,10 +184,18 @@ def new_watermarker(flow: FlowSettings) -> Watermarker:
     )
 
 
-def _future_letter(ev: Event, wm: Watermarker, partition: str, at: int | None) -> DeadLetter:
+def _future_letter(
+    ev: Event, wm: Watermarker, partition: str, at: int | None, held_ref: int | None = None
+) -> DeadLetter:
     source = wm.source_of(ev.src, ev.type)
-    ref = wm.reference_ms(source, at)
-    against = "its arrival time" if at is not None else "its source's recent median"
+    ref = held_ref if held_ref is not None else wm.reference_ms(source, at)
+    against = (
+        "its arrival time"
+        if at is not None
+        else "where its source went on"
+        if held_ref is not None
+        else "its source's recent median"
+    )
     ahead = (ev.ts_ms - ref) / 1000 if ref is not None else 0.0
     reason = (
         f"{FUTURE_TIMESTAMP}: {ev.type}.ts {format_ts(ev.ts_ms)} is {ahead:.0f} s ahead of "
