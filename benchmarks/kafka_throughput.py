@@ -62,6 +62,11 @@ def _logs(stderr: str) -> list[dict[str, Any]]:
     return out
 
 
+def _message(doc: dict[str, Any]) -> Any:
+    """A JSON log line's message (``msg`` in lines of older citywatch versions)."""
+    return doc.get("message", doc.get("msg"))
+
+
 def _ts(doc: dict[str, Any]) -> float:
     return datetime.fromisoformat(doc["ts"].replace("Z", "+00:00")).timestamp()
 
@@ -115,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 wall = time.perf_counter() - t0
                 assert proc.returncode == 0, proc.stderr[-3000:]
-                fin = [d for d in _logs(proc.stderr) if d.get("msg") == "finished"]
+                fin = [d for d in _logs(proc.stderr) if _message(d) == "finished"]
                 events = sum(d["events_in"] for d in fin)
                 assert events == sent.messages, (name, events, sent.messages)
                 secs = max(d["seconds"] for d in fin)
@@ -160,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             done = time.time()
             assert proc.returncode == 0, proc.stderr[-3000:]
             logs = _logs(proc.stderr)
-            assigned = [_ts(d) for d in logs if d.get("msg") == "partition assigned"]
-            resumed = [d for d in logs if d.get("msg") == "partition assigned" and d["offset"]]
+            assigned = [_ts(d) for d in logs if _message(d) == "partition assigned"]
+            resumed = [d for d in logs if _message(d) == "partition assigned" and d["offset"]]
             assert resumed, "the restart did not resume from stored offsets"
             crash_same.append(_work_orders(url) == expected)
             resume_s.append(max(assigned) - t0)

@@ -15,6 +15,7 @@ such as ``gps.lat: 95.2 is outside [-90, 90]``.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -184,6 +185,9 @@ def parse_ts(value: Any, where: str = "ts") -> int:
             )
         raise _Reject(f"{where}: {_show(value)} is outside years 2000-2100 as epoch milliseconds")
     if isinstance(value, str):
+        fast = _utc_millis(value)
+        if fast is not None:
+            return fast
         try:
             dt = datetime.fromisoformat(value)
         except ValueError:
@@ -206,6 +210,38 @@ def parse_ts(value: Any, where: str = "ts") -> int:
             raise _Reject(f"{where}: {_show(value)} is outside years 2000-2100")
         return ms
     raise _Reject(f"{where}: expected RFC 3339 text or epoch milliseconds, got {_show(value)}")
+
+
+# Epoch seconds of "YYYY-MM-DDTHH:MM:SS" prefixes seen lately: gateways stamp in UTC
+# with milliseconds, so one second's events share a prefix and the whole timestamp
+# reduces to a look-up and three digits (the general path below gives the same value).
+_SECONDS: dict[str, int] = {}
+_SECONDS_MAX = 4096
+_DIGITS = frozenset("0123456789")
+_GATEWAY_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", re.ASCII)
+
+
+def _utc_millis(value: str) -> int | None:
+    """Epoch ms of ``YYYY-MM-DDTHH:MM:SS.fffZ`` (the gateways' form), else None."""
+    if len(value) != 24 or value[23] != "Z" or value[19] != ".":
+        return None
+    frac = value[20:23]
+    if not (frac[0] in _DIGITS and frac[1] in _DIGITS and frac[2] in _DIGITS):
+        return None
+    head = value[:19]
+    secs = _SECONDS.get(head)
+    if secs is None:  # only heads of exactly that form are ever cached
+        if _GATEWAY_TS.fullmatch(value) is None:
+            return None
+        try:
+            secs = int(datetime.fromisoformat(head + "+00:00").timestamp())
+        except ValueError:  # e.g. month 13: the general path says why
+            return None
+        if len(_SECONDS) >= _SECONDS_MAX:
+            _SECONDS.clear()
+        _SECONDS[head] = secs
+    ms = secs * 1000 + int(frac)
+    return ms if MIN_TS_MS <= ms < MAX_TS_MS else None
 
 
 def format_ts(ts_ms: int) -> str:
@@ -326,6 +362,94 @@ def _video(obj: Mapping[str, Any], ts: int) -> VideoEvent:
     return VideoEvent(ts, camera, label, confidence, lon, lat, snapshot, src, eid)
 
 
+# Fast paths for well-formed events: the same checks as the builders above, inline,
+# answering None at the first doubt so that the builder gives the reason.
+_NUM = (float, int)  # type(x) in _NUM: a JSON number, never a bool
+
+
+def _name_ok(value: Any) -> bool:
+    return type(value) is str and 0 < len(value) <= MAX_ID_LEN and not value.isspace()
+
+
+def _opt_in(value: Any, lo: float, hi: float) -> bool:
+    return value is None or (type(value) in _NUM and lo <= value <= hi)
+
+
+def _tail_ok(obj: Mapping[str, Any], extra: str) -> bool:
+    """``extra`` (cargo, unit, snapshot) and ``src`` absent or text; ``id`` text or int."""
+    x, src, eid = obj.get(extra), obj.get("src"), obj.get("id")
+    return (
+        (x is None or type(x) is str)
+        and (src is None or type(src) is str)
+        and (eid is None or type(eid) is str or type(eid) is int)
+    )
+
+
+def _fast_gps(obj: Mapping[str, Any], ts: int) -> GpsEvent | None:
+    get: Callable[[str], Any] = obj.get  # Any: each value is checked below
+    entity, lon, lat = get("entity"), get("lon"), get("lat")
+    cls, speed, heading = get("class"), get("speed"), get("heading")
+    if not (
+        _name_ok(entity)
+        and type(lon) in _NUM
+        and -180.0 <= lon <= 180.0
+        and type(lat) in _NUM
+        and -90.0 <= lat <= 90.0
+        and (cls is None or _name_ok(cls))
+        and _opt_in(speed, 0.0, 400.0)
+        and _opt_in(heading, 0.0, 360.0)
+        and _tail_ok(obj, "cargo")
+    ):
+        return None
+    eid = obj.get("id")
+    return GpsEvent(
+        ts,
+        entity,
+        float(lon),
+        float(lat),
+        cls,
+        None if speed is None else float(speed),
+        None if heading is None else float(heading),
+        obj.get("cargo"),
+        obj.get("src"),
+        None if eid is None else str(eid),
+    )
+
+
+def _fast_sensor(obj: Mapping[str, Any], ts: int) -> SensorEvent | None:
+    get: Callable[[str], Any] = obj.get  # Any: each value is checked below
+    sensor, kind, value = get("sensor"), get("kind"), get("value")
+    lon, lat = get("lon"), get("lat")
+    if not (
+        _name_ok(sensor)
+        and _name_ok(kind)
+        and type(value) in _NUM
+        and math.isfinite(value)
+        and (lon is None) == (lat is None)
+        and _opt_in(lon, -180.0, 180.0)
+        and _opt_in(lat, -90.0, 90.0)
+        and _tail_ok(obj, "unit")
+    ):
+        return None
+    eid = obj.get("id")
+    return SensorEvent(
+        ts,
+        sensor,
+        kind,
+        float(value),
+        None if lon is None else float(lon),
+        None if lat is None else float(lat),
+        obj.get("unit"),
+        obj.get("src"),
+        None if eid is None else str(eid),
+    )
+
+
+_FAST: dict[str, Callable[[Mapping[str, Any], int], Event | None]] = {
+    "gps": _fast_gps,
+    "sensor": _fast_sensor,
+}
+
 _BUILDERS: dict[str, Callable[[Mapping[str, Any], int], Event]] = {
     "gps": _gps,
     "sensor": _sensor,
@@ -354,7 +478,9 @@ def _from_obj(obj: Any, default_type: str | None) -> Event:
     if "ts" not in obj:
         raise _Reject(f"{etype}.ts: missing")
     ts = parse_ts(obj["ts"], f"{etype}.ts")
-    return _BUILDERS[etype](obj, ts)
+    fast = _FAST.get(etype)
+    ev = fast(obj, ts) if fast is not None else None
+    return ev if ev is not None else _BUILDERS[etype](obj, ts)
 
 
 def parse_event(

@@ -36,7 +36,7 @@ from bytewax.run import cli_main
 
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.events import DeadLetter
-from citywatch.flows.config import Config
+from citywatch.flows.config import Config, ConfigError
 from citywatch.flows.kafka_io import (
     STOP,
     KafkaBatchSource,
@@ -90,6 +90,25 @@ def ensure_recovery_dir(path: Path, partitions: int) -> bool:
         return False
     init_db_dir(path, partitions)
     return True
+
+
+def wait_recovery_dir(path: Path, partitions: int, timeout_s: float = 120.0) -> None:
+    """Wait for process 0 (or the ``-p`` parent) to initialise the shared recovery
+    directory: the other processes of a cluster never create it themselves."""
+    deadline = time.monotonic() + timeout_s
+    told = False
+    while len(list(path.glob("part-*.sqlite3"))) < partitions:
+        if time.monotonic() > deadline:
+            msg = (
+                f"recovery directory {path} has no {partitions} recovery partitions after "
+                f"{timeout_s:.0f} s: start process 0 (it initialises them) with the same "
+                f"recovery_dir, or initialise it once with a single-process run"
+            )
+            raise ConfigError(msg)
+        if not told:
+            log.info("waiting for process 0 to initialise the recovery directory")
+            told = True
+        time.sleep(0.2)
 
 
 def free_ports(n: int) -> list[int]:
@@ -167,9 +186,11 @@ def run_live(cfg: Config, redis_url: str, opts: RunOptions) -> MetricsStats:
     )
     flow = build_flow(source, outputs, cfg, holder, stats)
     rec_dir = Path(cfg.run.recovery_dir)
-    if opts.process_id is None:
+    if not opts.process_id:  # one process, or process 0 of a cluster started by hand
         if ensure_recovery_dir(rec_dir, cfg.run.recovery_partitions):
             log.info("recovery directory initialised", extra={"dir": str(rec_dir)})
+    else:
+        wait_recovery_dir(rec_dir, cfg.run.recovery_partitions)
     recovery = RecoveryConfig(str(rec_dir), timedelta(seconds=cfg.run.backup_interval_s))
     kwargs: dict[str, Any] = {}
     if opts.addresses:

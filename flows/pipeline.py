@@ -170,8 +170,11 @@ def build_flow(
     stats: RunStats | None = None,
     *,
     flow_id: str = "citywatch",
+    recoverable: bool = True,
 ) -> Dataflow:
-    """Wire the warning flow from ``source`` to ``outputs`` (records: flows/records.py)."""
+    """Wire the warning flow from ``source`` to ``outputs`` (records: flows/records.py).
+    ``recoverable=False``: the run keeps no recovery store, so the detection shards
+    skip their (large) snapshots."""
     stats = stats if stats is not None else RunStats()
     flow = Dataflow(flow_id)
     raw = op.input("input", flow, source)  # RawBatch
@@ -193,6 +196,7 @@ def build_flow(
             holder.catalog,
             timers=cfg.flow.timers,
             lag_ms=cfg.flow.max_out_of_order_s * 1000,
+            snapshots=recoverable,
         ),
     )
     detected = op.key_rm("shard_out", by_shard)  # ShardOutput

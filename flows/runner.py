@@ -233,7 +233,7 @@ def run_recordings(
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_bytes(b"")
     source = RecordingSource(paths, batch_size=cfg.flow.batch_size, speed=speed)
-    flow = build_flow(source, outputs, cfg, holder, stats)
+    flow = build_flow(source, outputs, cfg, holder, stats, recoverable=False)
     t0 = time.perf_counter()
     bar = Progress(stats, label=progress_label, total=total_events)
     with bar if progress else contextlib.nullcontext(), watching_zones(holder, cfg):

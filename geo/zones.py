@@ -337,6 +337,7 @@ class ZoneIndex:
     def __init__(self, zones: Sequence[Zone]) -> None:
         self.zones = list(zones)
         self.ids = [z.id for z in self.zones]
+        self._alone = [(i,) for i in self.ids]  # the answer for a point in one zone
         self.by_id = {z.id: z for z in self.zones}
         self._geoms = np.array([z.geometry for z in self.zones], dtype=object)
         shapely.prepare(self._geoms)
@@ -413,10 +414,11 @@ class ZoneIndex:
         pi, zi = self.locate(lon, lat)
         if pi.size == 0:
             return out
-        ids = self.ids
-        bounds = np.flatnonzero(np.diff(pi)) + 1
-        starts = np.concatenate(([0], bounds))
-        ends = np.concatenate((bounds, [pi.size]))
-        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-            out[int(pi[s])] = tuple(ids[z] for z in zi[s:e].tolist())
+        ids, alone = self.ids, self._alone
+        prev = -1
+        for p, z in zip(pi.tolist(), zi.tolist(), strict=True):  # sorted by point, then zone
+            if p == prev:
+                out[p] = (*out[p], ids[z])
+            else:
+                out[p], prev = alone[z], p
         return out

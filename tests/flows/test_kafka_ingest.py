@@ -318,6 +318,40 @@ def test_two_workers_and_two_processes_give_the_same_work_orders(
     assert results["p2"] == results["w1"]
 
 
+def test_two_processes_started_by_hand_on_loopback_give_the_single_process_alerts(
+    kafka_bootstrap: str,
+    recording: Path,
+    replay_ids: list[str],
+    config: Config,
+    redis_server: object,
+    tmp_path: Path,
+) -> None:
+    """The multi-host form (README, Scale-out): each process started on its own with
+    ``-i ID -a "host:port;host:port"``, here two on loopback sharing one recovery
+    directory that process 0 initialises; their alerts together are one process's."""
+    from citywatch.flows.live import free_ports
+
+    produce_recording([recording], _settings(config, kafka_bootstrap))  # type: ignore[arg-type]
+    url = _db(redis_server.url, 6)  # type: ignore[attr-defined]
+    redis.Redis.from_url(url).flushdb()
+    addresses = ";".join(f"127.0.0.1:{p}" for p in free_ports(2))
+    rec_dir = tmp_path / "rec"
+    procs = [
+        subprocess.Popen(
+            _run_cmd(kafka_bootstrap, url, rec_dir, "-i", str(i), "-a", addresses)
+            + ["--alerts-out", str(tmp_path / f"alerts-{i}.jsonl")],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=TIMEOUT_S)
+        assert proc.returncode == 0, err[-4000:]
+    ids = sorted({i for n in range(2) for i in _alert_ids(tmp_path / f"alerts-{n}.jsonl")})
+    assert ids == replay_ids
+
+
 @pytest.mark.slow
 def test_kill_9_at_random_points_loses_and_duplicates_no_work_order(
     kafka_bootstrap: str,
