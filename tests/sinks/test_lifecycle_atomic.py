@@ -108,7 +108,6 @@ def _race_round(redis_url: str, round_no: int, first_alert: int) -> int:
     """Four officers and a dispatcher race while a killer cuts connections; returns how
     many transitions the officers were told were applied."""
     rng = random.Random(round_no)
-    stop = threading.Event()
     done: list[int] = []
     errors: list[BaseException] = []
 
@@ -142,14 +141,24 @@ def _race_round(redis_url: str, round_no: int, first_alert: int) -> int:
         finally:
             c.close()
 
+    threads = [threading.Thread(target=officer, args=(round_no * 10 + i,)) for i in range(4)]
+    threads.append(threading.Thread(target=dispatcher))
+    race(redis_url, threads, rng)
+    assert errors == [], f"round {round_no}: {errors!r}"
+    return len(done)
+
+
+def race(redis_url: str, threads: list[threading.Thread], rng: random.Random) -> None:
+    """Run ``threads`` to the end while a killer cuts every client connection
+    (``CLIENT KILL``) at random moments between and during their calls."""
+    stop = threading.Event()
+
     def killer() -> None:
         c = redis.Redis.from_url(redis_url, decode_responses=True)
         while not stop.wait(rng.uniform(0.001, 0.01)):
             c.client_kill_filter(_type="normal", skipme=True)
         c.close()
 
-    threads = [threading.Thread(target=officer, args=(round_no * 10 + i,)) for i in range(4)]
-    threads.append(threading.Thread(target=dispatcher))
     cutter = threading.Thread(target=killer)
     cutter.start()
     for t in threads:
@@ -158,8 +167,6 @@ def _race_round(redis_url: str, round_no: int, first_alert: int) -> int:
         t.join()
     stop.set()
     cutter.join()
-    assert errors == [], f"round {round_no}: {errors!r}"
-    return len(done)
 
 
 def test_racing_officers_and_cut_connections_keep_every_invariant(
