@@ -22,6 +22,7 @@ from citywatch.detectors.alerts import Alert
 from citywatch.detectors.incidents import IncidentMerger, IncidentParams, IncidentView
 from citywatch.sinks.client import RetryPolicy
 from citywatch.sinks.dispatch import Dispatch, Keys, Route, WorkOrderWriter
+from citywatch.sinks.escalation import accountability, all_orders
 from citywatch.sinks.lifecycle import TransitionRefused, UnknownWorkOrder, WorkOrders
 from citywatch.sinks.workorder import order_id_of
 
@@ -115,6 +116,8 @@ def test_linked_incidents_leave_one_open_order_with_every_alert(client: redis.Re
     assert b not in client.zrange(KEYS.due_sign(), 0, -1)
     assert b not in client.zrange(KEYS.due_resolve(), 0, -1)
     assert [w["id"] for w in orders.queue("town:a|public_security")] == [a]
+    # the report counts the incident once: the merged order is part of the survivor
+    assert accountability(all_orders(orders))["department"]["public_security"]["orders"] == 1
     feed = [f for _, f in client.xrange(KEYS.feed())]
     assert [(f["event"], f["wo"], f["order"]) for f in feed if "order" in f] == [
         ("merged_into", b, a),
