@@ -17,8 +17,8 @@ delay beyond the condition. Prints n, p50/p95/p99/max per kind.
 
 A 20-minute city mix holds only a handful of injected incidents, too few for a
 p99. So a second producer injects **probes** while the mix flows: ``--probes-per-s``
-muck trucks (``probe-NNNNN``), each one fix ~300 m outside an airport-site or levee
-zone and one ~100 m inside it 60 s of event time later, which is a ``geofence.enter``
+muck trucks (``probe-NNNNN``), each one fix ~150 m outside an airport-site or levee
+zone and one ~100 m inside it 10 s of event time later, which is a ``geofence.enter``
 decided by that one event. Its event time is the recording's clock at the moment
 it is sent and its latency is measured from the wall time of that send, so the
 producer's own pacing lag is not counted. Probes are reported on their own line.
@@ -77,8 +77,8 @@ TIMELINE = "~"  # latencies of the probes sent in each 10 s of the run (kept apa
 class Probes:
     """Muck trucks driving into airport-site and levee zones, sent while the mix flows.
 
-    Each probe is two fixes of a fresh entity: ~300 m outside a zone, then ~100 m
-    inside it 60 s of event time later (event time: the recording's clock, ``clock()``). The
+    Each probe is two fixes of a fresh entity: ~150 m outside a zone, then ~100 m
+    inside it 10 s of event time later (event time: the recording's clock, ``clock()``). The
     wall time of sending the inside fix is kept per entity (``sent``, ms)."""
 
     def __init__(
@@ -106,7 +106,8 @@ class Probes:
             x0, y0, x1, y1 = self.points[n % len(self.points)]
             entity = f"{PROBE}{n:05d}"
             t = int(self.clock())
-            self._fix(entity, t - 60_000, x0, y0)  # ~400 m in a minute: no teleport
+            # ~200 m in 10 s: no teleport, and within max_out_of_order_s, so not late
+            self._fix(entity, t - 10_000, x0, y0)
             self.sent[entity] = time.time() * 1000
             self._fix(entity, t, x1, y1)
             self.producer.poll(0)
@@ -125,7 +126,7 @@ class Probes:
 
 
 def _probe_points(cfg: Any) -> list[tuple[float, float, float, float]]:
-    """Per airport-site and levee zone: a point ~300 m outside its border and one ~100 m
+    """Per airport-site and levee zone: a point ~150 m outside its border and one ~100 m
     inside, across the border point nearest its representative point."""
     from shapely.geometry import Point
 
@@ -140,7 +141,7 @@ def _probe_points(cfg: Any) -> list[tuple[float, float, float, float]]:
         dx, dy = edge.x - rep.x, edge.y - rep.y
         norm = max(1e-9, (dx * dx + dy * dy) ** 0.5)
         dx, dy = dx / norm, dy / norm
-        outside = (edge.x + 0.003 * dx, edge.y + 0.003 * dy)
+        outside = (edge.x + 0.0015 * dx, edge.y + 0.0015 * dy)
         if z.geometry.contains(Point(*outside)):
             continue
         for k in (0.001, 0.0005, 0.0002, 0.0001, 0.0):  # thin levees: closer to the edge
