@@ -29,7 +29,12 @@ orders written) is the time spent in the flow's stages; the rest of an alert's
 latency is input backlog (waiting in Kafka to be read). The consumer lag (messages
 on the broker not yet read, summed over partitions) is sampled every second.
 
-    python -m citywatch.benchmarks.live_latency --minutes 12 --rate 10000
+    python -m citywatch.benchmarks.live_latency --minutes 12 --rate 10000 --max-future-s 3600
+    python -m citywatch.benchmarks.live_latency --minutes 15 --speed 1      # x1: live
+
+Faster than x1 the event time outruns the wall clock: the future-timestamp guard
+must be widened (``--max-future-s``), and the absence kinds, whose timers run on the
+wall clock in a live run, are not comparable (their latencies come out negative).
 
 ``--pythonpath DIR`` runs the flow from another copy of the code (a package
 folder named ``citywatch``), to measure an older design on the same input.
@@ -93,8 +98,9 @@ class Probes:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _fix(self, entity: str, ts_ms: int, lon: float, lat: float) -> None:
-        doc = {"type": "gps", "ts": format_ts(ts_ms), "entity": entity, "class": "muck_truck",
-               "lon": round(lon, 6), "lat": round(lat, 6), "speed": 30.0}  # fmt: skip
+        doc = {"type": "gps", "ts": format_ts(ts_ms), "src": "probe-gw", "entity": entity,
+               "class": "muck_truck", "lon": round(lon, 6), "lat": round(lat, 6),
+               "speed": 30.0}  # fmt: skip
         self.producer.produce(self.topic, orjson.dumps(doc), key=entity.encode())
 
     def _run(self) -> None:
@@ -339,11 +345,16 @@ def run(args: argparse.Namespace) -> Result:
         from citywatch.flows.runner import load_reference
 
         rec = work / "city.jsonl"
+        # Faster than x1 the guard is widened to let event time outrun the wall clock;
+        # it would then let the mix's stepped gateway clocks (hours ahead) through too,
+        # and they would make every later event late: leave the steps out then.
         gen = GenParams(minutes=args.minutes, seed=5, scale="city", start=start.isoformat())
+        if args.max_future_s:
+            gen = dataclasses.replace(gen, clock_steps_pct=0.0)
         generate(load_reference(cfg), gen, rec)
     ts0, n = _first_ts(rec)
     span = max(1.0, _span_s(rec))
-    speed = args.rate / (n / span)
+    speed = args.speed if args.speed else args.rate / (n / span)
     print(f"{n:,} events over {span:.0f} s of event time; speed x{speed:.2f}", flush=True)
     mock = Producer({"test.mock.num.brokers": 3, "log_level": 2})
     bootstrap = ",".join(
@@ -445,6 +456,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recording", type=Path, default=None, help="else a city-mix recording")
     ap.add_argument("--minutes", type=int, default=12, help="event minutes to generate")
     ap.add_argument("--rate", type=float, default=10_000.0, help="events a second into Kafka")
+    ap.add_argument(
+        "--speed", type=float, default=None,
+        help="pace at this multiple of real time instead of --rate (1: live, x1)",
+    )  # fmt: skip
     ap.add_argument("--config", type=Path, default=None)
     ap.add_argument("--pythonpath", default=None, help="run the flow from this code")
     ap.add_argument("--label", default="citywatch")
