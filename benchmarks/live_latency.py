@@ -246,7 +246,7 @@ def _latencies(
             if f.get("action") not in ("created", "alert_merged") or f.get("alert") not in alerts:
                 continue
             a = alerts[f["alert"]]
-            if a["subject"].startswith(PROBE):
+            if a["subject"].startswith(PROBE) and a["kind"] == "geofence.enter":
                 if a["subject"] in probes:
                     sent = probes[a["subject"]]
                     ms = int(f["at"]) - sent
@@ -254,7 +254,8 @@ def _latencies(
                     out[f"{TIMELINE}{int((sent - t0_ms) // 10_000):04d}"].append(ms)
                 continue
             due = t0_ms + (parse_ts(a["ts"]) - ts0) / speed
-            out[a["kind"]].append(int(f["at"]) - due)
+            tag = "probe " if a["subject"].startswith(PROBE) else ""  # e.g. its track.gap
+            out[tag + a["kind"]].append(int(f["at"]) - due)
     return out
 
 
