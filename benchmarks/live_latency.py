@@ -1,7 +1,7 @@
 """Live latency: from an event's ingest into Kafka to its work order in Redis, per kind.
 
     recording (city mix) ──paced producer──► librdkafka mock cluster (3 brokers)
-                                                │
+    probes (geofence.enter) ──stamped producer──┘   │
                           citywatch run --timers wall  (a subprocess, as in production)
                                                 │
                                            Redis work orders ──► audit streams
@@ -10,12 +10,31 @@ The producer sends the recording paced at ``--rate`` events a second (the
 speed-up over the recording's own rate is printed), so an event with time
 ``ts`` enters Kafka at ``t0 + (ts - ts0) / speed`` of wall time. Every alert
 written to a work order is stamped by the dispatch script (its audit entry's
-``at``); its latency is that stamp minus the wall time its ``ts`` was
+``at``); its latency is that stamp minus the wall time its ``ts`` was due to be
 ingested. For per-event kinds ``ts`` is the triggering event; for windowed and
 absence kinds it is when the condition became true, so the latency is the
-delay beyond the condition. Prints p50/p95/p99/max per kind.
+delay beyond the condition. Prints n, p50/p95/p99/max per kind.
 
-    python -m citywatch.benchmarks.live_latency --minutes 12 --rate 10000
+A 20-minute city mix holds only a handful of injected incidents, too few for a
+p99. So a second producer injects **probes** while the mix flows: ``--probes-per-s``
+muck trucks (``probe-NNNNN``), each one fix ~150 m outside an airport-site or levee
+zone and one ~100 m inside it 10 s of event time later, which is a ``geofence.enter``
+decided by that one event. Its event time is the recording's clock at the moment
+it is sent and its latency is measured from the wall time of that send, so the
+producer's own pacing lag is not counted. Probes are reported on their own line.
+
+Where the time goes: the flow's Prometheus histogram
+``citywatch_ingest_to_dispatch_seconds`` (a batch read off Kafka -> its work
+orders written) is the time spent in the flow's stages; the rest of an alert's
+latency is input backlog (waiting in Kafka to be read). The consumer lag (messages
+on the broker not yet read, summed over partitions) is sampled every second.
+
+    python -m citywatch.benchmarks.live_latency --minutes 12 --rate 10000 --max-future-s 3600
+    python -m citywatch.benchmarks.live_latency --minutes 15 --speed 1      # x1: live
+
+Faster than x1 the event time outruns the wall clock: the future-timestamp guard
+must be widened (``--max-future-s``), and the absence kinds, whose timers run on the
+wall clock in a live run, are not comparable (their latencies come out negative).
 
 ``--pythonpath DIR`` runs the flow from another copy of the code (a package
 folder named ``citywatch``), to measure an older design on the same input.
@@ -33,6 +52,7 @@ import tempfile
 import threading
 import time
 import tomllib
+import urllib.request
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,15 +62,129 @@ import orjson
 import redis
 from confluent_kafka import Producer
 
-from citywatch.detectors.events import parse_ts
+from citywatch.detectors.events import format_ts, parse_ts
 from citywatch.flows.config import DEFAULT_CONFIG, load_config
 from citywatch.flows.kafka_io import produce_recording
+from citywatch.flows.live import free_ports
 from citywatch.replay.generator import GenParams, generate
 from citywatch.replay.recording import iter_lines, unwrap
 from citywatch.sinks.embedded_redis import EmbeddedRedis
 from citywatch.sinks.keys import Keys
 
 PER_EVENT = ("geofence.enter", "geofence.exit", "geofence.cross", "sensor.threshold", "video.")
+PROBE = "probe-"  # the probes' entity ids
+PROBE_ZONE_KINDS = ("airport_site", "levee")  # muck trucks may not enter these
+LATENCY_METRIC = "citywatch_ingest_to_dispatch_seconds"
+LAG_METRIC = "citywatch_consumer_lag_messages"
+TIMELINE = "~"  # latencies of the probes sent in each 10 s of the run (kept apart)
+
+
+class Probes:
+    """Muck trucks driving into airport-site and levee zones, sent while the mix flows.
+
+    Each probe is two fixes of a fresh entity: ~150 m outside a zone, then ~100 m
+    inside it 10 s of event time later (event time: the recording's clock, ``clock()``). The
+    wall time of sending the inside fix is kept per entity (``sent``, ms)."""
+
+    def __init__(
+        self, bootstrap: str, topic: str, points: list[tuple[float, float, float, float]],
+        per_s: float,
+        clock: Any,
+    ) -> None:  # fmt: skip
+        self.points, self.per_s, self.clock, self.topic = points, per_s, clock, topic
+        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1})
+        self.sent: dict[str, float] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _fix(self, entity: str, ts_ms: int, lon: float, lat: float) -> None:
+        doc = {"type": "gps", "ts": format_ts(ts_ms), "src": "probe-gw", "entity": entity,
+               "class": "muck_truck", "lon": round(lon, 6), "lat": round(lat, 6),
+               "speed": 30.0}  # fmt: skip
+        self.producer.produce(self.topic, orjson.dumps(doc), key=entity.encode())
+
+    def _run(self) -> None:
+        n, start = 0, time.monotonic()
+        while not self.stop.is_set():
+            due = start + n / self.per_s
+            if (delay := due - time.monotonic()) > 0 and self.stop.wait(delay):
+                break
+            x0, y0, x1, y1 = self.points[n % len(self.points)]
+            entity = f"{PROBE}{n:05d}"
+            t = int(self.clock())
+            # ~200 m in 10 s: no teleport, and within max_out_of_order_s, so not late
+            self._fix(entity, t - 10_000, x0, y0)
+            self.sent[entity] = time.time() * 1000
+            self._fix(entity, t, x1, y1)
+            self.producer.poll(0)
+            n += 1
+        self.producer.flush(30)
+
+    def __enter__(self) -> Probes:
+        if self.per_s > 0:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join(60)
+
+
+def _probe_points(cfg: Any) -> list[tuple[float, float, float, float]]:
+    """Per airport-site and levee zone: a point ~150 m outside its border and one ~100 m
+    inside, across the border point nearest its representative point."""
+    from shapely.geometry import Point
+
+    from citywatch.flows.runner import load_reference
+
+    out = []
+    for z in load_reference(cfg).zones.zones:
+        if z.kind not in PROBE_ZONE_KINDS:
+            continue
+        rep = z.geometry.representative_point()
+        edge = z.geometry.boundary.interpolate(z.geometry.boundary.project(rep))
+        dx, dy = edge.x - rep.x, edge.y - rep.y
+        norm = max(1e-9, (dx * dx + dy * dy) ** 0.5)
+        dx, dy = dx / norm, dy / norm
+        outside = (edge.x + 0.0015 * dx, edge.y + 0.0015 * dy)
+        if z.geometry.contains(Point(*outside)):
+            continue
+        for k in (0.001, 0.0005, 0.0002, 0.0001, 0.0):  # thin levees: closer to the edge
+            inside = (edge.x - k * dx, edge.y - k * dy) if k else (rep.x, rep.y)
+            if z.geometry.contains(Point(*inside)):
+                out.append((*outside, *inside))
+                break
+    return out
+
+
+def _scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """The flow's Prometheus samples by metric name: ``[(labels, value)]``."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()  # noqa: S310
+    out: dict[str, list[tuple[dict[str, str], float]]] = defaultdict(list)
+    for line in text.decode().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        name, _, rest = head.partition("{")
+        pairs = (x.partition("=") for x in rest.rstrip("}").split(",") if x)
+        labels = {k: v.strip('"') for k, _, v in pairs}
+        out[name].append((labels, float(value)))
+    return out
+
+
+Samples = list[tuple[dict[str, str], float]]
+
+
+def _histogram_quantiles(samples: Samples, qs: tuple[float, ...]) -> list[str]:
+    """Upper bucket bounds holding each quantile (``<= 0.25`` s), from cumulative buckets."""
+    buckets = sorted((float(lb["le"]), v) for lb, v in samples)
+    total = buckets[-1][1] if buckets else 0.0
+    out = []
+    for q in qs:
+        le = next((b for b, c in buckets if total and c >= q * total), float("inf"))
+        out.append(f"<= {le:g} s")
+    return out
 
 
 def _first_ts(path: Path) -> tuple[int, int]:
@@ -73,6 +207,8 @@ def _first_ts(path: Path) -> tuple[int, int]:
 
 
 def _span_s(path: Path) -> float:
+    """The recording's span of event time, from the 0.5th to the 99.5th percentile (a
+    stepped gateway clock, hours off, must not stretch it)."""
     times = []
     for line in iter_lines(path):
         raw, _, _ = unwrap(line)
@@ -81,7 +217,9 @@ def _span_s(path: Path) -> float:
             times.append(parse_ts(obj["ts"]))
         except Exception:  # noqa: BLE001, S112 - corrupt lines have no time
             continue
-    return (max(times) - min(times)) / 1000.0
+    times.sort()
+    lo, hi = times[len(times) // 200], times[len(times) - 1 - len(times) // 200]
+    return (hi - lo) / 1000.0
 
 
 def _percentile(xs: list[float], q: float) -> float:
@@ -89,26 +227,35 @@ def _percentile(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
 
 
-def _latencies(url: str, prefix: str, t0_ms: float, ts0: int, speed: float) -> dict[str, list]:
-    """Per kind: ingest-to-Redis latency (ms) of every alert written to a work order."""
+def _latencies(
+    url: str, keys: Keys, t0_ms: float, ts0: int, speed: float, probes: dict[str, float]
+) -> dict[str, list[float]]:
+    """Per kind: ingest-to-Redis latency (ms) of every alert written to a work order;
+    probes (``probes``: entity -> wall ms of its send) under ``probe <kind>``."""
     client = redis.Redis.from_url(url, decode_responses=True)
     out: dict[str, list[float]] = defaultdict(list)
-    ids: list[str] = [str(x) for x in client.zrange(Keys(prefix).index(), 0, -1)]
+    ids: list[str] = [str(x) for x in client.zrange(keys.index(), 0, -1)]
     for wo in ids:
         alerts: dict[str, Any] = {}
-        docs: list[str] = client.lrange(Keys(prefix).alerts(wo), 0, -1)  # type: ignore[assignment]
+        docs: list[str] = client.lrange(keys.alerts(wo), 0, -1)  # type: ignore[assignment]
         for doc in docs:
             a = orjson.loads(doc)
             alerts[a["id"]] = a
-        entries: list[tuple[str, dict[str, str]]] = client.xrange(  # type: ignore[assignment]
-            Keys(prefix).audit(wo)
-        )
+        entries: list[tuple[str, dict[str, str]]] = client.xrange(keys.audit(wo))  # type: ignore[assignment]
         for _id, f in entries:
             if f.get("action") not in ("created", "alert_merged") or f.get("alert") not in alerts:
                 continue
             a = alerts[f["alert"]]
+            if a["subject"].startswith(PROBE) and a["kind"] == "geofence.enter":
+                if a["subject"] in probes:
+                    sent = probes[a["subject"]]
+                    ms = int(f["at"]) - sent
+                    out[f"probe {a['kind']}"].append(ms)
+                    out[f"{TIMELINE}{int((sent - t0_ms) // 10_000):04d}"].append(ms)
+                continue
             due = t0_ms + (parse_ts(a["ts"]) - ts0) / speed
-            out[a["kind"]].append(int(f["at"]) - due)
+            tag = "probe " if a["subject"].startswith(PROBE) else ""  # e.g. its track.gap
+            out[tag + a["kind"]].append(int(f["at"]) - due)
     return out
 
 
@@ -147,8 +294,47 @@ def _config_with(path: Path | None, max_future_s: int, work: Path) -> Path:
     return out
 
 
-def run(args: argparse.Namespace) -> dict[str, list[float]]:
+@dataclasses.dataclass
+class Result:
+    latencies: dict[str, list[float]]
+    notes: list[str]
+
+
+def _lag_sampler(port: int, stop: threading.Event, peaks: list[float]) -> threading.Thread:
+    """Samples the consumer lag (summed over partitions) every second into ``peaks``."""
+
+    def sample() -> None:
+        while not stop.wait(1.0):
+            try:
+                lag = sum(v for _, v in _scrape(port).get(LAG_METRIC, []))
+            except OSError:
+                continue
+            peaks.append(lag)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    return t
+
+
+def _flow_notes(port: int, lag: list[float]) -> list[str]:
+    samples = _scrape(port)
+    hist = samples.get(f"{LATENCY_METRIC}_bucket", [])
+    count = sum(v for _, v in samples.get(f"{LATENCY_METRIC}_count", []))
+    total = sum(v for _, v in samples.get(f"{LATENCY_METRIC}_sum", []))
+    q = _histogram_quantiles(hist, (0.5, 0.95, 0.99))
+    mean = f"{total / count * 1000:.0f} ms" if count else "-"
+    lag_s = sorted(lag)
+    return [
+        f"in the flow (read off Kafka -> written to Redis), {count:.0f} dispatches: "
+        f"mean {mean}, p50 {q[0]}, p95 {q[1]}, p99 {q[2]}",
+        f"consumer lag (messages not yet read, sampled each second): "
+        f"median {_percentile(lag_s, 50) if lag_s else 0:,.0f}, max {max(lag_s, default=0):,.0f}",
+    ]
+
+
+def run(args: argparse.Namespace) -> Result:
     cfg = load_config(args.config)
+    keys = Keys(cfg.redis.prefix)
     work = Path(tempfile.mkdtemp(prefix="citywatch-latency-"))
     if args.max_future_s is not None:
         args.config = _config_with(args.config, args.max_future_s, work)
@@ -160,11 +346,16 @@ def run(args: argparse.Namespace) -> dict[str, list[float]]:
         from citywatch.flows.runner import load_reference
 
         rec = work / "city.jsonl"
+        # Faster than x1 the guard is widened to let event time outrun the wall clock;
+        # it would then let the mix's stepped gateway clocks (hours ahead) through too,
+        # and they would make every later event late: leave the steps out then.
         gen = GenParams(minutes=args.minutes, seed=5, scale="city", start=start.isoformat())
+        if args.max_future_s:
+            gen = dataclasses.replace(gen, clock_steps_pct=0.0)
         generate(load_reference(cfg), gen, rec)
     ts0, n = _first_ts(rec)
     span = max(1.0, _span_s(rec))
-    speed = args.rate / (n / span)
+    speed = args.speed if args.speed else args.rate / (n / span)
     print(f"{n:,} events over {span:.0f} s of event time; speed x{speed:.2f}", flush=True)
     mock = Producer({"test.mock.num.brokers": 3, "log_level": 2})
     bootstrap = ",".join(
@@ -178,6 +369,7 @@ def run(args: argparse.Namespace) -> dict[str, list[float]]:
                 break
             time.sleep(0.2)
     settings = dataclasses.replace(cfg.kafka, bootstrap=bootstrap)
+    [port] = free_ports(1)
     with EmbeddedRedis() as server:
         env = dict(os.environ)
         if args.pythonpath:
@@ -185,7 +377,7 @@ def run(args: argparse.Namespace) -> dict[str, list[float]]:
         cmd = [
             sys.executable, "-m", "citywatch.flows.cli", "run", "--bootstrap", bootstrap,
             "--redis-url", server.url, "--recovery-dir", str(work / "rec"), "--timers", "wall",
-            "--metrics-port", "0",
+            "--metrics-port", str(port),
         ]  # fmt: skip
         if args.config:
             cmd += ["--config", str(args.config)]
@@ -200,33 +392,64 @@ def run(args: argparse.Namespace) -> dict[str, list[float]]:
         else:
             print(f"starting {-wait:.1f} s after the first event time", flush=True)
         t0_ms = time.time() * 1000
-        produce_recording([rec], settings, speed=speed)
-        print(f"produced in {time.time() - t0_ms / 1000:.1f} s", flush=True)
+
+        def clock() -> float:  # the recording's event time now
+            return ts0 + (time.time() * 1000 - t0_ms) * speed
+
+        stop, lag = threading.Event(), list[float]()
+        sampler = _lag_sampler(port, stop, lag)
+        probes = Probes(bootstrap, settings.gps_topic, _probe_points(cfg),
+                        args.probes_per_s, clock)  # fmt: skip
+        with probes:
+            produce_recording([rec], settings, speed=speed)
+        print(f"produced in {time.time() - t0_ms / 1000:.1f} s, {len(probes.sent):,} probes",
+              flush=True)  # fmt: skip
         client = redis.Redis.from_url(server.url)
-        index, last, still = Keys(cfg.redis.prefix).index(), -1, 0.0
-        while still < args.settle_s:  # until no new work order for settle_s
+        last, still = -1, 0.0
+        while still < args.settle_s:  # until the live feed is quiet for settle_s
             time.sleep(1)
-            count = client.zcard(index)
+            count = client.xlen(keys.feed())
             still = still + 1 if count == last else 0.0
             last = count
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
-        if proc.returncode != 0:
+        stop.set()
+        sampler.join(5)
+        notes = _flow_notes(port, lag)
+        lat = _latencies(server.url, keys, t0_ms, ts0, speed, probes.sent)
+        if proc.poll() is not None:
             tail = b"".join(log[-30:]).decode(errors="replace")
             raise SystemExit(f"the flow failed (exit {proc.returncode}):\n{tail}")
-        return _latencies(server.url, cfg.redis.prefix, t0_ms, ts0, speed)
+        _stop(proc, notes)
+        return Result(lat, notes)
 
 
-def report(lat: dict[str, list[float]], label: str) -> str:
+def _stop(proc: subprocess.Popen[bytes], notes: list[str]) -> None:
+    """SIGTERM (the flow snapshots and stops), again after 120 s, then SIGKILL."""
+    for sig, wait in ((signal.SIGTERM, 120), (signal.SIGTERM, 30), (signal.SIGKILL, 30)):
+        proc.send_signal(sig)
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            notes.append(f"the flow did not stop within {wait} s of {sig.name}")
+            continue
+        return
+
+
+def report(result: Result, label: str) -> str:
+    lat = result.latencies
     rows = [f"{label}: ingest -> work order in Redis, ms", "kind | n | p50 | p95 | p99 | max"]
-    for kind in sorted(lat):
+    for kind in sorted(k for k in lat if not k.startswith(TIMELINE)):
         xs = lat[kind]
         tag = " (per-event)" if kind.startswith(PER_EVENT) else ""
         rows.append(
             f"{kind}{tag} | {len(xs)} | {_percentile(xs, 50):.0f} | {_percentile(xs, 95):.0f} "
             f"| {_percentile(xs, 99):.0f} | {max(xs):.0f}"
         )
-    return "\n".join(rows)
+    windows = sorted(k for k in lat if k.startswith(TIMELINE))
+    if windows:
+        rows.append(
+            "probes by 10 s of the run (max ms): " + " ".join(f"{max(lat[k]):.0f}" for k in windows)
+        )
+    return "\n".join([*rows, *result.notes])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,10 +457,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recording", type=Path, default=None, help="else a city-mix recording")
     ap.add_argument("--minutes", type=int, default=12, help="event minutes to generate")
     ap.add_argument("--rate", type=float, default=10_000.0, help="events a second into Kafka")
+    ap.add_argument(
+        "--speed", type=float, default=None,
+        help="pace at this multiple of real time instead of --rate (1: live, x1)",
+    )  # fmt: skip
     ap.add_argument("--config", type=Path, default=None)
     ap.add_argument("--pythonpath", default=None, help="run the flow from this code")
     ap.add_argument("--label", default="citywatch")
     ap.add_argument("--settle-s", type=float, default=20.0, help="quiet time that ends it")
+    ap.add_argument(
+        "--probes-per-s", type=float, default=5.0,
+        help="geofence.enter probes injected a second while the mix flows (0: none)",
+    )  # fmt: skip
     ap.add_argument(
         "--lead-s", type=float, default=120.0, help="first event time: now + this (generated)"
     )

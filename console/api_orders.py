@@ -15,12 +15,11 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from citywatch.console import actions
+from citywatch.console.api.spec import STATES
 from citywatch.console.auth import User
 from citywatch.console.core import ConsoleApp
 from citywatch.console.store import FILTERS, SEVERITIES, summarize
 from citywatch.console.web import HTTPFail, json_body, json_response, route
-
-STATES = ("dispatched", "escalated", "returned", "signed", "handling", "resolved", "closed")
 
 
 async def meta(app: ConsoleApp, request: Request) -> Response:

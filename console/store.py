@@ -28,7 +28,7 @@ import redis.asyncio as aredis
 from citywatch.sinks.dispatch import Keys
 
 SEVERITIES = ("blue", "yellow", "orange", "red")
-FINAL_STATES = ("closed",)
+FINAL_STATES = ("closed", "merged")
 UNSIGNED_STATES = ("dispatched", "escalated", "returned")
 OPEN_STATES = ("dispatched", "escalated", "returned", "signed", "handling")
 log = logging.getLogger(__name__)

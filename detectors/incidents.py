@@ -17,10 +17,16 @@ takes alerts as the detectors emit them and assigns each to an incident at once:
   ``(ts, id)``. The first alert of an incident creates it (``opened``); later
   ones update it (``updated``). When an alert arrives out of order and
   becomes the earliest, or links two incidents, the id moves to the earliest
-  alert; the update then carries ``merged_from`` (the ids it replaces) and
-  every alert of the incident is re-emitted under the new id, so its work
-  order is complete. Alerts of one arrival batch are merged in ``(ts, id)``
-  order, which makes this rare.
+  alert; the update then carries ``merged_from`` (the ids it replaces).
+  Alerts of one arrival batch are merged in ``(ts, id)`` order, which makes
+  this rare.
+* **Work orders.** ``opened_as`` is the id an incident had when it opened: it
+  keys the incident's one work order and never moves, so a late earliest alert
+  updates the order officers already have. When an alert links incidents, the
+  one opened first absorbs the others: the update carries ``absorbed`` (their
+  ``opened_as``, whose work orders are closed as merged into this one) and the
+  absorbed incidents' alerts are re-emitted under the survivor, so its work
+  order holds every alert.
 * **Lifecycle.** No alert links to an incident more than ``quiet_s`` after
   its last alert; its state is dropped once the newest alert time merged
   passes that by the flow's out-of-orderness (``slack_ms``) plus the longest
@@ -47,8 +53,9 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
 
 from citywatch.detectors import params
 from citywatch.detectors.alerts import SEVERITY_RANK, Alert
@@ -122,6 +129,15 @@ class IncidentView:
     inhibited: bool = False
     # Incident ids this one replaces (an out-of-order earliest alert, or two merged).
     merged_from: tuple[str, ...] = ()
+    # The id the incident opened under: the key of its work order, stable for its life.
+    opened_as: str = ""
+    # ``opened_as`` of the incidents this update absorbed (their work orders merge in).
+    absorbed: tuple[str, ...] = ()
+
+    @property
+    def order_key(self) -> str:
+        """The incident id keying its work order (``opened_as``, else the id)."""
+        return self.opened_as or self.id
 
 
 def incident_id(opening_alert_id: str) -> str:
@@ -155,6 +171,7 @@ class Incident:
     members: list[Member] = field(default_factory=list)
     first_ts_ms: int = 0
     last_ts_ms: int = 0
+    opened_as: str = ""  # the id it opened under (keys its work order; never moves)
 
     def add(self, m: Member) -> None:
         ms = self.members
@@ -166,7 +183,12 @@ class Incident:
         self.last_ts_ms = max(self.last_ts_ms, a.ts_ms)
 
     def view(
-        self, state: str, quiet_ms: int, inhibited: bool, merged_from: tuple[str, ...] = ()
+        self,
+        state: str,
+        quiet_ms: int,
+        inhibited: bool,
+        merged_from: tuple[str, ...] = (),
+        absorbed: tuple[str, ...] = (),
     ) -> IncidentView:
         head = self.members[0].alert
         severity = max((m.alert.severity for m in self.members), key=SEVERITY_RANK.__getitem__)
@@ -188,6 +210,8 @@ class Incident:
             _distinct(m.department for m in self.members),
             inhibited,
             merged_from,
+            self.opened_as or self.id,
+            absorbed,
         )
 
 
@@ -209,8 +233,20 @@ def _distinct(values: Iterable[str | None]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(v for v in values if v is not None))
 
 
+def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 incidents had no ``opened_as``: their work order is keyed by their id."""
+    for items in data.get("open_", {}).values():
+        for inc in items:
+            if not getattr(inc, "opened_as", ""):
+                inc.opened_as = inc.id
+    return data
+
+
 class IncidentMerger(Stateful):
     """Merges alerts into incidents; plain state, picklable (the stage's snapshot)."""
+
+    STATE_VERSION: ClassVar[int] = 2  # 2: Incident.opened_as
+    MIGRATIONS: ClassVar[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {1: _v1_to_v2}
 
     def __init__(self, p: IncidentParams, *, slack_ms: int = 0) -> None:
         self.p = p
@@ -356,7 +392,7 @@ class IncidentMerger(Stateful):
             and any(self._linked(a, x.alert) for x in inc.members)
         ]
         if not linked:
-            inc = Incident(incident_id(a.id), group)
+            inc = Incident(incident_id(a.id), group, opened_as=incident_id(a.id))
             inc.add(m)
             items.append(inc)
             if a.ts_ms < self.clock_ms_ - quiet - self.slack_ms:
@@ -364,30 +400,30 @@ class IncidentMerger(Stateful):
             a.incident = inc.id
             out.append((a, inc.view("opened", quiet, False)))
             return
+        # ``items`` keeps opening order: the incident opened first absorbs the others,
+        # and its work order stays the one officers have.
         into = linked[0]
+        strays: list[Member] = []
         for other in linked[1:]:
             for x in other.members:
                 into.add(x)
+                strays.append(x)
             items.remove(other)
         into.add(m)
         old = {i.id for i in linked}
         into.id = incident_id(into.members[0].alert.id)
         inhibited = any(self._inhibits(x.alert, a) for x in into.members)
         moved = tuple(sorted(old - {into.id}))
-        if not moved:
-            a.incident = into.id
-            out.append((a, into.view("updated", quiet, inhibited)))
-            return
-        # The id moved: re-emit every alert under it, earliest first, so the work order
-        # of the new id is complete; ``merged_from`` names the ones it replaces.
-        self.moved_ += 1
-        view = into.view("updated", quiet, inhibited, moved)
-        for x in into.members:
-            if x is m:
-                a.incident = into.id
-                out.append((a, view))
-            else:
-                out.append((replace(x.alert, incident=into.id), view))
+        absorbed = tuple(sorted({i.opened_as or i.id for i in linked[1:]}))
+        if moved:
+            self.moved_ += 1
+        view = into.view("updated", quiet, inhibited, moved, absorbed)
+        # The absorbed incidents' alerts join the survivor's work order, earliest first.
+        strays.sort(key=lambda x: x.order)
+        for x in strays:
+            out.append((replace(x.alert, incident=into.id), view))
+        a.incident = into.id
+        out.append((a, view))
 
 
 def _near(lon1: float, lat1: float, lon2: float, lat2: float, radius_m: float) -> bool:

@@ -435,6 +435,43 @@ def _message(
     return topic, key, raw, arrival
 
 
+class PaceClock:
+    """The recording's time for pacing a replay, robust to a gateway's wrong clock.
+
+    Lines are paced by their time relative to the first line, and the clock only
+    moves forward. A line more than ``max_jump_ms`` ahead of the clock (a gateway
+    whose clock is hours ahead, as field recordings have) is sent at once and does
+    not move it, or it would stall every line behind it for the length of the jump;
+    ``confirm`` such lines in a row are a real gap in the recording, and the clock
+    jumps. ``advance`` returns the ms since the first line to pace at, or None (at once).
+
+    >>> c = PaceClock()
+    >>> [c.advance(t) for t in (1_000, 2_000, 3_600_000, 1_500, 3_000)]
+    [None, 1000, None, None, 2000]
+    """
+
+    def __init__(self, max_jump_ms: int = 60_000, confirm: int = 8) -> None:
+        self.max_jump_ms, self.confirm = max_jump_ms, confirm
+        self.first_ms: int | None = None
+        self.now_ms = 0
+        self._ahead = 0
+
+    def advance(self, arrival_ms: int) -> int | None:
+        if self.first_ms is None:
+            self.first_ms = arrival_ms
+        t = arrival_ms - self.first_ms
+        if t <= self.now_ms:
+            self._ahead = 0
+            return None
+        if t - self.now_ms > self.max_jump_ms:
+            self._ahead += 1
+            if self._ahead < self.confirm:
+                return None
+        self._ahead = 0
+        self.now_ms = t
+        return t
+
+
 def produce_recording(
     paths: Sequence[str | Path],
     settings: KafkaSettings,
@@ -446,7 +483,9 @@ def produce_recording(
     """Send recordings into the topics, keyed, paced at ``speed`` times real time (None: max).
 
     Pacing follows the envelope's arrival time when there is one, else the
-    event time, relative to the first line; keys come from the envelope or the
+    event time, relative to the first line (:class:`PaceClock`: a line far ahead,
+    a gateway's wrong clock, is sent at once without stalling the rest); keys come
+    from the envelope or the
     event (entity, sensor, camera), so each key lands on one partition in order.
     """
     types = settings.topics()
@@ -464,13 +503,11 @@ def produce_recording(
     by_topic: dict[str, int] = {}
     n = 0
     t0 = time.monotonic()
-    first_ms: int | None = None
+    pace = PaceClock()
     last_report = t0
     for topic, key, value, arrival in _recording_messages([Path(p) for p in paths], by_type):
-        if speed is not None and arrival is not None:
-            if first_ms is None:
-                first_ms = arrival
-            due = t0 + (arrival - first_ms) / 1000.0 / speed
+        if speed is not None and arrival is not None and (at := pace.advance(arrival)) is not None:
+            due = t0 + at / 1000.0 / speed
             while (delay := due - time.monotonic()) > 0:
                 producer.poll(min(delay, 0.2))
         _produce(producer, topic, value, key, None, delivered)

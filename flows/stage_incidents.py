@@ -6,7 +6,11 @@ incident) and runs :class:`citywatch.detectors.incidents.IncidentMerger` as a
 thin Bytewax shim. Each alert leaves at once, in an :class:`IncidentBatch`,
 with its incident as it stands after it (:class:`IncidentView`), which routing
 uses to route the incident as a whole and the dispatch sink to create the work
-order (first alert) or update it (later ones).
+order (first alert) or update it (later ones). The work order is keyed by the id
+the incident opened under (``IncidentView.opened_as``), so it stays the same
+order when a late alert moves the incident's id; when a late alert links two
+incidents, the one opened later is absorbed (``IncidentView.absorbed``) and the
+sink closes its work order as merged into the survivor's.
 
 Live runs (``[flow] timers = "wall"``) merge every alert as it comes: the
 incidents do not depend on the order alerts arrive in (see the merger). A

@@ -121,6 +121,8 @@ def accountability(
     by: dict[str, dict[str, Accountability]] = {"department": {}, "centre": {}}
     for wo in orders:
         state = wo.get("state", "")
+        if state == "merged":  # part of the order it merged into, counted there
+            continue
         created = int(wo.get("created_ms") or 0)
         signed = int(wo["signed_ms"]) if wo.get("signed_ms") else None
         resolved = int(wo["resolved_ms"]) if wo.get("resolved_ms") else None

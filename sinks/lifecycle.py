@@ -9,6 +9,8 @@ officers signing the same order at once, exactly one wins)::
         ├──escalate (sign-off overdue) ──> escalated ──sign──> signed ...
         └──return_ (wrong department) ──> returned ──reassign──> dispatched
 
+    any state but merged ──merge (its incident joined an older one)──> merged
+
 Usage::
 
     from citywatch.sinks.lifecycle import WorkOrders, TransitionRefused
@@ -21,6 +23,7 @@ Usage::
     orders.return_("wo-…", "alice", "not ours", to_department="transport")
     orders.reassign("wo-…", "centre-bob", department="transport", centre="county:rudong")
     orders.escalate("wo-…", to_centre="city", level="city")   # the escalator does this
+    orders.merge("wo-new", "wo-old", incident="in-…")  # dispatch does this (see below)
     orders.get("wo-…"); orders.audit("wo-…"); orders.alerts("wo-…")
     orders.queue("town:x|water_resources")            # open orders of one queue
 
@@ -38,6 +41,13 @@ acknowledges and deletes the old entry and adds one to the new queue), the due
 sets and the live feed. Each carries a transition id (``transition_id=``, else a
 fresh one per call), recorded in ``{P}:wo:{WO}:done``: the call is retried with the
 same id while the connection is cut, and a repeat of an applied id changes nothing.
+
+``merge`` is the dispatch's own transition (:data:`~citywatch.sinks.scripts.MERGE_LUA`):
+when a late alert links two incidents, the work order of the one opened later is
+closed as ``merged`` into the other's (``merged_into``), keeping its sign-off, notes
+and audit trail; the survivor's audit names it, and an unsigned survivor takes over
+the absorbed order's sign-off. Its transition id is fixed by the pair
+(:func:`merge_call`), so a replay or a restart repeats nothing.
 """
 
 from __future__ import annotations
@@ -54,7 +64,7 @@ from citywatch.sinks import queues as queue_reader
 from citywatch.sinks.client import RetryPolicy, wait_for_replicas
 from citywatch.sinks.keys import LEVEL_RANK, Keys
 from citywatch.sinks.queues import OPEN_STATES
-from citywatch.sinks.scripts import TRANSITION_LUA
+from citywatch.sinks.scripts import MERGE_LUA, TRANSITION_LUA
 from citywatch.sinks.workorder import WorkOrder
 
 log = logging.getLogger(__name__)
@@ -80,6 +90,38 @@ class TransitionRefused(WorkOrderError):
         super().__init__(
             f"{action} refused for {wo_id}: it is {state}; {action} needs {' or '.join(allowed)}"
         )
+
+
+def merge_call(
+    keys: Keys,
+    from_id: str,
+    into_id: str,
+    incident: str,
+    now_ms: int,
+    *,
+    feed_maxlen: int = 10_000,
+    by: str = "citywatch",
+) -> tuple[list[str], list[str]]:
+    """The keys and arguments of merging work order ``from_id`` into ``into_id``; the
+    transition id is the pair's, so the merge is applied once whoever repeats it.
+
+    >>> ks, argv = merge_call(Keys("cw"), "wo-b", "wo-a", "in-a", 5)
+    >>> ks[0], ks[3], argv[1]
+    ('{cw}:wo:{wo-b}', '{cw}:wo:{wo-a}', 'merge:wo-b>wo-a')
+    """
+    ks = [
+        keys.wo(from_id),
+        keys.audit(from_id),
+        keys.done(from_id),
+        keys.wo(into_id),
+        keys.audit(into_id),
+        keys.due_sign(),
+        keys.due_resolve(),
+        keys.feed(),
+    ]
+    argv = [str(now_ms), f"merge:{from_id}>{into_id}", keys.root, str(feed_maxlen),
+            incident, by, from_id, into_id]  # fmt: skip
+    return ks, argv
 
 
 def _now(now_ms: int | None) -> int:
@@ -108,6 +150,7 @@ class WorkOrders:
         self.retry = retry
         self.wait_replicas = wait_replicas  # see [redis] wait_replicas
         self._transition = client.register_script(TRANSITION_LUA)
+        self._merge = client.register_script(MERGE_LUA)
 
     # -- reading -------------------------------------------------------------------
     def get(self, wo_id: str) -> dict[str, str]:
@@ -398,6 +441,27 @@ class WorkOrders:
             {"overdue": "1"},
             condition="resolve_due",
         )[1]
+
+    def merge(self, from_id: str, into_id: str, *, incident: str, now_ms: int | None = None) -> str:
+        """Close ``from_id`` as merged into ``into_id`` (their incidents became one); returns
+        the state ``from_id`` had (``merged`` if it was merged already). Idempotent."""
+        if from_id == into_id:
+            msg = f"merge of {from_id}: a work order cannot be merged into itself"
+            raise WorkOrderError(msg)
+        ks, argv = merge_call(self.keys, from_id, into_id, incident, _now(now_ms),
+                              feed_maxlen=self.feed_maxlen)  # fmt: skip
+        res = self.retry.run(lambda: self._merge(keys=ks, args=argv))
+        if _str(res[0]) == "missing":
+            msg = f"work order {from_id!r} not found under prefix {self.keys.prefix!r}"
+            raise UnknownWorkOrder(msg)
+        log.info(
+            "work order %s: merged into %s (%s -> merged)",
+            from_id,
+            into_id,
+            _str(res[1]),
+            extra={"wo_id": from_id, "by": "citywatch", "action": "merge"},
+        )
+        return _str(res[1])
 
     def _move(
         self,

@@ -18,8 +18,8 @@ exactly while unsigned (dispatched or escalated), scored by ``sign_due_ms``, and
 ``resolve_due_ms``. A move to another queue (reroute, reassign, escalate)
 acknowledges and deletes the old queue entry, so an open order has exactly one.
 
-The callers: :mod:`citywatch.sinks.writer` (upsert) and
-:mod:`citywatch.sinks.lifecycle` (transitions).
+The callers: :mod:`citywatch.sinks.writer` (upsert, and the merge of two incidents'
+work orders) and :mod:`citywatch.sinks.lifecycle` (transitions).
 """
 
 # Shared by both scripts (prepended): queue key names, due-set upkeep, queue moves.
@@ -58,7 +58,8 @@ end
 #       18 alert_count hint, 19 inhibited, 20 creation fields (JSON object; one
 #       argument instead of ~70 keeps the client's packing cheap), 21 tagged prefix,
 #       22 queue entry values (JSON array: wo incident kind severity subject zone level ts),
-#       23 feed maxlen
+#       23 feed maxlen, 24 incident id now (moves when an earlier alert comes late or
+#       incidents merge; the order keeps its id), 25 incident first_ts
 # Returns {outcome, queue, state}: created, merged, rerouted, repeat or requeue (an
 # order left unqueued by an older version, queued now).
 UPSERT_LUA = (
@@ -98,7 +99,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 local h = redis.call('HMGET', KEYS[1], 'queued', 'queue', 'state', 'sign_due_ms',
                      'resolve_due_ms', 'severity_rank', 'level', 'created_ms', 'ts',
-                     'incident_closes_at_ms', 'queue_entry')
+                     'incident_closes_at_ms', 'queue_entry', 'first_ts')
 if fresh == 0 then
   if h[1] == '1' then return {'repeat', h[2], h[3]} end
   -- Left unqueued by an older version (two round trips): queue it once, index it.
@@ -119,15 +120,17 @@ end
 redis.call('RPUSH', KEYS[3], ARGV[3])
 redis.call('HINCRBY', KEYS[1], 'alert_count', 1)
 redis.call('HSET', KEYS[1], 'subjects', ARGV[15], 'kinds', ARGV[16], 'departments', ARGV[17],
-           'updated_ms', ARGV[1])
+           'updated_ms', ARGV[1], 'incident', ARGV[24])
 if ARGV[6] > h[9] then redis.call('HSET', KEYS[1], 'ts', ARGV[6]) end
+if ARGV[25] < h[12] then redis.call('HSET', KEYS[1], 'first_ts', ARGV[25]) end
 if tonumber(ARGV[7]) > tonumber(h[10]) then
   redis.call('HSET', KEYS[1], 'incident_closes_at_ms', ARGV[7])
 end
 local sign_due, resolve_due = tonumber(h[4]), tonumber(h[5])
 local created = tonumber(h[8])
 local audit = {'action', 'alert_merged', 'state', h[3], 'by', 'citywatch', 'at', ARGV[1],
-               'alert', ARGV[2], 'severity', ARGV[4], 'inhibited', ARGV[19]}
+               'alert', ARGV[2], 'severity', ARGV[4], 'inhibited', ARGV[19],
+               'incident', ARGV[24]}
 redis.call('XADD', KEYS[2], '*', unpack(audit))
 if tonumber(ARGV[5]) > tonumber(h[6]) then
   sign_due = math.min(sign_due, created + 1000 * tonumber(ARGV[13]))
@@ -222,6 +225,79 @@ redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[10], '*', 'event', ARGV[1], 'wo'
            'severity', w[3] or '', 'subject', w[4] or '', 'zone', w[5] or '',
            'centre', w[6] or '', 'department', w[7] or '', 'ts', w[8] or '')
 redis.call('SADD', KEYS[3], ARGV[8])
+return {'ok', st}
+"""
+)
+
+# Two incidents became one: the work order of the one opened later (KEYS[1..3]) is
+# merged into the survivor's (KEYS[4..5]). The absorbed order keeps everything officers
+# wrote on it (signed_by, feedback, ...) and its audit trail; its state becomes
+# ``merged`` (its former state in ``merged_state``, the survivor in ``merged_into``), its
+# queue entry is acknowledged and it leaves the due sets. The survivor's audit records
+# the absorbed order and its state; an unsigned survivor takes over the sign-off (and
+# handling) of an absorbed order an officer had signed, so the incident is not escalated
+# under the officer already on it. Each order gets a feed entry.
+# KEYS: 1 from wo, 2 from audit, 3 from done, 4 into wo, 5 into audit, 6 due_sign,
+#       7 due_resolve, 8 feed
+# ARGV: 1 now_ms, 2 transition id, 3 tagged prefix, 4 feed maxlen, 5 incident id, 6 by,
+#       7 from id, 8 into id
+# Returns {outcome, state before}: ok, repeat (applied already, or merged before) or
+# missing (no such order: its alerts were silenced or not dispatched yet).
+MERGE_LUA = (
+    _COMMON
+    + """
+local prefix, now, by = ARGV[3], ARGV[1], ARGV[6]
+local dues = {KEYS[6], KEYS[7]}
+local h = redis.call('HMGET', KEYS[1], 'state', 'queue', 'queue_entry', 'signed_by',
+                     'signed_ms', 'handled_by', 'started_ms', 'alert_count')
+local st = h[1]
+if not st then return {'missing', ''} end
+if st == 'merged' or redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 1 then
+  return {'repeat', st}
+end
+if h[3] and h[3] ~= '' then redis.call('XACK', qkey(prefix, h[2]), 'officers', h[3]) end
+redis.call('HSET', KEYS[1], 'state', 'merged', 'merged_into', ARGV[8], 'merged_ms', now,
+           'merged_state', st, 'updated_ms', now)
+set_dues(KEYS[1], ARGV[7], dues)
+redis.call('XADD', KEYS[2], '*', 'action', 'merged', 'state', 'merged', 'from', st,
+           'by', by, 'at', now, 'into', ARGV[8], 'incident', ARGV[5])
+local function feed(key, wo_id, event, state, other)
+  local w = redis.call('HMGET', key, 'queue', 'kind', 'severity', 'subject', 'zone',
+                       'centre', 'department', 'ts')
+  redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[4], '*', 'event', event, 'wo', wo_id,
+             'state', state, 'by', by, 'queue', w[1] or '', 'kind', w[2] or '',
+             'severity', w[3] or '', 'subject', w[4] or '', 'zone', w[5] or '',
+             'centre', w[6] or '', 'department', w[7] or '', 'ts', w[8] or '',
+             'order', other, 'incident', ARGV[5])
+end
+feed(KEYS[1], ARGV[7], 'merged_into', 'merged', ARGV[8])
+local t = redis.call('HMGET', KEYS[4], 'state', 'queue', 'queue_entry')
+if t[1] then
+  local signed = h[4] and h[4] ~= ''
+  local state = t[1]
+  local audit = {'action', 'absorbed', 'state', state, 'by', by, 'at', now,
+                 'order', ARGV[7], 'order_state', st, 'alerts', h[8] or '0',
+                 'incident', ARGV[5]}
+  if signed then audit[#audit + 1] = 'signed_by'; audit[#audit + 1] = h[4] end
+  if UNSIGNED[t[1]] and signed and (st == 'signed' or st == 'handling') then
+    state = st
+    if t[3] and t[3] ~= '' then
+      redis.call('XACK', qkey(prefix, t[2]), 'officers', t[3])
+    end
+    local f = {'state', st, 'signed_by', h[4], 'signed_ms', h[5] or now, 'updated_ms', now}
+    if st == 'handling' then
+      f[#f + 1] = 'handled_by'; f[#f + 1] = h[6] or h[4]
+      f[#f + 1] = 'started_ms'; f[#f + 1] = h[7] or now
+    end
+    redis.call('HSET', KEYS[4], unpack(f))
+    set_dues(KEYS[4], ARGV[8], dues)
+    audit[4] = st
+    audit[#audit + 1] = 'from'; audit[#audit + 1] = t[1]
+  end
+  redis.call('XADD', KEYS[5], '*', unpack(audit))
+  feed(KEYS[4], ARGV[8], 'absorbed', state, ARGV[7])
+end
+redis.call('SADD', KEYS[3], ARGV[2])
 return {'ok', st}
 """
 )

@@ -65,9 +65,20 @@ class Written(NamedTuple):
         return self.outcome == "repeat"
 
 
-def work_order_id(alert: Alert) -> str:
-    """One work order per incident: ``wo-`` + the incident's hash (else the alert's)."""
-    return "wo-" + (alert.incident or alert.id).split("-", 1)[1]
+def work_order_id(alert: Alert, incident: IncidentView | None = None) -> str:
+    """One work order per incident: ``wo-`` + the hash of the id the incident opened
+    under (stable while the incident's id moves), else of the alert's incident or id."""
+    key = incident.order_key if incident is not None else (alert.incident or alert.id)
+    return order_id_of(key)
+
+
+def order_id_of(incident_key: str) -> str:
+    """The work order id keyed by an incident id (``in-X`` -> ``wo-X``).
+
+    >>> order_id_of("in-1a2b")
+    'wo-1a2b'
+    """
+    return "wo-" + incident_key.split("-", 1)[1]
 
 
 def _csv(items: Sequence[str]) -> str:
@@ -136,7 +147,7 @@ class WorkOrder:
         """The work order a dispatch creates when its incident has none yet."""
         a, inc = d.alert, d.incident
         return cls(
-            id=work_order_id(a),
+            id=work_order_id(a, inc),
             incident=a.incident or "",
             state="dispatched",
             kind=a.kind,

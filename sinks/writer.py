@@ -9,6 +9,11 @@ severity (and tightens the deadlines), and re-routes an unsigned order when the
 grown incident needs a higher level (its old queue entry is acknowledged and
 deleted). A batch is one pipelined round trip.
 
+An update whose incident absorbed others (two incidents linked by a late alert)
+first merges their work orders into its own (:data:`~citywatch.sinks.scripts.MERGE_LUA`,
+one call per absorbed order, idempotent by transition id); the absorbed incidents'
+alerts then arrive re-emitted under the survivor and are appended as usual.
+
 Silences are read from ``{P}:silences:{ctl}`` with a short cache (``[redis]
 silence_cache_s``) and applied here, at dispatch: a silenced alert stays in the alert
 output and in its incident's evidence downstream, but is logged to
@@ -44,11 +49,13 @@ from citywatch.sinks.client import (
     wait_for_replicas,
 )
 from citywatch.sinks.keys import LEVEL_RANK, Keys
-from citywatch.sinks.scripts import PREFLIGHT_LUA, UPSERT_LUA
+from citywatch.sinks.lifecycle import merge_call
+from citywatch.sinks.scripts import MERGE_LUA, PREFLIGHT_LUA, UPSERT_LUA
 from citywatch.sinks.silences import SilenceStore
-from citywatch.sinks.workorder import Dispatch, WorkOrder, Written, work_order_id
+from citywatch.sinks.workorder import Dispatch, WorkOrder, Written, order_id_of, work_order_id
 
 log = logging.getLogger(__name__)
+PIPELINED = (UPSERT_LUA, MERGE_LUA)  # run in pipelines: loaded on every primary first
 
 
 def _log_written(d: Dispatch, w: Written) -> None:
@@ -100,14 +107,17 @@ class WorkOrderWriter:
         self.wait_timeout_ms = wait_timeout_ms
         self.silences = SilenceStore(client, keys, cache_s=silence_cache_s)
         self._upsert = client.register_script(UPSERT_LUA)
-        load_for_pipelines(client, UPSERT_LUA)
+        self._merge = client.register_script(MERGE_LUA)
+        for script in PIPELINED:
+            load_for_pipelines(client, script)
 
     def write(self, dispatches: Sequence[Dispatch]) -> list[Written]:
         """Apply the dispatches in order; one :class:`Written` per dispatch."""
         try:
             done = self._write(dispatches)
         except NoScriptError:  # a failover promoted a replica that never loaded it
-            load_for_pipelines(self.client, UPSERT_LUA)
+            for script in PIPELINED:
+                load_for_pipelines(self.client, script)
             done = self._write(dispatches)
         if self.wait_replicas:  # the caller retries the batch when too few have it
             wait_for_replicas(
@@ -119,9 +129,12 @@ class WorkOrderWriter:
         now_ms = int(time.time() * 1000)
         out: list[Written | None] = [None] * len(dispatches)
         pipe = self.client.pipeline(transaction=False)
-        live: list[int] = []
+        calls: list[int] = []  # per script call in the pipeline: its dispatch, -1 a merge
+        merged: set[str] = set()
         for i, d in enumerate(dispatches):
-            wo_id = work_order_id(d.alert)
+            wo_id = work_order_id(d.alert, d.incident)
+            if d.incident is not None and d.incident.absorbed:
+                calls += [-1] * self._merge_absorbed(pipe, d, wo_id, now_ms, merged)
             silence = self.silences.match(d.alert)
             if silence is not None:
                 out[i] = Written(wo_id, "silenced")
@@ -133,7 +146,7 @@ class WorkOrderWriter:
                     approximate=True,
                 )
                 continue
-            live.append(i)
+            calls.append(i)
             self._upsert(
                 keys=[
                     self.keys.wo(wo_id),
@@ -149,16 +162,36 @@ class WorkOrderWriter:
                 args=self._argv(d, wo_id, now_ms),
                 client=pipe,
             )
-        results = pipe_results_lua(pipe.execute(), len(live))
-        for i, res in zip(live, results, strict=True):
+        results = pipe_results_lua(pipe.execute(), len(calls))
+        for i, res in zip(calls, results, strict=True):
+            if i < 0:
+                continue
             outcome = _s(res[0])
-            wo_id = work_order_id(dispatches[i].alert)
+            wo_id = work_order_id(dispatches[i].alert, dispatches[i].incident)
             out[i] = Written(wo_id, "repeat" if outcome in ("repeat", "requeue") else outcome)
         done = [w if w is not None else Written("", "repeat") for w in out]
         if log.isEnabledFor(logging.INFO):
             for d, w in zip(dispatches, done, strict=True):
                 _log_written(d, w)
         return done
+
+    def _merge_absorbed(
+        self, pipe: Any, d: Dispatch, into_id: str, now_ms: int, done: set[str]
+    ) -> int:
+        """Queue the merge of each work order the dispatch's incident absorbed into its
+        own (once per write; a repeat across writes is a no-op by transition id)."""
+        assert d.incident is not None
+        n = 0
+        for key in d.incident.absorbed:
+            from_id = order_id_of(key)
+            if from_id == into_id or from_id in done:
+                continue
+            done.add(from_id)
+            keys, argv = merge_call(self.keys, from_id, into_id, d.incident.id, now_ms,
+                                    feed_maxlen=self.feed_maxlen)  # fmt: skip
+            self._merge(keys=keys, args=argv, client=pipe)
+            n += 1
+        return n
 
     @staticmethod
     def _entry_values(d: Dispatch, wo_id: str) -> list[str]:
@@ -196,6 +229,8 @@ class WorkOrderWriter:
             self.keys.root,
             orjson.dumps(self._entry_values(d, wo_id)).decode(),
             str(self.feed_maxlen),
+            a.incident or "",
+            format_ts(inc.first_ts_ms if inc else a.first_ts_ms),
         ]
         return argv
 

@@ -7,7 +7,16 @@ from typing import Any
 
 from citywatch import __version__
 
-STATES = ("dispatched", "escalated", "returned", "signed", "handling", "resolved", "closed")
+STATES = (
+    "dispatched",
+    "escalated",
+    "returned",
+    "signed",
+    "handling",
+    "resolved",
+    "closed",
+    "merged",
+)
 SEVERITIES = ("blue", "yellow", "orange", "red")
 LINK_PATTERN = r"^https?://[^\s/?#]+[^\s]*$"
 TEXT_PATTERN = r"\S"  # at least one character that is not white space

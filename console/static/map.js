@@ -144,6 +144,7 @@
       el("dl", { class: "fields" }, ...fields.flatMap((f) => [el("dt", { text: t(`field.${f}`) }), value(f)]),
         el("dt", { text: t("field.position") }), el("dd", { text: o.lat ? `${o.lat}, ${o.lon}` : "-" })),
       deadline(o),
+      mergedNote(o),
       el("h3", { text: t("panel.actions") }),
       actionsBox(o),
       el("h3", { text: `${t("panel.alerts")} (${d.alerts.length})` }),
@@ -155,7 +156,7 @@
       el("ol", { class: "timeline", id: "timeline" }, ...d.audit.map((e) => el("li", {},
         el("time", { text: CW.fmtTime(e.at || e.id.split("-")[0]) }), " ",
         labelEl("strong", "audit", e.action || ""), e.state ? ` → ${label("state", e.state)}` : "", e.by ? ` · ${e.by}` : "",
-        ...Object.entries(e).filter(([k]) => !["id", "at", "action", "state", "by"].includes(k)).map(([k, v]) => el("div", { class: "sub" }, labelEl("span", "audit_field", k), `: ${k === "from" ? label("state", v) : v}`))))),
+        ...Object.entries(e).filter(([k]) => !["id", "at", "action", "state", "by"].includes(k)).map(([k, v]) => el("div", { class: "sub" }, labelEl("span", "audit_field", k), `: ${["from", "order_state"].includes(k) ? label("state", v) : v}`))))),
     ].filter((c) => c != null));
     panel.dataset.wo = id;
     const field = (a, n) => panel.querySelector(`.actions [data-action="${CSS.escape(a)}"][name="${CSS.escape(n)}"]`);
@@ -164,6 +165,14 @@
     panel.classList.remove("hidden");
     render();
     if (focus) panel.focus();
+  }
+
+  // A work order closed as merged into another (their incidents became one): say so and
+  // open the surviving order on a click. Ids are shown as text.
+  function mergedNote(o) {
+    if (o.state !== "merged" || !o.merged_into) return null;
+    return el("p", { class: "merged-note", id: "wo-merged-into" }, `${t("panel.merged_into")} `,
+      el("button", { type: "button", class: "link", "data-wo": o.merged_into, text: o.merged_into, onclick: () => openOrder(o.merged_into, true) }));
   }
 
   function actionsBox(o) {

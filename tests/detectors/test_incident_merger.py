@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from citywatch.detectors.alerts import Alert
-from citywatch.detectors.incidents import IncidentMerger, IncidentParams
+from citywatch.detectors.incidents import IncidentMerger, IncidentParams, IncidentView
+from citywatch.detectors.state import Snapshot, decode, encode
 
 T0 = 1_781_528_400_000
 MIN = 60_000
@@ -212,13 +213,31 @@ def _alerts(draw: st.DrawFn) -> list[Alert]:
     return list({a.id: a for a in out}.values())
 
 
-def _final(pairs: list) -> tuple[dict[str, str], dict[str, tuple]]:
-    """Each alert's last incident id, and each incident's last view (what its work order
-    ends up showing)."""
-    alert_inc = {a.id: v.id for a, v in pairs}
-    views = {v.id: (v.severity, v.alert_count, v.first_ts_ms, v.last_ts_ms) for _, v in pairs}
-    live = set(alert_inc.values())
-    return alert_inc, {k: v for k, v in views.items() if k in live}
+def _orders(pairs: list) -> dict[str, tuple[frozenset[str], IncidentView]]:
+    """The work orders a dispatch sink ends with, as the merger's output drives them:
+    each alert goes to the order keyed by its incident's ``opened_as``; an update's
+    ``absorbed`` orders are closed as merged. Returns the open orders: their alerts and
+    their incident's last view. Checks on the way that a merged order gets no alert."""
+    alerts: dict[str, set[str]] = {}
+    last: dict[str, IncidentView] = {}
+    merged: set[str] = set()
+    for a, v in pairs:
+        merged.update(v.absorbed)
+        key = v.order_key
+        assert key not in merged, f"{a.id} went to {key}, merged already"
+        alerts.setdefault(key, set()).add(a.id)
+        last[key] = v
+    return {k: (frozenset(ids), last[k]) for k, ids in alerts.items() if k not in merged}
+
+
+def _final(pairs: list) -> set[tuple]:
+    """What the open work orders show, independent of which alert opened them: each
+    order's alerts, incident id, severity, alert count and episode."""
+    out = set()
+    for ids, v in _orders(pairs).values():
+        assert v.alert_count == len(ids)
+        out.add((ids, v.id, v.severity, v.alert_count, v.first_ts_ms, v.last_ts_ms))
+    return out
 
 
 @settings(max_examples=150, deadline=None)
@@ -227,8 +246,9 @@ def test_same_incidents_whatever_the_arrival_order_within_the_bound(
     alerts: list[Alert], rnd: random.Random, batch: int
 ) -> None:
     """Alerts arrive shuffled within the out-of-order bound (each up to ``ooo`` late, in
-    arbitrary batches), merged at once: the same incidents, ids and final views as
-    merging them in time order."""
+    arbitrary batches), merged at once: one open work order per incident holding every
+    alert of it, and the same incidents, ids and final views as merging them in time
+    order."""
     ooo = 30 * MIN
     p = IncidentParams(quiet_s=900, radius_m=300)
     in_order = IncidentMerger(p, slack_ms=ooo).push(
@@ -239,9 +259,55 @@ def test_same_incidents_whatever_the_arrival_order_within_the_bound(
     shuffled: list = []
     for i in range(0, len(arrival), batch):
         shuffled += m.push([_copy(a) for a in arrival[i : i + batch]])
-    assert _final(shuffled) == _final(in_order)
+    final = _final(shuffled)
+    assert final == _final(in_order)
+    assert sum(len(ids) for ids, *_ in final) == len(alerts)  # each alert in one open order
     # every incident id is its earliest alert's, by (ts, id)
-    for inc in set(_final(shuffled)[0].values()):
-        members = [a for a in alerts if _final(shuffled)[0][a.id] == inc]
-        first = min(members, key=lambda a: (a.ts_ms, a.id))
+    by_id = {a.id: a for a in alerts}
+    for ids, inc, *_ in final:
+        first = min((by_id[i] for i in ids), key=lambda a: (a.ts_ms, a.id))
         assert inc == "in-" + first.id.split("-", 1)[1]
+    # in time order an incident's order is keyed by its earliest alert: ids never move
+    assert all(v.order_key == v.id for _, v in _orders(in_order).values())
+
+
+def test_a_late_earliest_alert_keeps_the_work_order_and_moves_the_incident_id() -> None:
+    m = IncidentMerger(IncidentParams(quiet_s=900))
+    first = m.push([_a("cam-1", 5)])
+    late = m.push([_a("cam-2", 1)])  # earlier, arriving later: the incident's id moves
+    (_, v0), (a1, v1) = first[0], late[0]
+    assert v1.id == "in-" + a1.id.split("-", 1)[1] != v0.id
+    assert v1.merged_from == (v0.id,) and v1.absorbed == ()
+    assert v1.order_key == v0.order_key == v0.id  # the same work order, updated
+    assert len(late) == 1  # nothing re-emitted: the order has every alert already
+
+
+def test_a_linking_alert_merges_the_later_opened_incident_into_the_first() -> None:
+    m = IncidentMerger(IncidentParams(quiet_s=900, match=("subject", "zone")))
+    a = m.push([_a("cam-1", 10, zone="z1")])
+    b = m.push([_a("cam-2", 0, zone="z2", lon=121.5)])  # opened second, earlier in time
+    # cam-3 alerts in both zones: the same subject links the two incidents
+    link = m.push([_a("cam-3", 5, zone="z1"), _a("cam-3", 5.5, zone="z2", lon=121.5)])
+    key_a, key_b = a[0][1].order_key, b[0][1].order_key
+    views = [v for _, v in link]
+    assert views[-1].order_key == key_a  # opened first: it survives
+    absorbed = [v.absorbed for v in views if v.absorbed]
+    assert absorbed and absorbed[0] == (key_b,)
+    assert views[-1].id == b[0][1].id  # the incident's id is its earliest alert's (b's)
+    # b's alert is re-emitted into a's order, so that order has all four alerts
+    assert {x.id for x, v in link if v.order_key == key_a} >= {b[0][0].id}
+    assert views[-1].alert_count == 4
+
+
+def test_a_version_1_snapshot_keys_each_open_incidents_order_by_its_id() -> None:
+    """Snapshots from before ``opened_as`` restore with the order keyed by the id."""
+    m = IncidentMerger(IncidentParams())
+    m.push([_a("c1", 0), _a("c2", 1)])
+    snap = decode(encode(m.state()))
+    for items in snap.data["open_"].values():
+        for inc in items:
+            del inc.opened_as  # what a version 1 pickle restores to
+    old = Snapshot(snap.kind, 1, snap.data)
+    back = IncidentMerger.from_state(IncidentParams(), state=old)
+    [(_, v)] = back.push([_a("c3", 2)])
+    assert v.order_key == v.id == m.open_["video"][0].id

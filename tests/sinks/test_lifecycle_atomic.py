@@ -109,7 +109,6 @@ def _race_round(redis_url: str, round_no: int, first_alert: int) -> int:
     """Four officers and a dispatcher race while a killer cuts connections; returns how
     many transitions the officers were told were applied."""
     rng = random.Random(round_no)
-    stop = threading.Event()
     done: list[int] = []
     errors: list[BaseException] = []
 
@@ -141,17 +140,36 @@ def _race_round(redis_url: str, round_no: int, first_alert: int) -> int:
         except BaseException as exc:
             errors.append(exc)
 
-    def killer(c: redis.Redis) -> None:
+    threads = [
+        threading.Thread(target=officer, args=(round_no * 10 + i, clients[i])) for i in range(4)
+    ]
+    threads.append(threading.Thread(target=dispatcher, args=(clients[4],)))
+    race(redis_url, threads, rng, clients[5])
+    for c in clients:
+        c.close()
+    assert errors == [], f"round {round_no}: {errors!r}"
+    return len(done)
+
+
+def race(
+    redis_url: str,
+    threads: list[threading.Thread],
+    rng: random.Random,
+    cut_with: redis.Redis | None = None,
+) -> None:
+    """Run ``threads`` to the end while a killer cuts every client connection
+    (``CLIENT KILL``, on every node of a cluster) at random moments between and
+    during their calls."""
+    stop = threading.Event()
+    c = cut_with if cut_with is not None else connect(redis_url, check=False, decode_responses=True)
+
+    def killer() -> None:
         while not stop.wait(rng.uniform(0.001, 0.01)):
             # On a cluster: every node's clients (the work is on the prefix's node).
             where = {"target_nodes": RedisCluster.ALL_NODES} if is_cluster(c) else {}
             c.client_kill_filter(_type="normal", skipme=True, **where)
 
-    threads = [
-        threading.Thread(target=officer, args=(round_no * 10 + i, clients[i])) for i in range(4)
-    ]
-    threads.append(threading.Thread(target=dispatcher, args=(clients[4],)))
-    cutter = threading.Thread(target=killer, args=(clients[5],))
+    cutter = threading.Thread(target=killer)
     cutter.start()
     for t in threads:
         t.start()
@@ -159,10 +177,8 @@ def _race_round(redis_url: str, round_no: int, first_alert: int) -> int:
         t.join()
     stop.set()
     cutter.join()
-    for c in clients:
+    if cut_with is None:
         c.close()
-    assert errors == [], f"round {round_no}: {errors!r}"
-    return len(done)
 
 
 def test_racing_officers_and_cut_connections_keep_every_invariant(
