@@ -12,7 +12,7 @@ True
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from citywatch.detectors.events import format_ts
@@ -62,6 +62,24 @@ class Alert:
     # the alert; not part of the contract. Downstream stages that order alerts clock
     # themselves by it, never by the alert times, which run ahead on a fast partition.
     wm_ms: int | None = None
+    # A copy re-sent under the incident that absorbed its own (so the survivor's work
+    # order holds it); the alert itself was emitted before. Not part of the contract:
+    # alert outputs and counts skip it.
+    reissued: bool = False
+
+    def __setstate__(self, state: Any) -> None:
+        """Restore a pickled alert (``(None, slots)``, pickle's form for slotted
+        objects), including one written before a field was added: the newer fields
+        take their defaults."""
+        slots = state[1] if isinstance(state, tuple) else state
+        for f in fields(self):
+            if f.name in slots:
+                value = slots[f.name]
+            elif f.default is not MISSING:
+                value = f.default
+            else:
+                value = f.default_factory()  # type: ignore[operator]
+            object.__setattr__(self, f.name, value)
 
     @classmethod
     def make(

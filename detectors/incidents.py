@@ -421,7 +421,7 @@ class IncidentMerger(Stateful):
         # The absorbed incidents' alerts join the survivor's work order, earliest first.
         strays.sort(key=lambda x: x.order)
         for x in strays:
-            out.append((replace(x.alert, incident=into.id), view))
+            out.append((replace(x.alert, incident=into.id, reissued=True), view))
         a.incident = into.id
         out.append((a, view))
 

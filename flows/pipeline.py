@@ -152,7 +152,7 @@ def route_step(
 ) -> Callable[[IncidentBatch], list[Dispatch]]:
     def route(batch: IncidentBatch) -> list[Dispatch]:
         alerts = batch.alerts
-        stats.add_alerts([a.kind for a in alerts])
+        stats.add_alerts([a.kind for a in alerts if not a.reissued])
         ref = holder.ref
         out = route_alerts(alerts, ref.jurisdictions, cfg.routing, holder.catalog(), batch.views)
         for d in out:
@@ -216,7 +216,7 @@ def build_flow(
     dispatches = op.flat_map("route", incidents, route_step(holder, cfg, stats))  # Dispatch
     op.output("dispatch", dispatches, outputs.dispatch)
     if outputs.alerts is not None:
-        op.output("alerts_out", op.map("alert_of", dispatches, _alert_of), outputs.alerts)
+        op.output("alerts_out", op.filter_map("alert_of", dispatches, _alert_of), outputs.alerts)
     if outputs.late is not None:
         op.output("late_events", op.flat_map("late", stamped, _late_of), outputs.late)
     if outputs.dead is not None:  # bad input lines, future timestamps, teleported fixes
@@ -258,8 +258,10 @@ def _late_of(batch: StampedBatch) -> list[Event]:
     return batch.late
 
 
-def _alert_of(d: Dispatch) -> Alert:
-    return d.alert
+def _alert_of(d: Dispatch) -> Alert | None:
+    """The alert for the alert outputs; a copy re-sent to an absorbing incident's work
+    order was written when it was raised (under the incident it had then)."""
+    return None if d.alert.reissued else d.alert
 
 
 def count_by(items: list[Any], key: Callable[[Any], str]) -> dict[str, int]:

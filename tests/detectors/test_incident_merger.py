@@ -297,6 +297,19 @@ def test_a_linking_alert_merges_the_later_opened_incident_into_the_first() -> No
     # b's alert is re-emitted into a's order, so that order has all four alerts
     assert {x.id for x, v in link if v.order_key == key_a} >= {b[0][0].id}
     assert views[-1].alert_count == 4
+    # Only the re-sent copies are marked: alert outputs write each alert id once.
+    first_time = [x.id for x, _ in a + b + link if not x.reissued]
+    assert sorted(first_time) == sorted({x.id for x, _ in a + b + link})
+    assert [x.id for x, _ in link if x.reissued] == [b[0][0].id]
+
+
+def test_an_alert_pickled_before_the_reissued_marker_restores() -> None:
+    alert, _ = IncidentMerger(IncidentParams()).push([_a("c1", 0)])[0]
+    state = alert.__getstate__()
+    del state[1]["reissued"]  # what an older snapshot holds
+    old = Alert.__new__(Alert)
+    old.__setstate__(state)
+    assert old == alert and old.reissued is False
 
 
 def test_a_version_1_snapshot_keys_each_open_incidents_order_by_its_id() -> None:
