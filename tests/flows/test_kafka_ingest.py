@@ -65,17 +65,19 @@ def long_recording(tmp_path_factory: pytest.TempPathFactory, reference: object) 
 
 
 def _last_commit(rec_dir: Path) -> int:
-    """The newest epoch Bytewax has committed in the recovery directory (-1: none yet)."""
-    best = -1
+    """The epoch a restart would resume from: the oldest of the newest epochs each
+    recovery partition has committed (-1 while any has none)."""
+    newest: list[int] = []
     for part in rec_dir.glob("part-*.sqlite3"):
         try:
             with sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=0.2) as db:
                 row = db.execute("SELECT max(commit_epoch) FROM commits").fetchone()
         except sqlite3.Error:
-            continue
-        if row and row[0] is not None:
-            best = max(best, int(row[0]))
-    return best
+            return -1
+        if not row or row[0] is None:
+            return -1
+        newest.append(int(row[0]))
+    return min(newest, default=-1)
 
 
 @pytest.fixture(scope="module")
