@@ -17,9 +17,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from operator import attrgetter
+from typing import Any, ClassVar
 
 import orjson
 
@@ -30,8 +31,37 @@ MAX_TS_MS = 4_102_444_800_000
 MAX_ID_LEN = 128
 
 
+class _Pickled:
+    """Events pickle as the tuple of their field values, read by one C-level getter:
+    recovery snapshots hold every pending and last-seen event of a city, and pickle's
+    default for slotted objects (a dict per object) made them 4x slower. States in
+    pickle's default form ``(None, {slot: value})`` (older snapshots) still load."""
+
+    __slots__ = ()
+    _get: ClassVar[Callable[[Any], tuple[Any, ...]]]
+    _names: ClassVar[tuple[str, ...]]
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return type(self)._get(self)
+
+    def __setstate__(self, state: Any) -> None:
+        if len(state) == 2 and state[0] is None and isinstance(state[1], dict):
+            slots = state[1]
+            for f in fields(self):  # type: ignore[arg-type]
+                if f.name in slots:
+                    value = slots[f.name]
+                elif f.default is not MISSING:
+                    value = f.default
+                else:
+                    value = f.default_factory()  # type: ignore[operator]
+                object.__setattr__(self, f.name, value)
+            return
+        for name, value in zip(type(self)._names, state, strict=True):
+            object.__setattr__(self, name, value)
+
+
 @dataclass(slots=True)
-class GpsEvent:
+class GpsEvent(_Pickled):
     """A GPS fix of a tracked entity (truck, tanker, vessel, patrol car)."""
 
     ts_ms: int
@@ -60,7 +90,7 @@ class GpsEvent:
 
 
 @dataclass(slots=True)
-class SensorEvent:
+class SensorEvent(_Pickled):
     """A reading of a fixed sensor (water level, dust, household meter, ...)."""
 
     ts_ms: int
@@ -87,7 +117,7 @@ class SensorEvent:
 
 
 @dataclass(slots=True)
-class VideoEvent:
+class VideoEvent(_Pickled):
     """A detection by a video-analytics model on one camera."""
 
     ts_ms: int
@@ -112,6 +142,10 @@ class VideoEvent:
 
     type = "video"
 
+
+for _cls in (GpsEvent, SensorEvent, VideoEvent):
+    _cls._names = tuple(f.name for f in fields(_cls))
+    _cls._get = attrgetter(*_cls._names)
 
 Event = GpsEvent | SensorEvent | VideoEvent
 

@@ -12,6 +12,7 @@ snapshots (see :func:`reset_steps`).
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,7 +28,17 @@ T = TypeVar("T", bound=Stateful)
 
 
 def snapshot(step_state: Stateful) -> bytes:
-    return encode(step_state.state())
+    """``step_state``'s plain state, encoded. The cyclic garbage collector is paused
+    meanwhile: building and pickling a city's state allocates hundreds of thousands of
+    objects, each collection then walks the whole heap, and that made a snapshot
+    (which stops the flow) 2-3x slower. Nothing it allocates is cyclic garbage."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return encode(step_state.state())
+    finally:
+        if paused:
+            gc.enable()
 
 
 def restore(step: str, fresh: T, resume: Any) -> T:
