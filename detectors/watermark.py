@@ -21,11 +21,12 @@ from it for ``idle_ms`` of wall time — as Flink's ``withIdleness`` does.
 reference time is refused (:data:`FUTURE`): it goes to the dead letters and
 moves no clock. The reference is the wall clock when the event arrived (a
 Kafka run, or a recording whose envelopes keep ``arrival_ms``) and otherwise
-(a plain recording) the recent median event time of the event's source or of
-the whole partition, whichever is later (so a gateway that resumes after a
-silence is measured by the others). The median window also keeps refused times, so a real jump of a
-source's clock is accepted after ``WINDOW // 2 + 1`` events, while one bad
-event never moves the median. The first refused event of a source is reported
+(a plain recording) the latest of the recent median event time of the event's
+source, that of the whole partition (so a gateway that resumes after a silence
+is measured by the others) and the source's own newest accepted time. The
+median window also keeps refused times, so a real jump of a source's clock
+is accepted after ``WINDOW // 2 + 1`` events, while one bad event never moves
+the median. The first refused event of a source is reported
 once (:attr:`Watermarker.skewed`), for the ``source.clock_skew`` system alert.
 
 Without a wall clock a jump cannot be told from a silence (a sparse stream, a
@@ -51,7 +52,7 @@ it goes to the late side output and never touches detector state.
 >>> wm.observe(10_000_000)  # one event far ahead: refused, the clock stays
 'future'
 >>> wm.watermark_ms, wm.skewed
-(110, [('', 10000000, 105)])
+(110, [('', 10000000, 120)])
 """
 
 from __future__ import annotations
