@@ -12,10 +12,10 @@ True
 from __future__ import annotations
 
 import hashlib
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
-from citywatch.detectors.events import format_ts
+from citywatch.detectors.events import format_ts, set_fields
 
 SEVERITIES = ("blue", "yellow", "orange", "red")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
@@ -71,15 +71,7 @@ class Alert:
         """Restore a pickled alert (``(None, slots)``, pickle's form for slotted
         objects), including one written before a field was added: the newer fields
         take their defaults."""
-        slots = state[1] if isinstance(state, tuple) else state
-        for f in fields(self):
-            if f.name in slots:
-                value = slots[f.name]
-            elif f.default is not MISSING:
-                value = f.default
-            else:
-                value = f.default_factory()  # type: ignore[operator]
-            object.__setattr__(self, f.name, value)
+        set_fields(self, state[1] if isinstance(state, tuple) else state)
 
     @classmethod
     def make(

@@ -31,6 +31,19 @@ MAX_TS_MS = 4_102_444_800_000
 MAX_ID_LEN = 128
 
 
+def set_fields(obj: Any, slots: Mapping[str, Any]) -> None:
+    """Set a slotted dataclass's fields from pickle's ``{slot: value}``; a field the
+    pickle does not hold (added since it was written) takes its default."""
+    for f in fields(obj):
+        if f.name in slots:
+            value = slots[f.name]
+        elif f.default is not MISSING:
+            value = f.default
+        else:
+            value = f.default_factory()  # type: ignore[operator]
+        object.__setattr__(obj, f.name, value)
+
+
 class _Pickled:
     """Events pickle as the tuple of their field values, read by one C-level getter:
     recovery snapshots hold every pending and last-seen event of a city, and pickle's
@@ -46,15 +59,7 @@ class _Pickled:
 
     def __setstate__(self, state: Any) -> None:
         if len(state) == 2 and state[0] is None and isinstance(state[1], dict):
-            slots = state[1]
-            for f in fields(self):  # type: ignore[arg-type]
-                if f.name in slots:
-                    value = slots[f.name]
-                elif f.default is not MISSING:
-                    value = f.default
-                else:
-                    value = f.default_factory()  # type: ignore[operator]
-                object.__setattr__(self, f.name, value)
+            set_fields(self, state[1])
             return
         for name, value in zip(type(self)._names, state, strict=True):
             object.__setattr__(self, name, value)
