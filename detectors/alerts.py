@@ -15,7 +15,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from citywatch.detectors.events import format_ts, set_fields
+from citywatch.detectors.events import format_ts
+from citywatch.detectors.state import set_fields
 
 SEVERITIES = ("blue", "yellow", "orange", "red")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}

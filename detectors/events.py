@@ -17,12 +17,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
-from operator import attrgetter
-from typing import Any, ClassVar
+from typing import Any
 
 import orjson
+
+from citywatch.detectors.state import TuplePickled
 
 # Epoch-millisecond timestamps must fall in this range (2000-01-01 .. 2100-01-01);
 # anything else is almost always seconds or microseconds sent by mistake.
@@ -31,42 +32,8 @@ MAX_TS_MS = 4_102_444_800_000
 MAX_ID_LEN = 128
 
 
-def set_fields(obj: Any, slots: Mapping[str, Any]) -> None:
-    """Set a slotted dataclass's fields from pickle's ``{slot: value}``; a field the
-    pickle does not hold (added since it was written) takes its default."""
-    for f in fields(obj):
-        if f.name in slots:
-            value = slots[f.name]
-        elif f.default is not MISSING:
-            value = f.default
-        else:
-            value = f.default_factory()  # type: ignore[operator]
-        object.__setattr__(obj, f.name, value)
-
-
-class _Pickled:
-    """Events pickle as the tuple of their field values, read by one C-level getter:
-    recovery snapshots hold every pending and last-seen event of a city, and pickle's
-    default for slotted objects (a dict per object) made them 4x slower. States in
-    pickle's default form ``(None, {slot: value})`` (older snapshots) still load."""
-
-    __slots__ = ()
-    _get: ClassVar[Callable[[Any], tuple[Any, ...]]]
-    _names: ClassVar[tuple[str, ...]]
-
-    def __getstate__(self) -> tuple[Any, ...]:
-        return type(self)._get(self)
-
-    def __setstate__(self, state: Any) -> None:
-        if len(state) == 2 and state[0] is None and isinstance(state[1], dict):
-            set_fields(self, state[1])
-            return
-        for name, value in zip(type(self)._names, state, strict=True):
-            object.__setattr__(self, name, value)
-
-
 @dataclass(slots=True)
-class GpsEvent(_Pickled):
+class GpsEvent(TuplePickled):
     """A GPS fix of a tracked entity (truck, tanker, vessel, patrol car)."""
 
     ts_ms: int
@@ -95,7 +62,7 @@ class GpsEvent(_Pickled):
 
 
 @dataclass(slots=True)
-class SensorEvent(_Pickled):
+class SensorEvent(TuplePickled):
     """A reading of a fixed sensor (water level, dust, household meter, ...)."""
 
     ts_ms: int
@@ -122,7 +89,7 @@ class SensorEvent(_Pickled):
 
 
 @dataclass(slots=True)
-class VideoEvent(_Pickled):
+class VideoEvent(TuplePickled):
     """A detection by a video-analytics model on one camera."""
 
     ts_ms: int
@@ -147,10 +114,6 @@ class VideoEvent(_Pickled):
 
     type = "video"
 
-
-for _cls in (GpsEvent, SensorEvent, VideoEvent):
-    _cls._names = tuple(f.name for f in fields(_cls))
-    _cls._get = attrgetter(*_cls._names)
 
 Event = GpsEvent | SensorEvent | VideoEvent
 

@@ -60,6 +60,7 @@ from citywatch.detectors.sensor_kit import (
     merge_by_time,
     sensor_alert,
 )
+from citywatch.detectors.state import TuplePickled
 from citywatch.detectors.timers import DueTimers
 from citywatch.detectors.watermark import NO_WATERMARK
 
@@ -79,7 +80,7 @@ class OfflineParams:
 
 
 @dataclass(slots=True)
-class _Line:
+class _Line(TuplePickled):
     kind: str
     last: SensorEvent | None = None  # latest settled reading (event time < watermark)
     alerted_ts: int = NO_WATERMARK  # the start of the last silence reported
@@ -338,7 +339,7 @@ class StuckParams:
 
 
 @dataclass(slots=True)
-class _Run:
+class _Run(TuplePickled):
     value: float
     first_ts: int
     last_ts: int

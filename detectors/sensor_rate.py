@@ -43,6 +43,7 @@ from citywatch.detectors.sensor_kit import (
     merge_by_time,
     sensor_alert,
 )
+from citywatch.detectors.state import TuplePickled
 
 HOUR_MS = 3_600_000
 
@@ -95,7 +96,7 @@ class RateParams:
 
 
 @dataclass(slots=True)
-class _Slope:
+class _Slope(TuplePickled):
     """Readings in the window and their running sums (time in hours since ``origin``)."""
 
     origin: int

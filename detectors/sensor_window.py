@@ -54,6 +54,7 @@ from citywatch.detectors.alerts import Alert
 from citywatch.detectors.base import ContractCase, Detector, KeyedState
 from citywatch.detectors.events import Event, SensorEvent, format_ts
 from citywatch.detectors.sensor_kit import T_CASE, background_readings, merge_by_time, sensor_alert
+from citywatch.detectors.state import TuplePickled
 from citywatch.detectors.timers import DueTimers
 from citywatch.detectors.watermark import NO_WATERMARK
 
@@ -110,7 +111,7 @@ class WindowParams:
 
 
 @dataclass(slots=True)
-class _Windows:
+class _Windows(TuplePickled):
     """One sensor under one rule: bucket start -> [count, sum, max, count above]."""
 
     kind: str

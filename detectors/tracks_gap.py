@@ -49,6 +49,7 @@ from citywatch.detectors import params
 from citywatch.detectors.alerts import Alert, alert_id
 from citywatch.detectors.base import ContractCase, Detector, KeyedState
 from citywatch.detectors.events import Event, GpsEvent
+from citywatch.detectors.state import TuplePickled
 from citywatch.detectors.timers import DueTimers
 from citywatch.detectors.watermark import NO_WATERMARK
 from citywatch.geo.distance import haversine_m
@@ -127,7 +128,7 @@ class _Usual:
 
 
 @dataclass(slots=True)
-class _Track:
+class _Track(TuplePickled):
     max_ts: int
     undecided: list[_Fix]
     last: _Fix
