@@ -59,6 +59,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from statistics import median_low
 from typing import Any
@@ -74,6 +75,7 @@ FUTURE = "future"
 HELD = "held"
 SOURCE_KINDS = ("gateway", "family", "partition")
 WINDOW = 15  # recent event times kept per source for the median
+_NONE_RELEASED: tuple[tuple[object, str, int | None], ...] = ()
 HOLD_CHAIN = 3  # held events of a source that agree with each other release it
 PARTITION_WINDOW = 63
 # Windowed and absence detectors decide this far behind the front of event time (the
@@ -316,9 +318,12 @@ class Watermarker(Stateful):
             self._advance_by_time()
         return ON_TIME
 
-    def take_released(self) -> list[tuple[object, str, int | None]]:
+    def take_released(self) -> Sequence[tuple[object, str, int | None]]:
         """The held items the last :meth:`observe` decided, with their verdicts (and
-        the time a refused one was measured against)."""
+        the time a refused one was measured against). Called after every event: no
+        allocation when nothing was decided."""
+        if not self._released:
+            return _NONE_RELEASED
         out, self._released = self._released, []
         return out
 
