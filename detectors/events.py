@@ -377,9 +377,8 @@ def _opt_in(value: Any, lo: float, hi: float) -> bool:
     return value is None or (type(value) in _NUM and lo <= value <= hi)
 
 
-def _tail_ok(obj: Mapping[str, Any], extra: str) -> bool:
-    """``extra`` (cargo, unit, snapshot) and ``src`` absent or text; ``id`` text or int."""
-    x, src, eid = obj.get(extra), obj.get("src"), obj.get("id")
+def _tail_ok(x: Any, src: Any, eid: Any) -> bool:
+    """``x`` (cargo, unit) and ``src`` absent or text; ``id`` text or int."""
     return (
         (x is None or type(x) is str)
         and (src is None or type(src) is str)
@@ -391,6 +390,7 @@ def _fast_gps(obj: Mapping[str, Any], ts: int) -> GpsEvent | None:
     get: Callable[[str], Any] = obj.get  # Any: each value is checked below
     entity, lon, lat = get("entity"), get("lon"), get("lat")
     cls, speed, heading = get("class"), get("speed"), get("heading")
+    cargo, src, eid = get("cargo"), get("src"), get("id")
     if not (
         _name_ok(entity)
         and type(lon) in _NUM
@@ -400,10 +400,9 @@ def _fast_gps(obj: Mapping[str, Any], ts: int) -> GpsEvent | None:
         and (cls is None or _name_ok(cls))
         and _opt_in(speed, 0.0, 400.0)
         and _opt_in(heading, 0.0, 360.0)
-        and _tail_ok(obj, "cargo")
+        and _tail_ok(cargo, src, eid)
     ):
         return None
-    eid = obj.get("id")
     return GpsEvent(
         ts,
         entity,
@@ -412,8 +411,8 @@ def _fast_gps(obj: Mapping[str, Any], ts: int) -> GpsEvent | None:
         cls,
         None if speed is None else float(speed),
         None if heading is None else float(heading),
-        obj.get("cargo"),
-        obj.get("src"),
+        cargo,
+        src,
         None if eid is None else str(eid),
     )
 
@@ -422,6 +421,7 @@ def _fast_sensor(obj: Mapping[str, Any], ts: int) -> SensorEvent | None:
     get: Callable[[str], Any] = obj.get  # Any: each value is checked below
     sensor, kind, value = get("sensor"), get("kind"), get("value")
     lon, lat = get("lon"), get("lat")
+    unit, src, eid = get("unit"), get("src"), get("id")
     if not (
         _name_ok(sensor)
         and _name_ok(kind)
@@ -430,10 +430,9 @@ def _fast_sensor(obj: Mapping[str, Any], ts: int) -> SensorEvent | None:
         and (lon is None) == (lat is None)
         and _opt_in(lon, -180.0, 180.0)
         and _opt_in(lat, -90.0, 90.0)
-        and _tail_ok(obj, "unit")
+        and _tail_ok(unit, src, eid)
     ):
         return None
-    eid = obj.get("id")
     return SensorEvent(
         ts,
         sensor,
@@ -441,8 +440,8 @@ def _fast_sensor(obj: Mapping[str, Any], ts: int) -> SensorEvent | None:
         float(value),
         None if lon is None else float(lon),
         None if lat is None else float(lat),
-        obj.get("unit"),
-        obj.get("src"),
+        unit,
+        src,
         None if eid is None else str(eid),
     )
 
