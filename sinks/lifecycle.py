@@ -260,10 +260,11 @@ class WorkOrders:
         )
         return before, after
 
-    def _call(self, keys: list[str], argv: list[str]) -> Any:
-        """The script call; with ``wait_replicas``, only once replicas have it (a
-        retry after too few repeats the same transition id: a no-op on the server)."""
-        res = self._transition(keys=keys, args=argv)
+    def _call(self, keys: list[str], argv: list[str], script: Any = None) -> Any:
+        """The transition script's call (or ``script``'s); with ``wait_replicas``, only
+        once replicas have it (a retry after too few repeats the same transition id: a
+        no-op on the server)."""
+        res = (script or self._transition)(keys=keys, args=argv)
         if self.wait_replicas:
             wait_for_replicas(self.client, keys[0], self.wait_replicas, 1000)
         return res
@@ -450,7 +451,7 @@ class WorkOrders:
             raise WorkOrderError(msg)
         ks, argv = merge_call(self.keys, from_id, into_id, incident, _now(now_ms),
                               feed_maxlen=self.feed_maxlen)  # fmt: skip
-        res = self.retry.run(lambda: self._merge(keys=ks, args=argv))
+        res = self.retry.run(lambda: self._call(ks, argv, self._merge))
         if _str(res[0]) == "missing":
             msg = f"work order {from_id!r} not found under prefix {self.keys.prefix!r}"
             raise UnknownWorkOrder(msg)
