@@ -149,6 +149,8 @@ class Detector(Stateful):
     # through ``on_arrival`` right before ``on_event``, the clock at which an event that
     # came behind it arrived, and must let it change nothing decided before that.
     on_front: bool = False
+    # The event on_arrival spoke of, and its clock, until its on_event (never state).
+    _arrival: tuple[Event, int] | None = None
 
     @classmethod
     def contract_case(cls, seed: int) -> ContractCase:
@@ -166,10 +168,21 @@ class Detector(Stateful):
         (late, or a future timestamp: its source's clock is off). Absence detectors
         count it as presence; others ignore it (optional hook)."""
 
-    def on_arrival(self, ev: Event, at_ms: int, out: list[Alert]) -> None:  # noqa: B027
+    def on_arrival(self, ev: Event, at_ms: int, out: list[Alert]) -> None:
         """``ev``, which ``on_event`` gets next, came when event time was at ``at_ms``:
         its stamp is ahead of that (its source's clock runs ahead) or behind it (it came
-        after the front passed its stamp). Only said of such events (optional hook)."""
+        after the front passed its stamp). Only said of such events. Kept for
+        :meth:`arrived_at`; detectors that act on it at once extend this."""
+        self._arrival = (ev, at_ms)
+
+    def arrived_at(self, ev: Event) -> int | None:
+        """The clock ``ev`` came at, when :meth:`on_arrival` told it just before this
+        ``on_event`` (None for the usual event, stamped near the clock it came at)."""
+        arrival = self._arrival
+        if arrival is None or arrival[0] is not ev:
+            return None
+        self._arrival = None
+        return arrival[1]
 
     def live_keys(self) -> int:
         return 0

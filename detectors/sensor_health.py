@@ -141,9 +141,6 @@ class OfflineDetector(Detector):
         self._seq = 0
         self._wm = NO_WATERMARK
         self.late_events_ = 0
-        # id(reading) -> the clock when it came, for readings behind the front, between
-        # ``on_heard`` and ``on_event`` of one batch (cleared on every watermark).
-        self._behind: dict[int, int] = {}
 
     def on_event(self, ev: Event, out: list[Alert]) -> None:
         if not isinstance(ev, SensorEvent) or ev.kind not in self.by_kind:
@@ -160,15 +157,17 @@ class OfflineDetector(Detector):
                 line.last = ev
             line.seen_ts = max(line.seen_ts, ev.ts_ms)
             return
-        at = self._behind.pop(id(ev), None)
-        self._hold(ev if at is None else _Heard(at, ev.sensor, ev))
+        at = self.arrived_at(ev)
+        if at is not None and ev.ts_ms < at:  # came behind the clock: settled at it
+            self._hold(_Heard(at, ev.sensor, ev))
+        else:
+            self._hold(ev)
 
     def on_arrival(self, ev: Event, at_ms: int, out: list[Alert]) -> None:
         """A reading stamped behind the clock it came at is settled at that clock (the
         silences before it were decided without it); one stamped ahead is also heard."""
-        if ev.ts_ms < at_ms:
-            self._behind[id(ev)] = at_ms
-        else:
+        super().on_arrival(ev, at_ms, out)
+        if ev.ts_ms >= at_ms:
             self.on_heard(ev, at_ms, out)
 
     def on_heard(self, ev: Event, at_ms: int, out: list[Alert]) -> None:
@@ -194,7 +193,6 @@ class OfflineDetector(Detector):
             heapq.heappush(self._pending, (item.ts_ms, self._seq, item))
 
     def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
-        self._behind.clear()
         if wm_ms <= self._wm:
             return
         self._wm = wm_ms

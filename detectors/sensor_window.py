@@ -155,15 +155,6 @@ class WindowDetector(Detector):
         self._timers = DueTimers()
         self._wm = NO_WATERMARK
         self.late_events_ = 0
-        # id(reading) -> the clock when it came, for readings behind the front, between
-        # ``on_heard`` and ``on_event`` of one batch (cleared on every watermark).
-        self._behind: dict[int, int] = {}
-
-    def on_arrival(self, ev: Event, at_ms: int, out: list[Alert]) -> None:
-        """A reading that came when the clock was at ``at_ms``, past its stamp: it is late
-        for every window that closed by then, whatever the batching."""
-        if ev.ts_ms < at_ms:
-            self._behind[id(ev)] = at_ms
 
     def on_event(self, ev: Event, out: list[Alert]) -> None:
         if not isinstance(ev, SensorEvent):
@@ -171,7 +162,10 @@ class WindowDetector(Detector):
         rules = self.by_kind.get(ev.kind)
         if not rules:
             return
-        came = max(self._wm, self._behind.pop(id(ev), NO_WATERMARK))
+        # A reading that came when the clock was already past its stamp is late for
+        # every window that closed by then, whatever the batching.
+        at = self.arrived_at(ev)
+        came = self._wm if at is None or at <= ev.ts_ms else max(self._wm, at)
         for i, p in enumerate(rules):
             key = f"{ev.sensor}|{i}" if i else ev.sensor
             self._add(key, ev, p, i, came)
@@ -215,7 +209,6 @@ class WindowDetector(Detector):
             self._timers.add(key, due)
 
     def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
-        self._behind.clear()
         if wm_ms <= self._wm:
             return
         self._wm = wm_ms

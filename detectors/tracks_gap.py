@@ -155,10 +155,6 @@ class GapDetector(Detector):
         # Each vehicle's long-run interval, kept interval_memory_s after its last fix,
         # across the idle eviction of its track.
         self._usual: KeyedState[_Usual] = KeyedState(p.interval_memory_s * 1000)
-        # id(fix) -> when it was heard, for fixes stamped ahead of it or behind it, between
-        # ``on_heard`` and ``on_event`` of one batch (cleared on every watermark: never
-        # recovery state).
-        self._heard_at: dict[int, int] = {}
 
     def _allowed_ms(self, cls: str, by_size: Sequence[int], usual: int) -> tuple[int, int]:
         """The silence allowed after a fix: the class's, or ``interval_factor`` times the
@@ -199,7 +195,8 @@ class GapDetector(Detector):
             self._schedule(ev.entity, st, ts + allowed)
             return
         und = st.undecided
-        at = self._heard_at.pop(id(ev), ts)
+        came = self.arrived_at(ev)
+        at = ts if came is None else came
         # A fix that came behind the front counts when it came: gaps decided by then stay.
         seen = max(ts, at)
         if und and any(f[0] < seen <= f[0] + f[7] for f in und):
@@ -238,7 +235,7 @@ class GapDetector(Detector):
         """A fix ``on_event`` gets next came when event time was at ``at_ms``: stamped
         ahead of it (its clock runs ahead: also heard then) or behind it (it came after
         the front passed its stamp: it counts from ``at_ms``)."""
-        self._heard_at[id(ev)] = at_ms
+        super().on_arrival(ev, at_ms, out)
         if ev.ts_ms > at_ms:
             self.on_heard(ev, at_ms, out)
 
@@ -311,7 +308,6 @@ class GapDetector(Detector):
         self._timers.add(entity, bucket)
 
     def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
-        self._heard_at.clear()
         if wm_ms <= self._wm:
             return
         self._wm = wm_ms
