@@ -143,6 +143,22 @@ class _Usual:
         self.median = sorted(self.samples)[(len(self.samples) - 1) // 2]
 
 
+def _fix(ev: GpsEvent, allowed_ms: int, interval_ms: int, fleet_ms: int) -> _Fix:
+    zone = ev.zones[0] if ev.zones else None
+    return (
+        ev.ts_ms,
+        ev.lon,
+        ev.lat,
+        zone,
+        ev.id,
+        ev.cls or "",
+        ev.cargo,
+        allowed_ms,
+        interval_ms,
+        fleet_ms,
+    )
+
+
 @dataclass(slots=True)
 class _Fleet:
     """What the vehicles of one source and class report: each vehicle's observed
@@ -294,7 +310,6 @@ class GapDetector(Detector):
         st = self._state.get(ev.entity, ts)
         self._usual.take_stale(ev.entity, ts)
         usual = self._usual.get(ev.entity, ts)
-        zone = ev.zones[0] if ev.zones else None
         fleet_key = (f"{ev.src or ''}/{ev.cls}", f"{ev.src or ''}/*")
         if st is None:
             known = usual.seen if usual else 0
@@ -302,18 +317,7 @@ class GapDetector(Detector):
             allowed, interval, fleet = self._allowed_ms(
                 ev.cls, [], usual.median if usual else 0, fleet
             )
-            first: _Fix = (
-                ts,
-                ev.lon,
-                ev.lat,
-                zone,
-                ev.id,
-                ev.cls,
-                ev.cargo,
-                allowed,
-                interval,
-                fleet,
-            )
+            first = _fix(ev, allowed, interval, fleet)
             st = _Track(ts, [first], first)
             self._state.put(ev.entity, st, ts)
             self._schedule(ev.entity, st, ts + allowed)
@@ -350,18 +354,7 @@ class GapDetector(Detector):
             ) <= self.p.parked_m
             if parked:  # trackers (and AIS at anchor) report less often when parked
                 allowed = max(allowed, self._parked_ms)
-            fix: _Fix = (
-                ts,
-                ev.lon,
-                ev.lat,
-                zone,
-                ev.id,
-                ev.cls,
-                ev.cargo,
-                allowed,
-                interval,
-                fleet,
-            )
+            fix = _fix(ev, allowed, interval, fleet)
             st.prev, st.last, st.max_ts = (last[0], last[1], last[2]), fix, ts
             und.append(fix)
             if st.timer is None:
