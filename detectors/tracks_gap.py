@@ -15,6 +15,18 @@ The flow drives it near the front of event time (``front_lead_ms``, see
 ``sensor_health``): a fix that came behind that clock counts from then
 (``on_arrival``), one set aside by a bad clock counts as presence (``on_heard``).
 
+**A vehicle not seen before** has no interval of its own: its first silences are
+judged against what the other vehicles of its source and class are observed to
+keep (its *fleet*: the upper quartile of their own intervals; of every class of
+its source when its class has fewer than ``FLEET_MIN`` vehicles in the shard), not
+the bare class default, until it has ``FLEET_UNTIL`` intervals of its own. An AIS
+fleet where a quarter of the vessels lie at anchor reporting every 3 minutes then
+allows a newcomer 9 minutes; a fleet of trucks at 5 s keeps the class's 5 minutes.
+The fleet is pooled by 10-minute slots of event time, and a slot counts once it is
+two slots behind the fix that asks (a fix of it still to come would be far later
+than the watermark's bound and never reach a detector), so what a newcomer is
+allowed depends on event time alone, never on batch boundaries or speed.
+
 Each vehicle keeps only its undecided fixes (usually one) and at most one timer,
 filed under its deadline rounded up to the second (:class:`DueTimers`), so a
 watermark costs O(due timers), not O(keys).
@@ -42,14 +54,15 @@ from __future__ import annotations
 import bisect
 import random
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from citywatch.detectors import params
 from citywatch.detectors.alerts import Alert, alert_id
 from citywatch.detectors.base import ContractCase, Detector, KeyedState
 from citywatch.detectors.events import Event, GpsEvent
-from citywatch.detectors.state import TuplePickled
+from citywatch.detectors.state import Snapshot, TuplePickled
 from citywatch.detectors.timers import DueTimers
 from citywatch.detectors.watermark import NO_WATERMARK
 from citywatch.geo.distance import haversine_m
@@ -58,12 +71,15 @@ OWNER = "track.gap"
 PARKED_KMH = 5.0  # a fix reporting more is not parked
 INTERVALS = 32  # recent reporting intervals per vehicle (upper quartile: its interval)
 USUAL_SAMPLES = 32  # intervals kept per vehicle, evenly spread over its history
+FLEET_SLOT_MS = 600_000  # a fleet's intervals are pooled by 10 minutes of event time
+FLEET_MIN = 3  # vehicles a fleet needs before it speaks for a newcomer
+FLEET_UNTIL = 8  # intervals of its own before a vehicle's own pace alone decides
 
-# (ts_ms, lon, lat, zone, event id, class, cargo, silence_ms, interval_ms) of a fix
-# whose gap is still undecided; silence_ms is the silence allowed after it and
-# interval_ms the vehicle's observed reporting interval (0: not known yet), both
-# fixed when it came
-_Fix = tuple[int, float, float, str | None, str | None, str, str | None, int, int]
+# (ts_ms, lon, lat, zone, event id, class, cargo, silence_ms, interval_ms, fleet_ms)
+# of a fix whose gap is still undecided; silence_ms is the silence allowed after it,
+# interval_ms the vehicle's observed reporting interval (0: not known yet) and
+# fleet_ms its fleet's when that decided (0: it did not), all fixed when it came
+_Fix = tuple[int, float, float, str | None, str | None, str, str | None, int, int, int]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,6 +143,54 @@ class _Usual:
         self.median = sorted(self.samples)[(len(self.samples) - 1) // 2]
 
 
+def _fix(ev: GpsEvent, allowed_ms: int, interval_ms: int, fleet_ms: int) -> _Fix:
+    zone = ev.zones[0] if ev.zones else None
+    return (
+        ev.ts_ms,
+        ev.lon,
+        ev.lat,
+        zone,
+        ev.id,
+        ev.cls or "",
+        ev.cargo,
+        allowed_ms,
+        interval_ms,
+        fleet_ms,
+    )
+
+
+@dataclass(slots=True)
+class _Fleet:
+    """What the vehicles of one source and class report: each vehicle's observed
+    interval at its latest fix of each 10-minute slot (``pending``, by slot), folded
+    into ``settled`` once the slot is two slots behind a fix; ``interval_ms`` is the
+    upper quartile of the settled vehicles' intervals over slots up to ``upto``, and
+    ``before_ms`` the same up to ``upto - 1`` (a fix a little out of order asks for it)."""
+
+    pending: dict[int, dict[str, tuple[int, int]]] = field(default_factory=dict)
+    settled: dict[str, tuple[int, int]] = field(default_factory=dict)  # entity -> (slot, ms)
+    upto: int = -(2**62)
+    interval_ms: int = 0
+    before_ms: int = 0
+
+
+def _with_fleet(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 -> 2: fixes gained ``fleet_ms`` (no fleet decided before), and the
+    fleets start empty."""
+    keyed = data.get("_state")
+    items = keyed.data.get("items", []) if isinstance(keyed, Snapshot) else []
+
+    def widened(f: tuple[Any, ...]) -> Any:
+        return (*f, 0) if len(f) == 9 else f
+
+    for _key, st in items:
+        if isinstance(st, _Track):
+            st.undecided = [widened(f) for f in st.undecided]
+            st.last = widened(st.last)
+    data["_fleet"] = {}
+    return data
+
+
 @dataclass(slots=True)
 class _Track(TuplePickled):
     max_ts: int
@@ -143,7 +207,9 @@ class GapDetector(Detector):
     event_type = "gps"
     on_front = True
 
-    STATE = ("_state", "_timers", "_wm", "_usual")
+    STATE = ("_state", "_timers", "_wm", "_usual", "_fleet")
+    STATE_VERSION = 2
+    MIGRATIONS: ClassVar[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {1: _with_fleet}
 
     def __init__(self, p: GapParams) -> None:
         self.p = p
@@ -155,11 +221,17 @@ class GapDetector(Detector):
         # Each vehicle's long-run interval, kept interval_memory_s after its last fix,
         # across the idle eviction of its track.
         self._usual: KeyedState[_Usual] = KeyedState(p.interval_memory_s * 1000)
+        # What each source's vehicles of each class report ("src/class" -> fleet).
+        self._fleet: dict[str, _Fleet] = {}
+        self._memory_slots = -(-p.interval_memory_s * 1000 // FLEET_SLOT_MS)
 
-    def _allowed_ms(self, cls: str, by_size: Sequence[int], usual: int) -> tuple[int, int]:
+    def _allowed_ms(
+        self, cls: str, by_size: Sequence[int], usual: int, fleet: int = 0
+    ) -> tuple[int, int, int]:
         """The silence allowed after a fix: the class's, or ``interval_factor`` times the
         vehicle's own reporting interval when that is longer (capped at
-        ``max_adaptive_s``); and that interval (0 while not known).
+        ``max_adaptive_s``); that interval (0 while not known); and the fleet's
+        interval when that was longer than its own and decided (else 0).
 
         The interval is the larger of the upper quartile of its recent intervals and
         its long-run median: AIS and trackers change their rate with speed and
@@ -169,10 +241,62 @@ class GapDetector(Detector):
         base = self._silence_ms[cls]
         recent = by_size[(3 * len(by_size)) // 4] if len(by_size) >= 3 else 0
         interval = max(recent, usual)
-        if interval == 0:
-            return base, 0
-        own = self.p.interval_factor * interval
-        return int(max(base, min(own, self.p.max_adaptive_s * 1000))), interval
+        pace = max(interval, fleet)
+        if pace == 0:
+            return base, 0, 0
+        own = self.p.interval_factor * pace
+        allowed = int(max(base, min(own, self.p.max_adaptive_s * 1000)))
+        return allowed, interval, fleet if fleet > interval and allowed > base else 0
+
+    def _newcomer_ms(self, keys: tuple[str, str], ts_ms: int) -> int:
+        """The interval a vehicle new to its fleet is held to: its source's vehicles of
+        its class, or of every class where those are too few (a shard sees a part of a
+        fleet)."""
+        return self._fleet_ms(keys[0], ts_ms) or self._fleet_ms(keys[1], ts_ms)
+
+    def _fleet_ms(self, key: str, ts_ms: int) -> int:
+        """The fleet's interval as known at ``ts_ms``: its vehicles' intervals of the
+        slots up to two before ``ts_ms``'s (0: fewer than ``FLEET_MIN`` vehicles)."""
+        fleet = self._fleet.get(key)
+        if fleet is None:
+            return 0
+        upto = ts_ms // FLEET_SLOT_MS - 2
+        if upto > fleet.upto:
+            self._fold(fleet, upto)
+        return fleet.interval_ms if upto >= fleet.upto else fleet.before_ms
+
+    def _fold(self, fleet: _Fleet, upto: int) -> None:
+        """Settle the slots up to ``upto`` (their fixes are all in: one still to come
+        would be late) and forget vehicles not seen for ``interval_memory_s``."""
+        for step in (upto - 1, upto):
+            if step <= fleet.upto:
+                continue
+            for slot in sorted(h for h in fleet.pending if h <= step):
+                for entity, (_ts, ms) in fleet.pending.pop(slot).items():
+                    fleet.settled[entity] = (slot, ms)
+            oldest = step - self._memory_slots
+            if any(slot <= oldest for slot, _ms in fleet.settled.values()):
+                fleet.settled = {e: v for e, v in fleet.settled.items() if v[0] > oldest}
+            by_size = sorted(ms for _slot, ms in fleet.settled.values())
+            fleet.before_ms = fleet.interval_ms
+            n = len(by_size)
+            fleet.interval_ms = by_size[(3 * n) // 4] if n >= FLEET_MIN else 0
+            fleet.upto = step
+
+    def _observed(self, key: str, entity: str, ts_ms: int, interval_ms: int) -> None:
+        """Note a vehicle's own interval at a fix, for its fleet."""
+        fleet = self._fleet.get(key)
+        if fleet is None:
+            fleet = self._fleet[key] = _Fleet()
+        if ts_ms // FLEET_SLOT_MS - 2 > fleet.upto:
+            self._fold(fleet, ts_ms // FLEET_SLOT_MS - 2)  # keeps ``pending`` to ~3 slots
+        slot = ts_ms // FLEET_SLOT_MS
+        if slot <= fleet.upto:
+            return  # (a fix that late never reaches a detector)
+        seen = fleet.pending.setdefault(slot, {})
+        had = seen.get(entity)
+        if had is None or (ts_ms, interval_ms) > had:
+            seen[entity] = (ts_ms, interval_ms)
 
     def on_event(self, ev: Event, out: list[Alert]) -> None:
         if not isinstance(ev, GpsEvent) or ev.cls not in self._silence_ms:
@@ -186,10 +310,14 @@ class GapDetector(Detector):
         st = self._state.get(ev.entity, ts)
         self._usual.take_stale(ev.entity, ts)
         usual = self._usual.get(ev.entity, ts)
-        zone = ev.zones[0] if ev.zones else None
+        fleet_key = (f"{ev.src or ''}/{ev.cls}", f"{ev.src or ''}/*")
         if st is None:
-            allowed, interval = self._allowed_ms(ev.cls, [], usual.median if usual else 0)
-            first: _Fix = (ts, ev.lon, ev.lat, zone, ev.id, ev.cls, ev.cargo, allowed, interval)
+            known = usual.seen if usual else 0
+            fleet = self._newcomer_ms(fleet_key, ts) if known < FLEET_UNTIL else 0
+            allowed, interval, fleet = self._allowed_ms(
+                ev.cls, [], usual.median if usual else 0, fleet
+            )
+            first = _fix(ev, allowed, interval, fleet)
             st = _Track(ts, [first], first)
             self._state.put(ev.entity, st, ts)
             self._schedule(ev.entity, st, ts + allowed)
@@ -217,13 +345,16 @@ class GapDetector(Detector):
                 usual = _Usual()
                 self._usual.put(ev.entity, usual, ts)
             usual.add(gap)
-            allowed, interval = self._allowed_ms(ev.cls, st.by_size, usual.median)
+            fleet = self._newcomer_ms(fleet_key, ts) if usual.seen < FLEET_UNTIL else 0
+            allowed, interval, fleet = self._allowed_ms(ev.cls, st.by_size, usual.median, fleet)
+            for key in fleet_key:
+                self._observed(key, ev.entity, ts, interval)
             parked = (ev.speed_kmh is None or ev.speed_kmh <= PARKED_KMH) and haversine_m(
                 last[1], last[2], ev.lon, ev.lat
             ) <= self.p.parked_m
             if parked:  # trackers (and AIS at anchor) report less often when parked
                 allowed = max(allowed, self._parked_ms)
-            fix: _Fix = (ts, ev.lon, ev.lat, zone, ev.id, ev.cls, ev.cargo, allowed, interval)
+            fix = _fix(ev, allowed, interval, fleet)
             st.prev, st.last, st.max_ts = (last[0], last[1], last[2]), fix, ts
             und.append(fix)
             if st.timer is None:
@@ -329,7 +460,7 @@ class GapDetector(Detector):
         self._usual.evict_idle(wm_ms)
 
     def _alert(self, entity: str, f: _Fix) -> Alert:
-        ts, lon, lat, zone, fix_id, cls, cargo, silence_ms, interval_ms = f
+        ts, lon, lat, zone, fix_id, cls, cargo, silence_ms, interval_ms, fleet_ms = f
         return Alert.make(
             "track.gap",
             self.p.severity,
@@ -345,6 +476,7 @@ class GapDetector(Detector):
                 "cargo": cargo,
                 "max_silence_s": silence_ms / 1000,
                 "observed_interval_s": interval_ms / 1000 if interval_ms else None,
+                "fleet_interval_s": fleet_ms / 1000 if fleet_ms else None,
                 "last_fix_id": fix_id,
             },
         )

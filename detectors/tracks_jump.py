@@ -107,11 +107,23 @@ class JumpFilter(Stateful):
         self._state: KeyedState[_Anchor] = KeyedState(p.idle_evict_s * 1000)
         self._held: dict[str, int] = {}  # entity -> time of its first held fix
         self._hold_ms = p.hold_s * 1000
+        # Fixes dropped by the last admit/release, each with the number of events
+        # passed on before it (see :meth:`take_dropped`).
+        self._dropped: list[tuple[int, GpsEvent]] = []
+
+    def take_dropped(self) -> list[tuple[int, GpsEvent]]:
+        """The fixes the last :meth:`admit` or :meth:`release` dropped, each with its
+        place among the events that call returned (it came before the event at that
+        index). A dropped fix had a wrong position, not a dead device: the vehicle was
+        heard then (``track.gap`` counts it as presence)."""
+        dropped, self._dropped = self._dropped, []
+        return dropped
 
     def admit(self, events: list[Event], dead: list[DeadLetter]) -> list[Event]:
         """The events to pass on now, in order; teleported fixes are appended to ``dead``,
         fixes under look-ahead are held (see :meth:`release`)."""
         kept: list[Event] = []
+        self._dropped = []
         for ev in events:
             if not isinstance(ev, GpsEvent):
                 kept.append(ev)
@@ -131,6 +143,7 @@ class JumpFilter(Stateful):
     def release(self, wm_ms: int, dead: list[DeadLetter]) -> list[Event]:
         """Decide held fixes whose look-ahead time passed before ``wm_ms``."""
         kept: list[Event] = []
+        self._dropped = []
         due = sorted((t, e) for e, t in self._held.items() if t + self._hold_ms < wm_ms)
         for _t, entity in due:
             st = self._state.get(entity, -NO_FLOOR)  # a look, not a use
@@ -166,6 +179,7 @@ class JumpFilter(Stateful):
         if ev.ts_ms < st.ts_ms:  # out of order: judged against the anchor, not held
             if far and kmh > self._limit(ev):
                 dead.append(self._dead(ev, self._jumped(ev, dist_m, kmh, dt_ms)))
+                self._dropped.append((len(kept), ev))
             else:
                 kept.append(ev)
             return
@@ -204,6 +218,7 @@ class JumpFilter(Stateful):
             kept.append(x)
         else:
             dead.append(self._dead(x, self._refuted(st, x, rest)))
+            self._dropped.append((len(kept), x))
         for ev in rest:
             while st.held and ev.ts_ms > st.held[0].ts_ms + self._hold_ms:
                 self._timeout(entity, st, kept, dead)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import zlib
 from typing import Any
 
 import pytest
@@ -67,6 +68,7 @@ def test_silence_fires_once_when_the_watermark_passes_last_fix_plus_t() -> None:
         "cargo": None,
         "max_silence_s": 180.0,
         "observed_interval_s": 60.0,  # its own, known from the first interval
+        "fleet_interval_s": None,  # (no fleet: the only vehicle)
         "last_fix_id": "hz-1@2",
     }
 
@@ -252,3 +254,84 @@ def test_the_usual_pace_is_remembered_across_the_idle_eviction() -> None:
     forgetful = GapDetector(GapParams(interval_memory_s=6 * 3600 + 1))
     out = run(forgetful, [*first, *later, back, wm((back.ts_ms - T0) / MIN + 4)])
     assert [a.first_ts_ms for a in out] == [first[-1].ts_ms, later[-1].ts_ms]
+
+
+def _vessel(sec: float, entity: str, src: str, east_m: float = 0.0) -> GpsEvent:
+    dlon, _ = offset_deg(32.0, east_m, 0.0)
+    return GpsEvent(T0 + int(sec * 1000), entity, 121.0 + dlon, 32.0, "tanker", src=src)
+
+
+def test_a_newcomer_is_held_to_what_its_fleet_reports_not_the_class_default() -> None:
+    # t(min)   0 ........ 60   61   62     67.7
+    # ais      4 vessels at anchor, a fix every 180 s (1 km apart)
+    # trucks   4 trucks driving, a fix every 10 s
+    # ais-new                  A           A        (silent 400 s, back where it was)
+    # tr-new                   A           A
+    # ais-gone                      A  (never again)
+    # The AIS fleet's upper quartile (180 s) allows its newcomers 3 x 180 = 540 s; the
+    # trucks' (10 s) leaves theirs the class's 300 s. A newcomer that goes dark is a
+    # gap either way, and its evidence says the fleet's interval decided.
+    script: list[GpsEvent | int] = []
+    for k in range(21):
+        script += [_vessel(180 * k, f"ais-{v}", "ais", 1000 * v) for v in range(4)]
+    for k in range(366):
+        script += [_vessel(10 * k, f"tr-{v}", "trucks", 1000 * v + 80 * k) for v in range(4)]
+    script.sort(key=lambda e: e.ts_ms if isinstance(e, GpsEvent) else e)
+    for src, name in (("ais", "ais-new"), ("trucks", "tr-new")):
+        script += [_vessel(61 * 60, name, src, 9000)]
+    script += [_vessel(62 * 60, "ais-gone", "ais", 9000)]
+    script += [
+        _vessel(61 * 60 + 400, n, s, 9000) for s, n in (("ais", "ais-new"), ("trucks", "tr-new"))
+    ]
+    det = detector(max_silence_s={"tanker": 300})
+    out = run(det, [*script, wm(75)])
+    got = sorted(
+        (a.subject, (a.first_ts_ms - T0) // 1000, a.evidence["max_silence_s"])
+        for a in out
+        if a.subject in ("ais-new", "tr-new", "ais-gone")
+    )
+    assert got == [("ais-gone", 62 * 60, 540.0), ("tr-new", 61 * 60, 300.0)]
+    gone = next(a for a in out if a.subject == "ais-gone")
+    assert gone.evidence["fleet_interval_s"] == 180.0
+    assert gone.evidence["observed_interval_s"] is None
+
+
+def test_a_version_1_snapshot_restores_mid_silence() -> None:
+    # State written before fleets existed: 9-field fixes, no "_fleet". The silence
+    # open when it was written is still decided after the restore.
+    from citywatch.detectors.state import Snapshot, decode, encode
+
+    det = detector()
+    run(det, [fix(0), fix(1), wm(1.5)])
+    snap = decode(encode(det.state()))
+    data = dict(snap.data)
+    del data["_fleet"]
+    for _key, st in data["_state"].data["items"]:
+        st.undecided = [f[:9] for f in st.undecided]
+        st.last = st.last[:9]
+    old = Snapshot(snap.kind, 1, data)
+    clone = detector()
+    clone.restore(old)
+    out = run(clone, [wm(30)])
+    assert [(a.first_ts_ms, a.evidence["fleet_interval_s"]) for a in out] == [(wm(1), None)]
+
+
+def test_what_a_newcomer_is_allowed_does_not_depend_on_the_order_fixes_came_in() -> None:
+    # The same fleet and newcomers as above, each fix moved up to 20 s out of order
+    # (within the watermark's bound): the same alerts.
+    # The fleet slows from a fix every 60 s to one every 180 s at 1 h, while newcomers
+    # come every 100 s: what each is allowed changes as the fleet's pace does.
+    script: list[GpsEvent] = []
+    times = [60 * k for k in range(60)] + [3600 + 180 * k for k in range(40)]
+    for t in times:
+        script += [_vessel(t + 7 * v, f"ais-{v}", "ais", 1000 * v) for v in range(4)]
+    script += [_vessel(3000 + 100 * k + 50, f"new-{k}", "ais", 9000) for k in range(40)]
+    script.sort(key=lambda e: e.ts_ms)
+    shuffled = sorted(script, key=lambda e: e.ts_ms + zlib.crc32(e.entity.encode()) % 20_000)
+
+    def alerts(fixes: list[GpsEvent]) -> list[tuple[str, int, float]]:
+        out = run(detector(max_silence_s={"tanker": 300}), [*fixes, wm(300)])
+        return sorted((a.subject, a.first_ts_ms, a.evidence["max_silence_s"]) for a in out)
+
+    assert alerts(script) == alerts(shuffled)
+    assert {s for _e, _t, s in alerts(script) if _e.startswith("new-")} == {300.0, 540.0}

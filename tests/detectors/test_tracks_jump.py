@@ -155,3 +155,37 @@ def test_detectors_never_get_a_watermark_past_a_held_fix() -> None:
     whole, out2 = suite(), list[Alert]()
     whole.process(events, T0 + 240_000, out2)
     assert out == out2 == []
+
+
+def test_a_fix_dropped_as_a_jump_still_proves_the_device_was_heard() -> None:
+    # t(min)  0 .. 10     12            16
+    # fix     A  ..  A    X (48 km off)  A'     every minute, then X, then A' near A
+    # X is a wrong position (dropped), not a dead device: the silences are 2 and 4
+    # minutes, no gap; without X the 6 minutes from 10 to 16 would be one.
+    from citywatch.detectors.alerts import Alert
+    from citywatch.detectors.tracks_gap import GapDetector, GapParams
+    from citywatch.flows.detect import DetectorSuite
+
+    def replay(events: list[Event]) -> tuple[list[Alert], list[DeadLetter]]:
+        suite = DetectorSuite([GapDetector(GapParams())], gate=JumpFilter(JumpParams()))
+        out: list[Alert] = []
+        dead: list[DeadLetter] = []
+        for ev in events:  # one fix a batch, the watermark 30 s behind
+            suite.process([ev], ev.ts_ms - 30_000, out, dead)
+        suite.process([], events[-1].ts_ms + 60_000, out, dead)
+        return out, dead
+
+    track = [fix(60 * k, 0.3 * k) for k in range(11)]
+    back = fix(16 * 60, 4.8)  # where driving on brought it
+    out, dead = replay([*track, fix(12 * 60, 48), back])
+    assert [d.category for d in dead] == ["gps.jump"]
+    assert out == []
+    silent, _ = replay([*track, back])
+    assert [(a.kind, a.first_ts_ms) for a in silent] == [("track.gap", T0 + 600_000)]
+    # The filter says which fix it dropped and where it came among those it passed on.
+    f = JumpFilter(JumpParams())
+    f.admit([*track, fix(12 * 60, 48)], [])
+    assert f.take_dropped() == []
+    kept = f.admit([back, fix(17 * 60, 5.1)], [])
+    assert [(i, e.ts_ms) for i, e in f.take_dropped()] == [(0, T0 + 720_000)]
+    assert [e.ts_ms for e in kept] == [back.ts_ms, T0 + 17 * 60_000]

@@ -116,3 +116,26 @@ def test_real_ais_through_the_flow_never_repeats_a_stop_alert(config: Config) ->
     repeats = [r for r in verdict.reasons if "repeated alert for one stay" in r]
     assert repeats == []
     assert verdict.false["track.stop"] == 0
+
+
+@pytest.mark.slow
+def test_real_ais_gap_alerts_do_not_depend_on_batch_size(config: Config) -> None:
+    # A day of AIS: vessels come and go (newcomers are judged by their fleet, learned
+    # while the day goes on). The gap alerts must be the same whatever the batch
+    # boundaries. (The day's one rendezvous between two vessels comes out at batch
+    # sizes 7 and 500, not at 5000: that stage is not covered here.)
+    import dataclasses
+
+    from citywatch.benchmarks.real_tracks import _replay
+    from citywatch.replay.real_tracks import class_picker, to_events
+
+    fixes = relocate(read_all("tracktable", [AIS]))
+    events = list(to_events(fixes, "tracktable", class_picker("hazmat_truck:2,tanker:1")))
+    lines = [orjson.dumps(ev) for ev in events]
+    gaps = []
+    for size in (7, 5000):
+        cfg = dataclasses.replace(config, flow=dataclasses.replace(config.flow, batch_size=size))
+        alerts, _dead = _replay(cfg, lines, [f.ts_ms for f in fixes])
+        gaps.append(sorted({orjson.dumps(a.to_json()) for a in alerts if a.kind == "track.gap"}))
+    assert len(gaps[0]) > 40
+    assert gaps[0] == gaps[1]
