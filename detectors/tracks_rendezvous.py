@@ -24,8 +24,11 @@ events, never on the order in which shards' reports arrive: any batching or
 worker count gives the same alerts. The matcher forgets a span only once no
 report still to come can pair with it (``retention_s``, at least
 ``idle_evict_s`` + ``max(min_still_s, report_every_s)`` + the flow's
-``max_out_of_order_s`` after it ended), so forgetting does not depend on that
-order either. **One alert per pair**: a tanker meeting
+``max_out_of_order_s`` after it ended), measured on the *slowest* shard's
+watermark (:meth:`RendezvousMatcher.progress`): every shard reports its
+watermark after its spans, so no span still to come can end before it (less the
+lateness the flow accepts). Forgetting thus depends on event time alone, not on
+that order nor on how much event time one batch holds. **One alert per pair**: a tanker meeting
 two trucks gives two alerts, both with the tanker as subject and each naming
 its partner in the evidence (the id hashes both vehicles); two trucks alone
 never alert. The incident stage merges the pairs of one meeting by place and
@@ -169,7 +172,12 @@ def cells_for(lon: float, lat: float, cell_m: float, radius_m: float) -> list[tu
 
 def stage_key(cell: Cell, shards: int) -> str:
     """The stage shard of a cell: stable across processes and runs."""
-    return f"rdv-{zlib.crc32(f'{cell[0]},{cell[1]}'.encode()) % shards:03d}"
+    return stage_name(zlib.crc32(f"{cell[0]},{cell[1]}".encode()) % shards)
+
+
+def stage_name(i: int) -> str:
+    """The key of stage shard ``i``."""
+    return f"rdv-{i:03d}"
 
 
 @dataclass(slots=True)
@@ -268,24 +276,30 @@ class _Known:
 class RendezvousMatcher(Stateful):
     """Cross-key half: the spans of some grid cells, and the pairs found in them."""
 
-    STATE = ("_cells", "_clock_ms", "_swept_ms", "_spans")
+    STATE_VERSION = 2  # 2: the clock is the slowest producer's watermark (``_progress``)
+    STATE = ("_cells", "_progress", "_swept_ms", "_spans")
+    MIGRATIONS = {  # 1 -> 2: the old clock (latest span end) is not a bound; start afresh
+        1: lambda d: {k: v for k, v in d.items() if k != "_clock_ms"} | {"_progress": {}}
+    }
 
-    def __init__(self, p: RendezvousParams, disorder_ms: int = 0) -> None:
-        """``disorder_ms``: how far behind the latest span end a span may still arrive
-        (the flow's ``max_out_of_order_s``: shards report out of step)."""
+    def __init__(self, p: RendezvousParams, disorder_ms: int = 0, producers: int = 1) -> None:
+        """``disorder_ms``: how late a span may still arrive behind the watermark its
+        producer last reported (the flow's ``max_out_of_order_s``); ``producers``: how
+        many producers (detection shards) report spans and watermarks."""
         self.p = p
         # A span is forgotten once no report still to come can pair with it: a report
-        # arriving now ends at most disorder_ms before the latest end seen; a vehicle's
-        # reports are at most idle_evict_s + max(min_still_s, report_every_s) apart
-        # (the reporter forgets a vehicle idle longer), and so is a new span's start
-        # from its first report. Forgetting earlier would make the alerts depend on
-        # the order in which the shards' spans arrive.
+        # still to come ends at most disorder_ms before the slowest producer's last
+        # watermark; a vehicle's reports are at most idle_evict_s + max(min_still_s,
+        # report_every_s) apart (the reporter forgets a vehicle idle longer), and so
+        # is a new span's start from its first report. The latest span end seen is no
+        # such bound: one shard's spans of a batch may run hours ahead of another's.
         settle_s = p.idle_evict_s + max(p.min_still_s, p.report_every_s)
         self._horizon_ms = max(p.retention_s * 1000, settle_s * 1000 + disorder_ms)
+        self._producers = producers
         self._tankers = frozenset(p.tanker_classes)
         self._partners = frozenset(p.partner_classes) | self._tankers
         self._cells: dict[Cell, dict[tuple[str, int], _Known]] = {}
-        self._clock_ms = 0
+        self._progress: dict[str, int] = {}
         self._swept_ms = 0
         self._spans = 0
 
@@ -303,10 +317,20 @@ class RendezvousMatcher(Stateful):
         for other in spans.values():
             if other.span.entity != span.entity:
                 self._judge(known, other, out)
-        if known.end_ms > self._clock_ms:
-            self._clock_ms = known.end_ms
-            if self._clock_ms - self._swept_ms >= 60_000:
-                self._sweep()
+
+    def progress(self, producer: str, wm_ms: int) -> None:
+        """``producer`` has reported every span of event time before ``wm_ms`` (call it
+        after adding that producer's spans of the same activation). Once every
+        producer has reported, spans are forgotten on the slowest one's watermark."""
+        progress = self._progress
+        if wm_ms <= progress.get(producer, -(2**62)):
+            return
+        progress[producer] = wm_ms
+        if len(progress) < self._producers:
+            return
+        clock = min(progress.values())
+        if clock - self._swept_ms >= 60_000:
+            self._sweep(clock)
 
     def _judge(self, a: _Known, b: _Known, out: list[Alert]) -> None:
         sa, sb = a.span, b.span
@@ -363,10 +387,11 @@ class RendezvousMatcher(Stateful):
             },
         )
 
-    def _sweep(self) -> None:
+    def _sweep(self, clock_ms: int) -> None:
         """Forget spans that ended more than the horizon (``retention_s``, or longer
-        where reports may still come, see ``__init__``) before the latest span end."""
-        limit = self._clock_ms - self._horizon_ms
+        where reports may still come, see ``__init__``) before ``clock_ms``, the
+        slowest producer's watermark."""
+        limit = clock_ms - self._horizon_ms
         for cell in list(self._cells):
             spans = self._cells[cell]
             for key in [k for k, kn in spans.items() if kn.end_ms < limit]:
@@ -374,7 +399,7 @@ class RendezvousMatcher(Stateful):
                 self._spans -= 1
             if not spans:
                 del self._cells[cell]
-        self._swept_ms = self._clock_ms
+        self._swept_ms = clock_ms
 
     def live_spans(self) -> int:
         return self._spans
@@ -412,6 +437,7 @@ class RendezvousDetector(Detector):
 
     def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
         self.reporter.on_watermark(wm_ms)
+        self.matcher.progress("reporter", wm_ms)
 
     def live_keys(self) -> int:
         return self.reporter.live_keys()

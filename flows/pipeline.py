@@ -205,7 +205,7 @@ def build_flow(
     producers = [
         op.filter_map("shard_alerts", by_shard, shard_alerts(always=replay)),
         op.filter_map("system_alerts", stamped, _system_alerts_of),
-        add_rendezvous(detected, cfg),
+        add_rendezvous(by_shard, cfg),
     ]
     peers = add_peer(stamped, cfg)
     if peers is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import random
+import zlib
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.base import ZoneMeta
 from citywatch.detectors.events import GpsEvent
+from citywatch.detectors.state import Snapshot
 from citywatch.detectors.tracks_rendezvous import (
     RendezvousDetector,
     RendezvousMatcher,
@@ -205,6 +207,7 @@ def test_matcher_forgets_old_spans() -> None:
         sp = StopSpan(f"hz-{k}", "hazmat_truck", lon, LAT, T0 + k * MIN, T0 + k * MIN + 120_000)
         for cell, home in cells_for(sp.lon, sp.lat, p.cell_m, p.radius_m):
             m.add(cell, home, sp, out)
+        m.progress("shard", sp.end_ms)
     assert m.live_spans() <= 62 * 4
     assert pickle.loads(pickle.dumps(m)).live_spans() == m.live_spans()
 
@@ -279,6 +282,7 @@ def test_matcher_forgets_nothing_a_late_span_still_needs(seed: int) -> None:
         for sp in order:
             for cell, home in cells_for(sp.lon, sp.lat, p.cell_m, p.radius_m):
                 m.add(cell, home, sp, out)
+            m.progress("shards", sp.end_ms)  # spans still to come end at most disorder_ms before
         return sorted((a.to_json() for a in out), key=lambda j: j["id"]), m
 
     reference, _ = match(spans)
@@ -288,3 +292,61 @@ def test_matcher_forgets_nothing_a_late_span_still_needs(seed: int) -> None:
     assert shuffled == reference
     assert len(reference) >= 10
     assert m.live_spans() < len({(sp.entity, sp.start_ms) for sp in spans}) // 2
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_matcher_forgets_on_the_slowest_producer_however_far_apart_they_run(seed: int) -> None:
+    # Two detection shards report their spans, each in its own event-time order but
+    # hours apart from the other (one batch of a sparse recording can hold hours):
+    # spans are forgotten on the slower shard's watermark, so the alerts are those of
+    # the spans in order, whichever shard runs ahead. (The latest span end seen was
+    # no such bound: a shard running ahead made the matcher forget the spans the
+    # other shard's later reports paired with.)
+    p = RendezvousParams(retention_s=1000)
+    spans = _spans(_meetings(seed), p)
+    shard = {sp.entity: ("a" if zlib.crc32(sp.entity.encode()) % 2 else "b") for sp in spans}
+
+    def match(order: list[StopSpan]) -> tuple[list[dict[str, Any]], RendezvousMatcher]:
+        m, out = RendezvousMatcher(p, 0, producers=2), []
+        for sp in order:
+            for cell, home in cells_for(sp.lon, sp.lat, p.cell_m, p.radius_m):
+                m.add(cell, home, sp, out)
+            m.progress(shard[sp.entity], sp.end_ms)
+        m.progress("a", 2**62)
+        m.progress("b", 2**62)
+        return sorted((a.to_json() for a in out), key=lambda j: j["id"]), m
+
+    reference, _ = match(spans)
+    assert len(reference) >= 10
+    ahead = [sp for sp in spans if shard[sp.entity] == "a"]
+    behind = [sp for sp in spans if shard[sp.entity] == "b"]
+    rng = random.Random(seed)
+    interleaved: list[StopSpan] = []
+    while ahead or behind:  # each shard's spans in order, the shards far out of step
+        side = ahead if (ahead and (not behind or rng.random() < 0.9)) else behind
+        interleaved.append(side.pop(0))
+    for order in (
+        interleaved,
+        [sp for sp in spans if shard[sp.entity] == "b"]
+        + [sp for sp in spans if shard[sp.entity] == "a"],
+    ):
+        got, m = match(order)
+        assert got == reference
+        assert m.live_spans() == 0  # and all was forgotten once both shards moved on
+
+
+def test_matcher_state_of_version_1_restores_its_spans() -> None:
+    p = RendezvousParams()
+    sp = StopSpan("hz-1", "hazmat_truck", LON, LAT, T0, T0 + 10 * MIN)
+    old = RendezvousMatcher(p)
+    for cell, home in cells_for(sp.lon, sp.lat, p.cell_m, p.radius_m):
+        old.add(cell, home, sp, [])
+    data = dict(old.state().data)
+    del data["_progress"]
+    data["_clock_ms"] = sp.end_ms  # version 1 kept the latest span end as its clock
+    m = RendezvousMatcher.from_state(p, producers=2, state=Snapshot("RendezvousMatcher", 1, data))
+    assert m.live_spans() == old.live_spans() > 0
+    m.progress("a", T0 + 24 * 3600 * 1000)
+    assert m.live_spans() > 0  # nothing is forgotten until every producer has reported
+    m.progress("b", T0 + 24 * 3600 * 1000)
+    assert m.live_spans() == 0
