@@ -126,6 +126,9 @@ class StepResult:
     ``z_*`` are each feature's distance divided by its running 99th percentile
     (``tail`` holds that percentile for the residual); ``surprise`` is
     ``-log10`` of the tail probability; ``season`` indexes :data:`SEASONS`.
+    ``level_away`` is the score the level distance alone would give, also while
+    it is not scored yet (its spread still young): an episode does not end while
+    the reading stays away from the long memory.
     """
 
     score: np.ndarray
@@ -140,6 +143,7 @@ class StepResult:
     surprise: np.ndarray
     tail: np.ndarray
     season: np.ndarray
+    level_away: np.ndarray
 
 
 class KindCalibration(Stateful):
@@ -307,9 +311,9 @@ class BaselineBank(Stateful):
         level_new = level + la * e_cl
         dev = level_new - base
         lvl_floor = la / (2 - la) * np.maximum(mse, floor2)
-        z_lvl = np.abs(dev[rows, c]) / np.sqrt(np.maximum(dvar, lvl_floor))[rows, c]
+        z_lvl_all = np.abs(dev[rows, c]) / np.sqrt(np.maximum(dvar, lvl_floor))[rows, c]
         # the baseline and the deviation's spread need more history than the residual
-        z_lvl = np.where(n >= 2 * p.warmup_readings, z_lvl, 0.0)
+        z_lvl = np.where(n >= 2 * p.warmup_readings, z_lvl_all, 0.0)
         # fast / slow variance of the chosen residual: 2 log2 of their ratio
         rv = np.clip(e[rows, c], -2 * clip[rows, c], 2 * clip[rows, c])
         af = p.fast_var_alpha
@@ -375,6 +379,11 @@ class BaselineBank(Stateful):
         surprise = np.where(scored, surprise, 0.0)
         h2 = p.half_score_surprise * p.half_score_surprise
         score = surprise * surprise / (surprise * surprise + h2)
+        # the level distance's score even before it is scored (episodes end on it too:
+        # a step found by the residual in the warm-up must not end its episode while
+        # the fast level has followed it, to alert again when the level is scored)
+        away = -np.log10(TAIL_LEVEL) * z_lvl_all / tail[:, 1]
+        level_away = np.where(scored, away * away / (away * away + h2), 0.0)
         # Long memory (baseline, seasons, tails) learns only clearly normal readings,
         # unless an episode has lasted max_episode_s: then the change is the new normal.
         long_ep = a["ep_on"][s] & (ts - a["ep_first"][s] > p.max_episode_s * 1000)
@@ -468,6 +477,7 @@ class BaselineBank(Stateful):
             surprise,
             tail[:, 0],
             c,
+            level_away,
         )
 
     def score_only(self, s: np.ndarray, ts: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -157,7 +157,7 @@ class SensorAnomalyDetector(Detector):
             score = float(res.score[j])
             ev = events[int(idx[j])]
             if a["ep_on"][i]:
-                if score < p.clear_score:
+                if score < p.clear_score and res.level_away[j] < p.clear_score:
                     a["ep_below"][i] += 1
                     if a["ep_below"][i] >= p.clear_readings:
                         # the episode is over: the slow drift statistic starts afresh
