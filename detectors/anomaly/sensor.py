@@ -164,6 +164,7 @@ class SensorAnomalyDetector(Detector):
                         # (what it held was this episode's, already alerted)
                         a["ep_on"][i] = False
                         a["drift"][i] = 0.0
+                        a["cusum"][i] = 0.0
                 else:
                     a["ep_below"][i] = 0
                     a["ep_peak"][i] = max(float(a["ep_peak"][i]), score)
