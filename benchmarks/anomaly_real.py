@@ -18,8 +18,9 @@ maximises the event F1 (hit rate and alert precision) on the *tuning* series.
 
 Per series: hit (an alert starts inside the label window or within ``--grace``
 readings after it), false alerts per 1,000 readings (alerts starting elsewhere),
-detection delay (readings and hours from the window's start to the first hit),
-and whether the series' highest score falls in a window (threshold-free ranking).
+detection delay (readings and hours from the start of the window the first hit
+falls in), and whether the series' highest score falls in a window
+(threshold-free ranking).
 Run: ``python -m citywatch.benchmarks.anomaly_real [--series]``. Checks its own
 output: citywatch ahead of both baselines on every evaluation summary figure.
 """
