@@ -31,6 +31,15 @@ LOUD = {
     "reorder_per_mille": 30.0,
 }
 
+# Only the clocks noisy: no jitter, multipath, dropouts, duplicates or reordering.
+NO_GPS_NOISE = {
+    "gps_jitter_m": 0.0,
+    "multipath_per_mille": 0.0,
+    "dropout_per_mille": 0.0,
+    "duplicate_per_mille": 0.0,
+    "reorder_per_mille": 0.0,
+}
+
 
 def _noise_only(base: GenParams, **levels: Any) -> GenParams:
     """``base`` with noise on but none of the noisy run's extra injectors: the clean
@@ -108,11 +117,7 @@ def test_gateway_clock_skew_and_steps_shift_timestamps(
     base = GenParams(minutes=10, seed=8, bad_per_mille=0.0, late_per_mille=0.0)
     noisy = _noise_only(
         base,
-        gps_jitter_m=0.0,
-        multipath_per_mille=0.0,
-        dropout_per_mille=0.0,
-        duplicate_per_mille=0.0,
-        reorder_per_mille=0.0,
+        **NO_GPS_NOISE,
         skewed_gateways_pct=60.0,
         max_skew_s=4.0,
         clock_steps_pct=50.0,
@@ -225,11 +230,7 @@ def _stepped(minutes: int, seed: int) -> GenParams:
     )
     return _noise_only(
         base,
-        gps_jitter_m=0.0,
-        multipath_per_mille=0.0,
-        dropout_per_mille=0.0,
-        duplicate_per_mille=0.0,
-        reorder_per_mille=0.0,
+        **NO_GPS_NOISE,
         skewed_gateways_pct=0.0,
         clock_steps_pct=25.0,
         max_step_s=3600.0,
