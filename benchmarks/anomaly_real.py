@@ -18,8 +18,9 @@ maximises the event F1 (hit rate and alert precision) on the *tuning* series.
 
 Per series: hit (an alert starts inside the label window or within ``--grace``
 readings after it), false alerts per 1,000 readings (alerts starting elsewhere),
-detection delay (readings and hours from the window's start to the first hit),
-and whether the series' highest score falls in a window (threshold-free ranking).
+detection delay (readings and hours from the start of the window the first hit
+falls in), and whether the series' highest score falls in a window
+(threshold-free ranking).
 Run: ``python -m citywatch.benchmarks.anomaly_real [--series]``. Checks its own
 output: citywatch ahead of both baselines on every evaluation summary figure.
 """
@@ -131,9 +132,18 @@ def episodes(scores: np.ndarray, thr: float) -> list[int]:
 
 
 def outcome(s: Series, run: Run, grace: int) -> Outcome:
+    """Hit, false alerts, delay and ranking of one model on one series. The delay is
+    the first hit's, from the start of the window it falls in (a series with several
+    windows: a hit in the third is not late by the first two).
+
+    >>> s = Series("s", np.arange(40) * 1000, np.zeros(40), [(5, 8), (20, 22)], "t", "x")
+    >>> o = outcome(s, Run(np.zeros(40), [2, 21, 30]), grace=2)
+    >>> o.hit, o.false_alerts, o.delay_readings
+    (True, 2, 1)
+    """
     in_win = [any(a <= i <= b + grace for a, b in s.windows) for i in run.alerts]
     hits = [i for i, w in zip(run.alerts, in_win, strict=True) if w]
-    first = s.windows[0][0]
+    first = next((a for a, b in s.windows if a <= hits[0] <= b + grace), 0) if hits else 0
     delay = hits[0] - first if hits else None
     delay_h = float(s.ts_ms[hits[0]] - s.ts_ms[first]) / 3_600_000 if hits else None
     top = int(np.argmax(run.scores))

@@ -314,7 +314,10 @@ class StuckParams:
 
     ``min_readings`` and ``min_stuck_s``: either or both (0 = unused); the first
     reached raises the alert. ``tolerance``: readings within this distance (in
-    the sensor's unit) of the run's first value count as the same value.
+    the sensor's unit) of the run's first value count as the same value. Two
+    readings more than ``min_stuck_s`` apart do not continue a run: nothing was
+    read in between (a silence, or a gateway clock that stepped ahead), so
+    nothing shows the value stayed.
     """
 
     min_readings: int = 0
@@ -356,7 +359,13 @@ class StuckDetector(PerSensorDetector[StuckParams, _Run]):
             return
         ev, p = got
         run = self._state.get(ev.sensor, ev.ts_ms)
-        if run is None or (ev.ts_ms > run.last_ts and abs(ev.value - run.value) > p.tolerance):
+        if run is None or (
+            ev.ts_ms > run.last_ts
+            and (
+                abs(ev.value - run.value) > p.tolerance
+                or (p.min_stuck_s > 0 and ev.ts_ms - run.last_ts > p.min_stuck_s * 1000)
+            )
+        ):
             self._state.put(ev.sensor, _Run(ev.value, ev.ts_ms, ev.ts_ms), ev.ts_ms)
             return
         if ev.ts_ms <= run.last_ts:

@@ -284,11 +284,13 @@ class Watermarker(Stateful):
         accepted = [t for t, _ in held if t <= bound]
         if accepted and not clock.reported:
             # Accepted, but ahead of every other source's newest claim: a clock that
-            # jumped, not a silence the whole partition shares; reported once.
+            # jumped, not a silence the whole partition shares; reported once. Sources
+            # already reported for a jumped clock do not count (a second gateway that
+            # steps is not hidden behind the first one's wrong time).
             others = [
                 max(c.recent.times)
                 for s, c in self.clocks.items()
-                if s != source and c.recent.times
+                if s != source and c.recent.times and not c.reported
             ]
             if others and min(accepted) > max(others) + self.max_future_ms:
                 self._refuse(source, clock, min(accepted), max(others))

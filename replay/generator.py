@@ -383,6 +383,8 @@ def generate(
     truth.events = written
     if stage is not None:
         truth.noise = dict(stage.counts)
+        for gateway, t0, t1, note in stage.clock_step_incidents():
+            gen.expect("source.clock_skew", gateway, None, t0, t1, note)
     if truth_path is not None:
         write_truth(truth_path, p, truth)
     return truth

@@ -14,7 +14,13 @@ off for ``small`` and ``medium`` so their recordings stay what they were):
   a share of gateways stamp times a few seconds off (``max_skew_s``), and a few
   step their clock once during the run by 10 s to ``max_step_s`` either way (an
   NTP correction, a reset to a wrong time zone). Timestamps carry the skew; the
-  arrival order follows true time, as the network does.
+  arrival order follows true time, as the network does. Every event a gateway
+  sends names it (``src``, ``gw-<n>``), as the event contract allows, so the
+  flow keeps one clock per gateway. A step ahead by more than the flow's
+  default future guard (``flow.max_future_s``, 300 s) is what the
+  ``source.clock_skew`` alert is for: the truth labels it on that gateway
+  (:meth:`NoiseStage.clock_step_incidents`); skews and smaller or backward
+  steps expect no alert.
 
 Sensor faults (drift, stuck-at, saturation, calibration steps) and overlapping
 or border incidents change what *should* alert, so they are injected incidents
@@ -22,11 +28,13 @@ with truth entries (:mod:`citywatch.replay.incidents_noise`), not noise here.
 
 Ground truth labels incidents, never single events: position and clock noise
 (jitter, multipath, dropouts, skew, steps) is applied only to sources that expect
-no alert (an injector that wants a noisy incident, like the truck parked on a zone
-border, gives its vehicle the jitter itself); incident sources get only what
-cannot move an expected alert out of its window or zone (duplicates, a fix
-reordered within seconds). A skewed or stepped event is still
-an event: the truth counts lines written, and ``noise`` counts what was done.
+no alert, and only their events name a gateway (an injector that wants a noisy
+incident, like the truck parked on a zone border, gives its vehicle the jitter
+itself); incident sources get only what cannot move an expected alert out of
+its window or zone (duplicates, a fix reordered within seconds). A skewed or
+stepped event is still an event: the truth counts lines written, and ``noise``
+counts what was done. The one clock incident is the gateway's own: its
+``source.clock_skew`` (above).
 
 Draws come from their own random stream (``seed + 2``) and per-gateway streams
 seeded by the gateway number, so the clean stream's draws are untouched and the
@@ -68,6 +76,22 @@ DROPOUT_MS = (30_000, 120_000)
 MULTIPATH_M = (100.0, 500.0)
 MIN_STEP_MS = 10_000
 REORDER_MAX_PERIOD_MS = 20_000  # fixes further apart cannot be swapped within 30 s
+# The flow's default future guard (flow.max_future_s): a gateway clock stepped further
+# ahead than this raises source.clock_skew, so the truth expects one.
+FUTURE_GUARD_MS = 300_000
+# The alert comes once the gateway's next few events agree (the watermark's hold chain),
+# stamped with the other sources' recent time, which may be a little behind the step.
+CLOCK_ALERT_WITHIN_MS = 10 * 60_000
+CLOCK_ALERT_BEFORE_MS = 60_000
+
+
+def gateway_name(gw: int) -> str:
+    """The ``src`` of gateway number ``gw``.
+
+    >>> gateway_name(7)
+    'gw-007'
+    """
+    return f"gw-{gw:03d}"
 
 
 def is_noisy(p: GenParams) -> bool:
@@ -141,6 +165,8 @@ class NoiseStage:
         self.gateways: dict[int, Gateway] = {}
         self.period_ms = {v.id: v.period_ms for v in gen.vehicles}
         self.dropout_until: dict[str, int] = {}
+        # stepped gateway -> true time of its first event after the step
+        self.stepped_heard: dict[int, int] = {}
         self.counts: dict[str, int] = {
             "jittered_fixes": 0,
             "multipath_fixes": 0,
@@ -217,15 +243,38 @@ class NoiseStage:
                     # network delay) but at most period + 5 s late.
                     delay = period + rng.randrange(3_000, 5_000)
                     counts["out_of_order_fixes"] += 1
-            if clock_noise and not quiet:
-                offset = self.gateway(self.gateway_of(subject)).offset(ts)
-                if offset:
-                    obj = {**obj, "ts": ts_of(ts + offset)}
-                    counts["skewed_events"] += 1
+            if not quiet:
+                gw = self.gateway_of(subject)
+                obj = {**obj, "src": gateway_name(gw)}
+                if clock_noise:
+                    g = self.gateway(gw)
+                    offset = g.offset(ts)
+                    if offset:
+                        obj["ts"] = ts_of(ts + offset)
+                        counts["skewed_events"] += 1
+                    if g.step_at_ms is not None and ts >= g.step_at_ms:
+                        self.stepped_heard.setdefault(gw, ts)
             yield ts, obj, delay
             if random_() * 1000 < duplicate:
                 counts["duplicates"] += 1
                 yield ts, obj, delay + rng.randrange(1, 2_000)
+
+    def clock_step_incidents(self) -> list[tuple[str, int, int, str]]:
+        """``(gateway, start, end, note)`` of the clock steps that should raise
+        ``source.clock_skew``: gateways whose clock stepped ahead by more than
+        :data:`FUTURE_GUARD_MS` and that sent an event after the step (call after
+        :meth:`apply` has run). The window opens :data:`CLOCK_ALERT_BEFORE_MS` before
+        the step and closes :data:`CLOCK_ALERT_WITHIN_MS` after the gateway's first
+        event past it."""
+        out = []
+        for gw, heard in sorted(self.stepped_heard.items()):
+            g = self.gateways[gw]
+            if g.step_at_ms is None or g.step_ms <= FUTURE_GUARD_MS:
+                continue
+            note = f"gateway clock stepped {g.step_ms / 1000:+.0f} s ahead"
+            start = g.step_at_ms - CLOCK_ALERT_BEFORE_MS
+            out.append((gateway_name(gw), start, heard + CLOCK_ALERT_WITHIN_MS, note))
+        return out
 
     def _moved(
         self,

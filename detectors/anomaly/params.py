@@ -40,8 +40,8 @@ class BaselineParams:
     of "normal". Four distances: the one-step residual in units of its EW
     spread (spikes, jumps), the fast level's deviation from the baseline in
     units of its own spread (lasting shifts, a broken cycle), the fast/slow
-    residual variance ratio (variance change) and a slow EW mean of the
-    residual against baseline + season in units of its own spread (a slow
+    residual variance ratio (variance change) and a two-sided CUSUM of the
+    residual against baseline + season in units of its effective spread (a slow
     drift, scored after ``drift_after_days`` of history). Each distance is divided
     by its running 99th percentile over the sensor's own recent normal readings;
     a ratio ``r`` has tail probability ``0.01 ** r``, and the *surprise* is
@@ -51,10 +51,11 @@ class BaselineParams:
 
     - ``warmup_readings``: readings learned before any score is non-zero.
     - ``level_alpha``: EW weight of the fast level (per reading).
-    - ``drift_alpha``: EW weight (per reading) of the slow drift statistic, the EW
-      mean of the residual against baseline + season in units of its spread (a
-      fourth distance, calibrated like the others; it sees slow ramps the fast level
-      follows).
+    - ``drift_alpha``: EW weight (per reading) of the slow EW mean of the residual
+      against baseline + season; its spread over normal readings, against white
+      noise's, is how much the residual's autocorrelation inflates a sum of it, and
+      sets the unit of the drift CUSUM (the fourth distance, calibrated like the
+      others; it sums a slow ramp the fast level follows, reading by reading).
     - ``drift_after_days``: history before the drift distance is scored; by
       default the weekly warm-up, so a weekly cycle not yet learned (a quiet
       weekend seen through a daily season) does not read as drift. A sensor

@@ -157,13 +157,14 @@ class SensorAnomalyDetector(Detector):
             score = float(res.score[j])
             ev = events[int(idx[j])]
             if a["ep_on"][i]:
-                if score < p.clear_score:
+                if score < p.clear_score and res.level_away[j] < p.clear_score:
                     a["ep_below"][i] += 1
                     if a["ep_below"][i] >= p.clear_readings:
                         # the episode is over: the slow drift statistic starts afresh
                         # (what it held was this episode's, already alerted)
                         a["ep_on"][i] = False
                         a["drift"][i] = 0.0
+                        a["cusum"][i] = 0.0
                 else:
                     a["ep_below"][i] = 0
                     a["ep_peak"][i] = max(float(a["ep_peak"][i]), score)

@@ -155,6 +155,19 @@ def test_stuck_by_time_with_tolerance_and_late_readings_ignored() -> None:
     ]
 
 
+def test_two_equal_readings_across_a_silence_are_not_a_stuck_run() -> None:
+    # t(min)   0     1     (nothing: a gateway clock stepped 50 min ahead)   51    52 ... 66
+    # value   2.918 2.917                                                  2.917 2.917 ... 2.917
+    # run      a     b                                                      c^ restarts at 51
+    # alert                                                   15 min after 51, not at 51
+    arrivals = [(reading(0, 2.918), None), (reading(1, 2.917), None)]
+    arrivals += [(reading(m, 2.917), None) for m in range(51, 67)]
+    out = feed(stuck(min_stuck_s=900), arrivals)
+    assert [(a.first_ts_ms, a.ts_ms, a.evidence["readings"]) for a in out] == [
+        (T0 + 51 * MIN, T0 + 66 * MIN, 16)
+    ]
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [

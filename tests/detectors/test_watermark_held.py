@@ -85,3 +85,19 @@ def test_held_events_survive_a_snapshot_and_a_version_1_state_restores() -> None
     restored.restore(decode(encode(Snapshot(snap.kind, 1, snap.data))))
     assert not restored.holding()
     assert restored.observe(T0 + 6_000, "gw-1") == ON_TIME
+
+
+def test_a_second_stepped_gateway_is_reported_although_the_first_is_further_ahead() -> None:
+    # gw-a steps an hour ahead (reported), then gw-b ten minutes ahead: gw-b is behind
+    # gw-a's wrong time but ahead of every sane clock, so it is reported too.
+    wm = Watermarker(max_out_of_order_ms=0, max_future_ms=300_000)
+    for i in range(20):
+        for gw in ("gw-a", "gw-b", "gw-c"):
+            wm.observe(T0 + i * 1_000, gw)
+    for i in range(20, 40):
+        _feed(wm, [T0 + HOUR + i * 1_000], "gw-a")
+        wm.observe(T0 + i * 1_000, "gw-c")
+    for i in range(40, 60):
+        _feed(wm, [T0 + 600_000 + i * 1_000], "gw-b")
+        wm.observe(T0 + i * 1_000, "gw-c")
+    assert [s for s, _, _ in wm.take_skewed()] == ["gw-a", "gw-b"]

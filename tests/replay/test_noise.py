@@ -31,6 +31,15 @@ LOUD = {
     "reorder_per_mille": 30.0,
 }
 
+# Only the clocks noisy: no jitter, multipath, dropouts, duplicates or reordering.
+NO_GPS_NOISE = {
+    "gps_jitter_m": 0.0,
+    "multipath_per_mille": 0.0,
+    "dropout_per_mille": 0.0,
+    "duplicate_per_mille": 0.0,
+    "reorder_per_mille": 0.0,
+}
+
 
 def _noise_only(base: GenParams, **levels: Any) -> GenParams:
     """``base`` with noise on but none of the noisy run's extra injectors: the clean
@@ -108,11 +117,7 @@ def test_gateway_clock_skew_and_steps_shift_timestamps(
     base = GenParams(minutes=10, seed=8, bad_per_mille=0.0, late_per_mille=0.0)
     noisy = _noise_only(
         base,
-        gps_jitter_m=0.0,
-        multipath_per_mille=0.0,
-        dropout_per_mille=0.0,
-        duplicate_per_mille=0.0,
-        reorder_per_mille=0.0,
+        **NO_GPS_NOISE,
         skewed_gateways_pct=60.0,
         max_skew_s=4.0,
         clock_steps_pct=50.0,
@@ -173,7 +178,8 @@ def test_sensor_faults_and_overlaps_are_labelled(reference: Reference) -> None:
     overlap = [i for i in incidents if i["subject"].startswith("muck-ovl-")]
     assert {i["kind"] for i in overlap} >= {"geofence.enter"}
     assert any("border" in i["note"] for i in overlap)
-    # Noise itself is never an incident: no multipath, skew or dropout labels.
+    # Noise itself is never an incident: no multipath, skew or dropout labels (a gateway
+    # clock stepped ahead is labelled by ``generate`` after the noise stage ran: below).
     assert not [i for i in incidents if "multipath" in i["note"] or "clock" in i["note"]]
     # Without noise the same run has none of these.
     quiet = Generator(reference, GenParams(minutes=200, seed=21, scale="medium"))
@@ -214,3 +220,72 @@ def test_score_counts_repeated_alerts_per_incident() -> None:
     ]
     sc = score(alerts, {"incidents": [inc]})
     assert sc.summary() == {"recall": 1.0, "precision": 0.25, "alerts_per_incident": 2.0}
+
+
+def _stepped(minutes: int, seed: int) -> GenParams:
+    """Only clock steps, on a quarter of the gateways (a minority: the others keep the
+    partition's time), up to an hour either way."""
+    base = GenParams(
+        minutes=minutes, seed=seed, scale="medium", bad_per_mille=0.0, late_per_mille=0.0
+    )
+    return _noise_only(
+        base,
+        **NO_GPS_NOISE,
+        skewed_gateways_pct=0.0,
+        clock_steps_pct=25.0,
+        max_step_s=3600.0,
+    )
+
+
+def test_events_name_their_gateway_and_steps_ahead_are_labelled_on_it(
+    tmp_path: Path, reference: Reference
+) -> None:
+    p = _stepped(10, 2)
+    generate(reference, dataclasses.replace(p, noise=False), tmp_path / "clean.jsonl")
+    truth = generate(reference, p, tmp_path / "noisy.jsonl")
+    clean, got = _events(tmp_path / "clean.jsonl"), _events(tmp_path / "noisy.jsonl")
+    incident_subjects = {i["subject"] for i in truth.incidents}
+
+    def subject(e: dict[str, Any]) -> str:
+        return str(e.get("entity") or e.get("sensor") or e.get("camera"))
+
+    # every event of a source without an expected alert names its gateway; the others none
+    for e in got:
+        if subject(e) in incident_subjects:
+            assert "src" not in e
+        else:
+            assert isinstance(e.get("src"), str) and e["src"].startswith("gw-")
+    # which gateways' clocks went ahead by more than the flow's future guard (300 s)
+    by_subject: dict[str, list[int]] = defaultdict(list)
+    for e in clean:
+        by_subject[subject(e)].append(parse_ts(e["ts"]))
+    ahead: set[str] = set()
+    seen: Counter[str] = Counter()
+    for e in got:
+        s = subject(e)
+        d = parse_ts(e["ts"]) - by_subject[s][seen[s]]
+        seen[s] += 1
+        if d > 300_000:
+            ahead.add(e["src"])
+    labelled = [i for i in truth.incidents if i["kind"] == "source.clock_skew"]
+    assert len(ahead) >= 2 and {i["subject"] for i in labelled} == ahead
+    assert all("ahead" in i["note"] for i in labelled)
+
+
+@pytest.mark.redis
+def test_a_gateway_stepped_ahead_raises_the_labelled_clock_skew_and_nothing_else(
+    tmp_path: Path, redis_url: str, config: Config, reference: Reference
+) -> None:
+    rec, truth_path = tmp_path / "k.jsonl", tmp_path / "k.json"
+    generate(reference, _stepped(10, 2), rec, truth_path)
+    truth = orjson.loads(truth_path.read_bytes())
+    alerts_out = tmp_path / "alerts.jsonl"
+    run_recordings(
+        [rec], config, redis_url, alerts_out=alerts_out, progress=False, reference=reference
+    )
+    alerts = [orjson.loads(line) for line in alerts_out.read_bytes().splitlines() if line]
+    skew = [a for a in alerts if a["kind"] == "source.clock_skew"]
+    labelled = [i for i in truth["incidents"] if i["kind"] == "source.clock_skew"]
+    assert labelled and skew
+    sc = score(skew, {"incidents": labelled})
+    assert sc.missed == [] and sc.false_alerts == [], (labelled, skew)
