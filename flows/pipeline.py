@@ -112,6 +112,7 @@ def parse_step(holder: ReferenceHolder, stats: RunStats) -> Callable[[RawBatch],
             peers=batch.peers,
             arrival_ms=arrivals,
             wall_clock=batch.wall_clock,
+            seq=batch.seq,
         )
 
     return parse
