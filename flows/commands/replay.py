@@ -48,7 +48,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=None,
         help="write late events (the late side output) to this file",
     )
-    replay.add_argument("--redis-url", default=None, help="Redis URL (overrides config/env)")
+    replay.add_argument(
+        "--redis-url",
+        default=None,
+        help="Redis URL (overrides config/env); redis+cluster://h1:p1,h2:p2 for a Redis "
+        "Cluster through any of its seed nodes",
+    )
     replay.add_argument("-w", "--workers", type=int, default=1, help="Bytewax worker threads")
     replay.add_argument(
         "-p",

@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument(
         "--redis-url",
         default=None,
-        help="Redis URL (overrides config/env); redis+cluster://host:port for a Redis Cluster",
+        help="Redis URL (overrides config/env); redis+cluster://host:port for a Redis Cluster, "
+        "redis+cluster://h1:p1,h2:p2 with several seed nodes (a start survives one down)",
     )
     run.add_argument(
         "--redis-wait",
