@@ -20,8 +20,9 @@ from citywatch.detectors.alerts import Alert
 from citywatch.detectors.events import DeadLetter, event_to_json
 from citywatch.flows.config import Config
 from citywatch.flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
+from citywatch.flows.placement import replay_fixed, shard_names
 from citywatch.flows.records import RawBatch
-from citywatch.flows.sources import RecordingSource
+from citywatch.flows.sources import RecordingSource, announced_partitions
 from citywatch.flows.sources_split import SharedRecordingSource
 from citywatch.flows.stats import RunStats
 from citywatch.flows.zone_reload import watching_zones
@@ -243,11 +244,16 @@ def run_recordings(
             Path(path).write_bytes(b"")
     source: Source[RawBatch] = RecordingSource(paths, batch_size=cfg.flow.batch_size, speed=speed)
     cluster: dict[str, Any] = {}
+    names = None
     if addresses:
         cluster = {"process_id": process_id or 0, "addresses": list(addresses)}
         if speed is None:
             source = SharedRecordingSource(paths, batch_size=cfg.flow.batch_size)
-    flow = build_flow(source, outputs, cfg, holder, stats, recoverable=False)
+        # Shards named to even out the workers, the single-key stages counted.
+        sources = announced_partitions([Path(p) for p in paths]) or ("recording",)
+        fixed = replay_fixed(sources, peer=cfg.anomaly.peer is not None)
+        names = shard_names(cfg.flow.shards, len(addresses) * workers, fixed)
+    flow = build_flow(source, outputs, cfg, holder, stats, recoverable=False, shard_names=names)
     t0 = time.perf_counter()
     bar = Progress(stats, label=progress_label, total=total_events)
     with bar if progress else contextlib.nullcontext(), watching_zones(holder, cfg):
