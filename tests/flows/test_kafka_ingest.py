@@ -490,6 +490,8 @@ def test_kill_9_of_a_two_process_run_resumes_without_loss_or_repeat(
         )
         consuming = _watch_for(proc, b'"message":"partition assigned"', 12)
         assert consuming.wait(TIMEOUT_S), "the run never assigned its partitions"
+        while proc.poll() is None and not _work_orders(crash_url):
+            time.sleep(0.05)  # input read: the next snapshot holds offsets past the start
         start = _last_commit(rec_dir)
         while proc.poll() is None and _last_commit(rec_dir) <= start:
             time.sleep(0.05)
