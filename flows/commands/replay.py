@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from citywatch.flows.commands.common import add_config, speed
+from citywatch.flows.commands.common import add_config, check_cluster, speed
 from citywatch.flows.config import ConfigError, load_config
 
 
@@ -108,13 +108,7 @@ def run(args: argparse.Namespace) -> int:
         from citywatch.flows.kafka_io import replay_to_kafka
 
         return replay_to_kafka(args.files, cfg, args.bootstrap, args.speed, quiet=args.quiet)
-    for name in ("workers", "processes"):
-        if getattr(args, name) < 1:
-            msg = f"--{name} must be >= 1, got {getattr(args, name)}"
-            raise ConfigError(msg)
-    if (args.process_id is None) != (args.addresses is None):
-        msg = "--process-id and --addresses go together (one cluster across hosts)"
-        raise ConfigError(msg)
+    check_cluster(args)
     alerts_out = args.alerts_out
     if args.truth and alerts_out is None:
         alerts_out = Path(str(args.truth) + ".alerts.jsonl")
