@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from citywatch.detectors.base import ZoneMeta
 from citywatch.detectors.events import DeadLetter, Event, parse_event
 from citywatch.flows.config import Config
 from citywatch.flows.detect import DetectorSuite, shard_alerts, shard_builder, shard_of
+from citywatch.flows.placement import plain_names
 from citywatch.flows.records import (
     AlertBatch,
     EventBatch,
@@ -112,13 +113,17 @@ def parse_step(holder: ReferenceHolder, stats: RunStats) -> Callable[[RawBatch],
             peers=batch.peers,
             arrival_ms=arrivals,
             wall_clock=batch.wall_clock,
+            seq=batch.seq,
         )
 
     return parse
 
 
-def shard_step(shards: int) -> Callable[[StampedBatch], list[tuple[str, ShardBatch]]]:
-    names = [f"shard-{i:03d}" for i in range(shards)]
+def shard_step(
+    shards: int, names: Sequence[str] | None = None
+) -> Callable[[StampedBatch], list[tuple[str, ShardBatch]]]:
+    """``names``: the shards' Bytewax keys (default ``shard-000`` …; see flows/placement.py)."""
+    names = list(names) if names is not None else plain_names(shards)
 
     def split(batch: StampedBatch) -> list[tuple[str, ShardBatch]]:
         parts: list[list[Event]] = [[] for _ in range(shards)]
@@ -171,10 +176,11 @@ def build_flow(
     *,
     flow_id: str = "citywatch",
     recoverable: bool = True,
+    shard_names: Sequence[str] | None = None,
 ) -> Dataflow:
     """Wire the warning flow from ``source`` to ``outputs`` (records: flows/records.py).
     ``recoverable=False``: the run keeps no recovery store, so the detection shards
-    skip their (large) snapshots."""
+    skip their (large) snapshots; only then may ``shard_names`` rename the shards."""
     stats = stats if stats is not None else RunStats()
     flow = Dataflow(flow_id)
     raw = op.input("input", flow, source)  # RawBatch
@@ -187,7 +193,8 @@ def build_flow(
             watermark_builder(cfg.flow, stats),
         ),
     )
-    shards = op.flat_map("shard", stamped, shard_step(cfg.flow.shards))  # (shard, ShardBatch)
+    assert recoverable is False or shard_names is None, "snapshots are kept under the names"
+    shards = op.flat_map("shard", stamped, shard_step(cfg.flow.shards, shard_names))
     by_shard = op.stateful_batch(  # (shard, ShardOutput)
         "detect",
         shards,

@@ -43,6 +43,9 @@ class RawBatch:
     arrival_ms: list[int] | None = None
     # The lines arrive live (Kafka): their ingest time is the wall clock they came at.
     wall_clock: bool = False
+    # The batch's number among its source's batches when several workers read one
+    # recording (``flows/sources_split.py``): the watermark step restores that order.
+    seq: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,7 @@ class EventBatch:
     # The partition's input ended: events still held for their source's verdict are
     # decided (refused) with it (see ``citywatch.detectors.watermark``).
     end: bool = False
+    seq: int | None = None  # see RawBatch
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,13 +13,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
 
+from bytewax.inputs import Source
 from bytewax.run import cli_main
 
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.events import DeadLetter, event_to_json
 from citywatch.flows.config import Config
 from citywatch.flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
-from citywatch.flows.sources import RecordingSource
+from citywatch.flows.placement import replay_fixed, shard_names
+from citywatch.flows.records import RawBatch
+from citywatch.flows.sources import RecordingSource, announced_partitions
+from citywatch.flows.sources_split import SharedRecordingSource
 from citywatch.flows.stats import RunStats
 from citywatch.flows.zone_reload import watching_zones
 from citywatch.geo.reference import Reference
@@ -184,8 +188,14 @@ def run_recordings(
     progress_label: str = "replay",
     total_events: int | None = None,
     epoch_interval: timedelta | None = REPLAY_EPOCH,
+    process_id: int | None = None,
+    addresses: Sequence[str] = (),
 ) -> RunResult:
-    """Replay recordings through the full flow into Redis; blocks until done."""
+    """Replay recordings through the full flow into Redis; blocks until done.
+
+    With ``addresses`` this is process ``process_id`` of a cluster that replays the
+    same recordings together (``replay -p N``, or by hand across hosts): at full speed
+    every process parses its share of the batches (``flows/sources_split.py``)."""
     stats = RunStats()
     holder = ReferenceHolder(reference or load_reference(cfg))
     keys = Keys(cfg.redis.prefix)
@@ -232,12 +242,22 @@ def run_recordings(
         if path:  # a fresh, empty file: a reader finds "nothing", never "file not found"
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_bytes(b"")
-    source = RecordingSource(paths, batch_size=cfg.flow.batch_size, speed=speed)
-    flow = build_flow(source, outputs, cfg, holder, stats, recoverable=False)
+    source: Source[RawBatch] = RecordingSource(paths, batch_size=cfg.flow.batch_size, speed=speed)
+    cluster: dict[str, Any] = {}
+    names = None
+    if addresses:
+        cluster = {"process_id": process_id or 0, "addresses": list(addresses)}
+        if speed is None:
+            source = SharedRecordingSource(paths, batch_size=cfg.flow.batch_size)
+        # Shards named to even out the workers, the single-key stages counted.
+        sources = announced_partitions([Path(p) for p in paths]) or ("recording",)
+        fixed = replay_fixed(sources, peer=cfg.anomaly.peer is not None)
+        names = shard_names(cfg.flow.shards, len(addresses) * workers, fixed)
+    flow = build_flow(source, outputs, cfg, holder, stats, recoverable=False, shard_names=names)
     t0 = time.perf_counter()
     bar = Progress(stats, label=progress_label, total=total_events)
     with bar if progress else contextlib.nullcontext(), watching_zones(holder, cfg):
-        cli_main(flow, workers_per_process=workers, epoch_interval=epoch_interval)
+        cli_main(flow, workers_per_process=workers, epoch_interval=epoch_interval, **cluster)
     return RunResult(stats, time.perf_counter() - t0, redis_url, latencies)
 
 

@@ -148,17 +148,33 @@ class WatermarkLogic(StatefulBatchLogic[EventBatch, StampedBatch, bytes]):
         self.stamp = stamp
         self.wm = restore("watermark", fresh, resume)
         self._source: str | None = None  # the partition, named by its batches
+        # Numbered batches (one recording read by several workers) wait here for
+        # those before them: stamped in their number's order, as one reader sends them.
+        self._next_seq = 0
+        self._waiting: dict[int, EventBatch] = {}
 
     def on_batch(self, values: list[EventBatch]) -> tuple[Iterable[StampedBatch], bool]:
         out: list[StampedBatch] = []
         for batch in values:
-            self._source = batch.source
-            self.wm, stamped = self.stamp(self.wm, batch)
-            out.append(stamped)
+            if batch.seq is None:
+                self._stamp(batch, out)
+                continue
+            self._waiting[batch.seq] = batch
+            while self._next_seq in self._waiting:
+                self._stamp(self._waiting.pop(self._next_seq), out)
+                self._next_seq += 1
         return out, StatefulBatchLogic.RETAIN
+
+    def _stamp(self, batch: EventBatch, out: list[StampedBatch]) -> None:
+        self._source = batch.source
+        self.wm, stamped = self.stamp(self.wm, batch)
+        out.append(stamped)
 
     def on_eof(self) -> tuple[Iterable[StampedBatch], bool]:
         """End of input: events still held for their source's verdict are refused."""
+        if self._waiting:  # every reader has ended: a gap in the numbers is a bug
+            msg = f"watermark: batches {sorted(self._waiting)} of {self._source} never followed"
+            raise RuntimeError(msg)
         if self._source is None or not self.wm.holding():
             return [], StatefulBatchLogic.RETAIN
         end = EventBatch(self._source, [], [], time.time_ns(), end=True)

@@ -10,8 +10,9 @@ The URL's scheme chooses the topology: ``redis://`` / ``rediss://`` (TLS) /
 ``unix://`` is one server (standalone, or a Sentinel-managed primary);
 ``redis+cluster://host:port`` / ``rediss+cluster://`` is a Redis Cluster, reached
 through any one of its nodes (redis-py's cluster client learns the others and
-follows failovers). All keys of a prefix share one hash slot (see
-:mod:`citywatch.sinks.keys`), so the same scripts run on both.
+follows failovers); ``redis+cluster://h1:7000,h2:7000,h3:7000`` names several seed
+nodes, so that a start succeeds while any one of them answers. All keys of a prefix
+share one hash slot (see :mod:`citywatch.sinks.keys`), so the same scripts run on both.
 
 >>> RedisOptions(url="redis+cluster://10.0.0.5:7000").cluster
 True
@@ -58,12 +59,42 @@ TRANSIENT: tuple[type[Exception], ...] = (
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 
-def cluster_seed_url(url: str) -> str | None:
-    """The plain ``redis://`` URL of the seed node when ``url`` names a Redis Cluster
-    (``redis+cluster://`` or ``rediss+cluster://``), else None."""
+def cluster_seed_urls(url: str) -> list[str]:
+    """The plain ``redis://`` URL of every seed node when ``url`` names a Redis Cluster
+    (``redis+cluster://`` or ``rediss+cluster://``), else empty. Several seeds are
+    comma-separated ``host:port`` pairs sharing the user, path and query, so that the
+    client starts while any one of them answers.
+
+    >>> cluster_seed_urls("redis+cluster://ops:p@ss@h1:7000,h2:7001/0?x=1")
+    ['redis://ops:p@ss@h1:7000/0?x=1', 'redis://ops:p@ss@h2:7001/0?x=1']
+    >>> cluster_seed_urls("redis://h1:6379")
+    []
+    """
     scheme, sep, rest = url.partition("://")
     plain = CLUSTER_SCHEMES.get(scheme.lower()) if sep else None
-    return f"{plain}://{rest}" if plain else None
+    if not plain:
+        return []
+    at = rest.rfind("@")  # the authority ends at the first '/' or '?' after the user part
+    userinfo, hosts = rest[: at + 1], rest[at + 1 :]
+    end = min((i for i in (hosts.find("/"), hosts.find("?")) if i >= 0), default=len(hosts))
+    hosts, tail = hosts[:end], hosts[end:]
+    return [f"{plain}://{userinfo}{h.strip()}{tail}" for h in hosts.split(",") if h.strip()]
+
+
+def cluster_seed_url(url: str) -> str | None:
+    """The plain ``redis://`` URL of the (first) seed node when ``url`` names a Redis
+    Cluster, else None."""
+    seeds = cluster_seed_urls(url)
+    return seeds[0] if seeds else None
+
+
+def _other_seeds(seeds: Sequence[str]) -> list[redis.cluster.ClusterNode]:
+    """The seeds after the first as cluster nodes (redis-py tries each at start)."""
+    nodes = []
+    for seed in seeds[1:]:
+        parts = urlsplit(seed)
+        nodes.append(redis.cluster.ClusterNode(parts.hostname or "localhost", parts.port or 6379))
+    return nodes
 
 
 def is_cluster(client: object) -> bool:
@@ -260,14 +291,17 @@ def open_client(
     For a cluster URL it is a :class:`redis.cluster.RedisCluster`, typed as
     ``redis.Redis`` because it answers the same commands, scripts and pipelines that
     citywatch uses (keys of one prefix share a slot)."""
-    seed = cluster_seed_url(opts.url)
+    seeds = cluster_seed_urls(opts.url)
     client: redis.Redis
-    if seed is None:
+    if not seeds:
         client = redis.Redis.from_url(opts.url, decode_responses=decode_responses, **opts.kwargs())
     else:
         try:
             cluster = redis.cluster.RedisCluster.from_url(
-                seed, decode_responses=decode_responses, **opts.kwargs()
+                seeds[0],
+                startup_nodes=_other_seeds(seeds),
+                decode_responses=decode_responses,
+                **opts.kwargs(),
             )
         except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
             msg = (
@@ -301,10 +335,13 @@ def open_async_client(opts: RedisOptions, *, decode_responses: bool = False) -> 
     """The asyncio client for ``opts`` (the console's live read side)."""
     kw = opts.kwargs()
     kw["socket_timeout"] = None  # it blocks on XREAD; liveness comes from the server's replies
-    seed = cluster_seed_url(opts.url)
-    if seed is None:
+    seeds = cluster_seed_urls(opts.url)
+    if not seeds:
         return aredis.Redis.from_url(opts.url, decode_responses=decode_responses, **kw)
-    cluster = acluster.RedisCluster.from_url(seed, decode_responses=decode_responses, **kw)
+    others = [acluster.ClusterNode(n.host, n.port) for n in _other_seeds(seeds)]
+    cluster = acluster.RedisCluster.from_url(
+        seeds[0], startup_nodes=others, decode_responses=decode_responses, **kw
+    )
     return cast(aredis.Redis, cluster)
 
 

@@ -6,6 +6,8 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from citywatch.flows.config import ConfigError
+
 
 def positive_or_none(
     option: str, none_words: tuple[str, ...], example: str
@@ -40,3 +42,14 @@ def add_config(p: argparse.ArgumentParser) -> None:
         default=None,
         help="TOML configuration (default: data/nantong/citywatch.toml)",
     )
+
+
+def check_cluster(args: argparse.Namespace) -> None:
+    """``-w``/``-p`` at least 1; ``--process-id`` and ``--addresses`` only together."""
+    for name in ("workers", "processes"):
+        if getattr(args, name) < 1:
+            msg = f"--{name} must be >= 1, got {getattr(args, name)}"
+            raise ConfigError(msg)
+    if (args.process_id is None) != (args.addresses is None):
+        msg = "--process-id and --addresses go together (one cluster across hosts)"
+        raise ConfigError(msg)

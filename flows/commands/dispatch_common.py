@@ -19,7 +19,8 @@ def add_redis(p: argparse.ArgumentParser) -> None:
         "--redis-url",
         default=None,
         help="Redis URL, e.g. redis://USER:PASSWORD@host:6379/0, rediss:// for TLS, "
-        "redis+cluster://host:7000 for a Redis Cluster "
+        "redis+cluster://host:7000 for a Redis Cluster (redis+cluster://h1:7000,h2:7000: "
+        "several seed nodes) "
         "(default: CITYWATCH_REDIS_URL or [redis] url)",
     )
 

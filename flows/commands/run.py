@@ -8,7 +8,7 @@ import logging
 import os
 from pathlib import Path
 
-from citywatch.flows.commands.common import add_config
+from citywatch.flows.commands.common import add_config, check_cluster
 from citywatch.flows.config import ConfigError, load_config
 
 
@@ -36,7 +36,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument(
         "--redis-url",
         default=None,
-        help="Redis URL (overrides config/env); redis+cluster://host:port for a Redis Cluster",
+        help="Redis URL (overrides config/env); redis+cluster://host:port for a Redis Cluster, "
+        "redis+cluster://h1:p1,h2:p2 with several seed nodes (a start survives one down)",
     )
     run.add_argument(
         "--redis-wait",
@@ -161,13 +162,7 @@ def main(args: argparse.Namespace) -> int:
     if args.batch_size is not None:
         flow = dataclasses.replace(flow, batch_size=args.batch_size)
     cfg = dataclasses.replace(cfg, kafka=kafka, run=run_cfg, flow=flow)
-    for name in ("workers", "processes"):
-        if getattr(args, name) < 1:
-            msg = f"--{name} must be >= 1, got {getattr(args, name)}"
-            raise ConfigError(msg)
-    if (args.process_id is None) != (args.addresses is None):
-        msg = "--process-id and --addresses go together (one cluster across hosts)"
-        raise ConfigError(msg)
+    check_cluster(args)
     if args.reset_state:
         from citywatch.flows.live import ensure_recovery_dir
         from citywatch.flows.recovery import reset_steps

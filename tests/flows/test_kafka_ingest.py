@@ -440,3 +440,73 @@ def test_metrics_count_what_the_run_stats_count() -> None:
         "citywatch_ingest_to_dispatch_seconds_count 2.0",
     ):
         assert line in text, line
+
+
+def _child_pids(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_two_process_run_resumes_without_loss_or_repeat(
+    kafka_bootstrap: str,
+    recording: Path,
+    config: Config,
+    redis_server: object,
+    tmp_path: Path,
+) -> None:
+    """``run -p 2`` killed twice (SIGKILL to the parent; its children die with it) after
+    a snapshot of its own, then run to the end on the same recovery directory: the work
+    orders and queue entries of an undisturbed single-process run."""
+    produce_recording([recording], _settings(config, kafka_bootstrap))  # type: ignore[arg-type]
+    base = redis_server.url  # type: ignore[attr-defined]
+    ref_url, crash_url = _db(base, 11), _db(base, 12)
+    for url in (ref_url, crash_url):
+        redis.Redis.from_url(url).flushdb()
+    slow = ("--batch-size", "5", "--snapshot-interval", "0.2")
+    _run(kafka_bootstrap, ref_url, tmp_path / "rec-ref", *slow)
+    assert _work_orders(ref_url)
+    rec_dir = tmp_path / "rec-p2"
+    for _ in range(2):
+        proc = subprocess.Popen(
+            _run_cmd(kafka_bootstrap, crash_url, rec_dir, "-p", "2", *slow),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        consuming = _watch_for(proc, b'"message":"partition assigned"', 12)
+        assert consuming.wait(TIMEOUT_S), "the run never assigned its partitions"
+        while proc.poll() is None and not _work_orders(crash_url):
+            time.sleep(0.05)  # input read: the next snapshot holds offsets past the start
+        start = _last_commit(rec_dir)
+        while proc.poll() is None and _last_commit(rec_dir) <= start:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        kids = _child_pids(proc.pid)
+        assert len(kids) == 2
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while not all(_gone(k) for k in kids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert all(_gone(k) for k in kids), "a child outlived its parent"
+    log = _run(kafka_bootstrap, crash_url, rec_dir, "-p", "2", *slow)
+    finished = [orjson.loads(x) for x in log.splitlines() if '"message":"finished"' in x]
+    assert len(finished) == 2  # one per process; together they read only what was left
+    assert 0 <= sum(f["events_in"] for f in finished) < sum(1 for _ in iter_lines(recording))
+    assert _work_orders(crash_url) == _work_orders(ref_url)
+    assert _queue_entries(crash_url) == _queue_entries(ref_url)
