@@ -17,7 +17,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.anomaly.sensor import SensorAnomalyDetector
-from citywatch.detectors.base import Detector, ZoneMeta
+from citywatch.detectors.base import Detector, KeyedState, ZoneMeta, keyed_states
 from citywatch.detectors.events import DeadLetter, Event
 from citywatch.detectors.geofence import GeofenceDetector
 from citywatch.detectors.geofence_video import VideoGeofenceDetector
@@ -67,6 +67,7 @@ class DetectorSuite(Stateful):
         self.reporter = reporter
         # Sources (Kafka partitions) feed a shard interleaved: act on their minimum.
         self.watermarks = SourceWatermarks()
+        self._keyed: list[KeyedState[Any]] | None = None  # found on first use
         self._by_type: dict[str, list[Detector]] = {}
         for det in self.detectors:
             self._by_type.setdefault(det.event_type, []).append(det)
@@ -162,6 +163,21 @@ class DetectorSuite(Stateful):
     def live_keys(self) -> int:
         return sum(det.live_keys() for det in self.detectors)
 
+    def precode(self, max_keys: int) -> int:
+        """Encode up to ``max_keys`` per-key records changed since they were last
+        encoded, ahead of the next snapshot (see :meth:`KeyedState.precode`); returns
+        how many it encoded."""
+        if self._keyed is None:
+            parts: list[Stateful] = [*self.detectors, self.watermarks]
+            parts += [p for p in (self.gate, self.reporter) if p is not None]
+            self._keyed = [ks for part in parts for ks in keyed_states(part)]
+        left = max_keys
+        for ks in self._keyed:
+            if left <= 0:
+                break
+            left -= ks.precode(left)
+        return max_keys - left
+
     def state(self) -> Snapshot:
         """Each detector's learned state by class name, the gate's, the reporter's and
         the per-source watermarks (parameters are never in it)."""
@@ -184,10 +200,25 @@ class DetectorSuite(Stateful):
             if part is not None and data[name] is not None:
                 part.restore(data[name])
         self.watermarks.restore(data["watermarks"])
+        self._keyed = None
 
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+# A shard that keeps recovery snapshots encodes the per-key records its batch
+# changed right after it (about as many as the batch's events times the detectors of
+# an event's type), and more on each wall tick: the snapshot, which stops the worker,
+# then has only the keys changed since to encode.
+PRECODE_PER_EVENT = 4
+PRECODE_KEYS = 256
+PRECODE_TICK_KEYS = 4_096
+
+
+def precode_budget(events: int) -> int:
+    """How many changed records a shard encodes after a batch of ``events`` events."""
+    return PRECODE_PER_EVENT * events + PRECODE_KEYS
 
 
 class ShardLogic(StatefulBatchLogic[ShardBatch, ShardOutput, bytes]):
@@ -243,6 +274,8 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, ShardOutput, bytes]):
             for alert in out[start:]:
                 alert.ingest_ns = batch.ingest_ns
                 alert.wm_ms = wm_ms
+        if self._snapshots:
+            self.suite.precode(precode_budget(sum(len(b.events) for b in values)))
         return [ShardOutput(out, dead, spans, top)], StatefulBatchLogic.RETAIN
 
     def _wall_wm(self) -> int:
@@ -256,6 +289,8 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, ShardOutput, bytes]):
         wm_ms = self.suite.process(
             [], max(self._event_wm, self._wall_wm()), res.alerts, res.dead, res.spans
         )
+        if self._snapshots:
+            self.suite.precode(PRECODE_TICK_KEYS)
         return [ShardOutput(res.alerts, res.dead, res.spans, wm_ms)], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
