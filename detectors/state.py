@@ -269,8 +269,13 @@ class TuplePickled:
 
 
 def encode(snap: Snapshot) -> bytes:
-    """``snap`` as bytes for the recovery store."""
-    return MAGIC + pickle.dumps(snap, protocol=5)
+    """``snap`` as bytes for the recovery store. Written through a file so that the
+    large byte strings of a city's state (the per-key records) are copied once, not
+    into the pickler's buffer and again behind the envelope."""
+    buf = io.BytesIO()
+    buf.write(MAGIC)
+    pickle.Pickler(buf, protocol=5).dump(snap)
+    return buf.getvalue()
 
 
 def encode_record(value: Any) -> bytes:
