@@ -24,7 +24,7 @@ from citywatch.detectors.base import same_state
 from citywatch.detectors.events import Event, parse_batch
 from citywatch.detectors.state import decode
 from citywatch.flows.config import Config
-from citywatch.flows.detect import DetectorSuite, precode_budget
+from citywatch.flows.detect import DetectorSuite
 from citywatch.flows.recovery import restore, snapshot
 from citywatch.geo.reference import Reference
 from citywatch.replay.generator import GenParams, generate
@@ -49,7 +49,7 @@ def _feed(
         top = max(top, sorted(ev.ts_ms for ev in batch)[len(batch) // 2])
         suite.process(batch, top - 30_000, out)
         if pre:
-            suite.precode(precode_budget(len(batch)) // 3)  # leave some for the snapshot
+            suite.precode(len(batch))  # some, not all: the snapshot encodes the rest
     return top
 
 
