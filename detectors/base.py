@@ -51,8 +51,9 @@ class KeyedState(Stateful, Generic[S]):
 
     __slots__ = ("_items", "_seen", "_used", "_uses", "_dirty", "_coded", "idle_ms")
 
-    STATE_VERSION = 2  # 2: records encoded one key at a time, with their use order
-    MIGRATIONS = {1: lambda data: _keyed_v1_to_v2(data)}
+    # 2: records encoded one key at a time, with their use order. A snapshot taken when
+    # most keys changed is still written in the version 1 layout (one pickle of all).
+    STATE_VERSION = 2
 
     def __init__(self, idle_ms: int) -> None:
         self.idle_ms = idle_ms
@@ -148,11 +149,28 @@ class KeyedState(Stateful, Generic[S]):
         """Every key's encoded ``(key, place in the use order, last use, record)``,
         joined; only keys changed since they were last encoded are encoded anew.
         ``idle_ms`` is a parameter and stays as configured on restore."""
+        if 2 * len(self._dirty) > len(self._items):
+            # Most keys changed (a fast input, or the first snapshot after a start): one
+            # pickle of them all, the version 1 layout, costs less than one per key. The
+            # stored records would all be rewritten: they are dropped.
+            self._coded = {}
+            self._dirty = set(self._items)
+            items = list(self._items.items())
+            return Snapshot("KeyedState", 1, {"items": items, "seen": self._seen})
         self.precode(len(self._dirty))
         records = b"".join(self._coded.values())
         return Snapshot("KeyedState", self.STATE_VERSION, {"records": records})
 
     def restore(self, snap: Snapshot) -> None:
+        if snap.kind == "KeyedState" and snap.version == 1:  # one pickle of all keys
+            self._items = OrderedDict(snap.data["items"])
+            seen = snap.data["seen"]
+            self._seen = {key: seen[key] for key in self._items}
+            self._used = {key: n for n, key in enumerate(self._items)}
+            self._uses = len(self._items)
+            self._coded = {}
+            self._dirty = set(self._items)
+            return
         data = migrate(KeyedState, snap)
         rows: list[tuple[int, str, int, Any, bytes]] = []
         for (key, used, seen, item), raw in decode_records(data["records"]):
@@ -162,8 +180,8 @@ class KeyedState(Stateful, Generic[S]):
         self._seen = {key: seen for _u, key, seen, _i, _r in rows}
         self._used = {key: used for used, key, _s, _i, _r in rows}
         self._uses = rows[-1][0] if rows else 0
-        # The bytes just read are the encoded records of these keys (v1 snapshots were
-        # migrated to freshly encoded ones): the next snapshot encodes only changes.
+        # The bytes just read are the encoded records of these keys: the next snapshot
+        # encodes only changes.
         self._coded = {key: raw for _u, key, _s, _i, raw in rows}
         self._dirty = set()
 
@@ -210,6 +228,9 @@ def plain_state(snap: Any) -> Any:
     ``[(key, last use, record), ...]`` in use order: two snapshots of the same state
     give equal trees (and equal pickles) however their records were encoded."""
     if isinstance(snap, Snapshot):
+        if snap.kind == "KeyedState" and snap.version == 1:
+            seen = snap.data["seen"]
+            return ("KeyedState", [(key, seen[key], item) for key, item in snap.data["items"]])
         if snap.kind == "KeyedState":
             data = migrate(KeyedState, snap)
             rows = sorted((rec for rec, _raw in decode_records(data["records"])), key=_used_of)
@@ -246,16 +267,6 @@ def keyed_v1(snap: Snapshot) -> Snapshot:
 
 def _used_of(rec: tuple[str, int, int, Any]) -> int:
     return rec[1]
-
-
-def _keyed_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
-    """KeyedState v1 (``items`` in use order and ``seen``) -> v2 (encoded records)."""
-    seen = data["seen"]
-    return {
-        "records": b"".join(
-            encode_record((key, n, seen[key], item)) for n, (key, item) in enumerate(data["items"])
-        )
-    }
 
 
 @dataclass(slots=True)

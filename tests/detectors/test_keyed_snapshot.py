@@ -95,13 +95,16 @@ def test_only_changed_keys_are_encoded_again() -> None:
     ks: KeyedState[list[int]] = KeyedState(IDLE_MS)
     for i, key in enumerate(KEYS):
         ks.put(key, [i], now_ms=i)
-    ks.state()
-    assert ks.pending() == 0
+    # Every key changed: one pickle of them all (the version 1 layout), nothing kept.
+    assert ks.state().version == 1 and ks.pending() == len(KEYS)
+    assert ks.precode(100) == len(KEYS)
+    assert ks.state().version == 2 and ks.pending() == 0
     ks.get("k3", now_ms=20)
     ks.pop("k5")
     ks.get("missing", now_ms=20)
     assert ks.pending() == 2
     assert ks.precode(1) == 1 and ks.pending() == 1
+    assert ks.state().version == 2 and ks.pending() == 0
 
 
 def test_a_key_dropped_before_it_was_ever_encoded_leaves_nothing_pending() -> None:
