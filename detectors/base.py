@@ -7,6 +7,8 @@ last-seen order, so neither cost nor memory grows with keys that went quiet.
 
 from __future__ import annotations
 
+import io
+import pickle
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,7 +18,13 @@ from zoneinfo import ZoneInfo
 
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.events import Event
-from citywatch.detectors.state import Snapshot, Stateful
+from citywatch.detectors.state import (
+    Snapshot,
+    Stateful,
+    decode_records,
+    encode_record,
+    migrate,
+)
 from citywatch.geo.catalog import ZoneCatalog as ZoneCatalog  # re-exported for detectors
 from citywatch.geo.catalog import ZoneMeta as ZoneMeta
 
@@ -26,6 +34,13 @@ S = TypeVar("S")
 class KeyedState(Stateful, Generic[S]):
     """A dict of per-key state ordered by last use, for O(1) idle eviction.
 
+    Its recovery snapshot is incremental: each key's record is kept encoded, and
+    only the keys used, added or dropped since the last snapshot are encoded
+    again, so a snapshot (which stops a live flow) costs the keys that changed,
+    not all live keys. Every change of a record goes through :meth:`get` or
+    :meth:`put` (a detector mutates only what ``get`` just returned), which is
+    what marks it.
+
     >>> ks: KeyedState[int] = KeyedState(idle_ms=10)
     >>> ks.put("a", 1, now_ms=0); ks.put("b", 2, now_ms=5)
     >>> ks.evict_idle(now_ms=12)
@@ -34,12 +49,22 @@ class KeyedState(Stateful, Generic[S]):
     2
     """
 
-    __slots__ = ("_items", "_seen", "idle_ms")
+    __slots__ = ("_items", "_seen", "_used", "_uses", "_dirty", "_coded", "idle_ms")
+
+    # 2: records encoded one key at a time, with their use order. A snapshot taken when
+    # most keys changed is still written in the version 1 layout (one pickle of all).
+    STATE_VERSION = 2
 
     def __init__(self, idle_ms: int) -> None:
         self.idle_ms = idle_ms
         self._items: OrderedDict[str, S] = OrderedDict()
         self._seen: dict[str, int] = {}
+        # Each key's place in the use order (the count of moves to the back when it
+        # last moved): a snapshot keeps the order without rewriting unchanged keys.
+        self._used: dict[str, int] = {}
+        self._uses = 0
+        self._dirty: set[str] = set()  # keys changed since their record was encoded
+        self._coded: dict[str, bytes] = {}  # key -> its encoded record
 
     def __len__(self) -> int:
         return len(self._items)
@@ -50,16 +75,28 @@ class KeyedState(Stateful, Generic[S]):
     def get(self, key: str, now_ms: int) -> S | None:
         item = self._items.get(key)
         if item is not None:
+            self._dirty.add(key)  # the caller may change it
             self._touch(key, now_ms)
         return item
 
     def put(self, key: str, value: S, now_ms: int) -> None:
         self._items[key] = value
+        self._dirty.add(key)
         self._touch(key, now_ms)
 
     def pop(self, key: str) -> S | None:
         self._seen.pop(key, None)
+        self._used.pop(key, None)
+        self._forget(key)
         return self._items.pop(key, None)
+
+    def _forget(self, key: str) -> None:
+        # A key never encoded leaves nothing to drop: it is not kept as changed, so
+        # a run that never snapshots (a replay) keeps no trace of evicted keys.
+        if key in self._coded:
+            self._dirty.add(key)
+        else:
+            self._dirty.discard(key)
 
     def take_stale(self, key: str, now_ms: int) -> S | None:
         """Remove and return a key's state if it was last used more than ``idle_ms``
@@ -82,34 +119,154 @@ class KeyedState(Stateful, Generic[S]):
         if now_ms >= self._seen.get(key, now_ms):
             self._seen[key] = now_ms
             self._items.move_to_end(key)
+            self._uses += 1
+            self._used[key] = self._uses
 
     def items(self) -> Iterator[tuple[str, S]]:
         return iter(self._items.items())
 
+    def precode(self, max_keys: int) -> int:
+        """Encode up to ``max_keys`` of the keys changed since they were last encoded,
+        ahead of the next snapshot (a live flow does it between batches, so the
+        snapshot, which stops it, has less to do); returns how many it encoded."""
+        dirty, coded, items = self._dirty, self._coded, self._items
+        done = 0
+        while dirty and done < max_keys:
+            key = dirty.pop()
+            item = items.get(key, _GONE)
+            if item is _GONE:
+                coded.pop(key, None)
+            else:
+                coded[key] = encode_record((key, self._used[key], self._seen[key], item))
+            done += 1
+        return done
+
+    def pending(self) -> int:
+        """How many keys changed since they were last encoded."""
+        return len(self._dirty)
+
     def state(self) -> Snapshot:
-        """Keys in last-use order with their records and last-use times; ``idle_ms``
-        is a parameter and stays as configured on restore."""
-        return Snapshot("KeyedState", 1, {"items": list(self._items.items()), "seen": self._seen})
+        """Every key's encoded ``(key, place in the use order, last use, record)``,
+        joined; only keys changed since they were last encoded are encoded anew.
+        ``idle_ms`` is a parameter and stays as configured on restore."""
+        if 2 * len(self._dirty) > len(self._items):
+            # Most keys changed (a fast input, or the first snapshot after a start): one
+            # pickle of them all, the version 1 layout, costs less than one per key. The
+            # stored records would all be rewritten: they are dropped.
+            self._coded = {}
+            self._dirty = set(self._items)
+            items = list(self._items.items())
+            return Snapshot("KeyedState", 1, {"items": items, "seen": self._seen})
+        self.precode(len(self._dirty))
+        records = b"".join(self._coded.values())
+        return Snapshot("KeyedState", self.STATE_VERSION, {"records": records})
 
     def restore(self, snap: Snapshot) -> None:
-        from citywatch.detectors.state import migrate
-
+        if snap.kind == "KeyedState" and snap.version == 1:  # one pickle of all keys
+            self._items = OrderedDict(snap.data["items"])
+            seen = snap.data["seen"]
+            self._seen = {key: seen[key] for key in self._items}
+            self._used = {key: n for n, key in enumerate(self._items)}
+            self._uses = len(self._items)
+            self._coded = {}
+            self._dirty = set(self._items)
+            return
         data = migrate(KeyedState, snap)
-        self._items = OrderedDict(data["items"])
-        self._seen = dict(data["seen"])
+        rows: list[tuple[int, str, int, Any, bytes]] = []
+        for (key, used, seen, item), raw in decode_records(data["records"]):
+            rows.append((used, key, seen, item, raw))
+        rows.sort(key=_first)
+        self._items = OrderedDict((key, item) for _u, key, _s, item, _r in rows)
+        self._seen = {key: seen for _u, key, seen, _i, _r in rows}
+        self._used = {key: used for used, key, _s, _i, _r in rows}
+        self._uses = rows[-1][0] if rows else 0
+        # The bytes just read are the encoded records of these keys: the next snapshot
+        # encodes only changes.
+        self._coded = {key: raw for _u, key, _s, _i, raw in rows}
+        self._dirty = set()
 
     def evict_idle(self, now_ms: int) -> list[str]:
         """Drop keys last used more than ``idle_ms`` before ``now_ms``; returns them."""
         gone: list[str] = []
         limit = now_ms - self.idle_ms
-        while self._items:
-            key = next(iter(self._items))
-            if self._seen[key] >= limit:
+        items, seen = self._items, self._seen
+        while items:
+            key = next(iter(items))
+            if seen[key] >= limit:
                 break
-            del self._items[key]
-            del self._seen[key]
+            del items[key]
+            del seen[key]
+            del self._used[key]
+            self._forget(key)
             gone.append(key)
         return gone
+
+
+_GONE = object()
+
+
+def _first(row: tuple[int, str, int, Any, bytes]) -> int:
+    return row[0]
+
+
+def keyed_states(obj: Stateful) -> list[KeyedState[Any]]:
+    """The :class:`KeyedState` objects in ``obj``'s learned state, nested ones included."""
+    found: list[KeyedState[Any]] = []
+    for name in obj._state_names():
+        value = getattr(obj, name, None)
+        subs = value.values() if isinstance(value, dict) else (value,)
+        for sub in subs:
+            if isinstance(sub, KeyedState):
+                found.append(sub)
+            elif isinstance(sub, Stateful):
+                found.extend(keyed_states(sub))
+    return found
+
+
+def plain_state(snap: Any) -> Any:
+    """A snapshot tree with each :class:`KeyedState`'s records decoded, as
+    ``[(key, last use, record), ...]`` in use order: two snapshots of the same state
+    give equal trees (and equal pickles) however their records were encoded."""
+    if isinstance(snap, Snapshot):
+        if snap.kind == "KeyedState" and snap.version == 1:
+            seen = snap.data["seen"]
+            return ("KeyedState", [(key, seen[key], item) for key, item in snap.data["items"]])
+        if snap.kind == "KeyedState":
+            data = migrate(KeyedState, snap)
+            rows = sorted((rec for rec, _raw in decode_records(data["records"])), key=_used_of)
+            return ("KeyedState", [(key, seen, item) for key, _u, seen, item in rows])
+        return (snap.kind, snap.version, {k: plain_state(v) for k, v in snap.data.items()})
+    if isinstance(snap, dict) and any(isinstance(v, Snapshot) for v in snap.values()):
+        return {k: plain_state(v) for k, v in snap.items()}
+    return snap
+
+
+def same_state(a: Snapshot, b: Snapshot) -> bool:
+    """Whether two snapshots hold the same state: equal :func:`plain_state` trees,
+    compared as pickles written without shared references (which differ between a
+    live object and one restored, where equal strings are no longer one object)."""
+    return _unshared(plain_state(a)) == _unshared(plain_state(b))
+
+
+def _unshared(value: Any) -> bytes:
+    buf = io.BytesIO()
+    pickler = pickle.Pickler(buf, protocol=5)
+    pickler.fast = True  # no memo: each occurrence written in full
+    pickler.dump(value)
+    return buf.getvalue()
+
+
+def keyed_v1(snap: Snapshot) -> Snapshot:
+    """A :class:`KeyedState` snapshot in its version 1 layout (``items`` in use order,
+    ``seen``), as citywatch wrote it before records were encoded one key at a time: what
+    a detector's migration from its own older versions finds in its ``_state``."""
+    _kind, rows = plain_state(snap)
+    items = [(key, item) for key, _seen, item in rows]
+    return Snapshot("KeyedState", 1, {"items": items, "seen": {k: s for k, s, _i in rows}})
+
+
+def _used_of(rec: tuple[str, int, int, Any]) -> int:
+    return rec[1]
 
 
 @dataclass(slots=True)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import pickle
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import MISSING, dataclass, fields
 from operator import attrgetter
 from typing import Any, ClassVar, Self
@@ -269,8 +269,43 @@ class TuplePickled:
 
 
 def encode(snap: Snapshot) -> bytes:
-    """``snap`` as bytes for the recovery store."""
-    return MAGIC + pickle.dumps(snap, protocol=5)
+    """``snap`` as bytes for the recovery store. Written through a file so that the
+    large byte strings of a city's state (the per-key records) are copied once, not
+    into the pickler's buffer and again behind the envelope."""
+    buf = io.BytesIO()
+    buf.write(MAGIC)
+    pickle.Pickler(buf, protocol=5).dump(snap)
+    return buf.getvalue()
+
+
+def encode_record(value: Any) -> bytes:
+    """One record of an incremental snapshot (see ``KeyedState``): its length, then its
+    pickle, so records encoded at different times join into one readable blob."""
+    raw = pickle.dumps(value, protocol=5)
+    return len(raw).to_bytes(4, "little") + raw
+
+
+def decode_records(blob: bytes) -> Iterator[tuple[Any, bytes]]:
+    """The records of joined :func:`encode_record` output, each with its encoded bytes,
+    read by the same loader as :func:`decode` (plain state data only)."""
+    view = memoryview(blob)
+    at, end = 0, len(blob)
+    while at < end:
+        if end - at < 4:
+            msg = "holds a truncated record"
+            raise StateError(msg)
+        size = int.from_bytes(view[at : at + 4], "little")
+        stop = at + 4 + size
+        if stop > end:
+            msg = "holds a truncated record"
+            raise StateError(msg)
+        try:
+            value = _PlainUnpickler(io.BytesIO(view[at + 4 : stop])).load()
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as e:
+            msg = f"holds an unreadable record ({e})"
+            raise StateError(msg) from None
+        yield value, blob[at:stop]
+        at = stop
 
 
 def decode(blob: bytes, *, step: str = "state") -> Snapshot:
@@ -300,4 +335,13 @@ def decode(blob: bytes, *, step: str = "state") -> Snapshot:
     return snap
 
 
-__all__ = ["Snapshot", "StateError", "Stateful", "decode", "encode", "migrate"]
+__all__ = [
+    "Snapshot",
+    "StateError",
+    "Stateful",
+    "decode",
+    "decode_records",
+    "encode",
+    "encode_record",
+    "migrate",
+]

@@ -44,6 +44,7 @@ log = logging.getLogger("citywatch.kafka")
 STOP = threading.Event()
 
 _IDLE_POLL_S = 0.05
+FETCH_WAIT_MS = 50  # the flow's consumers' fetch.wait.max.ms unless [kafka.client] sets it
 _KEY_FIELDS = {"gps": "entity", "sensor": "sensor", "video": "camera"}
 
 
@@ -268,7 +269,13 @@ class KafkaBatchSource(FixedPartitionedSource[RawBatch, int]):
         hooks: PartitionHooks | None = None,
     ) -> None:
         self.settings = settings
-        self.conf = client_config(settings, **{"group.id": settings.group_id})
+        # librdkafka holds a fetch up to fetch.wait.max.ms (500 ms by default) when a
+        # broker answers it only then, as the mock cluster does: that was most of a live
+        # alert's typical delay. [kafka.client] may still set it.
+        self.conf = {
+            "fetch.wait.max.ms": FETCH_WAIT_MS,
+            **client_config(settings, **{"group.id": settings.group_id}),
+        }
         self.types = settings.topics()
         self.batch_size = batch_size
         self.stop_at_end = stop_at_end

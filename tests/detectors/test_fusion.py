@@ -8,7 +8,7 @@ import pickle
 import pytest
 
 from citywatch.detectors.alerts import Alert
-from citywatch.detectors.base import ZoneMeta
+from citywatch.detectors.base import ZoneMeta, keyed_v1
 from citywatch.detectors.fusion import Corroborator, FusionParams
 
 T0 = 1_781_528_400_000
@@ -205,6 +205,7 @@ def test_a_version_1_snapshot_restores_with_everything_decided() -> None:
     out: list[Alert] = []
     c.on_alerts([ENTER], out)
     snap = c.state()
+    snap.data["_zones"] = keyed_v1(snap.data["_zones"])
     for _zid, zone in snap.data["_zones"].data["items"]:
         object.__delattr__(zone, "decided_ms")
     data = {"_zones": snap.data["_zones"]}

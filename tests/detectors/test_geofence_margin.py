@@ -11,7 +11,7 @@ import pytest
 import shapely
 
 from citywatch.detectors.alerts import Alert
-from citywatch.detectors.base import ZoneMeta
+from citywatch.detectors.base import ZoneMeta, keyed_v1
 from citywatch.detectors.events import GpsEvent
 from citywatch.detectors.geofence import (
     DwellRule,
@@ -159,6 +159,7 @@ def test_state_of_version_1_restores_as_never_deep() -> None:
     # a version-1 snapshot: the same records without the `deep` slot
     blob = encode(snap)
     old = decode(blob)
+    old.data["_state"] = keyed_v1(old.data["_state"])
     for _, track in old.data["_state"].data["items"]:
         for st in track.states.values():
             del st.deep
@@ -166,7 +167,7 @@ def test_state_of_version_1_restores_as_never_deep() -> None:
     restored = GeofenceDetector.from_state(
         {"enter": {"airport_site": EnterRule(classes=MUCK)}}, CATALOG, state=decode(encode(old))
     )
-    (_, track), *_ = restored.state().data["_state"].data["items"]
+    (_, track), *_ = keyed_v1(restored.state().data["_state"]).data["items"]
     st = next(iter(track.states.values()))
     assert st.deep is False and st.inside is True
     # never deep: the old stay ends on two fixes outside, even within the margin

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from citywatch.detectors.alerts import Alert
-from citywatch.detectors.base import ZoneMeta
+from citywatch.detectors.base import ZoneMeta, keyed_v1
 from citywatch.detectors.events import GpsEvent
 from citywatch.detectors.track import StopDetector, StopParams
 from citywatch.geo.distance import offset_deg
@@ -392,6 +392,7 @@ def test_state_of_version_1_is_migrated() -> None:
     det = make_detector()
     run(det, [fix(m) for m in range(10)])
     snap = decode(encode(det.state()))
+    snap.data["_state"] = keyed_v1(snap.data["_state"])
     for _key, stay in snap.data["_state"].data["items"]:  # what version 1 stays lacked
         del stay.away_ms, stay.away_far
     old = Snapshot(snap.kind, 1, snap.data)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import pytest
 
 from citywatch.detectors.alerts import Alert
+from citywatch.detectors.base import keyed_v1
 from citywatch.detectors.events import Event, GpsEvent, SensorEvent
 from citywatch.detectors.sensor_health import OfflineDetector, OfflineParams
 from citywatch.detectors.sensor_window import WindowDetector, WindowParams
@@ -185,6 +186,7 @@ def test_offline_state_of_version_1_restores() -> None:
     det.on_watermark(T0 + 1, out)
     snap = det.state()
     # A version-1 snapshot: lines without seen_ts.
+    snap.data["_state"] = keyed_v1(snap.data["_state"])
     for _key, line in snap.data["_state"].data["items"]:
         object.__delattr__(line, "seen_ts")
     old = decode(encode(type(snap)(snap.kind, 1, snap.data)))

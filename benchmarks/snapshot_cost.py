@@ -1,0 +1,123 @@
+"""How long the recovery snapshot of one detection shard stops a live flow.
+
+A live run snapshots every stateful step each ``[run] snapshot_interval_s``
+(10 s by default) and the worker processes nothing meanwhile, so the
+snapshot's length is added to every event that arrives during it. This feeds
+one :class:`~citywatch.flows.detect.DetectorSuite` (the bundled config, one
+shard holding the whole city) a recording in batches of ``--batch`` events
+with a watermark of the event time reached (the batches' median stamp)
+minus ``max_out_of_order_s``, as
+the single-loop baseline of ``citywatch bench`` does. After ``--warm-s``
+seconds of event time it takes a first snapshot, then one after every
+``--interval-s`` of event time that follows, as a live run does, and prints
+each one's time (``citywatch.flows.recovery.snapshot``: ``state()`` and
+encoding), its size, and the median. ``--precode`` encodes up to
+``PRECODE_TICK_KEYS`` changed records each second of event time, as a live
+shard does on its wall ticks at x1. ``--check`` restores a final snapshot into
+a suite built fresh and checks that it holds the same state as the fed one.
+
+    citywatch generate --scale city --minutes 7 --seed 5 --out c7.jsonl
+    python -m citywatch.benchmarks.snapshot_cost c7.jsonl --warm-s 300 --interval-s 10
+    python -m citywatch.benchmarks.snapshot_cost c7.jsonl --precode --check
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from citywatch.detectors.alerts import Alert
+from citywatch.detectors.events import Event, parse_batch
+from citywatch.detectors.state import decode
+from citywatch.flows.config import load_config
+from citywatch.flows.detect import DetectorSuite
+from citywatch.flows.recovery import restore, snapshot
+from citywatch.flows.runner import load_reference
+
+
+def _events(path: Path) -> list[Event]:
+    with path.open("rb") as f:
+        good, _bad = parse_batch(line.rstrip(b"\n") for line in f if line.strip())
+    return good
+
+
+def _same(a: DetectorSuite, b: DetectorSuite) -> bool | None:
+    """Whether both hold the same state; None in an older tree, which cannot say."""
+    try:
+        from citywatch.detectors.base import same_state
+    except ImportError:
+        return None
+    return same_state(decode(snapshot(a)), decode(snapshot(b)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("recording", type=Path, help="a .jsonl recording (citywatch generate)")
+    ap.add_argument("--warm-s", type=float, default=300.0, help="event time fed before the first")
+    ap.add_argument("--interval-s", type=float, default=10.0, help="event time between snapshots")
+    ap.add_argument("--batch", type=int, default=1_000, help="events per batch")
+    ap.add_argument("--check", action="store_true", help="restore the last one and compare")
+    ap.add_argument(
+        "--precode",
+        action="store_true",
+        help="encode changed records each second of event time ahead of the snapshot, "
+        "as a live shard does on its wall ticks (flows.detect.PRECODE_TICK_KEYS)",
+    )
+    args = ap.parse_args(argv)
+    gc.set_threshold(200_000, 20, 100)  # as the command line runs the flow
+    if args.precode:  # only in trees that have it: the script also measures older ones
+        from citywatch.flows.detect import PRECODE_TICK_KEYS
+    cfg = load_config()
+    ref = load_reference(cfg)
+    suite = DetectorSuite.from_config(cfg, ref.zone_catalog())
+    events = _events(args.recording)
+    lag_ms = cfg.flow.max_out_of_order_s * 1000
+    start = min(ev.ts_ms for ev in events[: args.batch])
+    next_ms = start + int(args.warm_s * 1000)
+    out: list[Alert] = []
+    top = start
+    rows: list[tuple[int, int, float, int]] = []
+    tick_ms = start
+    blob = b""
+    for i in range(0, len(events), args.batch):
+        batch = events[i : i + args.batch]
+        ref.annotate(batch)
+        # The batch's median stamp: a gateway whose clock stepped ahead moves no time.
+        top = max(top, sorted(ev.ts_ms for ev in batch)[len(batch) // 2])
+        suite.process(batch, top - lag_ms, out)
+        if args.precode and top >= tick_ms:
+            suite.precode(PRECODE_TICK_KEYS)
+            tick_ms = top + 1_000
+        if top >= next_ms:
+            t0 = time.perf_counter()
+            blob = snapshot(suite)
+            rows.append((top - start, suite.live_keys(), time.perf_counter() - t0, len(blob)))
+            next_ms = top + int(args.interval_s * 1000)
+    print(f"{len(events):,} events, {len(out):,} alerts, {len(rows)} snapshots")
+    print("| # | event time (s) | live keys | snapshot (ms) | size (MB) |")
+    print("|---:|---:|---:|---:|---:|")
+    for n, (at, keys, secs, size) in enumerate(rows):
+        print(f"| {n} | {at / 1000:.0f} | {keys:,} | {secs * 1000:,.0f} | {size / 2**20:.1f} |")
+    later = [secs for _a, _k, secs, _s in rows[1:]] or [rows[0][2]]
+    print(
+        f"first snapshot {rows[0][2] * 1000:,.0f} ms; median of the {len(later)} after it "
+        f"{statistics.median(later) * 1000:,.0f} ms, max {max(later) * 1000:,.0f} ms"
+    )
+    if args.check:
+        blob = snapshot(suite)  # the events after the last interval's snapshot too
+        t0 = time.perf_counter()
+        back = restore("detect", DetectorSuite.from_config(cfg, ref.zone_catalog()), blob)
+        took = time.perf_counter() - t0
+        same = _same(back, suite)
+        print(f"restore {took * 1000:,.0f} ms; restored state equals the fed one: {same}")
+        if same is False:
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
