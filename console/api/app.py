@@ -32,6 +32,10 @@ from citywatch.sinks.lifecycle import (
     WorkOrders,
 )
 
+# The query parameters of GET /api/v1/workorders, as the OpenAPI document lists them.
+LIST_PARAMS_ORDER = ("state", "severity", "kind", "limit", "cursor")
+LIST_PARAMS = frozenset(LIST_PARAMS_ORDER)
+
 _LINK = re.compile(LINK_PATTERN)
 _TEXT = re.compile(r"\S")
 ALERTS_SHOWN = 200  # newest alerts of an order in its detail
@@ -126,6 +130,11 @@ class TokenApi:
 
     # --- reads ---------------------------------------------------------------------------
     def list_orders(self, token: ApiToken, q: Mapping[str, str]) -> dict[str, Any]:
+        unknown = sorted(set(q) - LIST_PARAMS)
+        if unknown:  # a misspelt filter must not silently list everything
+            shown = ", ".join(repr(k[:40]) for k in unknown[:5])
+            known = ", ".join(LIST_PARAMS_ORDER)
+            raise Fail(400, f"unknown query parameter(s) {shown}; known: {known}")
         filters = {k: q.get(k, "") for k in ("state", "severity", "kind")}
         if filters["state"] and filters["state"] not in STATES:
             raise Fail(400, f"state must be one of {', '.join(STATES)}")

@@ -114,6 +114,14 @@ def test_a_token_reads_and_acts_only_in_its_scope(api: Api) -> None:
     assert sorted(o["id"] for o in centre) == sorted(water + transport)
 
 
+def test_an_unknown_list_parameter_is_refused_not_ignored(api: Api) -> None:
+    # A misspelt filter (``stat=``) would otherwise list every order in scope.
+    r = api.call("GET", "/api/v1/workorders?stat=dispatched", "water")
+    assert r.status_code == 400 and "'stat'" in r.json()["error"]
+    ok = api.call("GET", "/api/v1/workorders?state=dispatched&limit=2", "water")
+    assert ok.status_code == 200 and len(ok.json()["orders"]) <= 2
+
+
 def test_lifecycle_with_idempotency_keys_and_the_audit_naming_the_token(api: Api) -> None:
     wo = api.orders["water_resources"][0]
     path = f"/api/v1/workorders/{wo}"
