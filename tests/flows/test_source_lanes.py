@@ -20,6 +20,7 @@ one's keys.
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -33,7 +34,7 @@ from citywatch.detectors.timers import DueTimers
 from citywatch.detectors.tracks_gap import GapDetector, GapParams
 from citywatch.detectors.watermark import NO_WATERMARK, Watermarker, front_lead_ms
 from citywatch.flows.config_sections import FlowSettings
-from citywatch.flows.detect import DetectorSuite
+from citywatch.flows.detect import DetectorSuite, shard_builder
 from citywatch.flows.pipeline import shard_step
 from citywatch.flows.records import EventBatch
 from citywatch.flows.stage_watermark import watermark_step
@@ -239,3 +240,18 @@ def test_offline_state_before_lanes_keeps_its_held_readings() -> None:
     fresh.restore(decode(encode(type(snap)(snap.kind, 2, data))))
     fresh.on_watermark(T0 + 360_000 + 2_000, out)
     assert [(a.kind, a.first_ts_ms) for a in out] == [("sensor.offline", T0 + 60_000)]
+
+
+def test_a_live_shard_wakes_every_tick_ms() -> None:
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    flow = FlowSettings(timers="wall")
+    build = shard_builder(
+        lambda: DetectorSuite([]),
+        dict,
+        timers=flow.timers,
+        now=lambda: now,
+        tick_s=flow.tick_ms / 1000,
+    )
+    logic = build(None)
+    assert logic.notify_at() == now + timedelta(milliseconds=250)
+    assert shard_builder(lambda: DetectorSuite([]), dict, now=lambda: now)(None).notify_at() is None
