@@ -5,16 +5,18 @@ one alert per silence. The decision is made in event time, once the watermark
 shows that no on-time reading can still fill the gap, so it does not depend on
 batching, replay speed or when the check happens to run: the alert's ``ts`` is
 the last reading plus ``silent_s`` and its ``first_ts`` (hence its id) is the
-last reading. Readings ahead of the watermark are held (one heap for all
-sensors, a few seconds' worth) and settled in event-time order, so an
+last reading. Readings ahead of the watermark are held (a heap per lane, i.e. per
+source, a second or so's worth) and settled in event-time order, so an
 out-of-order reading that closes a gap counts even when a later one arrived
 first. A gap that closes before the
 watermark passes its deadline is no silence.
 
 In the flow the "watermark" this detector gets runs near the *front* of event
 time (the watermark plus ``max_out_of_order_s``, less 2 s: ``front_lead_ms``; the
-front is the newest time every active source has reached), so a silence is
-reported a few seconds after its deadline. A reading that comes behind that clock
+front is the newest time every active source has reached), and each sensor on
+its own source's clock when that is further on (``on_clocks``, see
+``citywatch.detectors.lanes``), so a silence is reported within a second or two
+of its deadline. A reading that comes behind that clock
 is settled at the clock it came at (``on_arrival``), so silences decided before it stay
 decided whatever the batching; a reading set aside because its gateway's clock
 is off counts as presence (``on_heard``): the silence then starts at the last
