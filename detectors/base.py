@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import pickle
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.events import Event
+from citywatch.detectors.lanes import LaneClocks
 from citywatch.detectors.state import (
     Snapshot,
     Stateful,
@@ -308,6 +309,9 @@ class Detector(Stateful):
     on_front: bool = False
     # The event on_arrival spoke of, and its clock, until its on_event (never state).
     _arrival: tuple[Event, int] | None = None
+    # The shard's per-source clocks, given by the suite to ``on_front`` detectors (never
+    # state: the suite keeps it); None outside a flow, where every key is on one clock.
+    lanes: LaneClocks | None = None
 
     @classmethod
     def contract_case(cls, seed: int) -> ContractCase:
@@ -319,6 +323,21 @@ class Detector(Stateful):
 
     def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:  # noqa: B027 - optional hook
         """Event time reached ``wm_ms``: fire timers, evict idle keys."""
+
+    def on_clocks(self, wm_ms: int, lanes: Sequence[tuple[str, int]], out: list[Alert]) -> None:
+        """``on_front`` detectors: the shard's clock reached ``wm_ms`` and the lanes in
+        ``lanes`` (per-source clocks, :mod:`citywatch.detectors.lanes`) moved on to
+        theirs. A key is judged on its lane's clock when that is further on. The default
+        uses the shard's clock alone."""
+        self.on_watermark(wm_ms, out)
+
+    def lane_of(self, ev: Event) -> str:
+        """The lane ``ev`` came through ("" outside a flow)."""
+        return "" if self.lanes is None else self.lanes.lane(ev)
+
+    def clock_of(self, lane: str, wm_ms: int) -> int:
+        """The clock a key of ``lane`` is judged on: its lane's, or ``wm_ms`` if later."""
+        return wm_ms if self.lanes is None else max(wm_ms, self.lanes.clock(lane))
 
     def on_heard(self, ev: Event, at_ms: int, out: list[Alert]) -> None:  # noqa: B027
         """``ev``'s key spoke at event time ``at_ms``, but ``ev`` itself was set aside
@@ -357,6 +376,33 @@ class KeyedDetector(Detector):
 
     def live_keys(self) -> int:
         return len(self._state)
+
+
+class LaneDetector(Detector):
+    """An ``on_front`` detector whose timers are filed per lane (its keys' sources,
+    :mod:`citywatch.detectors.lanes`): ``on_watermark`` is :meth:`on_clocks` with no
+    lane moving, and both call :meth:`advance` once anything moved on."""
+
+    on_front = True
+    _wm: int  # the shard's clock reached so far (learned state of the subclass)
+
+    def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
+        self.on_clocks(wm_ms, (), out)
+
+    def on_clocks(self, wm_ms: int, lanes: Sequence[tuple[str, int]], out: list[Alert]) -> None:
+        moved = wm_ms > self._wm
+        if moved:
+            self._wm = wm_ms
+        elif not lanes:
+            return
+        self.advance(self._wm, lanes, moved, out)
+
+    def advance(
+        self, wm_ms: int, lanes: Sequence[tuple[str, int]], moved: bool, out: list[Alert]
+    ) -> None:
+        """Fire what is due at the shard's clock ``wm_ms`` or at the clocks of ``lanes``;
+        ``moved``: the shard's clock moved on (evict idle keys then)."""
+        raise NotImplementedError
 
 
 class LocalClock:

@@ -5,16 +5,18 @@ one alert per silence. The decision is made in event time, once the watermark
 shows that no on-time reading can still fill the gap, so it does not depend on
 batching, replay speed or when the check happens to run: the alert's ``ts`` is
 the last reading plus ``silent_s`` and its ``first_ts`` (hence its id) is the
-last reading. Readings ahead of the watermark are held (one heap for all
-sensors, a few seconds' worth) and settled in event-time order, so an
+last reading. Readings ahead of the watermark are held (a heap per lane, i.e. per
+source, a second or so's worth) and settled in event-time order, so an
 out-of-order reading that closes a gap counts even when a later one arrived
 first. A gap that closes before the
 watermark passes its deadline is no silence.
 
 In the flow the "watermark" this detector gets runs near the *front* of event
 time (the watermark plus ``max_out_of_order_s``, less 2 s: ``front_lead_ms``; the
-front is the newest time every active source has reached), so a silence is
-reported a few seconds after its deadline. A reading that comes behind that clock
+front is the newest time every active source has reached), and each sensor on
+its own source's clock when that is further on (``on_clocks``, see
+``citywatch.detectors.lanes``), so a silence is reported within a second or two
+of its deadline. A reading that comes behind that clock
 is settled at the clock it came at (``on_arrival``), so silences decided before it stay
 decided whatever the batching; a reading set aside because its gateway's clock
 is off counts as presence (``on_heard``): the silence then starts at the last
@@ -44,15 +46,15 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from citywatch.detectors import params
 from citywatch.detectors.alerts import Alert
-from citywatch.detectors.base import ContractCase, Detector, KeyedState
+from citywatch.detectors.base import ContractCase, KeyedState, LaneDetector
 from citywatch.detectors.events import Event, SensorEvent, format_ts
+from citywatch.detectors.lanes import LaneQueue, LaneTimers
 from citywatch.detectors.sensor_kit import (
     T_CASE,
     PerSensorDetector,
@@ -60,11 +62,11 @@ from citywatch.detectors.sensor_kit import (
     merge_by_time,
     sensor_alert,
 )
-from citywatch.detectors.state import TuplePickled
-from citywatch.detectors.timers import DueTimers
+from citywatch.detectors.state import Snapshot, TuplePickled
 from citywatch.detectors.watermark import NO_WATERMARK
 
 MINUTE = 60_000
+TIMER_MS = 100  # the offline timers' granularity (a silence is reported at most this late)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,6 +102,23 @@ class _Heard:
     reading: SensorEvent | None = None
 
 
+def _per_lane(data: dict[str, Any]) -> dict[str, Any]:
+    """State version 2 -> 3: the readings held (a FIFO and a heap) go into one lane's
+    queue (the shard's own clock); the timers restore into one lane by themselves."""
+    if "_held" in data:
+        return data
+    held: list[tuple[int, int, SensorEvent | _Heard]] = list(data.pop("_pending"))
+    seq = data.pop("_seq")
+    for item in data.pop("_fifo"):
+        seq += 1
+        held.append((item.ts_ms, seq, item))
+    heapq.heapify(held)
+    lanes = {"": held} if held else {}
+    nxt = [(held[0][0], "")] if held else []
+    data["_held"] = Snapshot("LaneQueue", 1, {"lanes": lanes, "next": nxt, "seq": seq})
+    return data
+
+
 def _add_seen_ts(data: dict[str, Any]) -> dict[str, Any]:
     """State version 1 -> 2: lines learn ``seen_ts`` (their last reading's time)."""
     for _key, line in data["_state"].data["items"]:
@@ -108,16 +127,15 @@ def _add_seen_ts(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-class OfflineDetector(Detector):
+class OfflineDetector(LaneDetector):
     """``sensor.offline`` per sensor kind; fires on event-time progress (``on_watermark``)."""
 
     kinds = ("sensor.offline",)
     event_type = "sensor"
-    on_front = True
 
-    STATE = ("_state", "_timers", "_fifo", "_pending", "_seq", "_wm", "late_events_")
-    STATE_VERSION = 2
-    MIGRATIONS = {1: _add_seen_ts}
+    STATE = ("_state", "_timers", "_held", "_wm", "late_events_")
+    STATE_VERSION = 3  # 3: readings held and timers filed per lane
+    MIGRATIONS = {1: _add_seen_ts, 2: _per_lane}
 
     def __init__(
         self, by_kind: Mapping[str, OfflineParams], *, idle_evict_s: int = 24 * 3600
@@ -132,13 +150,10 @@ class OfflineDetector(Detector):
             raise ValueError(msg)
         self.idle_evict_s = idle_evict_s
         self._state: KeyedState[_Line] = KeyedState(idle_evict_s * 1000)
-        self._timers = DueTimers()
-        # Readings (and presences heard) at or after the watermark, settled once it passes
-        # them: in arrival order while event time rises, and a heap of (ts, seq, item)
-        # for the rest.
-        self._fifo: deque[SensorEvent | _Heard] = deque()
-        self._pending: list[tuple[int, int, SensorEvent | _Heard]] = []
-        self._seq = 0
+        self._timers = LaneTimers()
+        # Readings (and presences heard) at or after their clock, filed under their lane
+        # and settled in time order once the lane's clock or the shard's passes them.
+        self._held: LaneQueue[SensorEvent | _Heard] = LaneQueue()
         self._wm = NO_WATERMARK
         self.late_events_ = 0
 
@@ -159,9 +174,9 @@ class OfflineDetector(Detector):
             return
         at = self.arrived_at(ev)
         if at is not None and ev.ts_ms < at:  # came behind the clock: settled at it
-            self._hold(_Heard(at, ev.sensor, ev))
+            self._held.add(at, _Heard(at, ev.sensor, ev), self.lane_of(ev))
         else:
-            self._hold(ev)
+            self._held.add(ev.ts_ms, ev, self.lane_of(ev))
 
     def on_arrival(self, ev: Event, at_ms: int, out: list[Alert]) -> None:
         """A reading stamped behind the clock it came at is settled at that clock (the
@@ -181,43 +196,30 @@ class OfflineDetector(Detector):
         if at_ms < self._wm:
             line.seen_ts = max(line.seen_ts, at_ms)
             return
-        self._hold(_Heard(at_ms, ev.sensor))
+        self._held.add(at_ms, _Heard(at_ms, ev.sensor), self.lane_of(ev))
 
-    def _hold(self, item: SensorEvent | _Heard) -> None:
-        # Arrivals are nearly in event-time order: a FIFO takes them in O(1); the few
-        # that come out of order go to a heap. Settling merges the two by time.
-        if not self._fifo or item.ts_ms >= self._fifo[-1].ts_ms:
-            self._fifo.append(item)
-        else:
-            self._seq += 1
-            heapq.heappush(self._pending, (item.ts_ms, self._seq, item))
-
-    def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
-        if wm_ms <= self._wm:
-            return
-        self._wm = wm_ms
-        # Settle the readings now behind the watermark, in event-time order: a
+    def advance(
+        self, wm_ms: int, lanes: Sequence[tuple[str, int]], moved: bool, out: list[Alert]
+    ) -> None:
+        behind = [(lane, clock - 1) for lane, clock in lanes]  # strictly before a clock
+        # Settle the readings now behind their clock, in event-time order per lane: a
         # reading further than silent_s after the sensor's previous one is a silence.
-        pending, fifo = self._pending, self._fifo
-        while True:
-            if fifo and fifo[0].ts_ms < wm_ms and not (pending and pending[0][0] < fifo[0].ts_ms):
-                item = fifo.popleft()
-            elif pending and pending[0][0] < wm_ms:
-                item = heapq.heappop(pending)[2]
-            else:
-                break
+        for item, lane in self._held.pop_due(wm_ms - 1, behind):
             line = self._state.get(item.sensor, NO_WATERMARK)  # a peek: no touch
             if line is not None:
-                self._settle(item.sensor, line, item, out)
-        for due, key in self._timers.pop_due(wm_ms - 1):
+                self._settle(item.sensor, line, item, lane, out)
+        for due, key, lane in self._timers.pop_due(wm_ms - 1, behind):
             line = self._state.get(key, NO_WATERMARK)
             if line is None or line.timer_due != due:
                 continue
             line.timer_due = None
-            self._check_silence(key, line, wm_ms, out)
-        self._state.evict_idle(wm_ms)
+            self._check_silence(key, line, self.clock_of(lane, wm_ms), lane, out)
+        if moved:
+            self._state.evict_idle(wm_ms)
 
-    def _settle(self, key: str, line: _Line, item: SensorEvent | _Heard, out: list[Alert]) -> None:
+    def _settle(
+        self, key: str, line: _Line, item: SensorEvent | _Heard, lane: str, out: list[Alert]
+    ) -> None:
         seen = line.seen_ts
         reading = item if isinstance(item, SensorEvent) else item.reading
         ts = item.ts_ms if reading is None else reading.ts_ms
@@ -232,22 +234,24 @@ class OfflineDetector(Detector):
         line.seen_ts = max(seen, ts)
         # Judged by the timer once every reading before the watermark is settled.
         if line.timer_due is None:
-            self._arm(key, line, line.seen_ts + self._silent_ms(line))
+            self._arm(key, line, line.seen_ts + self._silent_ms(line), lane)
 
-    def _check_silence(self, key: str, line: _Line, wm_ms: int, out: list[Alert]) -> None:
+    def _check_silence(
+        self, key: str, line: _Line, clock_ms: int, lane: str, out: list[Alert]
+    ) -> None:
         if line.last is None or line.seen_ts == NO_WATERMARK:
             return
         deadline = line.seen_ts + self._silent_ms(line)
-        if deadline < wm_ms:  # every reading before the watermark is settled: confirmed
+        if deadline < clock_ms:  # every reading before the clock is settled: confirmed
             self._alert(line, out)
         elif line.timer_due is None and line.alerted_ts != line.seen_ts:
-            self._arm(key, line, deadline)
+            self._arm(key, line, deadline, lane)
 
-    def _arm(self, key: str, line: _Line, deadline: int) -> None:
-        # Timers in whole seconds after the deadline: many sensors share one, and the
-        # check on firing is exact, so the alert does not depend on the rounding.
-        line.timer_due = (deadline // 1000 + 1) * 1000
-        self._timers.add(key, line.timer_due)
+    def _arm(self, key: str, line: _Line, deadline: int, lane: str) -> None:
+        # Timers in tenths of a second after the deadline: many sensors share one, and
+        # the check on firing is exact, so the alert does not depend on the rounding.
+        line.timer_due = (deadline // TIMER_MS + 1) * TIMER_MS
+        self._timers.add(key, line.timer_due, lane)
 
     def _silent_ms(self, line: _Line) -> int:
         return self.by_kind[line.kind].silent_s * 1000

@@ -51,11 +51,11 @@ from dataclasses import dataclass, field
 
 from citywatch.detectors import params
 from citywatch.detectors.alerts import Alert
-from citywatch.detectors.base import ContractCase, Detector, KeyedState
+from citywatch.detectors.base import ContractCase, KeyedState, LaneDetector
 from citywatch.detectors.events import Event, SensorEvent, format_ts
+from citywatch.detectors.lanes import LaneTimers
 from citywatch.detectors.sensor_kit import T_CASE, background_readings, merge_by_time, sensor_alert
 from citywatch.detectors.state import TuplePickled
-from citywatch.detectors.timers import DueTimers
 from citywatch.detectors.watermark import NO_WATERMARK
 
 AGGREGATES = ("mean", "max", "count")
@@ -124,14 +124,15 @@ class _Windows(TuplePickled):
     last: SensorEvent | None = None
 
 
-class WindowDetector(Detector):
+class WindowDetector(LaneDetector):
     """``sensor.window``: rules per sensor kind, one state per (sensor, rule)."""
 
     kinds = ("sensor.window",)
     event_type = "sensor"
-    on_front = True
 
     STATE = ("_state", "_timers", "_wm", "late_events_")
+    STATE_VERSION = 2  # 2: timers filed per lane (a DueTimers snapshot restores into one)
+    MIGRATIONS = {1: lambda data: data}
 
     def __init__(
         self,
@@ -152,7 +153,7 @@ class WindowDetector(Detector):
             raise ValueError(msg)
         self.idle_evict_s = idle_evict_s
         self._state: KeyedState[_Windows] = KeyedState(idle_evict_s * 1000)
-        self._timers = DueTimers()
+        self._timers = LaneTimers()
         self._wm = NO_WATERMARK
         self.late_events_ = 0
 
@@ -166,11 +167,14 @@ class WindowDetector(Detector):
         # every window that closed by then, whatever the batching.
         at = self.arrived_at(ev)
         came = self._wm if at is None or at <= ev.ts_ms else max(self._wm, at)
+        lane = self.lane_of(ev)
         for i, p in enumerate(rules):
             key = f"{ev.sensor}|{i}" if i else ev.sensor
-            self._add(key, ev, p, i, came)
+            self._add(key, ev, p, i, came, lane)
 
-    def _add(self, key: str, ev: SensorEvent, p: WindowParams, rule: int, came: int) -> None:
+    def _add(
+        self, key: str, ev: SensorEvent, p: WindowParams, rule: int, came: int, lane: str
+    ) -> None:
         slide_ms = p.slide * 1000
         start = ev.ts_ms - ev.ts_ms % slide_ms
         w = self._state.get(key, ev.ts_ms)
@@ -198,29 +202,32 @@ class WindowDetector(Detector):
         end = start + slide_ms
         if w.next_end is None or end < w.next_end:
             w.next_end = end
-            self._schedule(key, w, p)
+            self._schedule(key, w, p, lane)
 
-    def _schedule(self, key: str, w: _Windows, p: WindowParams) -> None:
+    def _schedule(self, key: str, w: _Windows, p: WindowParams, lane: str) -> None:
         if w.next_end is None:
             return
         due = w.next_end + p.allowed_lateness_s * 1000
         if w.timer_due is None or due < w.timer_due:
             w.timer_due = due
-            self._timers.add(key, due)
+            self._timers.add(key, due, lane)
 
-    def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
-        if wm_ms <= self._wm:
-            return
-        self._wm = wm_ms
-        for due, key in self._timers.pop_due(wm_ms):
+    def advance(
+        self, wm_ms: int, lanes: Sequence[tuple[str, int]], moved: bool, out: list[Alert]
+    ) -> None:
+        for due, key, lane in self._timers.pop_due(wm_ms, lanes):
             w = self._state.get(key, NO_WATERMARK)  # a peek: no touch
             if w is None or w.timer_due != due:
                 continue
             w.timer_due = None
-            self._close(key, w, self.by_kind[w.kind][w.rule], wm_ms, out)
-        self._state.evict_idle(wm_ms)
+            p = self.by_kind[w.kind][w.rule]
+            self._close(key, w, p, self.clock_of(lane, wm_ms), lane, out)
+        if moved:
+            self._state.evict_idle(wm_ms)
 
-    def _close(self, key: str, w: _Windows, p: WindowParams, wm_ms: int, out: list[Alert]) -> None:
+    def _close(
+        self, key: str, w: _Windows, p: WindowParams, wm_ms: int, lane: str, out: list[Alert]
+    ) -> None:
         slide_ms, size_ms, late_ms = p.slide * 1000, p.size_s * 1000, p.allowed_lateness_s * 1000
         while w.next_end is not None and w.next_end + late_ms <= wm_ms:
             end = w.next_end
@@ -231,7 +238,7 @@ class WindowDetector(Detector):
                 w.next_end = None
             else:  # skip windows with no readings at all
                 w.next_end = max(end + slide_ms, min(w.buckets) + slide_ms)
-        self._schedule(key, w, p)
+        self._schedule(key, w, p, lane)
 
     def _judge(self, w: _Windows, p: WindowParams, end: int, out: list[Alert]) -> None:
         start = end - p.size_s * 1000

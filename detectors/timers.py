@@ -54,6 +54,10 @@ class DueTimers(Stateful):
             keys.append(key)
         self._count += 1
 
+    def first(self) -> int | None:
+        """The earliest due time pending, None when empty."""
+        return self._heap[0] if self._heap else None
+
     def pop_due(self, now_ms: int) -> list[tuple[int, str]]:
         """Timers due at or before ``now_ms``, in (due, key) order."""
         out: list[tuple[int, str]] = []

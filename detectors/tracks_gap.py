@@ -60,10 +60,10 @@ from typing import Any, ClassVar
 
 from citywatch.detectors import params
 from citywatch.detectors.alerts import Alert, alert_id
-from citywatch.detectors.base import ContractCase, Detector, KeyedState
+from citywatch.detectors.base import ContractCase, KeyedState, LaneDetector
 from citywatch.detectors.events import Event, GpsEvent
+from citywatch.detectors.lanes import LaneTimers
 from citywatch.detectors.state import Snapshot, TuplePickled
-from citywatch.detectors.timers import DueTimers
 from citywatch.detectors.watermark import NO_WATERMARK
 from citywatch.geo.distance import haversine_m
 
@@ -202,21 +202,23 @@ class _Track(TuplePickled):
     timer: int | None = None
 
 
-class GapDetector(Detector):
+class GapDetector(LaneDetector):
     kinds = ("track.gap",)
     event_type = "gps"
-    on_front = True
 
     STATE = ("_state", "_timers", "_wm", "_usual", "_fleet")
-    STATE_VERSION = 2
-    MIGRATIONS: ClassVar[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {1: _with_fleet}
+    STATE_VERSION = 3  # 2: the fleet's intervals; 3: timers filed per lane
+    MIGRATIONS: ClassVar[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+        1: _with_fleet,
+        2: lambda data: data,  # a DueTimers snapshot restores into the lane timers
+    }
 
     def __init__(self, p: GapParams) -> None:
         self.p = p
         self._silence_ms = {cls: int(s * 1000) for cls, s in p.max_silence_s.items()}
         self._parked_ms = int(p.parked_silence_s * 1000)
         self._state: KeyedState[_Track] = KeyedState(p.idle_evict_s * 1000)
-        self._timers = DueTimers()
+        self._timers = LaneTimers()
         self._wm = NO_WATERMARK
         # Each vehicle's long-run interval, kept interval_memory_s after its last fix,
         # across the idle eviction of its track.
@@ -320,7 +322,7 @@ class GapDetector(Detector):
             first = _fix(ev, allowed, interval, fleet)
             st = _Track(ts, [first], first)
             self._state.put(ev.entity, st, ts)
-            self._schedule(ev.entity, st, ts + allowed)
+            self._schedule(ev.entity, st, ts + allowed, self.lane_of(ev))
             return
         und = st.undecided
         came = self.arrived_at(ev)
@@ -358,7 +360,7 @@ class GapDetector(Detector):
             st.prev, st.last, st.max_ts = (last[0], last[1], last[2]), fix, ts
             und.append(fix)
             if st.timer is None:
-                self._schedule(ev.entity, st, min(f[0] + f[7] for f in und))
+                self._schedule(ev.entity, st, min(f[0] + f[7] for f in und), self.lane_of(ev))
         # An older fix (out of order within the bound) is followed within T by the
         # newest one, so it is decided at once; only its effect above remains.
 
@@ -385,7 +387,7 @@ class GapDetector(Detector):
             st.last, st.max_ts = heard, at_ms
             und.append(heard)
             if st.timer is None:
-                self._schedule(ev.entity, st, min(f[0] + f[7] for f in und))
+                self._schedule(ev.entity, st, min(f[0] + f[7] for f in und), self.lane_of(ev))
 
     def _reappeared(self, ev: GpsEvent, st: _Track, out: list[Alert]) -> None:
         """After a silence longer than allowed: far from where driving on would have
@@ -430,34 +432,36 @@ class GapDetector(Detector):
             )
         )
 
-    def _schedule(self, entity: str, st: _Track, deadline: int) -> None:
-        # One-second buckets keep the timer heap small. A bucket pops once the watermark
-        # reaches it, at most a second before the deadline is passed; a key popped too
-        # early is filed again and looked at on the next watermark.
+    def _schedule(self, entity: str, st: _Track, deadline: int, lane: str) -> None:
+        # One-second buckets keep the timer heap small. A bucket pops once the clock of
+        # the vehicle's lane (its source) or the shard's clock reaches it, at most a
+        # second before the deadline is passed; a key popped too early is filed again and
+        # looked at on the next advance.
         bucket = deadline // 1000 * 1000
         st.timer = bucket
-        self._timers.add(entity, bucket)
+        self._timers.add(entity, bucket, lane)
 
-    def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
-        if wm_ms <= self._wm:
-            return
-        self._wm = wm_ms
-        for bucket, entity in self._timers.pop_due(wm_ms):
+    def advance(
+        self, wm_ms: int, lanes: Sequence[tuple[str, int]], moved: bool, out: list[Alert]
+    ) -> None:
+        for bucket, entity, lane in self._timers.pop_due(wm_ms, lanes):
             st = self._state.get(entity, NO_WATERMARK)  # a look, not a use
             if st is None or st.timer != bucket:
                 continue  # evicted, or superseded
             st.timer = None
+            clock = self.clock_of(lane, wm_ms)
             keep: list[_Fix] = []
             for f in st.undecided:
-                if f[0] + f[7] < wm_ms:
+                if f[0] + f[7] < clock:
                     out.append(self._alert(entity, f))
                 else:
                     keep.append(f)
             st.undecided = keep
             if keep:
-                self._schedule(entity, st, min(f[0] + f[7] for f in keep))
-        self._state.evict_idle(wm_ms)
-        self._usual.evict_idle(wm_ms)
+                self._schedule(entity, st, min(f[0] + f[7] for f in keep), lane)
+        if moved:
+            self._state.evict_idle(wm_ms)
+            self._usual.evict_idle(wm_ms)
 
     def _alert(self, entity: str, f: _Fix) -> Alert:
         ts, lon, lat, zone, fix_id, cls, cargo, silence_ms, interval_ms, fleet_ms = f

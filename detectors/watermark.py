@@ -81,8 +81,27 @@ PARTITION_WINDOW = 63
 # Windowed and absence detectors decide this far behind the front of event time (the
 # newest time every active source reached): events from different sources reach the
 # flow up to a second or two apart, and those a little behind the front then need no
-# word of when they came (see ``front_lead_ms``).
+# word of when they came (see ``front_lead_ms``). A key whose own source is further
+# on is decided on that source's clock instead (``lane_ms``; ``[flow] source_slack_ms``).
 FRONT_SLACK_MS = 2_000
+# How far behind its own source's newest accepted event time a key's absence is judged
+# (the default of ``[flow] source_slack_ms``): one source's own reordering.
+SOURCE_SLACK_MS = 500
+
+
+def source_name(by: str, src: str | None, family: str) -> str:
+    """The watermark source an event belongs to under ``by`` (see the module docstring).
+
+    >>> source_name("gateway", "gw-7", "gps"), source_name("gateway", None, "gps")
+    ('gw-7', 'gps')
+    >>> source_name("family", "gw-7", "gps"), source_name("partition", "gw-7", "gps")
+    ('gps', '')
+    """
+    if by == "partition":
+        return ""
+    if by == "family":
+        return family
+    return src if src else family
 
 
 def front_lead_ms(max_out_of_order_ms: int) -> int:
@@ -123,6 +142,16 @@ class SourceClock:
     reported: bool = False
     # (event time, caller's item) of suspect events waiting for their source's verdict
     held: list[tuple[int, object]] = field(default_factory=list)
+    # The clock its keys' absence was last judged on (:meth:`Watermarker.lane_ms`).
+    lane_ms: int = NO_WATERMARK
+
+
+def _no_lane(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 clocks had not judged any key yet."""
+    for clock in data["clocks"].values():
+        if not hasattr(clock, "lane_ms"):
+            clock.lane_ms = NO_WATERMARK
+    return data
 
 
 def _no_held(data: dict[str, Any]) -> dict[str, Any]:
@@ -141,8 +170,8 @@ class Watermarker(Stateful):
     the configuration each time it is built."""
 
     STATE = ("clocks", "recent", "_seq", "combined_ms", "skewed")
-    STATE_VERSION = 2  # 2: held events in the source clocks
-    MIGRATIONS = {1: _no_held}
+    STATE_VERSION = 3  # 2: held events in the source clocks; 3: their lane clocks
+    MIGRATIONS = {1: _no_held, 2: _no_lane}
 
     __slots__ = (
         "by",
@@ -218,11 +247,33 @@ class Watermarker(Stateful):
 
     def source_of(self, src: str | None, family: str) -> str:
         """The watermark source an event belongs to (see the module docstring)."""
-        if self.by == "partition":
-            return ""
-        if self.by == "family":
-            return family
-        return src if src else family
+        return source_name(self.by, src, family)
+
+    def lane_ms(self, source: str, slack_ms: int, clock_ms: int | None = None) -> int:
+        """The clock ``source``'s own keys are judged on for absence: its newest accepted
+        event time less ``slack_ms``, but never ahead of the wall clock ``clock_ms``
+        (live) or, without one, of :attr:`heard_ms` + :data:`FRONT_SLACK_MS` (so a
+        source whose clock jumps ahead does not judge its keys there), and never back.
+        :meth:`keep_lane` records what was passed on.
+
+        >>> wm = Watermarker(30_000, by="gateway")
+        >>> [wm.observe(t, "gw-1") for t in (10_000, 11_000)]
+        ['on_time', 'on_time']
+        >>> wm.lane_ms("gw-1", 500), wm.lane_ms("gw-1", 500, clock_ms=10_800)
+        (10500, 10500)
+        >>> wm.lane_ms("gw-1", 500, clock_ms=10_200), wm.lane_ms("gw-9", 500) == NO_WATERMARK
+        (10200, True)
+        """
+        clock = self.clocks.get(source)
+        if clock is None or clock.max_ts_ms == NO_WATERMARK:
+            return NO_WATERMARK
+        cap = clock_ms if clock_ms is not None else self.heard_ms + FRONT_SLACK_MS
+        return max(clock.lane_ms, min(clock.max_ts_ms - slack_ms, cap))
+
+    def keep_lane(self, source: str, lane_ms: int) -> None:
+        clock = self.clocks.get(source)
+        if clock is not None and lane_ms > clock.lane_ms:
+            clock.lane_ms = lane_ms
 
     def reference_ms(self, source: str, clock_ms: int | None = None) -> int | None:
         """The time an event of ``source`` is measured against for the future guard."""

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from citywatch.detectors import params
-from citywatch.detectors.watermark import SOURCE_KINDS
+from citywatch.detectors.watermark import SOURCE_KINDS, SOURCE_SLACK_MS
 from citywatch.sinks.client import RedisOptions, RetryPolicy
 
 SYSTEM_FAMILY = "source"  # system alerts about the inputs (source.clock_skew)
@@ -48,6 +48,12 @@ class FlowSettings:
     # Events further ahead than this of the wall clock (live) or of their source's
     # recent median (replay) are dead-lettered as future-timestamp.
     max_future_s: int = 300
+    # Absence and windowed kinds judge a key on its own source's clock: that source's
+    # newest accepted event time less this (its own reordering; see "Live operation").
+    source_slack_ms: int = SOURCE_SLACK_MS
+    # Live runs (timers = "wall"): how often each detection shard wakes to advance its
+    # timers to the wall clock while input is quiet.
+    tick_ms: int = 250
 
     def __post_init__(self) -> None:
         params.positive("flow", "batch_size", self.batch_size)
@@ -55,6 +61,8 @@ class FlowSettings:
         params.non_negative("flow", "max_out_of_order_s", self.max_out_of_order_s)
         params.positive("flow", "source_idle_s", self.source_idle_s)
         params.positive("flow", "max_future_s", self.max_future_s)
+        params.non_negative("flow", "source_slack_ms", self.source_slack_ms)
+        params.positive("flow", "tick_ms", self.tick_ms)
         if self.watermark_source not in SOURCE_KINDS:
             msg = (
                 f'flow: "watermark_source" must be one of {", ".join(SOURCE_KINDS)}, '

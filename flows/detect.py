@@ -21,6 +21,7 @@ from citywatch.detectors.base import Detector, KeyedState, ZoneMeta, keyed_state
 from citywatch.detectors.events import DeadLetter, Event, GpsEvent
 from citywatch.detectors.geofence import GeofenceDetector
 from citywatch.detectors.geofence_video import VideoGeofenceDetector
+from citywatch.detectors.lanes import LaneClocks
 from citywatch.detectors.sensor import ThresholdDetector
 from citywatch.detectors.sensor_health import OfflineDetector, StuckDetector
 from citywatch.detectors.sensor_rate import RateDetector
@@ -51,6 +52,9 @@ class DetectorSuite(Stateful):
     jumps from every detector; ``reporter`` turns stops into rendezvous spans.
     """
 
+    STATE_VERSION = 2  # 2: the per-source clocks ("lanes"); version 1 restores without
+    MIGRATIONS = {1: lambda data: data}
+
     def __init__(
         self,
         detectors: Iterable[Detector],
@@ -58,6 +62,7 @@ class DetectorSuite(Stateful):
         gate: JumpFilter | None = None,
         reporter: SpanReporter | None = None,
         front_ms: int = 0,
+        by: str = "gateway",
     ) -> None:
         self.detectors = list(detectors)
         # How far ahead of the watermark detectors with ``on_front`` decide: near the
@@ -68,9 +73,14 @@ class DetectorSuite(Stateful):
         # Sources (Kafka partitions) feed a shard interleaved: act on their minimum.
         self.watermarks = SourceWatermarks()
         self._keyed: list[KeyedState[Any]] | None = None  # found on first use
+        # Each partition's sources' own clocks (``[flow] watermark_source`` names them):
+        # a key's absence is judged on its own source's clock when that is further on.
+        self.lanes = LaneClocks(by)
         self._by_type: dict[str, list[Detector]] = {}
         for det in self.detectors:
             self._by_type.setdefault(det.event_type, []).append(det)
+            if det.on_front:
+                det.lanes = self.lanes
 
     @classmethod
     def from_config(cls, cfg: Config, zones: Mapping[str, ZoneMeta]) -> DetectorSuite:
@@ -96,6 +106,7 @@ class DetectorSuite(Stateful):
             gate=JumpFilter(cfg.track_jump),
             reporter=SpanReporter(cfg.track_rendezvous, zones),
             front_ms=front_lead_ms(cfg.flow.max_out_of_order_s * 1000),
+            by=cfg.flow.watermark_source,
         )
 
     def set_zones(self, zones: Mapping[str, ZoneMeta]) -> None:
@@ -114,20 +125,25 @@ class DetectorSuite(Stateful):
         dead: list[DeadLetter] | None = None,
         spans: list[StopSpan] | None = None,
         heard: Iterable[tuple[Event, int]] = (),
+        clocks: Mapping[str, int] | None = None,
+        partition: str = "",
     ) -> int:
-        """Run ``events`` through the detectors, tell them which keys were ``heard``
-        from (events set aside, or stamped off the clock they came at; see
-        :meth:`Detector.on_heard` and :meth:`Detector.on_arrival`), then advance them to
-        ``wm_ms`` (windowed and absence detectors to ``wm_ms + front_ms``, near the front
-        of event time: they fire a tick after their condition holds); dead letters and
-        stop spans go to ``dead`` and ``spans`` (dropped when None). Returns the
-        watermark the detectors got: held back before fixes the gate still holds for
-        look-ahead."""
+        """Run ``events`` (of input partition ``partition``) through the detectors, tell
+        them which keys were ``heard`` from (events set aside, or stamped off the clock
+        they came at; see :meth:`Detector.on_heard` and :meth:`Detector.on_arrival`),
+        then advance them to ``wm_ms`` (windowed and absence detectors to ``wm_ms +
+        front_ms``, near the front of event time, and each key to its own source's
+        clock in ``clocks`` when that is further on: they fire a tick after their
+        condition holds); dead letters and stop spans go to ``dead`` and ``spans``
+        (dropped when None). Returns the watermark the detectors got: held back before
+        fixes the gate still holds for look-ahead."""
+        self.lanes.partition = partition
         dead = dead if dead is not None else []
         spans = spans if spans is not None else []
         events = events if isinstance(events, list) else list(events)
         front_ms = wm_ms + self.front_ms
         dropped: list[tuple[int, GpsEvent]] = []
+        floor = -NO_WATERMARK
         if self.gate is not None:
             events = self.gate.admit(events, dead)
             dropped = self.gate.take_dropped()
@@ -168,8 +184,12 @@ class DetectorSuite(Stateful):
                 if ev.type == "gps":
                     reporter.on_event(ev, spans)
             reporter.on_watermark(wm_ms)
+        moved = self.lanes.update(partition, clocks, floor) if clocks else []
         for det in self.detectors:
-            det.on_watermark(front_ms if det.on_front else wm_ms, out)
+            if det.on_front:
+                det.on_clocks(front_ms, moved, out)
+            else:
+                det.on_watermark(wm_ms, out)
         return wm_ms
 
     def live_keys(self) -> int:
@@ -198,6 +218,7 @@ class DetectorSuite(Stateful):
             "gate": self.gate.state() if self.gate is not None else None,
             "reporter": self.reporter.state() if self.reporter is not None else None,
             "watermarks": self.watermarks.state(),
+            "lanes": self.lanes.state(),
         }
         return Snapshot("DetectorSuite", self.STATE_VERSION, data)
 
@@ -213,6 +234,8 @@ class DetectorSuite(Stateful):
                 part.restore(data[name])
         self.watermarks.restore(data["watermarks"])
         self._keyed = None
+        if "lanes" in data:  # before per-source clocks: each lane starts unheard of
+            self.lanes.restore(data["lanes"])
 
 
 def _utc_now() -> datetime:
@@ -233,8 +256,9 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, ShardOutput, bytes]):
     config and that state restored into it.
 
     With ``timers="wall"`` (live runs) the shard also wakes every ``tick_s`` of
-    wall-clock time and advances its detectors to ``now - lag_ms`` when that is
-    ahead of event time, so timeouts (``track.gap``) fire while input is quiet.
+    wall-clock time (``[flow] tick_ms``) and advances its detectors to ``now - lag_ms``
+    when that is ahead of event time, so timeouts (``track.gap``) fire while input is
+    quiet. A wake-up costs only the timers due (per-lane heaps), not a walk over keys.
     Alert times still come from the events, so ids do not depend on when it fired.
     """
 
@@ -275,7 +299,9 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, ShardOutput, bytes]):
             if self._wall:
                 self._event_wm = max(self._event_wm, wm_ms)
                 wm_ms = max(wm_ms, self._wall_wm())
-            wm_ms = self.suite.process(batch.events, wm_ms, out, dead, spans, batch.heard)
+            wm_ms = self.suite.process(
+                batch.events, wm_ms, out, dead, spans, batch.heard, batch.clocks, batch.source
+            )
             top = max(top, wm_ms)
             for alert in out[start:]:
                 alert.ingest_ns = batch.ingest_ns
@@ -322,12 +348,20 @@ def shard_builder(
     lag_ms: int = 0,
     now: Callable[[], datetime] = _utc_now,
     snapshots: bool = True,
+    tick_s: float = 1.0,
 ) -> Callable[[Any], ShardLogic]:
     """``snapshots=False`` when the run keeps no recovery store (replays)."""
 
     def build(resume: Any) -> ShardLogic:
         return ShardLogic(
-            factory, zones, resume, timers=timers, lag_ms=lag_ms, now=now, snapshots=snapshots
+            factory,
+            zones,
+            resume,
+            timers=timers,
+            lag_ms=lag_ms,
+            tick_s=tick_s,
+            now=now,
+            snapshots=snapshots,
         )
 
     return build

@@ -144,6 +144,7 @@ def shard_step(
                     batch.idle,
                     batch.peers,
                     heard[i],
+                    batch.clocks,
                 ),
             )
             for i in range(shards)
@@ -204,6 +205,7 @@ def build_flow(
             timers=cfg.flow.timers,
             lag_ms=cfg.flow.max_out_of_order_s * 1000,
             snapshots=recoverable,
+            tick_s=cfg.flow.tick_ms / 1000,
         ),
     )
     detected = op.key_rm("shard_out", by_shard)  # ShardOutput

@@ -85,6 +85,10 @@ class StampedBatch:
     # arrival: their keys were heard from then, so absence detectors do not call them
     # silent (see ``citywatch.flows.stage_watermark``).
     heard: list[tuple[Event, int]] = field(default_factory=list)
+    # The clock of each of the partition's sources that moved on in this batch (its
+    # newest accepted event time less ``[flow] source_slack_ms``): the lanes the
+    # absence detectors judge that source's keys on (``citywatch.detectors.lanes``).
+    clocks: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,7 @@ class ShardBatch:
     idle: bool = False
     peers: tuple[str, ...] = ()
     heard: list[tuple[Event, int]] = field(default_factory=list)  # see StampedBatch
+    clocks: dict[str, int] = field(default_factory=dict)  # see StampedBatch
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,10 +20,12 @@ sensors and vehicles look silent; a jump ahead is reported once as
 ``source.clock_skew``, events behind are counted as late.
 
 Windowed and absence detectors decide near the front of event time, the
-watermark plus ``front_lead_ms`` (see ``citywatch.flows.detect``). An on-time
-event stamped behind that clock is passed on too, with the clock it came at, so
-those detectors let it change nothing they decided before it came: the same
-alerts for any batching.
+watermark plus ``front_lead_ms`` (see ``citywatch.flows.detect``), and each key
+on its own source's clock when that is further on: the source's newest accepted
+event time less ``[flow] source_slack_ms``, passed on per batch (``clocks``; see
+``citywatch.detectors.lanes``). An on-time event stamped behind either clock is
+passed on too, with the clock it came at, so those detectors let it change
+nothing they decided before it came: the same alerts for any batching.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ def watermark_step(
     split off late events, and dead-letter events too far in the future (see
     :mod:`citywatch.detectors.watermark`), raising ``source.clock_skew`` once a source."""
     live = flow.timers == "wall"
+    slack_ms = flow.source_slack_ms
 
     def stamp(state: Watermarker | None, batch: EventBatch) -> tuple[Watermarker, StampedBatch]:
         wm = state if state is not None else new_watermarker(flow)
@@ -73,17 +76,26 @@ def watermark_step(
         heard: list[tuple[Event, int]] = []
         lead_ms = front_lead_ms(wm.max_out_of_order_ms)
         ahead_ms = wm.idle_ms + wm.max_out_of_order_ms
+        touched: dict[str, None] = {}  # sources that accepted events, in order
 
-        def judge(ev: Event, verdict: str, at: int | None, ref: int | None = None) -> None:
+        def judge(
+            ev: Event, source: str | None, verdict: str, at: int | None, ref: int | None = None
+        ) -> None:
+            if source is None:
+                source = wm.source_of(ev.src, ev.type)
+            # The clock its key is judged on: its own source's (its lane), at least.
+            lane = wm.lane_ms(source, slack_ms, at)
             if verdict == ON_TIME:
                 on_time.append(ev)
+                touched[source] = None
                 mark = wm.watermark_ms
                 if mark == NO_WATERMARK:
                     return
-                if ev.ts_ms < mark + lead_ms:  # behind the clock the detectors decide on
-                    heard.append((ev, mark + lead_ms))
-                elif ev.ts_ms > wm.heard_ms + ahead_ms:  # its source's clock runs ahead
+                clock = max(mark + lead_ms, lane)
+                if ev.ts_ms > wm.heard_ms + ahead_ms:  # its source's clock runs ahead
                     heard.append((ev, wm.heard_ms))
+                elif ev.ts_ms < clock:  # behind the clock the detectors decide on
+                    heard.append((ev, clock))
                 return
             if verdict == HELD:  # decided later, by its source's next events
                 return
@@ -92,21 +104,28 @@ def watermark_step(
             elif verdict == FUTURE:
                 future.append(_future_letter(ev, wm, batch.source, at, ref))
             if wm.watermark_ms != NO_WATERMARK:  # its key spoke now, with a bad clock
-                heard.append((ev, wm.heard_ms))
+                heard.append((ev, max(wm.heard_ms, lane)))
 
+        at: int | None = clock_ms
         for i, ev in enumerate(batch.events):
             at = arrivals[i] if arrivals is not None else clock_ms
-            verdict = wm.observe(ev.ts_ms, wm.source_of(ev.src, ev.type), at, ev)
+            source = wm.source_of(ev.src, ev.type)
+            verdict = wm.observe(ev.ts_ms, source, at, ev)
             for item, decided, ref in wm.take_released():  # held before ``ev``: decided now
                 assert isinstance(item, Event)
-                judge(item, decided, None, ref)
-            judge(ev, verdict, at)
+                judge(item, None, decided, None, ref)
+            judge(ev, source, verdict, at)
         if batch.end:
             for item, decided, ref in wm.drain():
                 assert isinstance(item, Event)
-                judge(item, decided, None, ref)
+                judge(item, None, decided, None, ref)
         if live:  # sources silent for source_idle_s of wall time stop holding it back
             wm.advance(wall_ms)
+        clocks: dict[str, int] = {}
+        for source in touched:  # the lanes that moved on, as the detectors will see them
+            lane = wm.lane_ms(source, slack_ms, at)  # ``at``: the last event's wall clock
+            wm.keep_lane(source, lane)
+            clocks[source] = lane
         alerts: list[Alert] = []
         for source, ts_ms, ref_ms in wm.take_skewed():
             known = arrivals is not None or batch.wall_clock
@@ -129,6 +148,7 @@ def watermark_step(
             batch.peers,
             alerts,
             heard,
+            clocks,
         )
         return wm, stamped
 

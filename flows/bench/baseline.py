@@ -131,7 +131,16 @@ class Baseline:
         wm_ms = self.suite.watermarks.update(batch.source, batch.wm_ms, batch.idle, batch.peers)
         alerts: list[Alert] = list(batch.alerts)
         side = ShardOutput([], [], [], wm_ms)
-        self.suite.process(batch.events, wm_ms, alerts, side.dead, side.spans)
+        self.suite.process(
+            batch.events,
+            wm_ms,
+            alerts,
+            side.dead,
+            side.spans,
+            batch.heard,
+            batch.clocks,
+            batch.source,
+        )
         dead: list[DeadLetter] = batch.dead
         if side.dead:
             self.stats.add_parsed(0, {}, [d.category for d in side.dead])

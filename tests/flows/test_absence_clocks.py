@@ -72,10 +72,12 @@ def run(
     batch: int = 50,
     fronts: dict[str, tuple[int, int]] | None = None,
     lead_ms: int | None = None,
+    per_source: bool = True,
 ) -> list[Alert]:
     """The watermark step and one shard over ``events`` in batches of ``batch``, as the
     flow builds them; ``fronts`` gets, per alert id, the front of event time (watermark
-    + max_out_of_order_s) before and after the batch that raised it."""
+    + max_out_of_order_s) before and after the batch that raised it. ``per_source=False``
+    leaves out the sources' own clocks (``tests/flows/test_source_lanes.py``)."""
     flow = FlowSettings(shards=1)
     stamp = watermark_step(flow, RunStats())
     split = shard_step(1)
@@ -95,7 +97,10 @@ def run(
         wm, stamped = stamp(wm, EventBatch("rec", events[i : i + batch], [], 0))
         start = len(out)
         for _shard, sb in split(stamped):
-            suite.process(sb.events, sb.wm_ms, out, heard=sb.heard)
+            clocks = sb.clocks if per_source else None
+            suite.process(
+                sb.events, sb.wm_ms, out, heard=sb.heard, clocks=clocks, partition=sb.source
+            )
         if fronts is not None:
             fronts.update((a.id, (front, stamped.wm_ms + ooo_ms)) for a in out[start:])
         front = stamped.wm_ms + ooo_ms
@@ -201,8 +206,10 @@ def test_absence_and_windowed_kinds_fire_one_tick_after_the_condition() -> None:
     # minute 20. An alert is raised in the batch in which the front of event time (the
     # newest time every active source reached) passes its ts (a gauge's last reading +
     # 300 s, a truck's last fix + 180 s, a window's end), give or take the offline
-    # timers' whole second and the 2 s the detectors stay behind the front. Deciding on
-    # the watermark, as before, takes max_out_of_order_s (30 s) more.
+    # timers' tenth of a second and the 2 s the detectors stay behind the front. Deciding
+    # on the watermark, as before, takes max_out_of_order_s (30 s) more. With the
+    # sources' own clocks the same alerts come no later (gw-a's keys are then judged on
+    # gw-a's clock, while the silent gw-b holds the front back until it goes idle).
     events = [
         SensorEvent(ev.ts_ms, ev.sensor, ev.kind, 9.0, src=ev.src)
         if isinstance(ev, SensorEvent) and ev.sensor == "wl-a0" and ev.ts_ms < T0 + 20 * MIN
@@ -210,14 +217,18 @@ def test_absence_and_windowed_kinds_fire_one_tick_after_the_condition() -> None:
         for ev in stepped("gw-b", 10, 0, until=10)
     ]
     fronts: dict[str, tuple[int, int]] = {}
-    alerts = run(events, batch=1, fronts=fronts)
+    alerts = run(events, batch=1, fronts=fronts, per_source=False)
     assert sorted({a.kind for a in alerts}) == ["sensor.offline", "sensor.window", "track.gap"]
     for a in alerts:
         before, after = fronts[a.id]
         # The clock the detectors decide on is FRONT_SLACK_MS (2 s) behind the front.
         assert before <= a.ts_ms + FRONT_SLACK_MS + 1_000 < after + 1_000, (a.kind, a.subject)
+    by_source: dict[str, tuple[int, int]] = {}
+    lanes = run(events, batch=1, fronts=by_source)
+    assert sorted(a.id for a in lanes) == sorted(a.id for a in alerts)
+    assert all(by_source[a.id][1] <= fronts[a.id][1] for a in lanes)
     on_watermark: dict[str, tuple[int, int]] = {}
-    old = run(events, batch=1, fronts=on_watermark, lead_ms=0)
+    old = run(events, batch=1, fronts=on_watermark, lead_ms=0, per_source=False)
     assert sorted(a.id for a in old) == sorted(a.id for a in alerts)
     for a in old:
         assert on_watermark[a.id][1] - a.ts_ms >= 30_000, (a.kind, a.subject)

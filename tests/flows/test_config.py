@@ -203,6 +203,12 @@ BROKEN: list[tuple[str, Edit, list[str]]] = [
         ["[track] stop: expected a table, got string 'fast'"],
     ),  # noqa: E501
     ("flow-batch_size-zero", _set("flow.batch_size", 0), ["[flow]", '"batch_size" must be > 0']),
+    ("flow-tick_ms-zero", _set("flow.tick_ms", 0), ["[flow]", '"tick_ms" must be > 0']),
+    (
+        "flow-source_slack_ms-negative",
+        _set("flow.source_slack_ms", -1),
+        ["[flow]", '"source_slack_ms" must be >= 0'],
+    ),
     (
         "flow-unknown-setting",
         _set("flow.workers", 4),

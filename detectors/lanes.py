@@ -1,0 +1,221 @@
+"""Per-source clocks ("lanes") for the absence and windowed detectors.
+
+A *lane* is one watermark source of one input partition (``"gps#0|gw-7"``: the
+gateway, family or whole partition, as ``[flow] watermark_source`` names it). Its
+clock is the source's newest accepted event time less ``[flow] source_slack_ms``
+(one source's own reordering), stamped by the watermark step in arrival order.
+
+A key (a sensor, a vehicle) is judged on the clock of the lane its events come
+through, or on the shard's clock (the front of event time less 2 s, and in live
+runs also the wall clock) when that is further on: so a fast source decides the
+absence of its own keys a fraction of a second after the deadline, a source that
+itself goes quiet falls back to the shard's clock (its devices still go offline),
+and no source's clock ever judges another's keys.
+
+Deterministic for any batching: an event that comes behind its lane's clock is
+passed on with the clock it came at (``Detector.on_arrival``), and its lane's clock
+in a shard is never ahead of what it was when the watermark step stamped it.
+
+Timers and held items are filed per lane (:class:`LaneTimers`, :class:`LaneQueue`)
+with a heap of each lane's earliest due time, so advancing a lane or the shard's
+clock touches only what is due, never every key or every lane.
+
+>>> t = LaneTimers()
+>>> t.add("a", 1_000, "p|gw-1"); t.add("b", 1_000, "p|gw-2"); t.add("c", 5_000, "p|gw-1")
+>>> t.pop_due(0, [("p|gw-1", 1_200)])  # gw-1's clock passed 1 s; gw-2's did not
+[(1000, 'a', 'p|gw-1')]
+>>> t.pop_due(1_500)  # the shard's clock passed 1.5 s: gw-2's key too
+[(1000, 'b', 'p|gw-2')]
+>>> len(t)
+1
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Mapping
+from typing import Any, Generic, TypeVar
+
+from citywatch.detectors.events import Event
+from citywatch.detectors.state import Snapshot, Stateful, migrate
+from citywatch.detectors.timers import DueTimers
+from citywatch.detectors.watermark import NO_WATERMARK, source_name
+
+T = TypeVar("T")
+
+
+def lane_name(partition: str, source: str) -> str:
+    return f"{partition}|{source}"
+
+
+class LaneClocks(Stateful):
+    """The clock of every lane a shard heard of (monotone), and the partition of the
+    batch being processed (to name an event's lane; not state)."""
+
+    STATE = ("clocks",)
+
+    def __init__(self, by: str = "gateway") -> None:
+        self.by = by
+        self.clocks: dict[str, int] = {}
+        self.partition = ""
+
+    def lane(self, ev: Event) -> str:
+        """The lane ``ev`` came through (in the batch being processed)."""
+        return lane_name(self.partition, source_name(self.by, ev.src, ev.type))
+
+    def clock(self, lane: str) -> int:
+        return self.clocks.get(lane, NO_WATERMARK)
+
+    def update(self, partition: str, clocks: Mapping[str, int], cap: int) -> list[tuple[str, int]]:
+        """``partition``'s sources reached ``clocks`` (never beyond ``cap``); returns the
+        lanes that moved on, with their clocks."""
+        moved: list[tuple[str, int]] = []
+        known = self.clocks
+        for source, ms in clocks.items():
+            lane = lane_name(partition, source)
+            ms = min(ms, cap)
+            if ms > known.get(lane, NO_WATERMARK):
+                known[lane] = ms
+                moved.append((lane, ms))
+        return moved
+
+
+class _ByLane(Generic[T]):
+    """Per-lane containers and a heap of (earliest due, lane), stale entries allowed:
+    every lane with something pending has an entry at or before its earliest due."""
+
+    def __init__(self) -> None:
+        self._lanes: dict[str, T] = {}
+        self._next: list[tuple[int, str]] = []
+
+    def _first(self, box: T) -> int | None:
+        raise NotImplementedError
+
+    def _take(self, box: T, now_ms: int) -> list[Any]:
+        raise NotImplementedError
+
+    def _noted(self, lane: str, before: int | None, due: int) -> None:
+        if before is None or due < before:
+            heapq.heappush(self._next, (due, lane))
+
+    def _pop(self, now_ms: int, lanes: Iterable[tuple[str, int]]) -> list[tuple[Any, str]]:
+        out: list[tuple[Any, str]] = []
+        boxes = self._lanes
+        for lane, clock in lanes:
+            box = boxes.get(lane)
+            if box is not None and clock > now_ms:
+                out.extend((x, lane) for x in self._take(box, clock))
+                if self._first(box) is None:
+                    del boxes[lane]
+        nxt = self._next
+        while nxt and nxt[0][0] <= now_ms:
+            _, lane = heapq.heappop(nxt)
+            box = boxes.get(lane)
+            if box is None:
+                continue  # stale: emptied by its own clock
+            out.extend((x, lane) for x in self._take(box, now_ms))
+            first = self._first(box)
+            if first is None:
+                del boxes[lane]
+            else:
+                heapq.heappush(nxt, (first, lane))
+        return out
+
+
+class LaneTimers(_ByLane[DueTimers], Stateful):
+    """Key timers filed under a lane: one pops once its lane's clock or the shard's
+    clock reaches it (see the module docstring)."""
+
+    STATE_VERSION = 1
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self._lanes.values())
+
+    def _first(self, box: DueTimers) -> int | None:
+        return box.first()
+
+    def _take(self, box: DueTimers, now_ms: int) -> list[Any]:
+        return box.pop_due(now_ms)
+
+    def add(self, key: str, due_ms: int, lane: str = "") -> None:
+        box = self._lanes.get(lane)
+        if box is None:
+            box = self._lanes[lane] = DueTimers()
+        before = box.first()
+        box.add(key, due_ms)
+        self._noted(lane, before, due_ms)
+
+    def pop_due(
+        self, now_ms: int, lanes: Iterable[tuple[str, int]] = ()
+    ) -> list[tuple[int, str, str]]:
+        """(due, key, lane) of the timers due at or before ``now_ms`` or their lane's
+        clock in ``lanes`` (lanes that moved on), by lane in (due, key) order."""
+        return [(due, key, lane) for (due, key), lane in self._pop(now_ms, lanes)]
+
+    def state(self) -> Snapshot:
+        lanes = {lane: t.__getstate__() for lane, t in self._lanes.items()}
+        return Snapshot("LaneTimers", self.STATE_VERSION, {"lanes": lanes, "next": self._next})
+
+    def restore(self, snap: Snapshot) -> None:
+        if snap.kind == "DueTimers":  # a detector's timers before lanes: the shard's lane
+            old = DueTimers()
+            old.restore(snap)
+            self._lanes = {"": old} if len(old) else {}
+            first = old.first()
+            self._next = [] if first is None else [(first, "")]
+            return
+        data = migrate(LaneTimers, snap)
+        self._lanes = {}
+        for lane, saved in data["lanes"].items():
+            t = self._lanes[lane] = DueTimers()
+            t.__setstate__(saved)
+        self._next = list(data["next"])
+
+
+class LaneQueue(_ByLane[list[tuple[int, int, T]]], Stateful, Generic[T]):
+    """Items held until their lane's clock or the shard's clock passes their time, given
+    back in time order per lane (ties in the order they were held)."""
+
+    STATE_VERSION = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seq = 0
+
+    def __len__(self) -> int:
+        return sum(len(h) for h in self._lanes.values())
+
+    def _first(self, box: list[tuple[int, int, T]]) -> int | None:
+        return box[0][0] if box else None
+
+    def _take(self, box: list[tuple[int, int, T]], now_ms: int) -> list[Any]:
+        out = []
+        while box and box[0][0] <= now_ms:
+            out.append(heapq.heappop(box)[2])
+        return out
+
+    def add(self, ts_ms: int, item: T, lane: str = "") -> None:
+        box = self._lanes.get(lane)
+        if box is None:
+            box = self._lanes[lane] = []
+        before = self._first(box)
+        self._seq += 1
+        heapq.heappush(box, (ts_ms, self._seq, item))
+        self._noted(lane, before, ts_ms)
+
+    def pop_due(self, now_ms: int, lanes: Iterable[tuple[str, int]] = ()) -> list[tuple[T, str]]:
+        """(item, lane) of the items at or before ``now_ms`` or their lane's clock."""
+        return self._pop(now_ms, lanes)
+
+    def state(self) -> Snapshot:
+        data = {"lanes": self._lanes, "next": self._next, "seq": self._seq}
+        return Snapshot("LaneQueue", self.STATE_VERSION, data)
+
+    def restore(self, snap: Snapshot) -> None:
+        data = migrate(LaneQueue, snap)
+        self._lanes = {lane: list(box) for lane, box in data["lanes"].items()}
+        self._next = list(data["next"])
+        self._seq = data["seq"]
+
+
+__all__ = ["LaneClocks", "LaneQueue", "LaneTimers", "lane_name"]
