@@ -26,7 +26,7 @@ from citywatch.sinks.embedded_redis import (
     EmbeddedRedis,
     EmbeddedRedisError,
     find_redis_server,
-    free_port,
+    free_ports,
 )
 
 
@@ -62,13 +62,18 @@ class EmbeddedRedisCluster:
         args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                 "--cluster-node-timeout", str(node_timeout_ms)]  # fmt: skip
         # The cluster bus port defaults to port + 10000 (too high for ephemeral ports).
+        # Every node's client and bus ports are picked together, so that no two of them
+        # are the same port (one node then failed to bind and the cluster never formed).
+        count = masters * (1 + replicas)
+        ports = free_ports(2 * count)
         self.nodes = [
             EmbeddedRedis(
+                port=ports[2 * i],
                 workdir=self.workdir / f"node-{i}",
                 appendonly=appendonly,
-                extra_args=[*args, "--cluster-port", str(free_port())],
+                extra_args=[*args, "--cluster-port", str(ports[2 * i + 1])],
             )
-            for i in range(masters * (1 + replicas))
+            for i in range(count)
         ]
 
     @property

@@ -58,6 +58,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback ports (all held at once while they are picked:
+    one :func:`free_port` after another may hand out the same port twice)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(n):
+            s = stack.enter_context(
+                contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            )
+            s.bind(("127.0.0.1", 0))
+            ports.append(int(s.getsockname()[1]))
+        return ports
+
+
 class EmbeddedRedis:
     """A redis-server child process on 127.0.0.1; use as a context manager."""
 
