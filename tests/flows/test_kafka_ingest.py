@@ -135,7 +135,10 @@ def _run(bootstrap: str, redis_url: str, rec_dir: Path, *extra: str) -> str:
         text=True,
         timeout=TIMEOUT_S,
     )
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    # Every error line, then the tail: with -p 2 the first failure is often far above
+    # the other process's follow-up panic at the end.
+    errors = [ln for ln in proc.stderr.splitlines() if '"level":"info"' not in ln]
+    assert proc.returncode == 0, "\n".join(errors)[:4000] + "\n...\n" + proc.stderr[-2000:]
     return proc.stderr
 
 
