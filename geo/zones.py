@@ -266,10 +266,14 @@ class _Grid:
         cell = math.sqrt(w * h / target)
         nx, ny = int(w / cell) + 1, int(h / cell) + 1
         b = shapely.bounds(geoms)
-        ix0 = np.clip(((b[:, 0] - minx) // cell).astype(np.int64), 0, nx - 1)
-        ix1 = np.clip(((b[:, 2] - minx) // cell).astype(np.int64), 0, nx - 1)
-        iy0 = np.clip(((b[:, 1] - miny) // cell).astype(np.int64), 0, ny - 1)
-        iy1 = np.clip(((b[:, 3] - miny) // cell).astype(np.int64), 0, ny - 1)
+        # A zone's cells by the very expression ``locate`` puts a point in its cell
+        # (floor of the division, not ``//``: the two differ on some cell borders), so
+        # every point within a zone's bounds lands in one of that zone's cells (both
+        # are monotone in the coordinate).
+        ix0 = np.clip(np.floor((b[:, 0] - minx) / cell).astype(np.int64), 0, nx - 1)
+        ix1 = np.clip(np.floor((b[:, 2] - minx) / cell).astype(np.int64), 0, nx - 1)
+        iy0 = np.clip(np.floor((b[:, 1] - miny) / cell).astype(np.int64), 0, ny - 1)
+        iy1 = np.clip(np.floor((b[:, 3] - miny) / cell).astype(np.int64), 0, ny - 1)
         wz = ix1 - ix0 + 1
         counts = wz * (iy1 - iy0 + 1)
         total = int(counts.sum())

@@ -426,6 +426,23 @@ def test_index_equals_brute_force_with_holes_multipolygons_edges_and_vertices(
     assert_index_matches_brute_force(zones, pts[:, 0].tolist(), pts[:, 1].tolist())
 
 
+def test_a_vertex_on_a_cell_border_that_floor_division_puts_one_cell_lower() -> None:
+    # Found by the property test above: the zone's east vertex x = 0.827 is
+    # (0.827 + 0.398) // cell = 9 but floor((0.827 + 0.398) / cell) = 10 with this grid's
+    # cell (0.1225); the zone's cells were once listed with ``//``, so the vertex's
+    # cell did not hold the zone and the vertex came out in no zone.
+    zone = Zone(
+        "z",
+        "",
+        "k",
+        {},
+        shapely.Polygon([(0.827, 0), (0.525, 0), (-0.398, -0.784), (0.149, -0.503)]),
+    )
+    xs, ys = [0.827, 0.525, -0.398, 0.149, 0.676], [0.0, 0.0, -0.784, -0.503, 0.0]
+    assert_index_matches_brute_force([zone], xs, ys)
+    assert ZoneIndex([zone]).zones_of(np.array([0.827]), np.array([0.0])) == [("z",)]
+
+
 @settings(max_examples=60, deadline=2000)
 @given(st.lists(holed_polygons(), min_size=1, max_size=4))
 def test_boundary_rule_every_vertex_is_inside_its_zone(geoms: list[Any]) -> None:
