@@ -1,11 +1,13 @@
-"""Timed positions of FIT activity files as gzipped GPX 1.0 tracks (one per file).
+"""Timed positions of FIT (and TCX) activity files as gzipped GPX 1.0 tracks (one
+per file).
 
-The 1-5 s extracts in ``data/real/fit`` were made with it from the FIT test files
-of python-fitparse (MIT); it needs the ``fitparse`` package (MIT, PyPI), which the
-project does not depend on otherwise::
+The 1-5 s extracts in ``data/real/fit`` and ``data/real/runpandas`` were made with
+it from the test files of python-fitparse, tormoder/fit and runpandas (MIT); FIT
+needs the ``fitparse`` package (MIT, PyPI), which the project does not depend on
+otherwise (TCX is plain XML)::
 
     pip install fitparse
-    python -m citywatch.benchmarks.fit_to_gpx OUT_DIR FILE.fit ...
+    python -m citywatch.benchmarks.fit_to_gpx OUT_DIR FILE.fit FILE.tcx ...
 
 A record with a position and a timestamp becomes a ``<trkpt>`` with ``<time>``
 (UTC) and, where the file has one, ``<speed>`` (metres per second, the device's own
@@ -20,12 +22,37 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 SEMICIRCLE_DEG = 180 / 2**31
 
 
+def tcx_points(path: Path) -> list[tuple[datetime, float, float, float | None]]:
+    """(time, lat, lon, None) of every TCX ``Trackpoint`` with a position."""
+    out: list[tuple[datetime, float, float, float | None]] = []
+    root = ElementTree.parse(path).getroot()  # noqa: S314  (a file named by hand)
+    for tp in root.iter():
+        if not tp.tag.endswith("Trackpoint"):
+            continue
+        when = lat = lon = None
+        for c in tp.iter():
+            tag = c.tag.rsplit("}", 1)[-1]
+            if tag == "Time":
+                when = c.text
+            elif tag == "LatitudeDegrees":
+                lat = c.text
+            elif tag == "LongitudeDegrees":
+                lon = c.text
+        if when and lat and lon:
+            ts = datetime.fromisoformat(when.replace("Z", "+00:00")).astimezone(UTC)
+            out.append((ts.replace(tzinfo=None), float(lat), float(lon), None))
+    return out
+
+
 def points(path: Path) -> list[tuple[datetime, float, float, float | None]]:
     """(time, lat, lon, speed m/s) of every record with a position, in file order."""
+    if path.suffix.lower() == ".tcx":
+        return tcx_points(path)
     import fitparse  # type: ignore[import-not-found]  # noqa: PLC0415  (extracts only)
 
     out: list[tuple[datetime, float, float, float | None]] = []

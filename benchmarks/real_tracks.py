@@ -56,6 +56,23 @@ from citywatch.sinks.dispatch import Dispatch
 
 REAL = Path(__file__).resolve().parent.parent / "data" / "real"
 MAX_OBSERVED_MS = 30 * 60_000
+# The extracts of people and vehicles with fixes every 1-5 s: activities recorded by
+# sport watches, bicycle computers and phones (FIT and TCX test files of
+# python-fitparse, tormoder/fit and runpandas), two 1 s tracks of npm stoplight,
+# gpxo's 2 s walk and gpxpy's 5 s car
+FAST = [
+    *sorted((REAL / "fit").glob("*.gpx.gz")),
+    *sorted((REAL / "runpandas").glob("*.gpx.gz")),
+    *(
+        REAL / "gpx" / name
+        for name in (
+            "gpxo-ExampleTrack.gpx",
+            "around-visnjan-with-car.gpx",
+            "stoplight-sample.gpx",
+            "stoplight-sample-ride.gpx",
+        )
+    ),
+]
 
 
 @dataclass
@@ -303,11 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "gpx",
                 [str(p) for p in sorted((REAL / "gpx").glob("*.gpx"))],
             ),
-            (
-                "FIT activities, 1-5 s (python-fitparse and tormoder/fit test files)",
-                "gpx",
-                [str(p) for p in sorted((REAL / "fit").glob("*.gpx.gz"))],
-            ),
+            ("Real tracks at 1-5 s (data/real/README.md)", "gpx", [str(p) for p in FAST]),
         ]
     cfg = load_config(args.config)
     verdicts = [measure(name, fmt, paths, cfg, plain=args.plain) for name, fmt, paths in sets]

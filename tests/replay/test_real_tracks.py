@@ -34,8 +34,12 @@ FIT = sorted((REAL / "fit").glob("*.gpx.gz"))
 def test_the_extracts_ship_with_their_licences() -> None:
     assert (REAL / "tracktable" / "LICENSE.txt").read_text().find("Sandia") >= 0
     assert "Apache License" in (REAL / "gpx" / "LICENSE.txt").read_text()
-    for name in ("LICENSE-python-fitparse.txt", "LICENSE-tormoder-fit.txt"):
-        assert (REAL / "fit" / name).read_text().startswith(("MIT License", "The MIT License"))
+    for name in (
+        "fit/LICENSE-python-fitparse.txt",
+        "fit/LICENSE-tormoder-fit.txt",
+        "runpandas/LICENSE-runpandas.txt",
+    ):
+        assert (REAL / name).read_text().startswith(("MIT License", "The MIT License"))
     assert sum(p.stat().st_size for p in REAL.rglob("*")) < 4_000_000
 
 
