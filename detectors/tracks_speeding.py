@@ -7,17 +7,20 @@ the first fix over the limit and alerts once, when it has lasted ``min_over_s``,
 has ``min_fixes`` fixes over the limit and its mean speed over every fix since it
 started (those just under the limit too) is over the limit: a vehicle holding the
 limit, its reported speed wavering a km/h either side at one fix a second, is not
-speeding (it met "3 fixes over 60 s" within a minute); it ends (hysteresis) at the first
-fix at or below ``limit - clear_below_kmh``, or after ``max_fix_gap_s`` without
-a fix. Speed is the reported ``speed``, else derived over the track of the last
-``speed_window_s`` (path length over time, from the newest fix at least that
-old), never from one segment: timing jitter between two close fixes (1.2 km in
-a "7 s" that was really 14) is not speeding. Out-of-order fixes are ignored:
+speeding (it met "3 fixes over 60 s" within a minute). It ends (hysteresis) at
+the first fix at or below ``limit - clear_below_kmh``, after ``max_fix_gap_s``
+without a fix, or when it has lasted ``min_over_s`` with its mean at or under the
+limit (the next fix over the limit begins a new one). Speed is the reported
+``speed``, else derived over the track of the last ``speed_window_s`` (path
+length over time, from the newest fix at least that old), never from one
+segment: timing jitter between two close fixes (1.2 km in a "7 s" that was
+really 14) is not speeding. Out-of-order fixes are ignored:
 arrival order is fixed, so this is deterministic.
 
 The evidence names the limit and the zone that decided (those of the fix that
 completed the episode, the strictest limit it was over), the episode's mean
-speed over every fix (``speed_kmh``) and the highest speed of one fix (``max_speed_kmh``).
+speed over every fix (``speed_kmh``) and the highest speed of one fix
+(``max_speed_kmh``).
 
 Timeline (limit 80 km/h, min 60 s and 3 fixes, clear below 75)::
 
@@ -203,19 +206,22 @@ class SpeedingDetector(Detector):
             st.seen += 1
             st.seen_kmh += kmh
             st.derived = ev.speed_kmh is None
-            if (
-                not st.alerted
-                and st.fixes >= self.p.min_fixes
-                and ts - st.first_ts >= self.p.min_over_s * 1000
-                and st.seen_kmh > limit * st.seen
-            ):
-                st.alerted = True
-                out.append(self._alert(ev, st, limit, zone))
-        elif kmh <= limit - self.p.clear_below_kmh:
+        elif kmh <= limit - self.p.clear_below_kmh or not st.over:
             st.over = False
-        elif st.over:  # at or just under the limit: in the episode, not over
+            return
+        else:  # at or just under the limit: in the episode, not over
             st.seen += 1
             st.seen_kmh += kmh
+        if st.alerted or ts - st.first_ts < self.p.min_over_s * 1000:
+            return
+        if st.seen_kmh <= limit * st.seen:
+            # held at the limit, not over it: the episode ends, and the next fix over
+            # the limit begins a new one (an hour at the limit does not dilute the
+            # mean of the speeding that follows)
+            st.over = False
+        elif kmh > limit and st.fixes >= self.p.min_fixes:
+            st.alerted = True
+            out.append(self._alert(ev, st, limit, zone))
 
     def _extend(self, track: list[_Pos], ev: GpsEvent) -> None:
         """Add a fix; keep one fix at least ``speed_window_s`` old and the ones after it."""

@@ -215,3 +215,15 @@ def test_an_episode_from_a_version_1_snapshot_goes_on(per_key: bool) -> None:
     old = type(snap)(snap.kind, 1, pickle.loads(pickle.dumps(snap.data)))
     clone = SpeedingDetector.from_state(detector().p, {}, state=old)
     assert len(run(clone, fixes[3:])) == 1
+
+
+def test_an_hour_at_the_limit_does_not_delay_the_speeding_that_follows() -> None:
+    # one fix over the limit, then an hour at the limit wavering just under it, then
+    # a steady 40 km/h in the 30 zone: the hour at the limit ends its episode and
+    # does not dilute the mean of the speeding, which alerts after min_over_s
+    catalog = {"res-1": ZoneMeta("res-1", "residential")}
+    hour = [fix(s, 31.0 if s == 0 else 28.0 + (s % 3), zones=("res-1",)) for s in range(3600)]
+    fast = [fix(3600 + s, 40.0, zones=("res-1",)) for s in range(300)]
+    out = run(detector(catalog), hour + fast)
+    assert [(a.first_ts_ms - T0, a.ts_ms - T0) for a in out] == [(3600 * S, 3660 * S)]
+    assert out[0].evidence["speed_kmh"] == 40.0
