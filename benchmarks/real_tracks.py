@@ -1,13 +1,13 @@
 """False alerts of the track detectors on real public tracks moved onto Nantong.
 
 Each dataset is imported as ``citywatch import`` does (moved onto Nantong with
-its metric geometry, classes spread as ``hazmat_truck:2,tanker:1`` so every
-track detector, the tanker rendezvous included, applies), replayed through
-the whole flow (shipped config, every detector on, batch size 5000; each fix
-arrives at its own time, as from a live feed: the recording keeps
-``arrival_ms``, ``--plain`` leaves it out) and every ``track.*`` alert is
-judged by a hindsight oracle over the same fixes (an alert that comes out
-again when its incident's id moves is judged once):
+its metric geometry, GPX track by track as ``--each`` does, classes spread as
+``hazmat_truck:2,tanker:1`` so every track detector, the tanker rendezvous
+included, applies), replayed through the whole flow (shipped config, every
+detector on, batch size 5000; each fix arrives at its own time, as from a live
+feed: the recording keeps ``arrival_ms``, ``--plain`` leaves it out) and every
+``track.*`` alert is judged by a hindsight oracle over the same fixes (an alert
+that comes out again when its incident's id moves is judged once):
 
 - ``track.stop`` is false when it *repeats* a stay (an earlier stop alert of
   the vehicle within 200 m, the vehicle seen in between, never more than
@@ -23,10 +23,12 @@ again when its incident's id moves is judged once):
   shared time are more than 2 x ``radius_m`` apart or either moved.
 
 Vehicle-hours are the time between consecutive fixes of a vehicle, counting
-intervals up to 30 minutes. Alerts of the other families (geofences) are
-counted, not judged: they follow from where the moved tracks happen to lie.
+intervals up to 30 minutes; each rate comes with its one-sided 95 % Poisson
+upper bound (a rate shown by few vehicle-hours is not shown). Alerts of the
+other families (geofences) are counted, not judged: they follow from where the
+moved tracks happen to lie.
 
-    python -m citywatch.benchmarks.real_tracks            # the extracts in data/real
+    python -m citywatch.benchmarks.real_tracks            # data/real, the 1-5 s set too
     python -m citywatch.benchmarks.real_tracks --tracktable PATH.traj --gpx A.gpx ...
 """
 
