@@ -3,18 +3,24 @@
 The limit of a fix is the lowest of its class limit (``limits_kmh``), the limit
 of each zone kind it is in (``zone_limits_kmh``) and a zone's own rule
 ``speed_limit_kmh`` (which replaces its kind's limit). An episode starts with
-the first fix over the limit and alerts once, when it has lasted ``min_over_s``
-and has ``min_fixes`` fixes over the limit; it ends (hysteresis) at the first
-fix at or below ``limit - clear_below_kmh``, or after ``max_fix_gap_s`` without
-a fix. Speed is the reported ``speed``, else derived over the track of the last
-``speed_window_s`` (path length over time, from the newest fix at least that
-old), never from one segment: timing jitter between two close fixes (1.2 km in
-a "7 s" that was really 14) is not speeding. Out-of-order fixes are ignored:
+the first fix over the limit and alerts once, when it has lasted ``min_over_s``,
+has ``min_fixes`` fixes over the limit and its mean speed over every fix since it
+started (those just under the limit too) is over the limit: a vehicle holding the
+limit, its reported speed wavering a km/h either side at one fix a second, is not
+speeding (it met "3 fixes over 60 s" within a minute). It ends (hysteresis) at
+the first fix at or below ``limit - clear_below_kmh``, after ``max_fix_gap_s``
+without a fix, or when it has lasted ``min_over_s`` with its mean at or under the
+limit (the next fix over the limit begins a new one). Speed is the reported
+``speed``, else derived over the track of the last ``speed_window_s`` (path
+length over time, from the newest fix at least that old), never from one
+segment: timing jitter between two close fixes (1.2 km in a "7 s" that was
+really 14) is not speeding. Out-of-order fixes are ignored:
 arrival order is fixed, so this is deterministic.
 
 The evidence names the limit and the zone that decided (those of the fix that
 completed the episode, the strictest limit it was over), the episode's mean
-speed (``speed_kmh``) and the highest speed of one fix (``max_speed_kmh``).
+speed over every fix (``speed_kmh``) and the highest speed of one fix
+(``max_speed_kmh``).
 
 Timeline (limit 80 km/h, min 60 s and 3 fixes, clear below 75)::
 
@@ -35,13 +41,15 @@ Timeline (limit 80 km/h, min 60 s and 3 fixes, clear below 75)::
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
 
 from citywatch.detectors import params
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.base import ContractCase, Detector, KeyedState, ZoneCatalog
 from citywatch.detectors.events import Event, GpsEvent
+from citywatch.detectors.state import Snapshot, decode_records, encode_record
 from citywatch.geo.distance import haversine_m
 
 OWNER = "track.speeding"
@@ -97,6 +105,34 @@ class _Episode:
     first_id: str | None = None
     alerted: bool = False
     derived: bool = False
+    # every fix of the episode, those between ``limit - clear_below_kmh`` and the
+    # limit too: the episode's mean speed, which must be over the limit
+    seen: int = 0
+    seen_kmh: float = 0.0
+
+
+def _with_episode_mean(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 -> 2: an episode under way gains its mean over every fix, started from
+    what version 1 kept (its fixes over the limit)."""
+    keyed = data.get("_state")
+    if not isinstance(keyed, Snapshot):
+        return data
+
+    def widened(st: Any) -> Any:
+        if isinstance(st, _Episode) and not hasattr(st, "seen"):
+            st.seen, st.seen_kmh = st.fixes, st.sum_kmh
+        return st
+
+    if keyed.version == 1:  # one pickle of all keys
+        for _key, st in keyed.data.get("items", []):
+            widened(st)
+    else:
+        records = b"".join(
+            encode_record((key, used, seen, widened(st)))
+            for (key, used, seen, st), _raw in decode_records(keyed.data["records"])
+        )
+        data["_state"] = replace(keyed, data={**keyed.data, "records": records})
+    return data
 
 
 class SpeedingDetector(Detector):
@@ -104,6 +140,10 @@ class SpeedingDetector(Detector):
     event_type = "gps"
 
     STATE = ("_state",)
+    STATE_VERSION = 2  # 2: the episode's mean over every fix
+    MIGRATIONS: ClassVar[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
+        1: _with_episode_mean
+    }
 
     def __init__(self, p: SpeedingParams, zones: ZoneCatalog) -> None:
         self.p = p
@@ -159,19 +199,29 @@ class SpeedingDetector(Detector):
             if not st.over:
                 st.over, st.first_ts, st.first_id, st.alerted = True, ts, ev.id, False
                 st.fixes, st.max_kmh, st.sum_kmh = 0, 0.0, 0.0
+                st.seen, st.seen_kmh = 0, 0.0
             st.fixes += 1
             st.max_kmh = max(st.max_kmh, kmh)
             st.sum_kmh += kmh
+            st.seen += 1
+            st.seen_kmh += kmh
             st.derived = ev.speed_kmh is None
-            if (
-                not st.alerted
-                and st.fixes >= self.p.min_fixes
-                and ts - st.first_ts >= self.p.min_over_s * 1000
-            ):
-                st.alerted = True
-                out.append(self._alert(ev, st, limit, zone))
-        elif kmh <= limit - self.p.clear_below_kmh:
+        elif kmh <= limit - self.p.clear_below_kmh or not st.over:
             st.over = False
+            return
+        else:  # at or just under the limit: in the episode, not over
+            st.seen += 1
+            st.seen_kmh += kmh
+        if st.alerted or ts - st.first_ts < self.p.min_over_s * 1000:
+            return
+        if st.seen_kmh <= limit * st.seen:
+            # held at the limit, not over it: the episode ends, and the next fix over
+            # the limit begins a new one (an hour at the limit does not dilute the
+            # mean of the speeding that follows)
+            st.over = False
+        elif kmh > limit and st.fixes >= self.p.min_fixes:
+            st.alerted = True
+            out.append(self._alert(ev, st, limit, zone))
 
     def _extend(self, track: list[_Pos], ev: GpsEvent) -> None:
         """Add a fix; keep one fix at least ``speed_window_s`` old and the ones after it."""
@@ -208,7 +258,7 @@ class SpeedingDetector(Detector):
                 "cargo": ev.cargo,
                 "limit_kmh": limit,
                 "limit_zone": zone,
-                "speed_kmh": round(st.sum_kmh / st.fixes, 1),
+                "speed_kmh": round(st.seen_kmh / st.seen, 1),
                 "max_speed_kmh": round(float(st.max_kmh), 1),
                 "speed_from": (
                     f"track over {self.p.speed_window_s} s" if st.derived else "reported"

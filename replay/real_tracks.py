@@ -32,6 +32,7 @@ them in event-time order as a recording ``citywatch replay`` reads.
 from __future__ import annotations
 
 import csv
+import gzip
 import math
 import re
 import zlib
@@ -125,12 +126,16 @@ def read_marinecadastre(path: str | Path) -> Iterator[Fix]:
 
 
 def read_gpx(path: str | Path) -> Iterator[Fix]:
-    """Timed track points of a GPX file; each ``<trk>`` is one entity (file stem + #)."""
-    stem = Path(path).stem
+    """Timed track points of a GPX file (``.gpx.gz``: gzipped); each ``<trk>`` is one
+    entity (file stem + #)."""
+    name = Path(path).name
+    stem = Path(name.removesuffix(".gz")).stem
     try:
-        # expat (>= 2.4.1) bounds entity expansion and never loads external entities
-        root = ElementTree.parse(path).getroot()  # noqa: S314
-    except ElementTree.ParseError as exc:
+        opened = gzip.open(path) if name.endswith(".gz") else open(path, "rb")  # noqa: SIM115
+        with opened as fh:
+            # expat (>= 2.4.1) bounds entity expansion and never loads external entities
+            root = ElementTree.parse(fh).getroot()  # noqa: S314
+    except (ElementTree.ParseError, gzip.BadGzipFile, EOFError) as exc:
         msg = f"{path}: not a GPX file: {exc}"
         raise FormatError(msg) from None
     ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
@@ -163,9 +168,21 @@ def read_all(fmt: str, paths: Iterable[str | Path]) -> list[Fix]:
     return sorted(seen.values(), key=lambda f: (f.ts_ms, f.entity))
 
 
-def relocate(fixes: Sequence[Fix], centre: tuple[float, float] = NANTONG) -> list[Fix]:
+def relocate(
+    fixes: Sequence[Fix], centre: tuple[float, float] = NANTONG, *, each: bool = False
+) -> list[Fix]:
     """Translate ``fixes`` so that their centre lands on ``centre``, keeping every
-    fix's east/north offset in metres (the real distances, speeds and stops)."""
+    fix's east/north offset in metres (the real distances, speeds and stops).
+
+    ``each``: move every entity's own centre there (tracks recorded in different
+    countries: one centre for all would put some thousands of kilometres away, where
+    the east/west scale of the centre's latitude no longer holds)."""
+    if each:
+        by: dict[str, list[Fix]] = {}
+        for f in fixes:
+            by.setdefault(f.entity, []).append(f)
+        moved = [m for part in by.values() for m in relocate(part, centre)]
+        return sorted(moved, key=lambda f: (f.ts_ms, f.entity))
     if not fixes:
         return []
     lons = sorted(f.lon for f in fixes)

@@ -39,7 +39,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "them onto the GPS input contract and write a recording for citywatch replay. "
             "Formats: tracktable (.traj, e.g. the AIS of PyPI tracktable-data), "
             "marinecadastre (AIS CSV with BaseDateTime,LON,LAT,MMSI,SOG,COG), gpx (timed "
-            "track points). Small extracts ship in the repository under data/real/."
+            "track points, also gzipped as .gpx.gz). Small extracts ship in the repository "
+            "under data/real/."
         ),
     )
     p.add_argument("format", choices=sorted(READERS), help="the input format")
@@ -58,6 +59,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=NANTONG,
         help=f"where the set's centre lands, LON,LAT (default {NANTONG[0]},{NANTONG[1]})",
     )
+    p.add_argument(
+        "--each",
+        action="store_true",
+        help="move every track's own centre to --centre (tracks recorded in different "
+        "cities or countries, such as a collection of GPX or FIT activities)",
+    )
     p.add_argument("--start", default=None, help="move the first fix to this time (RFC 3339)")
     p.add_argument("--source", default=None, help="entity id prefix and src (default: format)")
     p.set_defaults(func=run)
@@ -74,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if not fixes:
         print(f"citywatch import: no timed fixes in {', '.join(args.paths)}", file=sys.stderr)
         return 2
-    fixes = relocate(fixes, args.centre)
+    fixes = relocate(fixes, args.centre, each=args.each)
     if start is not None:
         fixes = shift_to(fixes, start)
     source = args.source or args.format

@@ -175,3 +175,55 @@ def test_derived_speed_is_robust_to_timing_jitter() -> None:
     ev = out[0].evidence
     assert ev["max_speed_kmh"] < 110 and ev["speed_kmh"] == pytest.approx(99, abs=3)
     assert ev["speed_from"] == "track over 30 s"
+
+
+def wavering(mean_kmh: float, seconds: int) -> list[GpsEvent]:
+    """One fix a second in a residential zone (30 km/h), the reported speed wavering
+    1.2 km/h either side of ``mean_kmh`` (a bicycle computer's speed at a steady pace)."""
+    swing = (-1.2, -0.4, 0.4, 1.2, 0.4, -0.4)
+    return [
+        fix(s, round(mean_kmh + swing[s % len(swing)], 1), zones=("res-1",)) for s in range(seconds)
+    ]
+
+
+def test_holding_the_limit_at_one_fix_a_second_is_not_speeding() -> None:
+    # 29.6 km/h on average in a 30 km/h zone: one fix in six reads 30.8,
+    # enough for "3 fixes over the limit, 60 s after the first" within a minute; the
+    # episode's mean over every fix (29.6) is not over the limit
+    catalog = {"res-1": ZoneMeta("res-1", "residential")}
+    assert run(detector(catalog), wavering(29.6, 180)) == []
+    # the same wavering 2 km/h higher is: one alert, its speed the mean of every fix
+    out = run(detector(catalog), wavering(31.6, 180))
+    assert len(out) == 1
+    assert out[0].evidence["speed_kmh"] == pytest.approx(31.6, abs=0.3)
+
+
+@pytest.mark.parametrize("per_key", [False, True], ids=["one-pickle", "per-key-records"])
+def test_an_episode_from_a_version_1_snapshot_goes_on(per_key: bool) -> None:
+    # a version 1 state (no mean over every fix): the episode under way goes on from
+    # its fixes over the limit and alerts as before, in either layout of the keys
+    det = detector()
+    fixes = series([95] * 6)
+    run(det, fixes[:3])
+    for ep in det._state._items.values():
+        del ep.seen, ep.seen_kmh  # as unpickled from version 1: the slots are unset
+    if per_key:
+        det._state.state()  # the next snapshot encodes only changed keys: none
+        det._state.precode(len(det._state._items))
+    snap = det.state()
+    assert (snap.data["_state"].version == 2) is per_key
+    old = type(snap)(snap.kind, 1, pickle.loads(pickle.dumps(snap.data)))
+    clone = SpeedingDetector.from_state(detector().p, {}, state=old)
+    assert len(run(clone, fixes[3:])) == 1
+
+
+def test_an_hour_at_the_limit_does_not_delay_the_speeding_that_follows() -> None:
+    # one fix over the limit, then an hour at the limit wavering just under it, then
+    # a steady 40 km/h in the 30 zone: the hour at the limit ends its episode and
+    # does not dilute the mean of the speeding, which alerts after min_over_s
+    catalog = {"res-1": ZoneMeta("res-1", "residential")}
+    hour = [fix(s, 31.0 if s == 0 else 28.0 + (s % 3), zones=("res-1",)) for s in range(3600)]
+    fast = [fix(3600 + s, 40.0, zones=("res-1",)) for s in range(300)]
+    out = run(detector(catalog), hour + fast)
+    assert [(a.first_ts_ms - T0, a.ts_ms - T0) for a in out] == [(3600 * S, 3660 * S)]
+    assert out[0].evidence["speed_kmh"] == 40.0

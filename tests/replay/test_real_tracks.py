@@ -16,6 +16,7 @@ from citywatch.flows.config import Config
 from citywatch.geo.distance import haversine_m
 from citywatch.replay.real_tracks import (
     NANTONG,
+    Fix,
     FormatError,
     read_all,
     read_gpx,
@@ -27,12 +28,19 @@ from citywatch.replay.real_tracks import (
 REAL = Path(__file__).resolve().parents[2] / "data" / "real"
 AIS = REAL / "tracktable" / "NYHarbor_2020_12_08.traj"
 GPX = sorted((REAL / "gpx").glob("*.gpx"))
+FIT = sorted((REAL / "fit").glob("*.gpx.gz"))
 
 
 def test_the_extracts_ship_with_their_licences() -> None:
     assert (REAL / "tracktable" / "LICENSE.txt").read_text().find("Sandia") >= 0
     assert "Apache License" in (REAL / "gpx" / "LICENSE.txt").read_text()
-    assert sum(p.stat().st_size for p in REAL.rglob("*")) < 3_000_000
+    for name in (
+        "fit/LICENSE-python-fitparse.txt",
+        "fit/LICENSE-tormoder-fit.txt",
+        "runpandas/LICENSE-runpandas.txt",
+    ):
+        assert (REAL / name).read_text().startswith(("MIT License", "The MIT License"))
+    assert sum(p.stat().st_size for p in REAL.rglob("*")) < 4_000_000
 
 
 def test_tracktable_ais_reads_as_vessels_of_new_york_harbour() -> None:
@@ -67,6 +75,55 @@ def test_gpx_tracks_read_with_times_only() -> None:
     fixes = [f for p in GPX for f in read_gpx(p)]
     assert len({f.entity for f in fixes}) >= 3
     assert all(f.entity.split("#")[0] in {p.stem for p in GPX} for f in fixes)
+
+
+def test_fit_extracts_read_gzipped_as_tracks_at_one_to_five_seconds() -> None:
+    fixes = read_all("gpx", FIT)
+    by: dict[str, list[int]] = {}
+    for f in fixes:
+        by.setdefault(f.entity, []).append(f.ts_ms)
+    assert len(by) == len(FIT) == 20
+    assert {e.split("#")[0] for e in by} == {p.name.removesuffix(".gpx.gz") for p in FIT}
+    steps = sorted(b - a for ts in by.values() for a, b in zip(ts, ts[1:], strict=False))
+    assert steps[len(steps) // 2] == 1000 and steps[(9 * len(steps)) // 10] <= 5000
+    assert sum(s for s in steps if s <= 1_800_000) / 3_600_000 > 30  # vehicle-hours
+    assert sum(f.speed_kmh is not None for f in fixes) > len(fixes) // 2  # the device's
+
+
+def test_a_gzipped_file_that_is_not_gzip_is_a_format_error(tmp_path: Path) -> None:
+    bad = tmp_path / "track.gpx.gz"
+    bad.write_text("<gpx></gpx>")
+    with pytest.raises(FormatError, match="not a GPX file"):
+        list(read_gpx(bad))
+
+
+def test_relocating_each_track_keeps_far_apart_tracks_true_to_scale() -> None:
+    # a ride in Toronto (43.7 N) and one in Shanghai (31.3 N): moved as one set, the
+    # Toronto ride lands 1,000s of km from Nantong, its east-west metres scaled by the
+    # set centre's latitude; moved each on its own, both keep their distances
+    two = [p for p in FIT if p.name.startswith(("garmin-edge-500", "2019-02-17"))]
+    fixes = read_all("gpx", two)
+    assert len({f.entity for f in fixes}) == 2
+
+    def worst(moved: list[Fix]) -> float:
+        pairs: dict[str, tuple[Fix, Fix]] = {}
+        for a, b in zip(fixes, moved, strict=True):
+            if a.entity not in pairs or a.ts_ms % 600_000 == 0:
+                pairs[a.entity] = (a, b)
+        errs = []
+        for a, b in zip(fixes, moved, strict=True):
+            a0, b0 = pairs[a.entity]
+            d = haversine_m(a0.lon, a0.lat, a.lon, a.lat)
+            if d > 500:
+                errs.append(abs(haversine_m(b0.lon, b0.lat, b.lon, b.lat) / d - 1))
+        return max(errs)
+
+    each = relocate(fixes, each=True)
+    assert worst(each) < 0.01 < worst(relocate(fixes))
+    assert [(f.entity, f.ts_ms) for f in each] == [(f.entity, f.ts_ms) for f in fixes]
+    for entity in {f.entity for f in fixes}:
+        mine = [f for f in each if f.entity == entity]
+        assert haversine_m(*NANTONG, mine[len(mine) // 2].lon, mine[len(mine) // 2].lat) < 30_000
 
 
 def test_marinecadastre_csv_speed_in_km_h(tmp_path: Path) -> None:
@@ -141,3 +198,27 @@ def test_real_ais_alerts_do_not_depend_on_batch_size(config: Config) -> None:
     kinds = Counter(orjson.loads(a)["kind"] for a in runs[0])
     assert kinds["track.gap"] > 40 and kinds["track.rendezvous"] >= 1
     assert runs[0] == runs[1] == runs[2]
+
+
+@pytest.mark.slow
+def test_one_second_tracks_give_the_same_alerts_at_every_batch_size(config: Config) -> None:
+    # Three real 1 s tracks (a ride with a long stop and pauses, two rides over a
+    # residential zone's limit) in one stream, each fix arriving at its own time: the
+    # same alerts, byte for byte, in batches of 1, 7, 500 and 5,000 fixes.
+    import dataclasses
+
+    from citywatch.benchmarks.real_tracks import _replay
+    from citywatch.replay.real_tracks import class_picker, to_events
+
+    names = ("mornindew-broken", "null_compressed_speed_dist", "2015-10-13-08-43-15")
+    fixes = relocate(read_all("gpx", [REAL / "fit" / f"{n}.gpx.gz" for n in names]), each=True)
+    events = list(to_events(fixes, "gpx", class_picker("hazmat_truck:2,tanker:1")))
+    lines = [orjson.dumps(ev) for ev in events]
+    runs = []
+    for size in (1, 7, 500, 5000):
+        cfg = dataclasses.replace(config, flow=dataclasses.replace(config.flow, batch_size=size))
+        alerts, _dead = _replay(cfg, lines, [f.ts_ms for f in fixes])
+        runs.append(sorted(orjson.dumps(a.to_json()) for a in alerts))
+    kinds = Counter(orjson.loads(a)["kind"] for a in runs[0])
+    assert kinds["track.gap"] >= 3 and kinds["track.stop"] >= 1 and kinds["track.speeding"] >= 1
+    assert runs[0] == runs[1] == runs[2] == runs[3]
