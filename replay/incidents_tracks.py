@@ -71,7 +71,11 @@ def hazmat_gps_gap(gen: Scene, b: int, base: int, span: int) -> None:
     """A hazmat truck's GPS goes silent for 8 minutes while it drives (track.gap)."""
     if span < 30 * MINUTE:
         return
-    legs = _depot_trip(gen, "hazmat_truck", 2000.0, base, base + 5 * MINUTE, 45.0)
+    # It sets off 2 minutes before the silence: a route of 2 km or more at 45 km/h
+    # lasts 2.7 minutes or more, so the silence begins on the road. (Setting off at
+    # +5 min, a short route had reached its depot before +10 min: a parked truck is
+    # allowed parked_silence_s, and its 8 silent minutes were rightly not alerted.)
+    legs = _depot_trip(gen, "hazmat_truck", 2000.0, base, base + 8 * MINUTE, 45.0)
     if legs is None:
         return
     period = 15_000
