@@ -61,7 +61,7 @@ from typing import Any
 
 import numpy as np
 
-from citywatch.detectors.anomaly.params import BaselineParams
+from citywatch.detectors.anomaly.params import BaselineParams, normal_z_of_t
 from citywatch.detectors.anomaly.slots import SlotTable
 from citywatch.detectors.state import Stateful
 
@@ -135,7 +135,7 @@ _FIELDS: dict[str, tuple[Any, tuple[int, ...]]] = {
     "ep_on": (np.bool_, ()),
     "ep_first": (np.int64, ()),
     "ep_peak": (np.float32, ()),
-    "ep_below": (np.int16, ()),
+    "ep_below": (np.int16, ()),  # outside an episode, -1: a young near-alert held
     "ep_day": (np.int32, ()),
     "day_alerts": (np.int16, ()),
 }
@@ -166,6 +166,7 @@ class StepResult:
     tail: np.ndarray
     season: np.ndarray
     level_away: np.ndarray
+    z_residual_raw: np.ndarray  # z_residual before the Student-t mapping
 
 
 class KindCalibration(Stateful):
@@ -328,7 +329,10 @@ class BaselineBank(Stateful):
         floor2 = p.min_scale * p.min_scale
         sig_c = np.sqrt(np.maximum(mse, floor2))
         sigma = sig_c[rows, c]
-        z_res = np.abs(e[rows, c]) / sigma
+        # a young model's spread is a sample estimate (n readings): its residual is
+        # Student-t, scored as the normal distance of the same tail probability
+        z_raw = np.abs(e[rows, c]) / sigma
+        z_res = normal_z_of_t(z_raw, n - 1.0)
         clip = np.where(warm[:, None], p.clip_z * sig_c, np.inf)
         e_cl = np.clip(e, -clip, clip)
         # the fast level's deviation from the slow baseline (drift, shift, broken cycle),
@@ -517,6 +521,7 @@ class BaselineBank(Stateful):
             tail[:, 0],
             c,
             level_away,
+            z_raw / tail[:, 0],
         )
 
     def score_only(self, s: np.ndarray, ts: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -6,7 +6,11 @@ then learned, a batch at a time in ``on_watermark`` (or when the buffer fills),
 each sensor's readings in arrival order. A reading whose score reaches the
 kind's calibrated threshold opens an episode; the episode raises one alert
 (while the sensor's alert budget for the local day lasts) and ends after
-``clear_readings`` readings below ``clear_score``.
+``clear_readings`` readings below ``clear_score``. A young model's residual is
+scored as Student-t (its spread is estimated from few readings); a reading that
+reaches the threshold only without that correction is held, and opens the
+episode one reading later if that next reading scores ``clear_score`` or more (a
+step stays away, a lone outlier does not).
 
 Timeline (warm-up 20 readings, one reading a minute, a level shift at minute 30)::
 
@@ -151,7 +155,12 @@ class SensorAnomalyDetector(Detector):
         p = bank.p
         a = bank._a  # noqa: SLF001 - the bank's arrays are this detector's state
         hot = res.score >= thr
-        look = np.flatnonzero(hot | a["ep_on"][s])
+        # without the young model's Student-t mapping it would alert: held one reading
+        raw = np.where(res.surprise > 0, np.maximum(res.surprise, 2.0 * res.z_residual_raw), 0)
+        h2 = p.half_score_surprise * p.half_score_surprise
+        near = ~hot & (raw * raw / (raw * raw + h2) >= thr)
+        held = ~a["ep_on"][s] & (a["ep_below"][s] < 0)
+        look = np.flatnonzero(hot | near | held | a["ep_on"][s])
         for j in look.tolist():
             i = int(s[j])
             score = float(res.score[j])
@@ -169,7 +178,8 @@ class SensorAnomalyDetector(Detector):
                     a["ep_below"][i] = 0
                     a["ep_peak"][i] = max(float(a["ep_peak"][i]), score)
                 continue
-            if not hot[j]:
+            if not hot[j] and not (held[j] and score >= p.clear_score):
+                a["ep_below"][i] = -1 if near[j] else 0
                 continue
             a["ep_on"][i], a["ep_first"][i], a["ep_peak"][i], a["ep_below"][i] = (
                 True,
