@@ -166,7 +166,7 @@ class StepResult:
     tail: np.ndarray
     season: np.ndarray
     level_away: np.ndarray
-    z_residual_raw: np.ndarray  # z_residual before the Student-t mapping
+    score_t: np.ndarray  # the score with the residual as Student-t (alerts use it)
 
 
 class KindCalibration(Stateful):
@@ -329,10 +329,7 @@ class BaselineBank(Stateful):
         floor2 = p.min_scale * p.min_scale
         sig_c = np.sqrt(np.maximum(mse, floor2))
         sigma = sig_c[rows, c]
-        # a young model's spread is a sample estimate (n readings): its residual is
-        # Student-t, scored as the normal distance of the same tail probability
-        z_raw = np.abs(e[rows, c]) / sigma
-        z_res = normal_z_of_t(z_raw, n - 1.0)
+        z_res = np.abs(e[rows, c]) / sigma
         clip = np.where(warm[:, None], p.clip_z * sig_c, np.inf)
         e_cl = np.clip(e, -clip, clip)
         # the fast level's deviation from the slow baseline (drift, shift, broken cycle),
@@ -421,6 +418,11 @@ class BaselineBank(Stateful):
         surprise = np.where(scored, surprise, 0.0)
         h2 = p.half_score_surprise * p.half_score_surprise
         score = surprise * surprise / (surprise * surprise + h2)
+        # for the alert decision: a young model's spread is a sample estimate (n
+        # readings), its residual Student-t, read as the normal distance of equal tail
+        ratio[:, 0] = normal_z_of_t(z_res, n - 1.0) / tail[:, 0]
+        st = np.where(scored, -np.log10(TAIL_LEVEL) * (ratio * FEATURE_WEIGHT).max(axis=1), 0)
+        ratio[:, 0] = zs[:, 0] / tail[:, 0]
         # the level distance's score even before it is scored (episodes end on it too:
         # a step found by the residual in the warm-up must not end its episode while
         # the fast level has followed it, to alert again when the level is scored)
@@ -521,7 +523,7 @@ class BaselineBank(Stateful):
             tail[:, 0],
             c,
             level_away,
-            z_raw / tail[:, 0],
+            st * st / (st * st + h2),
         )
 
     def score_only(self, s: np.ndarray, ts: np.ndarray, x: np.ndarray) -> np.ndarray:

@@ -7,10 +7,11 @@ each sensor's readings in arrival order. A reading whose score reaches the
 kind's calibrated threshold opens an episode; the episode raises one alert
 (while the sensor's alert budget for the local day lasts) and ends after
 ``clear_readings`` readings below ``clear_score``. A young model's residual is
-scored as Student-t (its spread is estimated from few readings); a reading that
-reaches the threshold only without that correction is held, and opens the
-episode one reading later if that next reading scores ``clear_score`` or more (a
-step stays away, a lone outlier does not).
+read as Student-t for the alert decision (its spread is estimated from few
+readings; the score itself is unchanged); a reading that reaches the threshold
+only without that correction is held, and opens the episode one reading later if
+that next reading scores ``clear_score`` or more (a step stays away, a lone
+outlier does not).
 
 Timeline (warm-up 20 readings, one reading a minute, a level shift at minute 30)::
 
@@ -154,11 +155,9 @@ class SensorAnomalyDetector(Detector):
     ) -> None:
         p = bank.p
         a = bank._a  # noqa: SLF001 - the bank's arrays are this detector's state
-        hot = res.score >= thr
+        hot = res.score_t >= thr
         # without the young model's Student-t mapping it would alert: held one reading
-        raw = np.where(res.surprise > 0, np.maximum(res.surprise, 2.0 * res.z_residual_raw), 0)
-        h2 = p.half_score_surprise * p.half_score_surprise
-        near = ~hot & (raw * raw / (raw * raw + h2) >= thr)
+        near = ~hot & (res.score >= thr)
         held = ~a["ep_on"][s] & (a["ep_below"][s] < 0)
         look = np.flatnonzero(hot | near | held | a["ep_on"][s])
         for j in look.tolist():
