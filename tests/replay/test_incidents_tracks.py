@@ -33,3 +33,7 @@ def test_the_hazmat_gps_gap_starts_while_the_truck_drives(
         assert len(before) == 1
         assert before[0]["speed"] > PARKED_KMH, (inc["subject"], before[0])
         assert after and after[0] - last_ms >= 8 * 60_000 - 15_000
+        # ... and reappears still driving: not parked during the silence, which the
+        # detector would rightly call "reappeared off its track"
+        back = next(f for t, f in fixes if t > last_ms)
+        assert back["speed"] > PARKED_KMH, (inc["subject"], back)
