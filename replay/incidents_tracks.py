@@ -71,9 +71,20 @@ def hazmat_gps_gap(gen: Scene, b: int, base: int, span: int) -> None:
     """A hazmat truck's GPS goes silent for 8 minutes while it drives (track.gap)."""
     if span < 30 * MINUTE:
         return
-    legs = _depot_trip(gen, "hazmat_truck", 2000.0, base, base + 5 * MINUTE, 45.0)
-    if legs is None:
+    # It sets off 2 minutes before the silence and is still on the road (straight, at
+    # a steady speed, 45 km/h or slower) a minute after it: the silence begins while
+    # it drives, and it reappears where driving on would have brought it. (Setting
+    # off at +5 min at 45 km/h, a short route had reached its depot before +10 min: a
+    # parked truck is allowed parked_silence_s, and 8 silent minutes were rightly not
+    # alerted; one that parked during the silence reappeared "off its track".)
+    route = _depot_route(gen, "hazmat_truck", 2000.0)
+    if route is None:
         return
+    a, c = route
+    t_go = base + 8 * MINUTE
+    kmh = min(45.0, haversine_m(*a, *c) / (11 * MINUTE / 1000) * 3.6)
+    drive = _drive(t_go, a, c, kmh)
+    legs = [Leg(base, t_go, *a, *a), drive, Leg(drive.t1, gen.t_end + MINUTE, *c, *c)]
     period = 15_000
     v = Vehicle(f"hz-gap-{b + 1:03d}", "hazmat_truck", legs, period, base + 4_000, cargo="LPG")
     silent = (base + 10 * MINUTE, base + 18 * MINUTE)

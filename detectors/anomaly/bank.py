@@ -61,7 +61,7 @@ from typing import Any
 
 import numpy as np
 
-from citywatch.detectors.anomaly.params import BaselineParams
+from citywatch.detectors.anomaly.params import BaselineParams, normal_z_of_t
 from citywatch.detectors.anomaly.slots import SlotTable
 from citywatch.detectors.state import Stateful
 
@@ -135,7 +135,7 @@ _FIELDS: dict[str, tuple[Any, tuple[int, ...]]] = {
     "ep_on": (np.bool_, ()),
     "ep_first": (np.int64, ()),
     "ep_peak": (np.float32, ()),
-    "ep_below": (np.int16, ()),
+    "ep_below": (np.int16, ()),  # outside an episode, -1: a young near-alert held
     "ep_day": (np.int32, ()),
     "day_alerts": (np.int16, ()),
 }
@@ -166,6 +166,7 @@ class StepResult:
     tail: np.ndarray
     season: np.ndarray
     level_away: np.ndarray
+    score_t: np.ndarray  # the score with the residual as Student-t (alerts use it)
 
 
 class KindCalibration(Stateful):
@@ -417,6 +418,11 @@ class BaselineBank(Stateful):
         surprise = np.where(scored, surprise, 0.0)
         h2 = p.half_score_surprise * p.half_score_surprise
         score = surprise * surprise / (surprise * surprise + h2)
+        # for the alert decision: a young model's spread is a sample estimate (n
+        # readings), its residual Student-t, read as the normal distance of equal tail
+        ratio[:, 0] = normal_z_of_t(z_res, n - 1.0) / tail[:, 0]
+        st = np.where(scored, -np.log10(TAIL_LEVEL) * (ratio * FEATURE_WEIGHT).max(axis=1), 0)
+        ratio[:, 0] = zs[:, 0] / tail[:, 0]
         # the level distance's score even before it is scored (episodes end on it too:
         # a step found by the residual in the warm-up must not end its episode while
         # the fast level has followed it, to alert again when the level is scored)
@@ -517,6 +523,7 @@ class BaselineBank(Stateful):
             tail[:, 0],
             c,
             level_away,
+            st * st / (st * st + h2),
         )
 
     def score_only(self, s: np.ndarray, ts: np.ndarray, x: np.ndarray) -> np.ndarray:

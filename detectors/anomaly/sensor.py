@@ -6,7 +6,12 @@ then learned, a batch at a time in ``on_watermark`` (or when the buffer fills),
 each sensor's readings in arrival order. A reading whose score reaches the
 kind's calibrated threshold opens an episode; the episode raises one alert
 (while the sensor's alert budget for the local day lasts) and ends after
-``clear_readings`` readings below ``clear_score``.
+``clear_readings`` readings below ``clear_score``. A young model's residual is
+read as Student-t for the alert decision (its spread is estimated from few
+readings; the score itself is unchanged); a reading that reaches the threshold
+only without that correction is held, and opens the episode one reading later if
+that next reading scores ``clear_score`` or more (a step stays away, a lone
+outlier does not).
 
 Timeline (warm-up 20 readings, one reading a minute, a level shift at minute 30)::
 
@@ -150,8 +155,11 @@ class SensorAnomalyDetector(Detector):
     ) -> None:
         p = bank.p
         a = bank._a  # noqa: SLF001 - the bank's arrays are this detector's state
-        hot = res.score >= thr
-        look = np.flatnonzero(hot | a["ep_on"][s])
+        hot = res.score_t >= thr
+        # without the young model's Student-t mapping it would alert: held one reading
+        near = ~hot & (res.score >= thr)
+        held = ~a["ep_on"][s] & (a["ep_below"][s] < 0)
+        look = np.flatnonzero(hot | near | held | a["ep_on"][s])
         for j in look.tolist():
             i = int(s[j])
             score = float(res.score[j])
@@ -169,7 +177,8 @@ class SensorAnomalyDetector(Detector):
                     a["ep_below"][i] = 0
                     a["ep_peak"][i] = max(float(a["ep_peak"][i]), score)
                 continue
-            if not hot[j]:
+            if not hot[j] and not (held[j] and score >= p.clear_score):
+                a["ep_below"][i] = -1 if near[j] else 0
                 continue
             a["ep_on"][i], a["ep_first"][i], a["ep_peak"][i], a["ep_below"][i] = (
                 True,
