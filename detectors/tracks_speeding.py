@@ -42,6 +42,7 @@ from citywatch.detectors import params
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.base import ContractCase, Detector, KeyedState, ZoneCatalog
 from citywatch.detectors.events import Event, GpsEvent
+from citywatch.detectors.state import TuplePickled
 from citywatch.geo.distance import haversine_m
 
 OWNER = "track.speeding"
@@ -86,7 +87,7 @@ TRACK_MAX = 64  # fixes kept for the windowed speed
 
 
 @dataclass(slots=True)
-class _Episode:
+class _Episode(TuplePickled):
     last_ts: int
     track: list[_Pos]
     over: bool = False
