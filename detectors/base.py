@@ -150,7 +150,7 @@ class KeyedState(Stateful, Generic[S]):
         if self._busy:
             return 0
         if self._uncoded:  # input slowed down: every record is to be encoded
-            self._dirty, self._uncoded = set(self._items), False
+            self._dirty, self._uncoded = set(dict.keys(self._items)), False
         dirty = self._dirty
         done = 0
         while dirty and done < max_keys:
@@ -186,11 +186,15 @@ class KeyedState(Stateful, Generic[S]):
             # the stored records would all be rewritten: they are dropped.
             if busy:
                 self._coded, self._dirty, self._uncoded = {}, set(), True
-            keys = list(self._items)
+            # The keys as the dict underneath holds them (read in one sweep through its
+            # table, where following the use order visits memory in a random order and
+            # cost as much as packing the records), each with its place in the use order.
+            keys = list(dict.keys(self._items))
             data = {
                 "keys": keys,
+                "used": list(map(self._used.__getitem__, keys)),
                 "seen": list(map(self._seen.__getitem__, keys)),
-                "records": pack(list(self._items.values())),
+                "records": pack(list(dict.values(self._items))),
             }
             return Snapshot("KeyedState", 3, data)
         self._busy = False  # encoding ahead of the next snapshot pays again
@@ -206,12 +210,11 @@ class KeyedState(Stateful, Generic[S]):
                 self._items = OrderedDict(snap.data["items"])
                 seen = snap.data["seen"]
                 self._seen = {key: seen[key] for key in self._items}
+                self._used = dict(zip(self._items, range(len(self._items)), strict=True))
+                self._uses = len(self._items)
             else:
-                keys = snap.data["keys"]
-                self._items = OrderedDict(zip(keys, unpack(snap.data["records"]), strict=True))
-                self._seen = dict(zip(keys, snap.data["seen"], strict=True))
-            self._used = dict(zip(self._items, range(len(self._items)), strict=True))
-            self._uses = self._mark = len(self._items)
+                self._restore_columns(snap.data)
+            self._mark = self._uses
             self._coded, self._dirty, self._uncoded = {}, set(), True
             return
         data = migrate(KeyedState, snap) if snap.version != 2 else snap.data
@@ -227,6 +230,15 @@ class KeyedState(Stateful, Generic[S]):
         # encodes only changes.
         self._coded = {key: raw for _u, key, _s, _i, raw in rows}
         self._dirty, self._uncoded = set(), False
+
+    def _restore_columns(self, data: dict[str, Any]) -> None:
+        keys, used, seen = data["keys"], data["used"], data["seen"]
+        records = unpack(data["records"])
+        order = sorted(range(len(keys)), key=used.__getitem__)
+        self._items = OrderedDict([(keys[i], records[i]) for i in order])
+        self._seen = dict(zip(keys, seen, strict=True))
+        self._used = dict(zip(keys, used, strict=True))
+        self._uses = used[order[-1]] if order else 0
 
     def evict_idle(self, now_ms: int) -> list[str]:
         """Drop keys last used more than ``idle_ms`` before ``now_ms``; returns them."""
@@ -276,8 +288,10 @@ def plain_state(snap: Any) -> Any:
             return ("KeyedState", [(key, seen[key], item) for key, item in snap.data["items"]])
         if snap.kind == "KeyedState" and snap.version == 3:
             data = snap.data
-            rows3 = zip(data["keys"], data["seen"], unpack(data["records"]), strict=True)
-            return ("KeyedState", list(rows3))
+            rows3 = zip(
+                data["used"], data["keys"], data["seen"], unpack(data["records"]), strict=True
+            )
+            return ("KeyedState", [(k, s, r) for _u, k, s, r in sorted(rows3, key=_first_of)])
         if snap.kind == "KeyedState":
             data = migrate(KeyedState, snap) if snap.version != 2 else snap.data
             rows = sorted((rec for rec, _raw in decode_records(data["records"])), key=_used_of)
@@ -314,6 +328,10 @@ def keyed_v1(snap: Snapshot) -> Snapshot:
 
 def _used_of(rec: tuple[str, int, int, Any]) -> int:
     return rec[1]
+
+
+def _first_of(row: tuple[int, str, int, Any]) -> int:
+    return row[0]
 
 
 @dataclass(slots=True)
