@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 from citywatch.detectors.alerts import Alert
+from citywatch.detectors.columns import pack, unpack
 from citywatch.detectors.events import Event
 from citywatch.detectors.lanes import LaneClocks
 from citywatch.detectors.state import (
@@ -35,12 +36,14 @@ S = TypeVar("S")
 class KeyedState(Stateful, Generic[S]):
     """A dict of per-key state ordered by last use, for O(1) idle eviction.
 
-    Its recovery snapshot is incremental: each key's record is kept encoded, and
-    only the keys used, added or dropped since the last snapshot are encoded
-    again, so a snapshot (which stops a live flow) costs the keys that changed,
-    not all live keys. Every change of a record goes through :meth:`get` or
-    :meth:`put` (a detector mutates only what ``get`` just returned), which is
-    what marks it.
+    Its recovery snapshot is incremental while few keys change: each key's record
+    is kept encoded, and only the keys used, added or dropped since the last
+    snapshot are encoded again, so a snapshot (which stops a live flow) costs the
+    keys that changed, not all live keys. When most keys changed (a fast input) it
+    is a full one, written as columns (:mod:`citywatch.detectors.columns`), which
+    pickle without a Python call per record. Every change of a record goes through
+    :meth:`get` or :meth:`put` (a detector mutates only what ``get`` just
+    returned), which is what marks it.
 
     >>> ks: KeyedState[int] = KeyedState(idle_ms=10)
     >>> ks.put("a", 1, now_ms=0); ks.put("b", 2, now_ms=5)
@@ -50,11 +53,15 @@ class KeyedState(Stateful, Generic[S]):
     2
     """
 
-    __slots__ = ("_items", "_seen", "_used", "_uses", "_dirty", "_coded", "idle_ms")
+    __slots__ = (
+        "_items", "_seen", "_used", "_uses", "_dirty", "_coded", "_mark", "_busy", "_uncoded",
+        "idle_ms",
+    )  # fmt: skip
 
-    # 2: records encoded one key at a time, with their use order. A snapshot taken when
-    # most keys changed is still written in the version 1 layout (one pickle of all).
-    STATE_VERSION = 2
+    # Layouts, all read back: 1, one pickle of ``(key, record)`` items and last uses (up
+    # to 0.4); 2, records encoded one key at a time with their use order (incremental);
+    # 3, keys, last uses and records as columns (a full snapshot, when most keys changed).
+    STATE_VERSION = 3
 
     def __init__(self, idle_ms: int) -> None:
         self.idle_ms = idle_ms
@@ -66,6 +73,14 @@ class KeyedState(Stateful, Generic[S]):
         self._uses = 0
         self._dirty: set[str] = set()  # keys changed since their record was encoded
         self._coded: dict[str, bytes] = {}  # key -> its encoded record
+        self._mark = 0  # ``_uses`` at the last snapshot
+        # No record is kept encoded, and ``_dirty`` holds only the keys changed since the
+        # last snapshot (after a full one under a fast input: not listing every key in
+        # ``_dirty`` then saves building a set of them all inside the snapshot's stop).
+        self._uncoded = False
+        # Most keys changed between the last two snapshots: the next one will most
+        # likely be a full one, and encoding records ahead of it would be wasted.
+        self._busy = False
 
     def __len__(self) -> int:
         return len(self._items)
@@ -129,50 +144,80 @@ class KeyedState(Stateful, Generic[S]):
     def precode(self, max_keys: int) -> int:
         """Encode up to ``max_keys`` of the keys changed since they were last encoded,
         ahead of the next snapshot (a live flow does it between batches, so the
-        snapshot, which stops it, has less to do); returns how many it encoded."""
-        dirty, coded, items = self._dirty, self._coded, self._items
+        snapshot, which stops it, has less to do); returns how many it encoded. Does
+        nothing while most keys change between snapshots: the next one is then a full
+        one, which encodes every record anew."""
+        if self._busy:
+            return 0
+        if self._uncoded:  # input slowed down: every record is to be encoded
+            self._dirty, self._uncoded = set(dict.keys(self._items)), False
+        dirty = self._dirty
         done = 0
         while dirty and done < max_keys:
-            key = dirty.pop()
-            item = items.get(key, _GONE)
-            if item is _GONE:
-                coded.pop(key, None)
-            else:
-                coded[key] = encode_record((key, self._used[key], self._seen[key], item))
+            self._encode(dirty.pop())
             done += 1
         return done
 
+    def _encode(self, key: str) -> None:
+        self._dirty.discard(key)
+        item = self._items.get(key, _GONE)
+        if item is _GONE:
+            self._coded.pop(key, None)
+        else:
+            self._coded[key] = encode_record((key, self._used[key], self._seen[key], item))
+
     def pending(self) -> int:
         """How many keys changed since they were last encoded."""
-        return len(self._dirty)
+        return len(self._items) if self._uncoded else len(self._dirty)
 
     def state(self) -> Snapshot:
         """Every key's encoded ``(key, place in the use order, last use, record)``,
-        joined; only keys changed since they were last encoded are encoded anew.
+        joined; only keys changed since they were last encoded are encoded anew. When
+        most keys are to be encoded: keys, last uses and records as columns instead.
         ``idle_ms`` is a parameter and stays as configured on restore."""
-        if 2 * len(self._dirty) > len(self._items):
-            # Most keys changed (a fast input, or the first snapshot after a start): one
-            # pickle of them all, the version 1 layout, costs less than one per key. The
-            # stored records would all be rewritten: they are dropped.
-            self._coded = {}
-            self._dirty = set(self._items)
-            items = list(self._items.items())
-            return Snapshot("KeyedState", 1, {"items": items, "seen": self._seen})
-        self.precode(len(self._dirty))
+        # Moves to the back of the use order since the last snapshot: at least as many
+        # as the keys used since (free to count, where a set of them would cost every
+        # event something).
+        busy = 2 * (self._uses - self._mark) > len(self._items)
+        self._busy, self._mark = busy, self._uses
+        if self._uncoded or 2 * len(self._dirty) > len(self._items):
+            # Most keys changed (a fast input, or the first snapshot after a start): all
+            # records as columns cost less than one pickle per key. Under a fast input
+            # the stored records would all be rewritten: they are dropped.
+            if busy:
+                self._coded, self._dirty, self._uncoded = {}, set(), True
+            # The keys as the dict underneath holds them (read in one sweep through its
+            # table, where following the use order visits memory in a random order and
+            # cost as much as packing the records), each with its place in the use order.
+            keys = list(dict.keys(self._items))
+            data = {
+                "keys": keys,
+                "used": list(map(self._used.__getitem__, keys)),
+                "seen": list(map(self._seen.__getitem__, keys)),
+                "records": pack(list(dict.values(self._items))),
+            }
+            return Snapshot("KeyedState", 3, data)
+        self._busy = False  # encoding ahead of the next snapshot pays again
+        for key in list(self._dirty):
+            self._encode(key)
         records = b"".join(self._coded.values())
-        return Snapshot("KeyedState", self.STATE_VERSION, {"records": records})
+        return Snapshot("KeyedState", 2, {"records": records})
 
     def restore(self, snap: Snapshot) -> None:
-        if snap.kind == "KeyedState" and snap.version == 1:  # one pickle of all keys
-            self._items = OrderedDict(snap.data["items"])
-            seen = snap.data["seen"]
-            self._seen = {key: seen[key] for key in self._items}
-            self._used = {key: n for n, key in enumerate(self._items)}
-            self._uses = len(self._items)
-            self._coded = {}
-            self._dirty = set(self._items)
+        self._busy = False
+        if snap.kind == "KeyedState" and snap.version in (1, 3):  # all keys at once
+            if snap.version == 1:
+                self._items = OrderedDict(snap.data["items"])
+                seen = snap.data["seen"]
+                self._seen = {key: seen[key] for key in self._items}
+                self._used = dict(zip(self._items, range(len(self._items)), strict=True))
+                self._uses = len(self._items)
+            else:
+                self._restore_columns(snap.data)
+            self._mark = self._uses
+            self._coded, self._dirty, self._uncoded = {}, set(), True
             return
-        data = migrate(KeyedState, snap)
+        data = migrate(KeyedState, snap) if snap.version != 2 else snap.data
         rows: list[tuple[int, str, int, Any, bytes]] = []
         for (key, used, seen, item), raw in decode_records(data["records"]):
             rows.append((used, key, seen, item, raw))
@@ -180,11 +225,20 @@ class KeyedState(Stateful, Generic[S]):
         self._items = OrderedDict((key, item) for _u, key, _s, item, _r in rows)
         self._seen = {key: seen for _u, key, seen, _i, _r in rows}
         self._used = {key: used for used, key, _s, _i, _r in rows}
-        self._uses = rows[-1][0] if rows else 0
+        self._uses = self._mark = rows[-1][0] if rows else 0
         # The bytes just read are the encoded records of these keys: the next snapshot
         # encodes only changes.
         self._coded = {key: raw for _u, key, _s, _i, raw in rows}
-        self._dirty = set()
+        self._dirty, self._uncoded = set(), False
+
+    def _restore_columns(self, data: dict[str, Any]) -> None:
+        keys, used, seen = data["keys"], data["used"], data["seen"]
+        records = unpack(data["records"])
+        order = sorted(range(len(keys)), key=used.__getitem__)
+        self._items = OrderedDict([(keys[i], records[i]) for i in order])
+        self._seen = dict(zip(keys, seen, strict=True))
+        self._used = dict(zip(keys, used, strict=True))
+        self._uses = used[order[-1]] if order else 0
 
     def evict_idle(self, now_ms: int) -> list[str]:
         """Drop keys last used more than ``idle_ms`` before ``now_ms``; returns them."""
@@ -232,8 +286,14 @@ def plain_state(snap: Any) -> Any:
         if snap.kind == "KeyedState" and snap.version == 1:
             seen = snap.data["seen"]
             return ("KeyedState", [(key, seen[key], item) for key, item in snap.data["items"]])
+        if snap.kind == "KeyedState" and snap.version == 3:
+            data = snap.data
+            rows3 = zip(
+                data["used"], data["keys"], data["seen"], unpack(data["records"]), strict=True
+            )
+            return ("KeyedState", [(k, s, r) for _u, k, s, r in sorted(rows3, key=_first_of)])
         if snap.kind == "KeyedState":
-            data = migrate(KeyedState, snap)
+            data = migrate(KeyedState, snap) if snap.version != 2 else snap.data
             rows = sorted((rec for rec, _raw in decode_records(data["records"])), key=_used_of)
             return ("KeyedState", [(key, seen, item) for key, _u, seen, item in rows])
         return (snap.kind, snap.version, {k: plain_state(v) for k, v in snap.data.items()})
@@ -268,6 +328,10 @@ def keyed_v1(snap: Snapshot) -> Snapshot:
 
 def _used_of(rec: tuple[str, int, int, Any]) -> int:
     return rec[1]
+
+
+def _first_of(row: tuple[int, str, int, Any]) -> int:
+    return row[0]
 
 
 @dataclass(slots=True)

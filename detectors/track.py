@@ -72,7 +72,7 @@ from citywatch.detectors import params
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.base import ContractCase, Detector, KeyedState, ZoneCatalog
 from citywatch.detectors.events import Event, GpsEvent
-from citywatch.detectors.state import Snapshot
+from citywatch.detectors.state import Snapshot, TuplePickled
 from citywatch.geo.distance import haversine_m
 
 OWNER = "track.stop"
@@ -134,7 +134,7 @@ class _Episode:
 
 
 @dataclass(slots=True)
-class _Stay:
+class _Stay(TuplePickled):
     lon: float
     lat: float
     first_ts: int

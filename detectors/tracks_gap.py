@@ -122,7 +122,7 @@ class GapParams:
 
 
 @dataclass(slots=True)
-class _Usual:
+class _Usual(TuplePickled):
     """A vehicle's long-run reporting interval: the median of a sample of its intervals
     spread evenly over its history (every ``stride``-th one; when the sample is full,
     every other one is dropped and the stride doubles)."""

@@ -55,7 +55,7 @@ import orjson
 from citywatch.detectors import params
 from citywatch.detectors.base import KeyedState
 from citywatch.detectors.events import DeadLetter, Event, GpsEvent, event_to_json
-from citywatch.detectors.state import Stateful
+from citywatch.detectors.state import Stateful, TuplePickled
 from citywatch.geo.distance import haversine_m
 
 OWNER = "track.jump"
@@ -90,7 +90,7 @@ class JumpParams:
 
 
 @dataclass(slots=True)
-class _Anchor:
+class _Anchor(TuplePickled):
     ts_ms: int
     lon: float
     lat: float

@@ -63,7 +63,7 @@ from citywatch.detectors import params
 from citywatch.detectors.alerts import Alert, alert_id
 from citywatch.detectors.base import ContractCase, Detector, KeyedState, ZoneCatalog
 from citywatch.detectors.events import Event, GpsEvent
-from citywatch.detectors.state import Stateful
+from citywatch.detectors.state import Stateful, TuplePickled
 from citywatch.geo.distance import haversine_m
 
 OWNER = "track.rendezvous"
@@ -181,7 +181,7 @@ def stage_name(i: int) -> str:
 
 
 @dataclass(slots=True)
-class _Still:
+class _Still(TuplePickled):
     lon: float
     lat: float
     start_ms: int

@@ -48,8 +48,9 @@ from typing import Any, ClassVar
 from citywatch.detectors import params
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.base import ContractCase, Detector, KeyedState, ZoneCatalog
+from citywatch.detectors.columns import pack, unpack
 from citywatch.detectors.events import Event, GpsEvent
-from citywatch.detectors.state import Snapshot, decode_records, encode_record
+from citywatch.detectors.state import Snapshot, TuplePickled, decode_records, encode_record
 from citywatch.geo.distance import haversine_m
 
 OWNER = "track.speeding"
@@ -94,7 +95,7 @@ TRACK_MAX = 64  # fixes kept for the windowed speed
 
 
 @dataclass(slots=True)
-class _Episode:
+class _Episode(TuplePickled):
     last_ts: int
     track: list[_Pos]
     over: bool = False
@@ -126,6 +127,9 @@ def _with_episode_mean(data: dict[str, Any]) -> dict[str, Any]:
     if keyed.version == 1:  # one pickle of all keys
         for _key, st in keyed.data.get("items", []):
             widened(st)
+    elif keyed.version == 3:  # keys and records as columns
+        records = [widened(st) for st in unpack(keyed.data["records"])]
+        data["_state"] = replace(keyed, data={**keyed.data, "records": pack(records)})
     else:
         records = b"".join(
             encode_record((key, used, seen, widened(st)))

@@ -246,7 +246,9 @@ def _utc_now() -> datetime:
 # many per-key records changed since they were last encoded (about 30-60 ms of
 # work): the snapshot, which stops the worker, then has only the rest to encode.
 # Not after every batch: at 10,000 ev/s most keys change again before the snapshot,
-# and encoding each change made the flow fall behind its input.
+# and encoding each change made the flow fall behind its input. A ``KeyedState`` most
+# of whose keys changed between its last two snapshots encodes nothing ahead (its
+# next snapshot is a full one, as columns: see ``KeyedState.precode``).
 PRECODE_TICK_KEYS = 8_192
 
 

@@ -299,6 +299,7 @@ def test_a_newcomer_is_held_to_what_its_fleet_reports_not_the_class_default() ->
 def test_a_version_1_snapshot_restores_mid_silence() -> None:
     # State written before fleets existed: 9-field fixes, no "_fleet". The silence
     # open when it was written is still decided after the restore.
+    from citywatch.detectors.base import keyed_v1
     from citywatch.detectors.state import Snapshot, decode, encode
 
     det = detector()
@@ -306,6 +307,7 @@ def test_a_version_1_snapshot_restores_mid_silence() -> None:
     snap = decode(encode(det.state()))
     data = dict(snap.data)
     del data["_fleet"]
+    data["_state"] = keyed_v1(data["_state"])  # the KeyedState layout of that time
     for _key, st in data["_state"].data["items"]:
         st.undecided = [f[:9] for f in st.undecided]
         st.last = st.last[:9]
