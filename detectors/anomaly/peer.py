@@ -123,7 +123,8 @@ class PeerGroupDetector(Detector):
 
     def restore(self, snap: Snapshot) -> None:
         super().restore(snap)
-        self._pools, self._touched = {}, {}  # rebuilt from the rows when next needed
+        self._pools.clear()  # rebuilt from the rows when next needed
+        self._touched.clear()
         saved = snap.data.get("hst")
         if self._hst is not None and saved is not None:
             hst_restore(self._hst, saved)
