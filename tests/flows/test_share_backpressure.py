@@ -14,7 +14,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from citywatch.flows.records import RawBatch
+from citywatch.flows.config import Config
+from citywatch.flows.detect import DetectorSuite, ShardLogic
+from citywatch.flows.records import RawBatch, ShardBatch
 from citywatch.flows.sources_split import SharedRecordingSource, ShareProgress
 
 LINES = 400
@@ -96,3 +98,16 @@ def test_a_reader_waits_for_the_other_readers_chunks(recording: Path) -> None:
     progress.note("recording", 0)  # chunk 0 stamped: chunk AHEAD may go
     seqs = [b.seq for _ in range(50) for r in readers for b in r.next_batch()]
     assert seqs == [AHEAD]
+
+
+def test_a_detection_shard_tells_each_numbered_batch(config: Config) -> None:
+    """What the readers wait for: a shard reports each numbered batch that reaches it
+    (and nothing for unnumbered ones, as a one-reader replay or Kafka sends)."""
+    progress = ShareProgress()
+    logic = ShardLogic(
+        lambda: DetectorSuite.from_config(config, {}), lambda: {}, None, on_stamped=progress.note
+    )
+    batches = [ShardBatch([], 1_000, 0, "p#0", seq=0), ShardBatch([], 2_000, 0, "p#1", seq=0),
+               ShardBatch([], 3_000, 0, "p#0", seq=1), ShardBatch([], 4_000, 0, "p#1")]  # fmt: skip
+    logic.on_batch(batches)
+    assert (progress.stamped("p#0"), progress.stamped("p#1"), progress.stamped("x")) == (1, 0, -1)
