@@ -275,8 +275,12 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, ShardOutput, bytes]):
         tick_s: float = 1.0,
         now: Callable[[], datetime] = _utc_now,
         snapshots: bool = True,
+        on_stamped: Callable[[str, int], None] | None = None,
     ) -> None:
         self._wall = timers == "wall"
+        # Told each numbered batch's (source, number) as it gets here: the readers of a
+        # shared recording keep within a bound of it (see flows/sources_split.py).
+        self._on_stamped = on_stamped
         self._snapshots = snapshots
         self._lag_ms = lag_ms
         self._tick = timedelta(seconds=tick_s)
@@ -297,6 +301,8 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, ShardOutput, bytes]):
         top = NO_WATERMARK
         for batch in values:
             start = len(out)
+            if self._on_stamped is not None and batch.seq is not None:
+                self._on_stamped(batch.source, batch.seq)
             wm_ms = self.suite.watermarks.update(batch.source, batch.wm_ms, batch.idle, batch.peers)
             if self._wall:
                 self._event_wm = max(self._event_wm, wm_ms)
@@ -351,8 +357,10 @@ def shard_builder(
     now: Callable[[], datetime] = _utc_now,
     snapshots: bool = True,
     tick_s: float = 1.0,
+    on_stamped: Callable[[str, int], None] | None = None,
 ) -> Callable[[Any], ShardLogic]:
-    """``snapshots=False`` when the run keeps no recovery store (replays)."""
+    """``snapshots=False`` when the run keeps no recovery store (replays); ``on_stamped``
+    see :class:`ShardLogic`."""
 
     def build(resume: Any) -> ShardLogic:
         return ShardLogic(
@@ -364,6 +372,7 @@ def shard_builder(
             tick_s=tick_s,
             now=now,
             snapshots=snapshots,
+            on_stamped=on_stamped,
         )
 
     return build

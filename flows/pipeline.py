@@ -145,6 +145,7 @@ def shard_step(
                     batch.peers,
                     heard[i],
                     batch.clocks,
+                    batch.seq,
                 ),
             )
             for i in range(shards)
@@ -178,10 +179,13 @@ def build_flow(
     flow_id: str = "citywatch",
     recoverable: bool = True,
     shard_names: Sequence[str] | None = None,
+    on_stamped: Callable[[str, int], None] | None = None,
 ) -> Dataflow:
     """Wire the warning flow from ``source`` to ``outputs`` (records: flows/records.py).
     ``recoverable=False``: the run keeps no recovery store, so the detection shards
-    skip their (large) snapshots; only then may ``shard_names`` rename the shards."""
+    skip their (large) snapshots; only then may ``shard_names`` rename the shards.
+    ``on_stamped``: told by the detection shards of each numbered batch that reached
+    them (a shared recording's readers wait for it, see flows/sources_split.py)."""
     stats = stats if stats is not None else RunStats()
     flow = Dataflow(flow_id)
     raw = op.input("input", flow, source)  # RawBatch
@@ -206,6 +210,7 @@ def build_flow(
             lag_ms=cfg.flow.max_out_of_order_s * 1000,
             snapshots=recoverable,
             tick_s=cfg.flow.tick_ms / 1000,
+            on_stamped=on_stamped,
         ),
     )
     detected = op.key_rm("shard_out", by_shard)  # ShardOutput

@@ -89,6 +89,7 @@ class StampedBatch:
     # newest accepted event time less ``[flow] source_slack_ms``): the lanes the
     # absence detectors judge that source's keys on (``citywatch.detectors.lanes``).
     clocks: dict[str, int] = field(default_factory=dict)
+    seq: int | None = None  # see RawBatch: the readers' bound on how far they run ahead
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,7 @@ class ShardBatch:
     peers: tuple[str, ...] = ()
     heard: list[tuple[Event, int]] = field(default_factory=list)  # see StampedBatch
     clocks: dict[str, int] = field(default_factory=dict)  # see StampedBatch
+    seq: int | None = None  # see StampedBatch
 
 
 @dataclass(frozen=True, slots=True)

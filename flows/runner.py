@@ -20,10 +20,10 @@ from citywatch.detectors.alerts import Alert
 from citywatch.detectors.events import DeadLetter, event_to_json
 from citywatch.flows.config import Config
 from citywatch.flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
-from citywatch.flows.placement import replay_fixed, shard_names
+from citywatch.flows.placement import replay_fixed, shard_names, worker_of
 from citywatch.flows.records import RawBatch
 from citywatch.flows.sources import RecordingSource, announced_partitions
-from citywatch.flows.sources_split import SharedRecordingSource
+from citywatch.flows.sources_split import SharedRecordingSource, ShareProgress
 from citywatch.flows.stats import RunStats
 from citywatch.flows.zone_reload import watching_zones
 from citywatch.geo.reference import Reference
@@ -245,15 +245,30 @@ def run_recordings(
     source: Source[RawBatch] = RecordingSource(paths, batch_size=cfg.flow.batch_size, speed=speed)
     cluster: dict[str, Any] = {}
     names = None
+    share: ShareProgress | None = None
     if addresses:
         cluster = {"process_id": process_id or 0, "addresses": list(addresses)}
-        if speed is None:
-            source = SharedRecordingSource(paths, batch_size=cfg.flow.batch_size)
         # Shards named to even out the workers, the single-key stages counted.
         sources = announced_partitions([Path(p) for p in paths]) or ("recording",)
         fixed = replay_fixed(sources, peer=cfg.anomaly.peer is not None)
         names = shard_names(cfg.flow.shards, len(addresses) * workers, fixed)
-    flow = build_flow(source, outputs, cfg, holder, stats, recoverable=False, shard_names=names)
+        if speed is None:
+            # The readers keep within SHARE_AHEAD chunks of what this process's shards
+            # were told was stamped: only if a shard runs here (else they run free).
+            mine = range(cluster["process_id"] * workers, (cluster["process_id"] + 1) * workers)
+            if any(worker_of(n, len(addresses) * workers) in mine for n in names):
+                share = ShareProgress()
+            source = SharedRecordingSource(paths, batch_size=cfg.flow.batch_size, progress=share)
+    flow = build_flow(
+        source,
+        outputs,
+        cfg,
+        holder,
+        stats,
+        recoverable=False,
+        shard_names=names,
+        on_stamped=share.note if share is not None else None,
+    )
     t0 = time.perf_counter()
     bar = Progress(stats, label=progress_label, total=total_events)
     with bar if progress else contextlib.nullcontext(), watching_zones(holder, cfg):

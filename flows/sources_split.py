@@ -14,12 +14,29 @@ batches back in that order before it stamps them (see
 :class:`~citywatch.flows.stage_watermark.WatermarkLogic`). So each source's
 events reach the watermarks and the detection shards in the order a single
 process gives them, and the alerts are the same.
+
+Backpressure: Bytewax slows no reader down within an epoch (a replay has one),
+so a process that parses its share faster than another would run ahead, and
+the batches it sent would wait in the watermark step for the slower one's
+(the largest process's memory grew with how far the reader got). So the
+detection shards tell a :class:`ShareProgress` of their process the number of
+each batch that reaches them (every shard gets every stamped batch), and a
+reader sends its next batch only once the batches of ``ahead`` chunks before
+it (every worker's) have been stamped: at most about ``ahead`` chunks per
+reader are read and not yet through the watermark step, however long the
+recording. A reader that waits returns no batch and is asked again a little
+later; it never blocks its worker. The bound needs a detection shard in the
+process (:func:`citywatch.flows.runner.run_recordings` checks it); without one
+the reader runs free, as before.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import deque
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
@@ -28,11 +45,48 @@ from citywatch.flows.records import RawBatch
 from citywatch.flows.sources import _known, _Line, announced_partitions, merged_lines
 
 RECORDING = "recording"
+# Chunks (``batch_size`` lines of the recording) a reader may be ahead of the
+# batches stamped so far (see the module docstring).
+SHARE_AHEAD = 8
+# How soon a reader that waited is asked again.
+SHARE_RETRY = timedelta(milliseconds=2)
+
+
+class ShareProgress:
+    """The numbered batches of each source that reached this process's detection shards
+    (stamped in order, so the highest number says it all). Shared by the process's
+    workers (threads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stamped: dict[str, int] = {}
+
+    def note(self, source: str, seq: int) -> None:
+        with self._lock:
+            if seq > self._stamped.get(source, -1):
+                self._stamped[source] = seq
+
+    def stamped(self, source: str) -> int:
+        """The highest number of ``source`` stamped so far (-1: none)."""
+        return self._stamped.get(source, -1)
 
 
 class _SharePartition(StatelessSourcePartition[RawBatch]):
-    def __init__(self, paths: Sequence[Path], batch_size: int, index: int, count: int) -> None:
+    def __init__(
+        self,
+        paths: Sequence[Path],
+        batch_size: int,
+        index: int,
+        count: int,
+        progress: ShareProgress | None = None,
+        ahead: int = SHARE_AHEAD,
+    ) -> None:
         self._lines = merged_lines(paths)
+        self._progress = progress
+        # Each source's batch count after each of the last ``ahead + 1`` chunks.
+        self._marks: deque[dict[str, int]] = deque(maxlen=max(1, ahead) + 1)
+        self._held: list[RawBatch] | None = None  # our next batches, read, not yet sent
+        self.waits = 0  # calls that returned nothing because the flow was behind
         self._batch_size = batch_size
         self._index = index
         self._count = count
@@ -43,9 +97,29 @@ class _SharePartition(StatelessSourcePartition[RawBatch]):
         self._done = False
 
     def next_batch(self) -> list[RawBatch]:
-        if self._done:
-            raise StopIteration
-        # One batch of ours per call; the others' batches are only counted.
+        if self._held is None:
+            if self._done:
+                raise StopIteration
+            self._held = self._next_share()
+        if not self._may_send():
+            self.waits += 1
+            return []
+        out, self._held = self._held, None
+        return out
+
+    def next_awake(self) -> datetime | None:
+        return datetime.now(UTC) + SHARE_RETRY if self._held is not None else None
+
+    def _may_send(self) -> bool:
+        """Whether the chunk ``ahead`` before ours has been stamped, all its sources."""
+        marks = self._marks
+        if self._progress is None or self._done or len(marks) < (marks.maxlen or 0):
+            return True
+        stamped = self._progress.stamped
+        return all(stamped(src) >= n - 1 for src, n in marks[0].items())
+
+    def _next_share(self) -> list[RawBatch]:
+        # One batch of ours; the others' batches before it are only counted.
         while True:
             chunk: list[_Line] = []
             for line in self._lines:
@@ -91,6 +165,7 @@ class _SharePartition(StatelessSourcePartition[RawBatch]):
                 seq=seq,
             )
             out.append(batch)
+        self._marks.append(dict(self._seq))
         return out
 
     def _end_of_partitions(self) -> list[RawBatch]:
@@ -107,12 +182,30 @@ class _SharePartition(StatelessSourcePartition[RawBatch]):
 class SharedRecordingSource(DynamicSource[RawBatch]):
     """Replays recordings at full speed with every worker parsing its share of the batches."""
 
-    def __init__(self, paths: Sequence[str | Path], *, batch_size: int = 1000) -> None:
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        batch_size: int = 1000,
+        progress: ShareProgress | None = None,
+        ahead: int = SHARE_AHEAD,
+    ) -> None:
+        """``progress``: what this process's detection shards were told (the flow's
+        ``on_stamped``); None lets the readers run free."""
         if not paths:
             msg = "SharedRecordingSource needs at least one recording"
             raise ValueError(msg)
         self.paths = [Path(p) for p in paths]
         self.batch_size = batch_size
+        self.progress = progress
+        self.ahead = ahead
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _SharePartition:
-        return _SharePartition(self.paths, self.batch_size, worker_index, worker_count)
+        return _SharePartition(
+            self.paths,
+            self.batch_size,
+            worker_index,
+            worker_count,
+            self.progress,
+            self.ahead,
+        )

@@ -149,6 +149,7 @@ def watermark_step(
             alerts,
             heard,
             clocks,
+            batch.seq,
         )
         return wm, stamped
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import random
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -98,6 +99,11 @@ class PeerGroupDetector(Detector):
         # must refresh); -1 is the whole class
         self._gen: dict[int, int] = {}
         self._members: dict[int, list[int]] = {}
+        # Not state: each group's comparable dwellings and their log means as of its
+        # last refresh, and the rows changed since, so that a refresh (on every change
+        # of a group while it fills) recomputes the rows that changed, not all of them.
+        self._pools: dict[int, _Pool] = {}
+        self._touched: dict[int, set[int]] = {}
 
     STATE = (
         "_groups",
@@ -117,6 +123,8 @@ class PeerGroupDetector(Detector):
 
     def restore(self, snap: Snapshot) -> None:
         super().restore(snap)
+        self._pools.clear()  # rebuilt from the rows when next needed
+        self._touched.clear()
         saved = snap.data.get("hst")
         if self._hst is not None and saved is not None:
             hst_restore(self._hst, saved)
@@ -168,8 +176,40 @@ class PeerGroupDetector(Detector):
             self._zones[zone] = len(self._zone_names)
             self._zone_names.append(zone)
         a["zone"][i] = self._zones[zone] + 1 if zone is not None else 0
+        self._touch(int(a["group"][i]), i)
         if int(a["cnt"][i].min()) >= p.min_readings:
             self._evaluate(i, dwelling, group, ev, out)
+
+    def _touch(self, gid: int, row: int) -> None:
+        if gid in self._pools:
+            self._touched.setdefault(gid, set()).add(row)
+
+    def _pool_logs(self, gid: int) -> np.ndarray:
+        """The log means of group ``gid``'s comparable dwellings (live, not flagged, every
+        kind warmed up), in no particular order: the pool of its last refresh with the
+        rows changed since recomputed (the same values as computing them all)."""
+        pool = self._pools.get(gid)
+        if pool is None:
+            pool = self._pools[gid] = _Pool(len(self.p.kinds))
+            todo: Iterable[int] = self._members.get(gid, [])
+        else:
+            todo = self._touched.get(gid, ())
+        self._touched.pop(gid, None)
+        rows = np.fromiter(todo, dtype=np.int64)
+        if rows.size:
+            a = self._a
+            keep = (
+                a["live"][rows]
+                & (a["group"][rows] == gid)
+                & ~a["flagged"][rows]
+                & (a["cnt"][rows].min(axis=1) >= self.p.min_readings)
+            )
+            pool.update(
+                rows[keep].tolist(),
+                np.log(np.maximum(a["mean"][rows[keep]], TINY)),
+                rows[~keep].tolist(),
+            )
+        return pool.logs[: len(pool.rows)]
 
     def _bump(self, gid: int) -> None:
         self._gen[gid] = self._gen.get(gid, 0) + 1
@@ -188,18 +228,16 @@ class PeerGroupDetector(Detector):
         )
         if stale:
             a = self._a
-            rows = (
-                np.array(self._members.get(gid, []), dtype=np.int64)
-                if gid >= 0
-                else (np.flatnonzero(a["live"]))
-            )
-            ok = ~a["flagged"][rows] & (a["cnt"][rows].min(axis=1) >= self.p.min_readings)
-            logs = np.log(np.maximum(a["mean"][rows[ok]], TINY))
+            if gid >= 0:
+                logs = self._pool_logs(gid)
+            else:
+                rows = np.flatnonzero(a["live"])
+                ok = ~a["flagged"][rows] & (a["cnt"][rows].min(axis=1) >= self.p.min_readings)
+                logs = np.log(np.maximum(a["mean"][rows[ok]], TINY))
             if logs.shape[0] == 0:
                 centre = scale = np.zeros(len(self.p.kinds))
             else:
-                centre = np.median(logs, axis=0)
-                mad = np.median(np.abs(logs - centre), axis=0)
+                centre, mad = median_and_mad(logs)
                 scale = np.maximum(1.4826 * mad, self.p.min_log_scale)
             cached = (epoch, centre, scale, int(logs.shape[0]))
             self._stats[gid] = cached
@@ -238,11 +276,13 @@ class PeerGroupDetector(Detector):
         if int(high.sum()) < p.min_kinds or combined < p.z_limit:
             if a["flagged"][i] and combined < 0.7 * p.z_limit:
                 a["flagged"][i] = False
+                self._touch(gid, i)
                 self._bump(gid)
             return
         if a["flagged"][i]:
             return
         a["flagged"][i] = True
+        self._touch(gid, i)
         self._bump(gid)
         day = (ev.ts_ms + self.utc_offset_ms) // DAY_MS
         if a["alert_day"][i] != day:
@@ -308,6 +348,7 @@ class PeerGroupDetector(Detector):
                 self._rows.release(i)
                 a["live"][i] = False
                 gid = int(a["group"][i])
+                self._touch(gid, i)
                 self._members[gid].remove(i)
                 self._bump(gid)
 
@@ -352,6 +393,61 @@ class PeerGroupDetector(Detector):
             expect_kinds=frozenset(cls.kinds),
             anomaly_from=anomaly_from,
         )
+
+
+class _Pool:
+    """Rows and their log means (``logs[j]`` is row ``rows[j]``'s); removal moves the last
+    row into the hole, since only the multiset of values matters to a median."""
+
+    __slots__ = ("logs", "pos", "rows")
+
+    def __init__(self, kinds: int) -> None:
+        self.rows: list[int] = []
+        self.pos: dict[int, int] = {}
+        self.logs = np.empty((16, kinds))
+
+    def update(self, rows: list[int], logs: np.ndarray, gone: list[int]) -> None:
+        for row in gone:
+            j = self.pos.pop(row, None)
+            if j is None:
+                continue
+            last = self.rows.pop()
+            if last != row:
+                self.rows[j] = last
+                self.pos[last] = j
+                self.logs[j] = self.logs[len(self.rows)]
+        for row, values in zip(rows, logs, strict=True):
+            j = self.pos.get(row)
+            if j is None:
+                j = self.pos[row] = len(self.rows)
+                self.rows.append(row)
+                if j == len(self.logs):
+                    self.logs = np.concatenate([self.logs, np.empty_like(self.logs)])
+            self.logs[j] = values
+
+
+def median_and_mad(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column: the median of ``x`` (rows, kinds) and the median of its absolute
+    deviations from it, the values ``np.median`` gives (the mean of the two middle
+    values of an even count) in one partition each instead of its general path.
+
+    >>> x = np.array([[1.0, 4.0], [3.0, 2.0], [2.0, 8.0], [10.0, 1.0]])
+    >>> c, mad = median_and_mad(x)
+    >>> c.tolist() == np.median(x, axis=0).tolist(), mad.tolist()
+    (True, [1.0, 1.5])
+    """
+    n = x.shape[0]
+    if np.isnan(x).any():  # np.median's NaN rules
+        centre = np.median(x, axis=0)
+        return centre, np.median(np.abs(x - centre), axis=0)
+    h = n // 2
+    kth: int | tuple[int, int] = h if n % 2 else (h - 1, h)
+    cols = x.T
+    part = np.partition(cols, kth, axis=1)
+    centre = part[:, h] if n % 2 else (part[:, h - 1] + part[:, h]) / 2
+    dev = np.partition(np.abs(cols - centre[:, None]), kth, axis=1)
+    mad = dev[:, h] if n % 2 else (dev[:, h - 1] + dev[:, h]) / 2
+    return centre, mad
 
 
 def hst_state(hst: Any) -> dict[str, Any]:

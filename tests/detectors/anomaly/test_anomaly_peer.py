@@ -12,6 +12,8 @@ from __future__ import annotations
 import pickle
 import random
 
+import numpy as np
+
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.anomaly.params import PeerParams
 from citywatch.detectors.anomaly.peer import PeerGroupDetector
@@ -127,3 +129,74 @@ def test_unknown_ids_and_kinds_are_ignored() -> None:
     det.on_event(SensorEvent(T0, "wl-chongchuan-01", "water_level", 3.0), out)
     det.on_event(SensorEvent(T0, "hh-a-01-heat", "heat", 3.0), out)
     assert det.live_keys() == 0 and out == []
+
+
+def _reference_stats(det: PeerGroupDetector, gid: int) -> tuple[list[float], list[float], int]:
+    """A group's centre and spread computed from every member row with ``np.median``
+    (how the detector computed them before it kept each group's pool)."""
+    a = det._a
+    rows = np.array(det._members.get(gid, []), dtype=np.int64)
+    ok = ~a["flagged"][rows] & (a["cnt"][rows].min(axis=1) >= det.p.min_readings)
+    logs = np.log(np.maximum(a["mean"][rows[ok]], 1e-9))
+    if logs.shape[0] == 0:
+        return [0.0] * len(det.p.kinds), [0.0] * len(det.p.kinds), 0
+    centre = np.median(logs, axis=0)
+    mad = np.median(np.abs(logs - centre), axis=0)
+    scale = np.maximum(1.4826 * mad, det.p.min_log_scale)
+    return centre.tolist(), scale.tolist(), int(logs.shape[0])
+
+
+class _Checked(PeerGroupDetector):
+    """Compares each refresh of a group's stats with :func:`_reference_stats` then."""
+
+    refreshed = 0
+
+    def _peer_stats(self, gid: int, ts_ms: int) -> tuple[np.ndarray, np.ndarray, int] | None:
+        before = self._stats.get(gid)
+        res = super()._peer_stats(gid, ts_ms)
+        if gid >= 0 and self._stats[gid] is not before:
+            _checked_refresh(self, gid)
+        return res
+
+
+def _checked_refresh(det: PeerGroupDetector, gid: int) -> None:
+    _, centre, scale, members = det._stats[gid]
+    assert (centre.tolist(), scale.tolist(), members) == _reference_stats(det, gid)
+    _Checked.refreshed += 1
+
+
+def test_refreshed_group_stats_equal_a_full_recompute() -> None:
+    """Every refresh of a group's centre and spread (from its pool: the rows changed
+    since the last refresh recomputed) equals the full recompute, bit for bit, through
+    warm-up, group rentals flagged and cleared, evictions and slot reuse, a restore."""
+    events = sorted(
+        _estate(11, units=9, rentals={3: 6.0}, steps=10)
+        + _estate(12, units=14, rentals={5: 5.0, 9: 7.0}, steps=10, estate="big")
+        + _estate(13, units=4, rentals={}, steps=4, estate="tiny"),
+        key=lambda ev: ev.ts_ms,
+    )
+    late = [
+        SensorEvent(
+            ev.ts_ms + 40 * 3_600_000,
+            ev.sensor,
+            ev.kind,
+            ev.value * 0.3,
+            ev.lon,
+            ev.lat,
+            zones=ev.zones,
+        )  # fmt: skip
+        for ev in _estate(14, units=9, rentals={2: 6.0}, steps=6)
+    ]
+    det: PeerGroupDetector = _Checked(PeerParams(hst=False, min_readings=2, idle_evict_s=3600))
+    out: list[Alert] = []
+    _Checked.refreshed = 0
+    for n, ev in enumerate(events + late):
+        if n == len(events):  # hours later: the estate's dwellings evicted, rows reused
+            det.on_watermark(ev.ts_ms - 3_600_000, out)
+            det.on_watermark(ev.ts_ms, out)
+            snap = det.state()
+            det = _Checked(det.p)
+            det.restore(snap)
+        det.on_event(ev, out)
+    assert _Checked.refreshed > 40
+    assert {a.subject for a in out} >= {"hh-est-03", "hh-big-05", "hh-big-09"}
