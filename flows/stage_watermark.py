@@ -49,7 +49,7 @@ from citywatch.detectors.watermark import (
     front_lead_ms,
 )
 from citywatch.flows.config import FlowSettings
-from citywatch.flows.records import EventBatch, StampedBatch
+from citywatch.flows.records import NOT_CAUGHT_UP, EventBatch, StampedBatch
 from citywatch.flows.recovery import restore, snapshot
 from citywatch.flows.stats import RunStats
 
@@ -64,6 +64,8 @@ def watermark_step(
     :mod:`citywatch.detectors.watermark`), raising ``source.clock_skew`` once a source."""
     live = flow.timers == "wall"
     slack_ms = flow.source_slack_ms
+    tick_ms = flow.tick_ms
+    quiet_at: dict[str, int] = {}  # partition -> wall time its lanes last ran on (not state)
 
     def stamp(state: Watermarker | None, batch: EventBatch) -> tuple[Watermarker, StampedBatch]:
         wm = state if state is not None else new_watermarker(flow)
@@ -126,6 +128,12 @@ def watermark_step(
             lane = wm.lane_ms(source, slack_ms, at)  # ``at``: the last event's wall clock
             wm.keep_lane(source, lane)
             clocks[source] = lane
+        caught = batch.caught_ms
+        if live and caught is not None and caught != NOT_CAUGHT_UP:
+            last = quiet_at.get(batch.source)
+            if last is None or wall_ms - last >= tick_ms:  # once a tick: lanes run on
+                quiet_at[batch.source] = wall_ms
+                _run_on(wm, min(caught, wall_ms), slack_ms, clocks)
         alerts: list[Alert] = []
         for source, ts_ms, ref_ms in wm.take_skewed():
             known = arrivals is not None or batch.wall_clock
@@ -149,6 +157,7 @@ def watermark_step(
             alerts,
             heard,
             clocks,
+            caught,
         )
         return wm, stamped
 
@@ -218,6 +227,17 @@ def new_watermarker(flow: FlowSettings) -> Watermarker:
         idle_ms=flow.source_idle_s * 1000,
         by=flow.watermark_source,
     )
+
+
+def _run_on(wm: Watermarker, caught_ms: int, slack_ms: int, clocks: dict[str, int]) -> None:
+    """The partition was read to its end at wall time ``caught_ms``: nothing of it stamped
+    before then is still waiting in Kafka, so each of its sources' lanes runs on with the
+    wall clock (:meth:`Watermarker.quiet_lane_ms`), a source that went quiet too."""
+    for source in wm.clocks:
+        lane = wm.quiet_lane_ms(source, slack_ms, caught_ms)
+        if lane > wm.clocks[source].lane_ms:
+            wm.keep_lane(source, lane)
+            clocks[source] = lane
 
 
 def _future_letter(
