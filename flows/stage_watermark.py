@@ -26,6 +26,14 @@ event time less ``[flow] source_slack_ms``, passed on per batch (``clocks``; see
 ``citywatch.detectors.lanes``). An on-time event stamped behind either clock is
 passed on too, with the clock it came at, so those detectors let it change
 nothing they decided before it came: the same alerts for any batching.
+
+A live Kafka partition's batch says when the consumer had read the partition to its
+end (``caught_ms``; a quiet one says so every ``[flow] tick_ms``). Nothing of it
+stamped before then is still waiting in Kafka, so once a tick each of its sources'
+lanes runs on to that wall time less ``source_slack_ms`` and less the source's own
+transit (:meth:`~citywatch.detectors.watermark.Watermarker.quiet_lane_ms`): a source
+that went quiet is judged near the wall clock, not its last event. Behind its end (a
+backlog) nothing runs on; replays have no wall clock and are unchanged.
 """
 
 from __future__ import annotations
