@@ -129,7 +129,10 @@ def watermark_step(
             for item, decided, ref in wm.drain():
                 assert isinstance(item, Event)
                 judge(item, None, decided, None, ref)
-        if live:  # sources silent for source_idle_s of wall time stop holding it back
+        if live and (batch.events or batch.dead):
+            # Sources silent for source_idle_s of wall time stop holding it back. Not on a
+            # caught-up partition's empty batches: with every source idle the partition's
+            # watermark would jump to its newest one, a gateway whose clock runs ahead.
             wm.advance(wall_ms)
         clocks: dict[str, int] = {}
         for source in touched:  # the lanes that moved on, as the detectors will see them
