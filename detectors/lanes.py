@@ -10,7 +10,9 @@ through, or on the shard's clock (the front of event time less 2 s, and in live
 runs also the wall clock) when that is further on: so a fast source decides the
 absence of its own keys a fraction of a second after the deadline, a source that
 itself goes quiet falls back to the shard's clock (its devices still go offline),
-and no source's clock ever judges another's keys.
+and no source's clock ever judges another's keys. In a live run over Kafka a quiet
+source's lane also runs on with the wall clock while its partition is read to its
+end (``citywatch.flows.stage_watermark``), so it need not wait for the shard's clock.
 
 Deterministic for any batching: an event that comes behind its lane's clock is
 passed on with the clock it came at (``Detector.on_arrival``), and its lane's clock

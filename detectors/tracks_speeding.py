@@ -128,8 +128,8 @@ def _with_episode_mean(data: dict[str, Any]) -> dict[str, Any]:
         for _key, st in keyed.data.get("items", []):
             widened(st)
     elif keyed.version == 3:  # keys and records as columns
-        records = [widened(st) for st in unpack(keyed.data["records"])]
-        data["_state"] = replace(keyed, data={**keyed.data, "records": pack(records)})
+        packed = pack([widened(st) for st in unpack(keyed.data["records"])])
+        data["_state"] = replace(keyed, data={**keyed.data, "records": packed})
     else:
         records = b"".join(
             encode_record((key, used, seen, widened(st)))

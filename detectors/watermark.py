@@ -270,6 +270,25 @@ class Watermarker(Stateful):
         cap = clock_ms if clock_ms is not None else self.heard_ms + FRONT_SLACK_MS
         return max(clock.lane_ms, min(clock.max_ts_ms - slack_ms, cap))
 
+    def quiet_lane_ms(self, source: str, slack_ms: int, caught_ms: int) -> int:
+        """The clock ``source``'s keys are judged on while its partition is known to be
+        read to its end at wall time ``caught_ms`` (live): ``caught_ms`` less ``slack_ms``
+        and less how far its newest event's arrival was behind that event's stamp (its
+        own transit, a backlog it came through included), never back. So a source that
+        went quiet is judged near the wall clock, not its last event.
+
+        >>> wm = Watermarker(30_000, by="gateway")
+        >>> wm.observe(10_000, "gw-1", clock_ms=10_300), wm.quiet_lane_ms("gw-1", 500, 20_000)
+        ('on_time', 19200)
+        >>> wm.quiet_lane_ms("gw-9", 500, 20_000) == NO_WATERMARK
+        True
+        """
+        clock = self.clocks.get(source)
+        if clock is None or clock.max_ts_ms == NO_WATERMARK or clock.seen_wall_ms is None:
+            return NO_WATERMARK
+        transit = max(0, clock.seen_wall_ms - clock.max_ts_ms)
+        return max(clock.lane_ms, caught_ms - slack_ms - transit)
+
     def keep_lane(self, source: str, lane_ms: int) -> None:
         clock = self.clocks.get(source)
         if clock is not None and lane_ms > clock.lane_ms:

@@ -35,7 +35,7 @@ from citywatch.detectors.tracks_speeding import SpeedingDetector
 from citywatch.detectors.video import VideoRuleDetector
 from citywatch.detectors.watermark import NO_WATERMARK, front_lead_ms
 from citywatch.flows.config import Config
-from citywatch.flows.records import AlertBatch, ShardBatch, ShardOutput
+from citywatch.flows.records import NOT_CAUGHT_UP, AlertBatch, ShardBatch, ShardOutput
 from citywatch.flows.recovery import restore, snapshot
 from citywatch.flows.watermarks import SourceWatermarks
 
@@ -262,6 +262,10 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, ShardOutput, bytes]):
     when that is ahead of event time, so timeouts (``track.gap``) fire while input is
     quiet. A wake-up costs only the timers due (per-lane heaps), not a walk over keys.
     Alert times still come from the events, so ids do not depend on when it fired.
+    Live Kafka partitions say how far they were read to their end (``caught_ms``):
+    ``now`` is then never past the oldest of those, so a backlog waiting in Kafka is
+    not taken for silence (each partition's lanes run on with its own, see
+    ``citywatch.flows.stage_watermark``).
     """
 
     def __init__(
@@ -286,6 +290,8 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, ShardOutput, bytes]):
         self._tick = timedelta(seconds=tick_s)
         self._now = now
         self._event_wm = -(2**62)
+        # Live Kafka partitions: the wall time each was last read to its end (not state).
+        self._caught: dict[str, int] = {}
         self.suite: DetectorSuite = restore("detect", factory(), resume)
         self._zones = zones
         self._zones_seen = zones()
@@ -304,6 +310,8 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, ShardOutput, bytes]):
             if self._on_stamped is not None and batch.seq is not None:
                 self._on_stamped(batch.source, batch.seq)
             wm_ms = self.suite.watermarks.update(batch.source, batch.wm_ms, batch.idle, batch.peers)
+            if self._wall and batch.caught_ms is not None:
+                self._note_caught(batch)
             if self._wall:
                 self._event_wm = max(self._event_wm, wm_ms)
                 wm_ms = max(wm_ms, self._wall_wm())
@@ -316,8 +324,19 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, ShardOutput, bytes]):
                 alert.wm_ms = wm_ms
         return [ShardOutput(out, dead, spans, top)], StatefulBatchLogic.RETAIN
 
+    def _note_caught(self, batch: ShardBatch) -> None:
+        caught = self._caught
+        for peer in batch.peers:  # partitions not heard from yet: nothing known read
+            caught.setdefault(peer, NOT_CAUGHT_UP)
+        at = batch.caught_ms
+        if at is not None and at > caught.get(batch.source, NOT_CAUGHT_UP):
+            caught[batch.source] = at
+
     def _wall_wm(self) -> int:
-        return int(self._now().timestamp() * 1000) - self._lag_ms
+        now_ms = int(self._now().timestamp() * 1000)
+        if self._caught:  # never past what every live partition was read to
+            now_ms = min(now_ms, min(self._caught.values()))
+        return now_ms - self._lag_ms
 
     def notify_at(self) -> datetime | None:
         return self._now() + self._tick if self._wall else None

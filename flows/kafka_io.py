@@ -33,7 +33,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from citywatch.detectors.events import DeadLetter, parse_ts
 from citywatch.flows.config import Config, ConfigError, KafkaSettings
-from citywatch.flows.records import RawBatch
+from citywatch.flows.records import CAUGHT_UP_FOR_GOOD, NOT_CAUGHT_UP, RawBatch
 from citywatch.replay.recording import iter_lines, unwrap
 from citywatch.sinks.base import BatchSink
 
@@ -129,6 +129,7 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, int]):
         stop_at_end: bool,
         idle_s: float,
         hooks: PartitionHooks,
+        quiet_every_s: float = 0.25,
     ) -> None:
         self._topic, self._partition, self._type = topic, partition, event_type
         self._peers = peers
@@ -146,7 +147,10 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, int]):
                 "stats_cb": self._stats,
             }
         )
-        tp = TopicPartition(topic, partition)
+        tp = self._tp = TopicPartition(topic, partition)
+        self._fetch_wait_ms = int(conf.get("fetch.wait.max.ms", FETCH_WAIT_MS))
+        self._quiet_every_s = quiet_every_s
+        self._last_sent = time.monotonic()
         if resume is None:
             low, high = self._consumer.get_watermark_offsets(tp, timeout=15)
             resume = low if start == "earliest" else high
@@ -174,18 +178,30 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, int]):
             self._hooks.on_lag(self._topic, self._partition, max(0, high - self._offset))
 
     def _batch(
-        self, lines: list[bytes], keys: list[bytes | None], idle: bool, peers: tuple[str, ...] = ()
-    ) -> RawBatch:
+        self, lines: list[bytes], keys: list[bytes | None], idle: bool, peers: tuple[str, ...] = (),
+        *, caught_ms: int = NOT_CAUGHT_UP, now_ns: int | None = None,
+    ) -> RawBatch:  # fmt: skip
+        self._last_sent = time.monotonic()
         return RawBatch(
             self._name,
             lines,
-            time.time_ns(),
+            time.time_ns() if now_ns is None else now_ns,
             [self._type] * len(lines),
             keys,
             idle,
             peers,
             wall_clock=True,
+            caught_ms=caught_ms,
         )
+
+    def _caught_ms(self, now_ns: int) -> int:
+        """The poll's wall time less the fetch wait when the consumer's position reached the
+        high watermark of the last fetch response (sent at most the fetch wait after
+        anything new came): all was read by then; else :data:`NOT_CAUGHT_UP` (behind)."""
+        _low, high = self._consumer.get_watermark_offsets(self._tp, cached=True)
+        if high < 0 or self._offset < high:
+            return NOT_CAUGHT_UP
+        return now_ns // 1_000_000 - self._fetch_wait_ms
 
     def next_batch(self) -> list[RawBatch]:
         if self._done:
@@ -216,20 +232,26 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, int]):
             keys.append(_as_bytes(msg.key()))
             self._offset = (msg.offset() or 0) + 1
         now = time.monotonic()
+        now_ns = time.time_ns()
+        caught = self._caught_ms(now_ns)
         out: list[RawBatch] = []
         if lines:
             self._last_data = now
             self._idle = False
             if self._hooks.on_messages is not None:
                 self._hooks.on_messages(self._topic, len(lines))
-            out.append(self._batch(lines, keys, False))
+            out.append(self._batch(lines, keys, False, caught_ms=caught, now_ns=now_ns))
         if at_end and self._stop_at_end:
             self._done = True
-            out.append(self._batch([], [], True))
+            out.append(self._batch([], [], True, caught_ms=CAUGHT_UP_FOR_GOOD, now_ns=now_ns))
         elif not lines:
             if not self._idle and now - self._last_data >= self._idle_s:
                 self._idle = True
-                out.append(self._batch([], [], True))
+                out.append(self._batch([], [], True, caught_ms=caught, now_ns=now_ns))
+            elif caught != NOT_CAUGHT_UP and now - self._last_sent >= self._quiet_every_s:
+                # Quiet and caught up: say so every tick, so that the absence of this
+                # partition's keys is judged close to the wall clock (its lanes).
+                out.append(self._batch([], [], self._idle, caught_ms=caught, now_ns=now_ns))
             self._awake = datetime.now(UTC) + timedelta(seconds=_IDLE_POLL_S)
             return out
         self._awake = None
@@ -267,8 +289,12 @@ class KafkaBatchSource(FixedPartitionedSource[RawBatch, int]):
         batch_size: int = 1000,
         stop_at_end: bool = False,
         hooks: PartitionHooks | None = None,
+        quiet_every_s: float = 0.25,
     ) -> None:
         self.settings = settings
+        # A caught-up partition with nothing new sends an empty batch this often
+        # ([flow] tick_ms), saying how far it is caught up.
+        self.quiet_every_s = quiet_every_s
         # librdkafka holds a fetch up to fetch.wait.max.ms (500 ms by default) when a
         # broker answers it only then, as the mock cluster does: that was most of a live
         # alert's typical delay. [kafka.client] may still set it.
@@ -308,6 +334,7 @@ class KafkaBatchSource(FixedPartitionedSource[RawBatch, int]):
             stop_at_end=self.stop_at_end,
             idle_s=self.settings.idle_partition_s,
             hooks=self.hooks,
+            quiet_every_s=self.quiet_every_s,
         )
 
 

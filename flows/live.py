@@ -183,6 +183,7 @@ def run_live(cfg: Config, redis_url: str, opts: RunOptions) -> MetricsStats:
         batch_size=cfg.flow.batch_size,
         stop_at_end=opts.stop_at_end,
         hooks=PartitionHooks(metrics.on_messages, metrics.on_lag),
+        quiet_every_s=cfg.flow.tick_ms / 1000,
     )
     flow = build_flow(source, outputs, cfg, holder, stats)
     rec_dir = Path(cfg.run.recovery_dir)

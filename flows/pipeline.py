@@ -114,6 +114,7 @@ def parse_step(holder: ReferenceHolder, stats: RunStats) -> Callable[[RawBatch],
             arrival_ms=arrivals,
             wall_clock=batch.wall_clock,
             seq=batch.seq,
+            caught_ms=batch.caught_ms,
         )
 
     return parse
@@ -146,6 +147,7 @@ def shard_step(
                     heard[i],
                     batch.clocks,
                     batch.seq,
+                    batch.caught_ms,
                 ),
             )
             for i in range(shards)

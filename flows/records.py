@@ -22,6 +22,11 @@ from citywatch.detectors.incidents import IncidentView
 from citywatch.detectors.tracks_rendezvous import StopSpan
 from citywatch.detectors.watermark import NO_WATERMARK
 
+# ``caught_ms`` of a live partition's batch (see RawBatch): still behind its end, or
+# ended for good (nothing more will come of it).
+NOT_CAUGHT_UP = NO_WATERMARK
+CAUGHT_UP_FOR_GOOD = 2**62
+
 
 @dataclass(frozen=True, slots=True)
 class RawBatch:
@@ -46,6 +51,11 @@ class RawBatch:
     # The batch's number among its source's batches when several workers read one
     # recording (``flows/sources_split.py``): the watermark step restores that order.
     seq: int | None = None
+    # Live Kafka only: the wall-clock time (ms) by which the consumer had read every
+    # message of its partition when it polled this batch (its poll found the partition's
+    # end), NOT_CAUGHT_UP while it is behind, CAUGHT_UP_FOR_GOOD once it ended; None when
+    # the input cannot tell (recordings). See ``citywatch.flows.stage_watermark``.
+    caught_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +75,7 @@ class EventBatch:
     # decided (refused) with it (see ``citywatch.detectors.watermark``).
     end: bool = False
     seq: int | None = None  # see RawBatch
+    caught_ms: int | None = None  # see RawBatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +101,7 @@ class StampedBatch:
     # absence detectors judge that source's keys on (``citywatch.detectors.lanes``).
     clocks: dict[str, int] = field(default_factory=dict)
     seq: int | None = None  # see RawBatch: the readers' bound on how far they run ahead
+    caught_ms: int | None = None  # see RawBatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +117,7 @@ class ShardBatch:
     heard: list[tuple[Event, int]] = field(default_factory=list)  # see StampedBatch
     clocks: dict[str, int] = field(default_factory=dict)  # see StampedBatch
     seq: int | None = None  # see StampedBatch
+    caught_ms: int | None = None  # see RawBatch
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,14 @@ event time less ``[flow] source_slack_ms``, passed on per batch (``clocks``; see
 ``citywatch.detectors.lanes``). An on-time event stamped behind either clock is
 passed on too, with the clock it came at, so those detectors let it change
 nothing they decided before it came: the same alerts for any batching.
+
+A live Kafka partition's batch says when the consumer had read the partition to its
+end (``caught_ms``; a quiet one says so every ``[flow] tick_ms``). Nothing of it
+stamped before then is still waiting in Kafka, so once a tick each of its sources'
+lanes runs on to that wall time less ``source_slack_ms`` and less the source's own
+transit (:meth:`~citywatch.detectors.watermark.Watermarker.quiet_lane_ms`): a source
+that went quiet is judged near the wall clock, not its last event. Behind its end (a
+backlog) nothing runs on; replays have no wall clock and are unchanged.
 """
 
 from __future__ import annotations
@@ -49,7 +57,7 @@ from citywatch.detectors.watermark import (
     front_lead_ms,
 )
 from citywatch.flows.config import FlowSettings
-from citywatch.flows.records import EventBatch, StampedBatch
+from citywatch.flows.records import NOT_CAUGHT_UP, EventBatch, StampedBatch
 from citywatch.flows.recovery import restore, snapshot
 from citywatch.flows.stats import RunStats
 
@@ -64,6 +72,8 @@ def watermark_step(
     :mod:`citywatch.detectors.watermark`), raising ``source.clock_skew`` once a source."""
     live = flow.timers == "wall"
     slack_ms = flow.source_slack_ms
+    tick_ms = flow.tick_ms
+    quiet_at: dict[str, int] = {}  # partition -> wall time its lanes last ran on (not state)
 
     def stamp(state: Watermarker | None, batch: EventBatch) -> tuple[Watermarker, StampedBatch]:
         wm = state if state is not None else new_watermarker(flow)
@@ -119,13 +129,22 @@ def watermark_step(
             for item, decided, ref in wm.drain():
                 assert isinstance(item, Event)
                 judge(item, None, decided, None, ref)
-        if live:  # sources silent for source_idle_s of wall time stop holding it back
+        if live and (batch.events or batch.dead):
+            # Sources silent for source_idle_s of wall time stop holding it back. Not on a
+            # caught-up partition's empty batches: with every source idle the partition's
+            # watermark would jump to its newest one, a gateway whose clock runs ahead.
             wm.advance(wall_ms)
         clocks: dict[str, int] = {}
         for source in touched:  # the lanes that moved on, as the detectors will see them
             lane = wm.lane_ms(source, slack_ms, at)  # ``at``: the last event's wall clock
             wm.keep_lane(source, lane)
             clocks[source] = lane
+        caught = batch.caught_ms
+        if live and caught is not None and caught != NOT_CAUGHT_UP:
+            last = quiet_at.get(batch.source)
+            if last is None or wall_ms - last >= tick_ms:  # once a tick: lanes run on
+                quiet_at[batch.source] = wall_ms
+                _run_on(wm, min(caught, wall_ms), slack_ms, clocks)
         alerts: list[Alert] = []
         for source, ts_ms, ref_ms in wm.take_skewed():
             known = arrivals is not None or batch.wall_clock
@@ -150,6 +169,7 @@ def watermark_step(
             heard,
             clocks,
             batch.seq,
+            caught,
         )
         return wm, stamped
 
@@ -219,6 +239,17 @@ def new_watermarker(flow: FlowSettings) -> Watermarker:
         idle_ms=flow.source_idle_s * 1000,
         by=flow.watermark_source,
     )
+
+
+def _run_on(wm: Watermarker, caught_ms: int, slack_ms: int, clocks: dict[str, int]) -> None:
+    """The partition was read to its end at wall time ``caught_ms``: nothing of it stamped
+    before then is still waiting in Kafka, so each of its sources' lanes runs on with the
+    wall clock (:meth:`Watermarker.quiet_lane_ms`), a source that went quiet too."""
+    for source in wm.clocks:
+        lane = wm.quiet_lane_ms(source, slack_ms, caught_ms)
+        if lane > wm.clocks[source].lane_ms:
+            wm.keep_lane(source, lane)
+            clocks[source] = lane
 
 
 def _future_letter(

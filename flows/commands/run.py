@@ -101,7 +101,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--timers",
         choices=["wall", "event"],
         default=None,
-        help="timeouts on wall-clock (live default) or on event time (deterministic)",
+        help=(
+            "timeouts on wall-clock (live default: a quiet source's gap/offline about "
+            "[flow] source_slack_ms + tick_ms after its deadline while its Kafka partition "
+            "is read to its end, never while it is behind) or on event time (deterministic)"
+        ),
     )
     run.add_argument(
         "--reset-state",
