@@ -1,18 +1,15 @@
 """Per-sensor baselines of one sensor kind as numpy arrays, updated a batch at a time.
 
-A :class:`BaselineBank` holds one row per sensor in flat arrays (about 1.32 kB a
+A :class:`BaselineBank` holds one row per sensor in flat arrays (about 1.19 kB a
 sensor, most of it the 168 hour-of-week bins), so 100,000 sensors fit in about
-165 MB and a batch of readings updates in a few dozen vectorised numpy
+150 MB and a batch of readings updates in a few dozen vectorised numpy
 operations, whatever the number of sensors in it.
 
 The model per sensor, three candidate seasons side by side (none, hour-of-day,
 hour-of-week, with hourly bins interpolated between bin centres):
 
 - a fast EW level of the deseasonalised value forecasts the next reading; the
-  one-step *residual* in units of its EW spread sees spikes and jumps (the
-  spread scaled by the hour of day where the series is louder at some hours than
-  at others and that scaling has forecast its residuals better: see
-  ``HOUR_VAR_HALF_LIFE_DAYS``);
+  one-step *residual* in units of its EW spread sees spikes and jumps;
 - a slow baseline plus the season is the long memory of normal; the fast
   level's deviation from it, in units of that deviation's own spread, sees
   drifts, lasting shifts and a broken daily or weekly cycle (*level*);
@@ -64,8 +61,6 @@ from typing import Any
 
 import numpy as np
 
-from citywatch.detectors.anomaly import migrations
-from citywatch.detectors.anomaly.calibration import KindCalibration
 from citywatch.detectors.anomaly.params import BaselineParams, normal_z_of_t
 from citywatch.detectors.anomaly.slots import SlotTable
 from citywatch.detectors.state import Stateful
@@ -73,6 +68,9 @@ from citywatch.detectors.state import Stateful
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
 WEEK_BINS = 7 * 24
+HIST_BINS = 1000
+# Hourly decay of the calibration histogram: a one-week half-life.
+HIST_DECAY_PER_HOUR = 0.5 ** (1 / (7 * 24))
 SEASONS = ("none", "daily", "weekly")
 # Tail calibration: per feature, a running 99th percentile of the model's own recent
 # distances (a Robbins-Monro quantile tracker in log space). A distance r times that
@@ -112,25 +110,6 @@ DRIFT_CUSUM_Q99 = 4.70
 # its ramp than at 11 spreads (0.002 a sensor-day).
 DRIFT_SURPRISE_WEIGHT = 0.7
 FEATURE_WEIGHT = np.array([1.0, 1.0, 1.0, DRIFT_SURPRISE_WEIGHT])
-# The residual's spread by hour of day: a real series is often louder at some hours
-# (an evening ramp) than at others, and one spread for the whole day hides a quiet
-# hour's anomaly and makes the loud hours' errors the tail every hour is measured by.
-# Each hour's mean squared residual, relative to the overall spread, is learned (a
-# one-week half-life per hour; squared residuals capped at HOUR_VAR_CAP spreads²) and
-# scales the residual's spread, within HOUR_VAR_RANGE, once the hour has
-# HOUR_VAR_MIN_VISITS readings (the larger of the reading's hour and the neighbouring
-# hour it is nearer to: a ramp's first reading is not read against the quiet hour
-# before it). It is used only while it forecasts the residuals better: the
-# prequential Gaussian log-likelihood gain of the hour's spread over the overall one,
-# an EW mean with a two-day half-life, must exceed HOUR_GAIN_MIN nats a reading (a
-# sensor whose noise does not depend on the hour keeps one spread: its hourly
-# estimates are only sampling noise, which loses likelihood).
-HOUR_VAR_HALF_LIFE_DAYS = 7.0
-HOUR_GAIN_HALF_LIFE_DAYS = 2.0
-HOUR_GAIN_MIN = 0.05
-HOUR_VAR_MIN_VISITS = 8
-HOUR_VAR_CAP = 36.0
-HOUR_VAR_RANGE = (0.25, 4.0)
 
 _FIELDS: dict[str, tuple[Any, tuple[int, ...]]] = {
     "n": (np.int32, ()),
@@ -151,9 +130,6 @@ _FIELDS: dict[str, tuple[Any, tuple[int, ...]]] = {
     "tail": (np.float32, (4,)),  # running 99th percentile of each feature's distance
     "day_prof": (np.float32, (24,)),
     "day_n": (np.uint8, (24,)),
-    "hvar": (np.float32, (24,)),  # each hour's mean squared residual / the overall one
-    "hvar_n": (np.uint8, (24,)),  # readings it has learned (capped at 255)
-    "hgain": (np.float32, ()),  # EW log-likelihood gain of the hourly spread, nats
     "week_prof": (np.float32, (WEEK_BINS,)),
     "week_n": (np.uint8, (WEEK_BINS,)),
     "ep_on": (np.bool_, ()),
@@ -193,18 +169,57 @@ class StepResult:
     score_t: np.ndarray  # the score with the residual as Student-t (alerts use it)
 
 
+class KindCalibration(Stateful):
+    """A decayed histogram of one kind's scores; the alert threshold is its quantile.
+
+    Deterministic whatever the batching: the threshold for readings of event hour
+    ``H`` uses only scores of hours ``<= H - 2``. Those are complete by then,
+    because a reading two hours old arriving after one of hour ``H`` would be
+    late (the flow's out-of-orderness bound is far below an hour) and never
+    reaches a detector.
+    """
+
+    __slots__ = ("closed_", "closed_upto_", "min_readings", "min_score", "pending_", "quantile")
+
+    def __init__(self, quantile: float, min_score: float, min_readings: int) -> None:
+        self.quantile = quantile
+        self.min_score = min_score
+        self.min_readings = min_readings
+        self.closed_ = np.zeros(HIST_BINS, dtype=np.float64)
+        self.closed_upto_: int | None = None
+        self.pending_: dict[int, np.ndarray] = {}
+
+    def threshold(self, hour: int) -> float:
+        for h in sorted(k for k in self.pending_ if k <= hour - 2):
+            if self.closed_upto_ is not None:
+                self.closed_ *= HIST_DECAY_PER_HOUR ** max(0, h - self.closed_upto_)
+            self.closed_ += self.pending_.pop(h)
+            self.closed_upto_ = h
+        total = float(self.closed_.sum())
+        if total < self.min_readings:
+            return self.min_score
+        idx = int(np.searchsorted(np.cumsum(self.closed_), self.quantile * total))
+        return max(self.min_score, min(idx + 1, HIST_BINS) / HIST_BINS)
+
+    def add(self, hour: int, scores: np.ndarray) -> None:
+        bins = np.minimum((scores * HIST_BINS).astype(np.int64), HIST_BINS - 1)
+        counts = np.bincount(bins, minlength=HIST_BINS).astype(np.float64)
+        if hour in self.pending_:
+            self.pending_[hour] += counts
+        else:
+            self.pending_[hour] = counts
+
+
 class BaselineBank(Stateful):
     """Per-sensor baselines of one sensor kind (see the module docstring)."""
 
     STATE = ("_rows", "calibration", "suppressed_")
     # v2: the drift statistic (columns "drift", "dsvar"; a fourth "tail" percentile)
     # v3: the drift distance is a CUSUM (column "cusum")
-    # v4: the residual's spread by hour of day (columns "hvar", "hvar_n", "hgain")
-    STATE_VERSION = 4
+    STATE_VERSION = 3
     MIGRATIONS = {
-        1: lambda data: migrations.with_drift_columns(data, _layout(), TAIL_PRIOR[3]),
+        1: lambda data: _with_drift_columns(data),
         2: lambda data: _with_cusum_column(data),
-        3: lambda data: migrations.with_hour_var_columns(data, _layout()),
     }
 
     def __init__(
@@ -280,22 +295,6 @@ class BaselineBank(Stateful):
         w = np.where((a[cnt][s, b] > 0) & (a[cnt][s, nb] > 0), np.abs(frac), 0.0)
         return here + w * (there - here)
 
-    def _hour_var(self, s: np.ndarray, ts: np.ndarray, hd: np.ndarray) -> np.ndarray:
-        """Each reading's hourly variance factor (1 until its hour has
-        HOUR_VAR_MIN_VISITS readings): the larger of its hour's and of the
-        neighbouring hour it is nearer to (once that one has as many)."""
-        a = self._a
-        frac = ((ts + self.utc_offset_ms) % HOUR_MS) / HOUR_MS - 0.5
-        nb = (hd + np.where(frac >= 0, 1, -1)) % 24
-        here = a["hvar"][s, hd].astype(np.float64)
-        near = np.where(
-            a["hvar_n"][s, nb] >= HOUR_VAR_MIN_VISITS,
-            np.maximum(here, a["hvar"][s, nb]),
-            here,
-        )
-        lo, hi = HOUR_VAR_RANGE
-        return np.where(a["hvar_n"][s, hd] >= HOUR_VAR_MIN_VISITS, np.clip(near, lo, hi), 1.0)
-
     def step(self, s: np.ndarray, ts: np.ndarray, x: np.ndarray) -> StepResult:
         """Score, then learn, one reading each of *distinct* sensors ``s``."""
         p, a = self.p, self._a
@@ -329,12 +328,7 @@ class BaselineBank(Stateful):
         e = x[:, None] - forecast_c
         floor2 = p.min_scale * p.min_scale
         sig_c = np.sqrt(np.maximum(mse, floor2))
-        sigma_all = sig_c[rows, c]
-        # the hour's spread (the larger of this hour's and the nearer neighbour's),
-        # used while it has forecast the residuals better than the overall one
-        rh_raw = self._hour_var(s, ts, hd)
-        rh = np.where(a["hgain"][s] > HOUR_GAIN_MIN, rh_raw, 1.0)
-        sigma = sigma_all * np.sqrt(rh)
+        sigma = sig_c[rows, c]
         z_res = np.abs(e[rows, c]) / sigma
         clip = np.where(warm[:, None], p.clip_z * sig_c, np.inf)
         e_cl = np.clip(e, -clip, clip)
@@ -347,13 +341,11 @@ class BaselineBank(Stateful):
         z_lvl_all = np.abs(dev[rows, c]) / np.sqrt(np.maximum(dvar, lvl_floor))[rows, c]
         # the baseline and the deviation's spread need more history than the residual
         z_lvl = np.where(n >= 2 * p.warmup_readings, z_lvl_all, 0.0)
-        # fast / slow variance of the chosen residual (in units of its hour's spread):
-        # 2 log2 of their ratio
-        rv = np.clip(e[rows, c] / np.sqrt(rh), -2 * clip[rows, c], 2 * clip[rows, c])
+        # fast / slow variance of the chosen residual: 2 log2 of their ratio
+        rv = np.clip(e[rows, c], -2 * clip[rows, c], 2 * clip[rows, c])
         af = p.fast_var_alpha
-        s2 = sigma_all * sigma_all
-        fvar_new = np.where(restart, s2, (1 - af) * a["fvar"][s] + af * rv * rv)
-        z_vol = 2.0 * np.log2(np.maximum(fvar_new / s2, 1.0))
+        fvar_new = np.where(restart, sigma * sigma, (1 - af) * a["fvar"][s] + af * rv * rv)
+        z_vol = 2.0 * np.log2(np.maximum(fvar_new / (sigma * sigma), 1.0))
         # slow drift: a slow EW mean of the long residual (value - baseline - season) in
         # units of that residual's spread, clipped (a spike moves it little); white
         # residuals give it a spread of sqrt(da / (2 - da)). It learns every in-order
@@ -500,24 +492,6 @@ class BaselineBank(Stateful):
             step = np.clip(target - old, -lim_all[u, col], lim_all[u, col])
             a[prof][su, b] = np.where(m > 0, old + ab * step, target)
             a[cnt][su, b] = np.minimum(m + 1, 255)
-        # the hour's squared residual against the overall spread (normal, scored
-        # readings), and the log-likelihood gain the hour's spread had on this reading
-        hvu = g & scored
-        if hvu.any():
-            sh, bh = s[hvu], hd[hvu]
-            mh = a["hvar_n"][sh, bh].astype(np.float64)
-            q = np.minimum((e[rows, c][hvu] / sigma_all[hvu]) ** 2, HOUR_VAR_CAP)
-            r0 = rh_raw[hvu]
-            dth = np.clip(np.where(restart, HOUR_MS, dt), 1, HOUR_MS)[hvu]
-            gain = 0.5 * (q - q / r0) - 0.5 * np.log(r0)
-            ag = 1 - 0.5 ** (dth / (HOUR_GAIN_HALF_LIFE_DAYS * DAY_MS))
-            a["hgain"][sh] = a["hgain"][sh] + ag * (gain - a["hgain"][sh])
-            # an hour bin sees an hour of readings a day: a one-week half-life is
-            # HOUR_VAR_HALF_LIFE_DAYS hours of its own readings
-            ah = np.maximum(1 - 0.5 ** (dth / (HOUR_VAR_HALF_LIFE_DAYS * HOUR_MS)), 1 / (mh + 1))
-            old_h = np.where(mh > 0, a["hvar"][sh, bh].astype(np.float64), q)
-            a["hvar"][sh, bh] = old_h + ah * (q - old_h)
-            a["hvar_n"][sh, bh] = np.minimum(mh + 1, 255)
         # running 99th percentiles of the distances (warm, scored readings)
         t = g & scored
         if t.any():
@@ -568,12 +542,40 @@ class BaselineBank(Stateful):
         return float(res.score[0])
 
 
-def _layout() -> migrations.Layout:
-    return {n: (np.dtype(t).str, tuple(shape)) for n, (t, shape) in _FIELDS.items()}
+def _with_drift_columns(data: dict[str, Any]) -> dict[str, Any]:
+    """State version 1 -> 2: the rows get the drift statistic at rest (zero, learning
+    from the next reading on) and its tail percentile at the prior; the fast residual
+    variance is kept in float32 (so a row stays under 1.2 kB)."""
+    rows = data["_rows"]
+    cols = dict(rows.data["cols"])
+    used = len(cols["n"])
+    old_tail = cols["tail"]
+    tail = np.empty((used, 4), dtype=np.float32)
+    tail[:, :3] = old_tail
+    tail[:, 3] = TAIL_PRIOR[3]
+    cols["tail"] = tail
+    cols["drift"] = np.zeros((used, 3), dtype=np.float32)
+    cols["dsvar"] = np.zeros((used, 3), dtype=np.float32)
+    cols["fvar"] = cols["fvar"].astype(np.float32)
+    layout = {n: (np.dtype(t).str, tuple(shape)) for n, (t, shape) in _FIELDS.items()}
+    new_rows = type(rows)(rows.kind, rows.version, {**rows.data, "cols": cols, "layout": layout})
+    return {**data, "_rows": new_rows}
 
 
 def _with_cusum_column(data: dict[str, Any]) -> dict[str, Any]:
-    return migrations.with_cusum_column(data, _layout(), TAIL_PRIOR[3])
+    """State version 2 -> 3: the rows get the drift CUSUM at rest (zero, accumulating
+    from the next reading on); the drift tail percentile restarts at its prior (it
+    measured the EW drift mean, a distance on another scale)."""
+    rows = data["_rows"]
+    cols = dict(rows.data["cols"])
+    used = len(cols["n"])
+    cols["cusum"] = np.zeros((used, 3, 2), dtype=np.float32)
+    tail = np.array(cols["tail"], dtype=np.float32, copy=True)
+    tail[:, 3] = TAIL_PRIOR[3]
+    cols["tail"] = tail
+    layout = {n: (np.dtype(t).str, tuple(shape)) for n, (t, shape) in _FIELDS.items()}
+    new_rows = type(rows)(rows.kind, rows.version, {**rows.data, "cols": cols, "layout": layout})
+    return {**data, "_rows": new_rows}
 
 
 def rounds(slots: np.ndarray) -> list[np.ndarray]:
