@@ -98,7 +98,8 @@ class _Line(TuplePickled):
 
 
 # A sensor's line as a row: its kind (a code of the detector's text table), the start of
-# the last silence reported, its armed timer (UNSET: none), its latest settled presence
+# the last silence reported, its armed timer (UNSET: none) and that timer's lane (the
+# timers are rebuilt from these on restore), its latest settled presence
 # (``heard``: a reading, or an event of the sensor set aside, late or with a future
 # timestamp, counted at the clock when it came), and of its latest settled reading only
 # what an alert shows (time, value, kind, id, first zone, position; NaN: no position).
@@ -106,6 +107,7 @@ _LINE_COLUMNS: dict[str, Column] = {
     "kind": ("i", 0),
     "alerted": ("q", NO_WATERMARK),
     "timer": ("q", UNSET),
+    "lane": ("i", -1),  # the lane (a text code) the armed timer is filed under
     "heard": ("q", NO_WATERMARK),
     "has_last": ("b", 0),
     "last_ts": ("q", 0),
@@ -131,20 +133,34 @@ def _set_last(col: dict[str, Col], s: int, ev: SensorEvent, codes: Codes) -> Non
 
 def _to_columns(data: dict[str, Any]) -> dict[str, Any]:
     """State version 3 -> 4: the lines, ``_Line`` records of a ``KeyedState``, become
-    rows of columns, their text codes of a new text table."""
+    rows of columns, their text codes of a new text table; of the timers only the heap
+    of the lanes' next dues is kept (each row names its timer's lane)."""
     codes = Codes()
+    timers = LaneTimers()
+    timers.restore(data.pop("_timers"))
+    lane_of = {
+        (key, due): lane
+        for lane, box in timers._lanes.items()
+        for due, keys in box._by_due.items()
+        for key in keys
+    }
 
-    def fill(col: dict[str, Col], s: int, line: _Line) -> None:
+    def fill(col: dict[str, Col], s: int, row: tuple[str, _Line]) -> None:
+        key, line = row
         col["kind"][s] = codes.code(line.kind)
         col["alerted"][s] = line.alerted_ts
-        col["timer"][s] = UNSET if line.timer_due is None else line.timer_due
+        if line.timer_due is not None:
+            col["timer"][s] = line.timer_due
+            col["lane"][s] = codes.code(lane_of.get((key, line.timer_due), ""))
         col["heard"][s] = line.seen_ts
         if line.last is not None:
             _set_last(col, s, line.last, codes)
 
     _kind, rows = plain_state(data["_state"])
-    data["_state"] = slots_from_rows(rows, _LINE_COLUMNS, fill)
+    keyed = [(key, seen, (key, line)) for key, seen, line in rows]
+    data["_state"] = slots_from_rows(keyed, _LINE_COLUMNS, fill)
     data["_text"] = codes.state()
+    data["_timer_next"] = list(timers._next)
     return data
 
 
@@ -183,10 +199,11 @@ def _add_seen_ts(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def lines_v3(det: OfflineDetector) -> Snapshot:
-    """``det``'s lines as state versions 1-3 held them: a ``KeyedState`` snapshot of
-    ``_Line`` records (their last readings with the fields an alert shows), in use
-    order. What the migrations read; tests write older snapshots with it."""
+def state_v3(det: OfflineDetector) -> dict[str, Any]:
+    """``det``'s state as version 3 held it: the lines a ``KeyedState`` snapshot of
+    ``_Line`` records (their last readings with the fields an alert shows) in use order,
+    and the timers. What the migration to columns reads; tests write older snapshots
+    with it."""
     lines: KeyedState[_Line] = KeyedState(det.idle_evict_s * 1000)
     col, text, seen = det._state.col, det._text, det._state.last_uses()
     for key, s in det._state.items():
@@ -213,7 +230,13 @@ def lines_v3(det: OfflineDetector) -> Snapshot:
             col["heard"][s],
         )
         lines.put(key, line, seen[s])
-    return lines.state()
+    return {
+        "_state": lines.state(),
+        "_timers": det._timers.state(),
+        "_held": det._held.state(),
+        "_wm": det._wm,
+        "late_events_": det.late_events_,
+    }
 
 
 class OfflineDetector(LaneDetector):
@@ -223,7 +246,9 @@ class OfflineDetector(LaneDetector):
     kinds = ("sensor.offline",)
     event_type = "sensor"
 
-    STATE = ("_state", "_timers", "_held", "_wm", "late_events_", "_text")
+    # The timers are saved as the rows' armed timers and the heap of the lanes' next
+    # dues (``_timer_next``, restored last: it rebuilds the timers from the rows).
+    STATE = ("_state", "_held", "_wm", "late_events_", "_text", "_timer_next")
     # 3: readings held and timers filed per lane; 4: lines as rows of columns
     STATE_VERSION = 4
     MIGRATIONS = {1: _add_seen_ts, 2: _per_lane, 3: _to_columns}
@@ -347,7 +372,32 @@ class OfflineDetector(LaneDetector):
         # Timers in tenths of a second after the deadline: many sensors share one, and
         # the check on firing is exact, so the alert does not depend on the rounding.
         due = self._timer[s] = (deadline // TIMER_MS + 1) * TIMER_MS
+        self._col["lane"][s] = self._text.code(lane)
         self._timers.add(key, due, lane)
+
+    @property
+    def _timer_next(self) -> list[tuple[int, str]]:
+        return self._timers._next
+
+    @_timer_next.setter
+    def _timer_next(self, nxt: list[tuple[int, str]]) -> None:
+        """Rebuild the timers from the rows' armed timers, with the lanes' heap ``nxt``
+        as saved. A timer is armed only while its row has none and each pops before its
+        key could be evicted (its due is within ``silent_s`` of the key's last use), so
+        the rows' timers are exactly the timers that were pending."""
+        by_lane: dict[str, dict[int, list[str]]] = {}
+        timer, lane, text = self._timer, self._col["lane"], self._text.text
+        for key, s in self._state.items():
+            due = timer[s]
+            if due != UNSET:
+                by_lane.setdefault(text[lane[s]], {}).setdefault(due, []).append(key)
+        lanes = {
+            name: (by_due, sorted(by_due), sum(map(len, by_due.values())))
+            for name, by_due in by_lane.items()
+        }
+        timers = LaneTimers()
+        timers.restore(Snapshot("LaneTimers", 1, {"lanes": lanes, "next": list(nxt)}))
+        self._timers = timers
 
     def _silent_ms(self, s: int) -> int:
         return self.by_kind[self._text.text[self._kind[s]]].silent_s * 1000
