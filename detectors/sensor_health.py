@@ -395,9 +395,7 @@ class OfflineDetector(LaneDetector):
             name: (by_due, sorted(by_due), sum(map(len, by_due.values())))
             for name, by_due in by_lane.items()
         }
-        timers = LaneTimers()
-        timers.restore(Snapshot("LaneTimers", 1, {"lanes": lanes, "next": list(nxt)}))
-        self._timers = timers
+        self._timers.restore(Snapshot("LaneTimers", 1, {"lanes": lanes, "next": list(nxt)}))
 
     def _silent_ms(self, s: int) -> int:
         return self.by_kind[self._text.text[self._kind[s]]].silent_s * 1000
