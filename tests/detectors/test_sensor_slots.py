@@ -39,33 +39,30 @@ CLASSES: dict[str, type[Detector]] = {
 T0 = 1_781_528_400_000
 
 
-def _scenario(name: str) -> tuple[Callable[[], Detector], list[Event], dict[int, int]]:
-    """The detector, events and watermarks the fixture was written from (the generator's
-    streams, rebuilt by its own code)."""
-    spec = importlib.util.spec_from_file_location(
-        "make_sensor_state", FIXTURE.parent / "make_sensor_state.py"
-    )
+def _generator() -> Any:
+    """The fixture's generator module: its streams and ``feed`` are the test's."""
+    path = FIXTURE.parent / "make_sensor_state.py"
+    spec = importlib.util.spec_from_file_location("make_sensor_state", path)
     assert spec is not None and spec.loader is not None
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
+    return gen
+
+
+GEN = _generator()
+_feed: Callable[[Detector, list[Event], dict[int, int], int, int], list[Any]] = GEN.feed
+
+
+def _scenario(name: str) -> tuple[Callable[[], Detector], list[Event], dict[int, int]]:
+    """The detector, events and watermarks the fixture was written from (rebuilt by the
+    generator's own code)."""
     if name in CLASSES:
         cls = CLASSES[name]
-        case = cls.contract_case(gen.SEED)
-        return (lambda: cls.contract_case(gen.SEED).detector), case.events, case.watermarks
-    make, stream = gen.EXTRA[name]
+        case = cls.contract_case(GEN.SEED)
+        return (lambda: cls.contract_case(GEN.SEED).detector), case.events, case.watermarks
+    make, stream = GEN.EXTRA[name]
     events, wms = stream()
     return make, events, wms
-
-
-def _feed(det: Detector, events: list[Event], wms: dict[int, int], a: int, b: int) -> list[Any]:
-    fired: list[Any] = []
-    for i in range(a, b):
-        out: list[Any] = []
-        det.on_event(events[i], out)
-        if i in wms:
-            det.on_watermark(wms[i], out)
-        fired.extend([i, x.to_json()] for x in out)
-    return fired
 
 
 _SAVED = json.loads(FIXTURE.read_text())
