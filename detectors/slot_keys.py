@@ -33,6 +33,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
+import numpy as np
+
 from citywatch.detectors.state import Snapshot, StateError, Stateful, migrate
 
 # A column: ``array.array`` type code ("q" int64, "d" float64, "b" int8, "i" int32), or
@@ -161,6 +163,7 @@ class SlotKeys(Stateful):
 
     def _release(self, s: int) -> None:
         self._keys[s] = None
+        self._used[s] = -1  # a free slot: no place in the use order
         self._free.append(s)
         col: Any
         for col, _default in self._fresh:
@@ -189,6 +192,12 @@ class SlotKeys(Stateful):
             self._release(s)
             gone.append(key)
         return gone
+
+    def live(self) -> np.ndarray:
+        """Whether each slot holds a live key (a boolean per slot)."""
+        if not len(self._used):
+            return np.zeros(0, dtype=bool)
+        return np.frombuffer(self._used, dtype=np.int64) >= 0
 
     def last_uses(self) -> array[int]:
         """Each slot's last use (read only)."""
@@ -230,9 +239,14 @@ class SlotKeys(Stateful):
         self._used = array("q", data["used"])
         self._uses = int(data["uses"])
         self._free = list(data["free"])
-        used = self._used
-        live = sorted((s for s, k in enumerate(keys) if k is not None), key=used.__getitem__)
-        self._order = OrderedDict([(keys[s], s) for s in live])  # type: ignore[misc]
+        # The live slots in use order (free slots have no place in it: -1), sorted by
+        # numpy rather than one Python call per key.
+        used = (
+            np.frombuffer(self._used, dtype=np.int64) if len(self._used) else np.zeros(0, np.int64)
+        )
+        order = np.argsort(used, kind="stable")
+        live: list[int] = order[used[order] >= 0].tolist()
+        self._order = OrderedDict(zip(map(keys.__getitem__, live), live, strict=True))  # type: ignore[arg-type]
 
     def rows(self) -> list[tuple[str, int, dict[str, Any]]]:
         """``(key, last use, {column: value})`` in use order: the state as plain rows,

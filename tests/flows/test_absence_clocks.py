@@ -19,7 +19,8 @@ import pytest
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.base import keyed_v1
 from citywatch.detectors.events import Event, GpsEvent, SensorEvent
-from citywatch.detectors.sensor_health import OfflineDetector, OfflineParams, state_v3
+from citywatch.detectors.sensor_health import OfflineDetector, OfflineParams
+from citywatch.detectors.sensor_offline_rows import state_v3
 from citywatch.detectors.sensor_window import WindowDetector, WindowParams
 from citywatch.detectors.state import Snapshot, decode, encode
 from citywatch.detectors.tracks_gap import GapDetector, GapParams

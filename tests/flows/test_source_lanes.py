@@ -27,12 +27,8 @@ import pytest
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.events import Event, GpsEvent, SensorEvent
 from citywatch.detectors.lanes import LaneQueue, LaneTimers
-from citywatch.detectors.sensor_health import (
-    TIMER_MS,
-    OfflineDetector,
-    OfflineParams,
-    state_v3,
-)
+from citywatch.detectors.sensor_health import TIMER_MS, OfflineDetector, OfflineParams
+from citywatch.detectors.sensor_offline_rows import state_v3
 from citywatch.detectors.sensor_window import WindowDetector, WindowParams
 from citywatch.detectors.state import Snapshot, decode, encode
 from citywatch.detectors.timers import DueTimers
