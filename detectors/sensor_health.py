@@ -276,7 +276,7 @@ class OfflineDetector(LaneDetector):
             order = slots[np.lexsort((timer[slots], lane[slots]))]
             dues, codes = timer[order], lane[order]
             cuts = (np.flatnonzero((np.diff(dues) != 0) | (np.diff(codes) != 0)) + 1).tolist()
-            keys = list(map(self._state.key_of, order.tolist()))
+            keys: list[Any] = list(map(self._state.key_of, order.tolist()))  # all live
             text, due_at, code_at = self._text.text, dues.tolist(), codes.tolist()
             for a, b in zip([0, *cuts], [*cuts, len(keys)], strict=True):
                 if a < b:  # one (lane, due): its keys; dues come ascending within a lane
