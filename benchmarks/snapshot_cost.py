@@ -12,14 +12,17 @@ seconds of event time it takes a first snapshot, then one after every
 ``--interval-s`` of event time that follows, as a live run does, and prints
 each one's time (``citywatch.flows.recovery.snapshot``: ``state()`` and
 encoding; wall clock, and the CPU time of the thread, which waiting for a busy
-machine's cores does not inflate), its size, and the median. ``--precode`` encodes up to
-``PRECODE_TICK_KEYS`` changed records each second of event time, as a live
-shard does on its wall ticks at x1. ``--check`` restores a final snapshot into
+machine's cores does not inflate), its size, and the median. ``--parts`` then
+prints each detector's own ``state()`` and encoding, its decoding (thread CPU,
+median of 5) and its size. ``--precode`` encodes up to ``PRECODE_TICK_KEYS``
+changed records each second of event time, as a live shard does on its wall
+ticks at x1. ``--check`` restores a final snapshot into
 a suite built fresh and checks that it holds the same state as the fed one.
 
     citywatch generate --scale city --minutes 7 --seed 5 --out c7.jsonl
     python -m citywatch.benchmarks.snapshot_cost c7.jsonl --warm-s 300 --interval-s 10
     python -m citywatch.benchmarks.snapshot_cost c7.jsonl --precode --check
+    python -m citywatch.benchmarks.snapshot_cost c7.jsonl --warm-s 400 --interval-s 999 --parts
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from pathlib import Path
 
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.events import Event, parse_batch
-from citywatch.detectors.state import decode
+from citywatch.detectors.state import decode, encode
 from citywatch.flows.config import load_config
 from citywatch.flows.detect import DetectorSuite
 from citywatch.flows.recovery import restore, snapshot
@@ -55,6 +58,27 @@ def _same(a: DetectorSuite, b: DetectorSuite) -> bool | None:
     return same_state(decode(snapshot(a)), decode(snapshot(b)))
 
 
+def _parts(suite: DetectorSuite) -> None:
+    """Each detector's snapshot alone: ``state()`` and encoding, then decoding."""
+    print("| detector | live keys | state + encode CPU (ms) | decode CPU (ms) | size (MB) |")
+    print("|---|---:|---:|---:|---:|")
+    for det in suite.detectors:
+        enc: list[float] = []
+        dec: list[float] = []
+        blob = b""
+        for _ in range(5):
+            c0 = time.thread_time()
+            blob = encode(det.state())
+            c1 = time.thread_time()
+            decode(blob)
+            enc.append(c1 - c0)
+            dec.append(time.thread_time() - c1)
+        print(
+            f"| {type(det).__name__} | {det.live_keys():,} | {statistics.median(enc) * 1000:.1f} "
+            f"| {statistics.median(dec) * 1000:.1f} | {len(blob) / 2**20:.2f} |"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("recording", type=Path, help="a .jsonl recording (citywatch generate)")
@@ -68,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         help="encode changed records each second of event time ahead of the snapshot, "
         "as a live shard does on its wall ticks (flows.detect.PRECODE_TICK_KEYS)",
     )
+    ap.add_argument("--parts", action="store_true", help="per detector, at the end")
     args = ap.parse_args(argv)
     gc.set_threshold(200_000, 20, 100)  # as the command line runs the flow
     if args.precode:  # only in trees that have it: the script also measures older ones
@@ -114,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         f"of the {len(later)} after it {statistics.median(later) * 1000:,.0f} ms (CPU "
         f"{statistics.median(cpus) * 1000:,.0f}), max {max(later) * 1000:,.0f} ms"
     )
+    if args.parts:
+        _parts(suite)
     if args.check:
         blob = snapshot(suite)  # the events after the last interval's snapshot too
         fresh = DetectorSuite.from_config(cfg, ref.zone_catalog())

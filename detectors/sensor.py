@@ -24,6 +24,7 @@ Timeline (limit 4.5, clear at 4.3, two readings needed)::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from citywatch.detectors import params
@@ -34,8 +35,10 @@ from citywatch.detectors.sensor_kit import (
     T_CASE,
     PerSensorDetector,
     background_readings,
+    keyed_to_slots,
     merge_by_time,
 )
+from citywatch.detectors.slot_keys import Col, Column
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,6 +80,8 @@ class ThresholdParams:
 
 @dataclass(slots=True)
 class _Episode:
+    """An episode as state version 1 kept it (read by the migration to columns)."""
+
     first_ts: int
     last_ts: int
     readings: int = 1
@@ -84,41 +89,77 @@ class _Episode:
     alerted: bool = False
 
 
-class ThresholdDetector(PerSensorDetector[ThresholdParams, _Episode]):
+_EPISODE_COLUMNS: dict[str, Column] = {
+    "first_ts": ("q", 0),
+    "last_ts": ("q", 0),
+    "readings": ("q", 1),
+    "peak": ("d", 0.0),
+    "alerted": ("b", 0),
+}
+
+
+def _fill_episode(col: dict[str, Col], s: int, ep: _Episode) -> None:
+    col["first_ts"][s] = ep.first_ts
+    col["last_ts"][s] = ep.last_ts
+    col["readings"][s] = ep.readings
+    col["peak"][s] = ep.peak
+    col["alerted"][s] = ep.alerted
+
+
+class ThresholdDetector(PerSensorDetector[ThresholdParams]):
+    """``sensor.threshold``; a sensor beyond its limit has its episode as a row of
+    columns (first and last time, readings beyond, peak, alerted)."""
+
     kinds = ("sensor.threshold",)
+
+    COLUMNS = _EPISODE_COLUMNS
+    STATE_VERSION = 2  # 2: episodes as rows of columns (1: a KeyedState of _Episode)
+    MIGRATIONS = {1: keyed_to_slots(_EPISODE_COLUMNS, _fill_episode)}
+
+    def __init__(
+        self, by_kind: Mapping[str, ThresholdParams], *, idle_evict_s: int = 24 * 3600
+    ) -> None:
+        super().__init__(by_kind, idle_evict_s=idle_evict_s)
+        col = self._state.col
+        self._first, self._last, self._peak = col["first_ts"], col["last_ts"], col["peak"]
+        self._readings, self._alerted = col["readings"], col["alerted"]
 
     def on_event(self, ev: Event, out: list[Alert]) -> None:
         got = self.reading(ev)
         if got is None:
             return
         ev, p = got
-        ep = self._state.get(ev.sensor, ev.ts_ms)
-        if ep is None:
+        ts = ev.ts_ms
+        s = self._state.slot(ev.sensor, ts)
+        if s < 0:
             if p.beyond(ev.value):
-                self._state.put(ev.sensor, _Episode(ev.ts_ms, ev.ts_ms, 1, ev.value), ev.ts_ms)
-                self._maybe_alert(ev, p, self._state.get(ev.sensor, ev.ts_ms), out)
+                s = self._state.add(ev.sensor, ts)
+                self._first[s] = self._last[s] = ts
+                self._peak[s] = ev.value
+                self._maybe_alert(ev, p, s, out)
             return
-        if ev.ts_ms <= ep.last_ts:
+        if ts <= self._last[s]:
             return
         if p.cleared(ev.value):
             self._state.pop(ev.sensor)
             return
-        ep.last_ts = ev.ts_ms
+        self._last[s] = ts
         if p.beyond(ev.value):
-            ep.readings += 1
-            worse = ev.value > ep.peak if p.direction == "above" else ev.value < ep.peak
+            self._readings[s] += 1
+            peak = self._peak[s]
+            worse = ev.value > peak if p.direction == "above" else ev.value < peak
             if worse:
-                ep.peak = ev.value
-        self._maybe_alert(ev, p, ep, out)
+                self._peak[s] = ev.value
+        self._maybe_alert(ev, p, s, out)
 
-    def _maybe_alert(
-        self, ev: SensorEvent, p: ThresholdParams, ep: _Episode | None, out: list[Alert]
-    ) -> None:
-        if ep is None or ep.alerted or ep.readings < p.min_readings:
+    def _maybe_alert(self, ev: SensorEvent, p: ThresholdParams, s: int, out: list[Alert]) -> None:
+        readings = self._readings[s]
+        if self._alerted[s] or readings < p.min_readings:
             return
-        if ev.ts_ms - ep.first_ts < p.min_over_s * 1000:
+        first = self._first[s]
+        if ev.ts_ms - first < p.min_over_s * 1000:
             return
-        ep.alerted = True
+        self._alerted[s] = 1
         out.append(
             Alert.make(
                 "sensor.threshold",
@@ -129,16 +170,16 @@ class ThresholdDetector(PerSensorDetector[ThresholdParams, _Episode]):
                 ev.lon,
                 ev.lat,
                 ts_ms=ev.ts_ms,
-                first_ts_ms=ep.first_ts,
+                first_ts_ms=first,
                 evidence={
                     "sensor_kind": ev.kind,
                     "value": ev.value,
-                    "peak": ep.peak,
+                    "peak": self._peak[s],
                     "limit": p.limit,
                     "direction": p.direction,
                     "unit": p.unit or ev.unit,
-                    "readings_beyond": ep.readings,
-                    "duration_s": (ev.ts_ms - ep.first_ts) // 1000,
+                    "readings_beyond": readings,
+                    "duration_s": (ev.ts_ms - first) // 1000,
                     "event_id": ev.id,
                 },
             )

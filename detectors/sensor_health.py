@@ -45,23 +45,35 @@ Readings older than the sensor's latest are ignored (arrival order decides).
 from __future__ import annotations
 
 import heapq
+import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from citywatch.detectors import params
 from citywatch.detectors.alerts import Alert
-from citywatch.detectors.base import ContractCase, KeyedState, LaneDetector
+from citywatch.detectors.base import ContractCase, LaneDetector
 from citywatch.detectors.events import Event, SensorEvent, format_ts
 from citywatch.detectors.lanes import LaneQueue, LaneTimers
 from citywatch.detectors.sensor_kit import (
     T_CASE,
     PerSensorDetector,
     background_readings,
+    keyed_to_slots,
     merge_by_time,
     sensor_alert,
 )
+from citywatch.detectors.sensor_offline_rows import (  # _Line: old snapshots name it here
+    _LINE_COLUMNS,
+    _add_seen_ts,
+    _Line,  # noqa: F401
+    _set_last,
+    _to_columns,
+)
+from citywatch.detectors.slot_keys import UNSET, Codes, Col, Column, SlotKeys
 from citywatch.detectors.state import Snapshot, TuplePickled
 from citywatch.detectors.watermark import NO_WATERMARK
 
@@ -79,17 +91,6 @@ class OfflineParams:
     def __post_init__(self) -> None:
         params.positive("sensor.offline", "silent_s", self.silent_s)
         params.severity("sensor.offline", self.severity)
-
-
-@dataclass(slots=True)
-class _Line(TuplePickled):
-    kind: str
-    last: SensorEvent | None = None  # latest settled reading (event time < watermark)
-    alerted_ts: int = NO_WATERMARK  # the start of the last silence reported
-    timer_due: int | None = None
-    # Latest settled presence: a reading, or an event of the sensor set aside (late,
-    # future timestamp) counted at the watermark when it came (``on_heard``).
-    seen_ts: int = NO_WATERMARK
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,23 +120,19 @@ def _per_lane(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _add_seen_ts(data: dict[str, Any]) -> dict[str, Any]:
-    """State version 1 -> 2: lines learn ``seen_ts`` (their last reading's time)."""
-    for _key, line in data["_state"].data["items"]:
-        if not hasattr(line, "seen_ts") or line.seen_ts is None:
-            line.seen_ts = line.last.ts_ms if line.last is not None else NO_WATERMARK
-    return data
-
-
 class OfflineDetector(LaneDetector):
-    """``sensor.offline`` per sensor kind; fires on event-time progress (``on_watermark``)."""
+    """``sensor.offline`` per sensor kind; fires on event-time progress (``on_watermark``).
+    Each sensor's line is a row of columns (``_LINE_COLUMNS``)."""
 
     kinds = ("sensor.offline",)
     event_type = "sensor"
 
-    STATE = ("_state", "_timers", "_held", "_wm", "late_events_")
-    STATE_VERSION = 3  # 3: readings held and timers filed per lane
-    MIGRATIONS = {1: _add_seen_ts, 2: _per_lane}
+    # The timers are saved as the rows' armed timers and the heap of the lanes' next
+    # dues (``_timer_next``, restored last: it rebuilds the timers from the rows).
+    STATE = ("_state", "_held", "_wm", "late_events_", "_text", "_timer_next")
+    # 3: readings held and timers filed per lane; 4: lines as rows of columns
+    STATE_VERSION = 4
+    MIGRATIONS = {1: _add_seen_ts, 2: _per_lane, 3: _to_columns}
 
     def __init__(
         self, by_kind: Mapping[str, OfflineParams], *, idle_evict_s: int = 24 * 3600
@@ -149,7 +146,11 @@ class OfflineDetector(LaneDetector):
             )
             raise ValueError(msg)
         self.idle_evict_s = idle_evict_s
-        self._state: KeyedState[_Line] = KeyedState(idle_evict_s * 1000)
+        self._state = SlotKeys(idle_evict_s * 1000, _LINE_COLUMNS)
+        self._text = Codes()  # sensor kinds and zones of the rows
+        col = self._col = self._state.col
+        self._kind, self._alerted, self._timer = col["kind"], col["alerted"], col["timer"]
+        self._heard, self._has_last, self._last_ts = col["heard"], col["has_last"], col["last_ts"]
         self._timers = LaneTimers()
         # Readings (and presences heard) at or after their clock, filed under their lane
         # and settled in time order once the lane's clock or the shard's passes them.
@@ -160,17 +161,17 @@ class OfflineDetector(LaneDetector):
     def on_event(self, ev: Event, out: list[Alert]) -> None:
         if not isinstance(ev, SensorEvent) or ev.kind not in self.by_kind:
             return
-        line = self._state.get(ev.sensor, ev.ts_ms)
-        if line is None:
-            line = _Line(ev.kind)
-            self._state.put(ev.sensor, line, ev.ts_ms)
+        s = self._state.slot(ev.sensor, ev.ts_ms)
+        if s < 0:
+            s = self._state.add(ev.sensor, ev.ts_ms)
+            self._kind[s] = self._text.code(ev.kind)
         if ev.ts_ms < self._wm:
             # Behind our watermark (only when fed outside the flow, which drops late
             # events): it cannot reopen a silence already judged; settle it as is.
             self.late_events_ += 1
-            if line.last is None or ev.ts_ms > line.last.ts_ms:
-                line.last = ev
-            line.seen_ts = max(line.seen_ts, ev.ts_ms)
+            if not self._has_last[s] or ev.ts_ms > self._last_ts[s]:
+                _set_last(self._col, s, ev, self._text)
+            self._heard[s] = max(self._heard[s], ev.ts_ms)
             return
         at = self.arrived_at(ev)
         if at is not None and ev.ts_ms < at:  # came behind the clock: settled at it
@@ -190,11 +191,11 @@ class OfflineDetector(LaneDetector):
         sensor is alive at ``at_ms``, so a silence can only start after it."""
         if not isinstance(ev, SensorEvent) or ev.kind not in self.by_kind:
             return
-        line = self._state.get(ev.sensor, at_ms)
-        if line is None:
+        s = self._state.slot(ev.sensor, at_ms)
+        if s < 0:
             return
         if at_ms < self._wm:
-            line.seen_ts = max(line.seen_ts, at_ms)
+            self._heard[s] = max(self._heard[s], at_ms)
             return
         self._held.add(at_ms, _Heard(at_ms, ev.sensor), self.lane_of(ev))
 
@@ -204,78 +205,118 @@ class OfflineDetector(LaneDetector):
         behind = [(lane, clock - 1) for lane, clock in lanes]  # strictly before a clock
         # Settle the readings now behind their clock, in event-time order per lane: a
         # reading further than silent_s after the sensor's previous one is a silence.
+        peek = self._state.peek
         for item, lane in self._held.pop_due(wm_ms - 1, behind):
-            line = self._state.get(item.sensor, NO_WATERMARK)  # a peek: no touch
-            if line is not None:
-                self._settle(item.sensor, line, item, lane, out)
+            s = peek(item.sensor)
+            if s >= 0:
+                self._settle(item.sensor, s, item, lane, out)
+        timer = self._timer
         for due, key, lane in self._timers.pop_due(wm_ms - 1, behind):
-            line = self._state.get(key, NO_WATERMARK)
-            if line is None or line.timer_due != due:
+            s = peek(key)
+            if s < 0 or timer[s] != due:
                 continue
-            line.timer_due = None
-            self._check_silence(key, line, self.clock_of(lane, wm_ms), lane, out)
+            timer[s] = UNSET
+            self._check_silence(key, s, self.clock_of(lane, wm_ms), lane, out)
         if moved:
             self._state.evict_idle(wm_ms)
 
     def _settle(
-        self, key: str, line: _Line, item: SensorEvent | _Heard, lane: str, out: list[Alert]
+        self, key: str, s: int, item: SensorEvent | _Heard, lane: str, out: list[Alert]
     ) -> None:
-        seen = line.seen_ts
+        seen = self._heard[s]
         reading = item if isinstance(item, SensorEvent) else item.reading
         ts = item.ts_ms if reading is None else reading.ts_ms
-        if reading is not None and (line.last is None or ts > line.last.ts_ms):
-            if seen != NO_WATERMARK and ts - seen > self._silent_ms(line):
-                self._alert(line, out)
-            line.last = reading
+        if reading is not None and (not self._has_last[s] or ts > self._last_ts[s]):
+            if seen != NO_WATERMARK and ts - seen > self._silent_ms(s):
+                self._alert(key, s, out)
+            _set_last(self._col, s, reading, self._text)
         elif ts <= seen:
             return
-        elif seen != NO_WATERMARK and ts - seen > self._silent_ms(line):
-            self._alert(line, out)
-        line.seen_ts = max(seen, ts)
+        elif seen != NO_WATERMARK and ts - seen > self._silent_ms(s):
+            self._alert(key, s, out)
+        heard = self._heard[s] = max(seen, ts)
         # Judged by the timer once every reading before the watermark is settled.
-        if line.timer_due is None:
-            self._arm(key, line, line.seen_ts + self._silent_ms(line), lane)
+        if self._timer[s] == UNSET:
+            self._arm(key, s, heard + self._silent_ms(s), lane)
 
-    def _check_silence(
-        self, key: str, line: _Line, clock_ms: int, lane: str, out: list[Alert]
-    ) -> None:
-        if line.last is None or line.seen_ts == NO_WATERMARK:
+    def _check_silence(self, key: str, s: int, clock_ms: int, lane: str, out: list[Alert]) -> None:
+        heard = self._heard[s]
+        if not self._has_last[s] or heard == NO_WATERMARK:
             return
-        deadline = line.seen_ts + self._silent_ms(line)
+        deadline = heard + self._silent_ms(s)
         if deadline < clock_ms:  # every reading before the clock is settled: confirmed
-            self._alert(line, out)
-        elif line.timer_due is None and line.alerted_ts != line.seen_ts:
-            self._arm(key, line, deadline, lane)
+            self._alert(key, s, out)
+        elif self._timer[s] == UNSET and self._alerted[s] != heard:
+            self._arm(key, s, deadline, lane)
 
-    def _arm(self, key: str, line: _Line, deadline: int, lane: str) -> None:
+    def _arm(self, key: str, s: int, deadline: int, lane: str) -> None:
         # Timers in tenths of a second after the deadline: many sensors share one, and
         # the check on firing is exact, so the alert does not depend on the rounding.
-        line.timer_due = (deadline // TIMER_MS + 1) * TIMER_MS
-        self._timers.add(key, line.timer_due, lane)
+        due = self._timer[s] = (deadline // TIMER_MS + 1) * TIMER_MS
+        self._col["lane"][s] = self._text.code(lane)
+        self._timers.add(key, due, lane)
 
-    def _silent_ms(self, line: _Line) -> int:
-        return self.by_kind[line.kind].silent_s * 1000
+    @property
+    def _timer_next(self) -> list[tuple[int, str]]:
+        return self._timers._next
 
-    def _alert(self, line: _Line, out: list[Alert]) -> None:
-        last, start = line.last, line.seen_ts
-        if last is None or start == NO_WATERMARK or line.alerted_ts == start:
-            return
-        line.alerted_ts = start
-        p = self.by_kind[line.kind]
-        evidence: dict[str, Any] = {
-            "sensor_kind": last.kind,
-            "silent_s": p.silent_s,
-            "last_reading_ts": format_ts(last.ts_ms),
-            "last_value": last.value,
-            "event_id": last.id,
+    @_timer_next.setter
+    def _timer_next(self, nxt: list[tuple[int, str]]) -> None:
+        """Rebuild the timers from the rows' armed timers, with the lanes' heap ``nxt``
+        as saved. A timer is armed only while its row has none and disarmed only when it
+        pops, so a live row's armed timer is its key's one pending timer. A timer of a key
+        evicted meanwhile was not saved: it would find no row, or a row armed for another
+        due, and do nothing (its due is within ``silent_s`` and a reading's lag of the
+        key's last use, so it pops before ``idle_evict_s`` evicts the key anyway)."""
+        by_lane: dict[str, dict[int, list[str]]] = {}
+        timer = np.frombuffer(self._timer, dtype=np.int64) if len(self._timer) else None
+        if timer is not None:
+            lane = np.frombuffer(self._col["lane"], dtype=np.int32)
+            slots = np.flatnonzero(self._state.live() & (timer != UNSET))
+            order = slots[np.lexsort((timer[slots], lane[slots]))]
+            dues, codes = timer[order], lane[order]
+            cuts = (np.flatnonzero((np.diff(dues) != 0) | (np.diff(codes) != 0)) + 1).tolist()
+            keys: list[Any] = list(map(self._state.key_of, order.tolist()))  # all live
+            text, due_at, code_at = self._text.text, dues.tolist(), codes.tolist()
+            for a, b in zip([0, *cuts], [*cuts, len(keys)], strict=True):
+                if a < b:  # one (lane, due): its keys; dues come ascending within a lane
+                    by_lane.setdefault(text[code_at[a]], {})[due_at[a]] = keys[a:b]
+        lanes = {
+            name: (by_due, list(by_due), sum(map(len, by_due.values())))
+            for name, by_due in by_lane.items()
         }
-        if start != last.ts_ms:  # its last readings were set aside (a gateway's clock)
+        self._timers.restore(Snapshot("LaneTimers", 1, {"lanes": lanes, "next": list(nxt)}))
+
+    def _silent_ms(self, s: int) -> int:
+        return self.by_kind[self._text.text[self._kind[s]]].silent_s * 1000
+
+    def _alert(self, key: str, s: int, out: list[Alert]) -> None:
+        start = self._heard[s]
+        if not self._has_last[s] or start == NO_WATERMARK or self._alerted[s] == start:
+            return
+        self._alerted[s] = start
+        col, text = self._col, self._text
+        p = self.by_kind[text.text[self._kind[s]]]
+        last_ts = self._last_ts[s]
+        evidence: dict[str, Any] = {
+            "sensor_kind": text.of(col["last_kind"][s]),
+            "silent_s": p.silent_s,
+            "last_reading_ts": format_ts(last_ts),
+            "last_value": col["last_value"][s],
+            "event_id": col["last_id"][s],
+        }
+        if start != last_ts:  # its last readings were set aside (a gateway's clock)
             evidence["last_heard_ts"] = format_ts(start)
+        lon, lat = col["last_lon"][s], col["last_lat"][s]
         out.append(
-            sensor_alert(
+            Alert.make(
                 "sensor.offline",
                 p.severity,
-                last,
+                key,
+                "sensor",
+                text.of(col["last_zone"][s]),
+                None if math.isnan(lon) else lon,
+                None if math.isnan(lat) else lat,
                 ts_ms=start + p.silent_s * 1000,
                 first_ts_ms=start,
                 evidence=evidence,
@@ -345,6 +386,8 @@ class StuckParams:
 
 @dataclass(slots=True)
 class _Run(TuplePickled):
+    """A run as state version 1 kept it (read by the migration to columns)."""
+
     value: float
     first_ts: int
     last_ts: int
@@ -352,54 +395,94 @@ class _Run(TuplePickled):
     alerted: bool = False
 
 
-class StuckDetector(PerSensorDetector[StuckParams, _Run]):
-    """``sensor.stuck`` per sensor kind, in arrival order, O(1) per reading."""
+_RUN_COLUMNS: dict[str, Column] = {
+    "value": ("d", 0.0),  # the run's first value
+    "first_ts": ("q", 0),
+    "last_ts": ("q", 0),
+    "readings": ("q", 1),
+    "alerted": ("b", 0),
+}
+
+
+def _fill_run(col: dict[str, Col], s: int, run: _Run) -> None:
+    col["value"][s] = run.value
+    col["first_ts"][s] = run.first_ts
+    col["last_ts"][s] = run.last_ts
+    col["readings"][s] = run.readings
+    col["alerted"][s] = run.alerted
+
+
+class StuckDetector(PerSensorDetector[StuckParams]):
+    """``sensor.stuck`` per sensor kind, in arrival order, O(1) per reading; each
+    sensor's run is a row of columns (first value, first and last time, readings,
+    alerted)."""
 
     kinds = ("sensor.stuck",)
+
+    COLUMNS = _RUN_COLUMNS
+    STATE_VERSION = 2  # 2: runs as rows of columns (1: a KeyedState of _Run records)
+    MIGRATIONS = {1: keyed_to_slots(_RUN_COLUMNS, _fill_run)}
+
+    def __init__(
+        self, by_kind: Mapping[str, StuckParams], *, idle_evict_s: int = 24 * 3600
+    ) -> None:
+        super().__init__(by_kind, idle_evict_s=idle_evict_s)
+        col = self._state.col
+        self._value, self._first, self._last = col["value"], col["first_ts"], col["last_ts"]
+        self._readings, self._alerted = col["readings"], col["alerted"]
 
     def on_event(self, ev: Event, out: list[Alert]) -> None:
         got = self.reading(ev)
         if got is None:
             return
         ev, p = got
-        run = self._state.get(ev.sensor, ev.ts_ms)
-        if run is None or (
-            ev.ts_ms > run.last_ts
-            and (
-                abs(ev.value - run.value) > p.tolerance
-                or (p.min_stuck_s > 0 and ev.ts_ms - run.last_ts > p.min_stuck_s * 1000)
-            )
+        ts = ev.ts_ms
+        s = self._state.slot(ev.sensor, ts)
+        if s < 0:
+            self._start(self._state.add(ev.sensor, ts), ev)
+            return
+        last = self._last[s]
+        if ts <= last:
+            return
+        if abs(ev.value - self._value[s]) > p.tolerance or (
+            p.min_stuck_s > 0 and ts - last > p.min_stuck_s * 1000
         ):
-            self._state.put(ev.sensor, _Run(ev.value, ev.ts_ms, ev.ts_ms), ev.ts_ms)
+            self._start(s, ev)
             return
-        if ev.ts_ms <= run.last_ts:
+        self._last[s] = ts
+        readings = self._readings[s] = self._readings[s] + 1
+        if self._alerted[s]:
             return
-        run.last_ts = ev.ts_ms
-        run.readings += 1
-        if run.alerted:
-            return
-        by_count = p.min_readings >= 2 and run.readings >= p.min_readings
-        by_time = p.min_stuck_s > 0 and ev.ts_ms - run.first_ts >= p.min_stuck_s * 1000
+        first = self._first[s]
+        by_count = p.min_readings >= 2 and readings >= p.min_readings
+        by_time = p.min_stuck_s > 0 and ts - first >= p.min_stuck_s * 1000
         if not (by_count or by_time):
             return
-        run.alerted = True
+        self._alerted[s] = 1
         out.append(
             sensor_alert(
                 "sensor.stuck",
                 p.severity,
                 ev,
-                ts_ms=ev.ts_ms,
-                first_ts_ms=run.first_ts,
+                ts_ms=ts,
+                first_ts_ms=first,
                 evidence={
                     "sensor_kind": ev.kind,
-                    "value": run.value,
-                    "readings": run.readings,
-                    "stuck_s": (ev.ts_ms - run.first_ts) // 1000,
+                    "value": self._value[s],
+                    "readings": readings,
+                    "stuck_s": (ts - first) // 1000,
                     "tolerance": p.tolerance,
                     "event_id": ev.id,
                 },
             )
         )
+
+    def _start(self, s: int, ev: SensorEvent) -> None:
+        """A new run from ``ev``."""
+        self._value[s] = ev.value
+        self._first[s] = self._last[s] = ev.ts_ms
+        self._readings[s] = 1
+        self._alerted[s] = 0
 
     @classmethod
     def contract_case(cls, seed: int) -> ContractCase:

@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Generic, TypeVar
 
 from citywatch.detectors.alerts import Alert
-from citywatch.detectors.base import KeyedDetector, KeyedState
+from citywatch.detectors.base import Detector, plain_state
 from citywatch.detectors.events import Event, SensorEvent
+from citywatch.detectors.slot_keys import Col, Column, SlotKeys, slots_from_rows
+from citywatch.detectors.state import Snapshot
 
 P = TypeVar("P")
-S = TypeVar("S")
 
 T_CASE = 1_781_528_400_000  # 2026-06-15T13:00:00Z, the contract cases' start
 
@@ -71,18 +72,20 @@ def merge_by_time(*streams: list[SensorEvent]) -> list[Event]:
     return merged
 
 
-class PerSensorDetector(KeyedDetector, Generic[P, S]):
-    """Base of the sensor detectors configured per sensor kind, with per-sensor state
+class PerSensorDetector(Detector, Generic[P]):
+    """Base of the sensor detectors configured per sensor kind, with per-sensor state as
+    rows of the columns ``COLUMNS`` (:class:`~citywatch.detectors.slot_keys.SlotKeys`),
     evicted after ``idle_evict_s`` of event time without a reading."""
 
     event_type = "sensor"
 
-    STATE = ("_state",)
+    STATE: ClassVar[tuple[str, ...] | None] = ("_state",)
+    COLUMNS: ClassVar[dict[str, Column]] = {}
 
     def __init__(self, by_kind: Mapping[str, P], *, idle_evict_s: int = 24 * 3600) -> None:
         self.by_kind = dict(by_kind)
         self.idle_evict_s = idle_evict_s
-        self._state: KeyedState[S] = KeyedState(idle_evict_s * 1000)
+        self._state = SlotKeys(idle_evict_s * 1000, self.COLUMNS)
 
     def reading(self, ev: Event) -> tuple[SensorEvent, P] | None:
         """The event as a reading of a configured sensor kind, with that kind's
@@ -92,3 +95,26 @@ class PerSensorDetector(KeyedDetector, Generic[P, S]):
             if p is not None:
                 return ev, p
         return None
+
+    def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
+        self._state.evict_idle(wm_ms)
+
+    def live_keys(self) -> int:
+        return len(self._state)
+
+
+def keyed_to_slots(
+    columns: Mapping[str, Column], fill: Callable[[dict[str, Col], int, Any], None]
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A state migration turning the detector's ``_state``, a ``KeyedState`` snapshot of
+    records (any of its layouts), into :class:`SlotKeys` rows, each record poured into
+    its row by ``fill(columns, slot, record)``."""
+
+    def step(data: dict[str, Any]) -> dict[str, Any]:
+        old = data["_state"]
+        if isinstance(old, Snapshot) and old.kind == "KeyedState":
+            _kind, rows = plain_state(old)
+            data = {**data, "_state": slots_from_rows(rows, columns, fill)}
+        return data
+
+    return step

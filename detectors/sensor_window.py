@@ -45,16 +45,20 @@ Timeline (tumbling 10 min, mean over 100, no allowed lateness)::
 
 from __future__ import annotations
 
+import math
 import random
+from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from citywatch.detectors import params
 from citywatch.detectors.alerts import Alert
-from citywatch.detectors.base import ContractCase, KeyedState, LaneDetector
+from citywatch.detectors.base import ContractCase, LaneDetector, plain_state
 from citywatch.detectors.events import Event, SensorEvent, format_ts
 from citywatch.detectors.lanes import LaneTimers
-from citywatch.detectors.sensor_kit import T_CASE, background_readings, merge_by_time, sensor_alert
+from citywatch.detectors.sensor_kit import T_CASE, background_readings, merge_by_time
+from citywatch.detectors.slot_keys import UNSET, Codes, Col, Column, SlotKeys, slots_from_rows
 from citywatch.detectors.state import TuplePickled
 from citywatch.detectors.watermark import NO_WATERMARK
 
@@ -112,7 +116,8 @@ class WindowParams:
 
 @dataclass(slots=True)
 class _Windows(TuplePickled):
-    """One sensor under one rule: bucket start -> [count, sum, max, count above]."""
+    """One sensor under one rule as state versions 1-2 kept it (read by the migration
+    to columns): bucket start -> [count, sum, max, count above]."""
 
     kind: str
     rule: int
@@ -124,15 +129,90 @@ class _Windows(TuplePickled):
     last: SensorEvent | None = None
 
 
+# One sensor under one rule as a row: its kind (a code of the detector's text table) and
+# rule, the end of the next window to judge and its timer (UNSET: none), whether an
+# episode is open, its late readings, of its latest reading what an alert shows (time,
+# kind, unit, first zone, position; NaN: none), and how many buckets it holds. The
+# buckets (start, count, sum, max, count above) are in flat arrays of ``width`` places
+# per slot, in the order they were opened.
+_WINDOW_COLUMNS: dict[str, Column] = {
+    "kind": ("i", 0),
+    "rule": ("i", 0),
+    "next_end": ("q", UNSET),
+    "timer": ("q", UNSET),
+    "alerted": ("b", 0),
+    "late": ("q", 0),
+    "has_last": ("b", 0),
+    "last_ts": ("q", 0),
+    "last_kind": ("i", -1),
+    "last_unit": ("i", -1),
+    "last_zone": ("i", -1),
+    "last_lon": ("d", math.nan),
+    "last_lat": ("d", math.nan),
+    "buckets": ("q", 0),
+}
+_BUCKET_FIELDS = (("start", "q"), ("count", "d"), ("sum", "d"), ("max", "d"), ("above", "d"))
+WIDTH = 8  # bucket places per row to start with (doubled when a row needs more)
+
+
+def _set_last(col: dict[str, Col], s: int, ev: SensorEvent, codes: Codes) -> None:
+    col["has_last"][s] = 1
+    col["last_ts"][s] = ev.ts_ms
+    col["last_kind"][s] = codes.code(ev.kind)
+    col["last_unit"][s] = codes.code(ev.unit)
+    col["last_zone"][s] = codes.code(ev.zones[0]) if ev.zones else -1
+    col["last_lon"][s] = math.nan if ev.lon is None else ev.lon
+    col["last_lat"][s] = math.nan if ev.lat is None else ev.lat
+
+
+def _empty_buckets(width: int, slots: int) -> dict[str, Any]:
+    cols: dict[str, Any] = {
+        name: array(code, bytes(8 * width * slots)) for name, code in _BUCKET_FIELDS
+    }
+    return {"width": width, **cols}
+
+
+def _to_columns(data: dict[str, Any]) -> dict[str, Any]:
+    """State version 2 -> 3: ``_Windows`` records of a ``KeyedState`` become rows of
+    columns and their buckets the flat bucket arrays."""
+    codes = Codes()
+    _kind, rows = plain_state(data["_state"])
+    width = WIDTH
+    while any(len(w.buckets) > width for _k, _s, w in rows):
+        width *= 2
+    buckets = _empty_buckets(width, len(rows))
+
+    def fill(col: dict[str, Col], s: int, w: _Windows) -> None:
+        col["kind"][s] = codes.code(w.kind)
+        col["rule"][s] = w.rule
+        col["next_end"][s] = UNSET if w.next_end is None else w.next_end
+        col["timer"][s] = UNSET if w.timer_due is None else w.timer_due
+        col["alerted"][s] = w.alerted
+        col["late"][s] = w.late
+        if w.last is not None:
+            _set_last(col, s, w.last, codes)
+        col["buckets"][s] = len(w.buckets)
+        for j, (start, (cnt, sm, mx, ab)) in enumerate(w.buckets.items()):
+            at = s * width + j
+            for (name, _code), value in zip(_BUCKET_FIELDS, (start, cnt, sm, mx, ab), strict=True):
+                buckets[name][at] = value
+
+    data["_state"] = slots_from_rows(rows, _WINDOW_COLUMNS, fill)
+    data["_text"] = codes.state()
+    data["_buckets"] = buckets
+    return data
+
+
 class WindowDetector(LaneDetector):
-    """``sensor.window``: rules per sensor kind, one state per (sensor, rule)."""
+    """``sensor.window``: rules per sensor kind, one row per (sensor, rule)."""
 
     kinds = ("sensor.window",)
     event_type = "sensor"
 
-    STATE = ("_state", "_timers", "_wm", "late_events_")
-    STATE_VERSION = 2  # 2: timers filed per lane (a DueTimers snapshot restores into one)
-    MIGRATIONS = {1: lambda data: data}
+    STATE = ("_state", "_timers", "_wm", "late_events_", "_text", "_buckets")
+    # 2: timers filed per lane (a DueTimers snapshot restores into one); 3: rows of columns
+    STATE_VERSION = 3
+    MIGRATIONS = {1: lambda data: data, 2: _to_columns}
 
     def __init__(
         self,
@@ -152,7 +232,11 @@ class WindowDetector(LaneDetector):
             )
             raise ValueError(msg)
         self.idle_evict_s = idle_evict_s
-        self._state: KeyedState[_Windows] = KeyedState(idle_evict_s * 1000)
+        self._state = SlotKeys(idle_evict_s * 1000, _WINDOW_COLUMNS)
+        self._text = Codes()  # sensor kinds, units and zones of the rows
+        col = self._col = self._state.col
+        self._next_end, self._timer, self._nb = col["next_end"], col["timer"], col["buckets"]
+        self._buckets = _empty_buckets(WIDTH, 0)
         self._timers = LaneTimers()
         self._wm = NO_WATERMARK
         self.late_events_ = 0
@@ -176,80 +260,141 @@ class WindowDetector(LaneDetector):
         self, key: str, ev: SensorEvent, p: WindowParams, rule: int, came: int, lane: str
     ) -> None:
         slide_ms = p.slide * 1000
-        start = ev.ts_ms - ev.ts_ms % slide_ms
-        w = self._state.get(key, ev.ts_ms)
-        if w is None:
-            w = _Windows(ev.kind, rule)
-            self._state.put(key, w, ev.ts_ms)
+        ts = ev.ts_ms
+        start = ts - ts % slide_ms
+        s = self._state.slot(key, ts)
+        col = self._col
+        if s < 0:
+            s = self._state.add(key, ts)
+            col["kind"][s] = self._text.code(ev.kind)
+            col["rule"][s] = rule
+            b = self._buckets
+            if len(b["start"]) < (s + 1) * b["width"]:  # a new slot: its bucket places
+                for name, _code in _BUCKET_FIELDS:
+                    b[name].frombytes(bytes(8 * b["width"]))
         if start + slide_ms + p.allowed_lateness_s * 1000 <= came:
-            w.late += 1
+            col["late"][s] += 1
             self.late_events_ += 1
             return
-        if w.last is None or ev.ts_ms >= w.last.ts_ms:
-            w.last = ev
-        b = w.buckets.get(start)
-        above = 1.0 if p.count_above is not None and ev.value > p.count_above else 0.0
-        if b is None:
-            w.buckets[start] = [1.0, ev.value, ev.value, above]
-            limit = 4 * (p.size_s // p.slide) + 8
-            if len(w.buckets) > limit:  # a clock far off: keep state bounded
-                del w.buckets[min(w.buckets)]
+        if not col["has_last"][s] or ts >= col["last_ts"][s]:
+            _set_last(col, s, ev, self._text)
+        value = ev.value
+        above = 1.0 if p.count_above is not None and value > p.count_above else 0.0
+        b = self._buckets
+        base, nb = s * b["width"], self._nb[s]
+        starts = b["start"]
+        j = nb - 1
+        while j >= 0 and starts[base + j] != start:
+            j -= 1
+        if j < 0:
+            if nb >= b["width"]:
+                self._widen(nb + 1)
+                b = self._buckets
+                base = s * b["width"]
+            at = base + nb
+            b["start"][at] = start
+            b["count"][at] = 1.0
+            b["sum"][at] = b["max"][at] = value
+            b["above"][at] = above
+            self._nb[s] = nb + 1
+            if nb + 1 > 4 * (p.size_s // p.slide) + 8:  # a clock far off: keep state bounded
+                here = b["start"][base : base + nb + 1]
+                self._drop(s, [here.index(min(here))])
         else:
-            b[0] += 1.0
-            b[1] += ev.value
-            b[2] = max(b[2], ev.value)
-            b[3] += above
+            at = base + j
+            b["count"][at] += 1.0
+            b["sum"][at] += value
+            b["max"][at] = max(b["max"][at], value)
+            b["above"][at] += above
         end = start + slide_ms
-        if w.next_end is None or end < w.next_end:
-            w.next_end = end
-            self._schedule(key, w, p, lane)
+        if self._next_end[s] == UNSET or end < self._next_end[s]:
+            self._next_end[s] = end
+            self._schedule(key, s, p, lane)
 
-    def _schedule(self, key: str, w: _Windows, p: WindowParams, lane: str) -> None:
-        if w.next_end is None:
+    def _drop(self, s: int, places: list[int]) -> None:
+        """Remove the buckets at ``places`` (ascending) of row ``s``; the others keep
+        their order."""
+        b, nb = self._buckets, self._nb[s]
+        base = s * b["width"]
+        gone = set(places)
+        keep = [j for j in range(nb) if j not in gone]
+        for name, _code in _BUCKET_FIELDS:
+            arr = b[name]
+            arr[base : base + len(keep)] = array(arr.typecode, [arr[base + j] for j in keep])
+        self._nb[s] = len(keep)
+
+    def _widen(self, need: int) -> None:
+        """Bucket places for at least ``need`` buckets per row."""
+        b = self._buckets
+        old = width = b["width"]
+        while width < need:
+            width *= 2
+        slots = len(b["start"]) // old
+        new = _empty_buckets(width, slots)
+        for name, _code in _BUCKET_FIELDS:
+            src, dst = b[name], new[name]
+            for s in range(slots):
+                dst[s * width : s * width + old] = src[s * old : (s + 1) * old]
+        self._buckets = new
+
+    def _schedule(self, key: str, s: int, p: WindowParams, lane: str) -> None:
+        next_end = self._next_end[s]
+        if next_end == UNSET:
             return
-        due = w.next_end + p.allowed_lateness_s * 1000
-        if w.timer_due is None or due < w.timer_due:
-            w.timer_due = due
+        due = next_end + p.allowed_lateness_s * 1000
+        timer = self._timer[s]
+        if timer == UNSET or due < timer:
+            self._timer[s] = due
             self._timers.add(key, due, lane)
 
     def advance(
         self, wm_ms: int, lanes: Sequence[tuple[str, int]], moved: bool, out: list[Alert]
     ) -> None:
         for due, key, lane in self._timers.pop_due(wm_ms, lanes):
-            w = self._state.get(key, NO_WATERMARK)  # a peek: no touch
-            if w is None or w.timer_due != due:
+            s = self._state.peek(key)
+            if s < 0 or self._timer[s] != due:
                 continue
-            w.timer_due = None
-            p = self.by_kind[w.kind][w.rule]
-            self._close(key, w, p, self.clock_of(lane, wm_ms), lane, out)
+            self._timer[s] = UNSET
+            kind = self._text.text[self._col["kind"][s]]
+            p = self.by_kind[kind][self._col["rule"][s]]
+            self._close(key, s, p, self.clock_of(lane, wm_ms), lane, out)
         if moved:
             self._state.evict_idle(wm_ms)
 
     def _close(
-        self, key: str, w: _Windows, p: WindowParams, wm_ms: int, lane: str, out: list[Alert]
+        self, key: str, s: int, p: WindowParams, wm_ms: int, lane: str, out: list[Alert]
     ) -> None:
         slide_ms, size_ms, late_ms = p.slide * 1000, p.size_s * 1000, p.allowed_lateness_s * 1000
-        while w.next_end is not None and w.next_end + late_ms <= wm_ms:
-            end = w.next_end
-            self._judge(w, p, end, out)
-            for start in [s for s in w.buckets if s < end - size_ms + slide_ms]:
-                del w.buckets[start]
-            if not w.buckets:
-                w.next_end = None
+        next_end = self._next_end
+        while next_end[s] != UNSET and next_end[s] + late_ms <= wm_ms:
+            end = next_end[s]
+            self._judge(key, s, p, end, out)
+            b = self._buckets
+            base = s * b["width"]
+            starts = b["start"][base : base + self._nb[s]]
+            old = [j for j, start in enumerate(starts) if start < end - size_ms + slide_ms]
+            if old:
+                self._drop(s, old)
+            if not self._nb[s]:
+                next_end[s] = UNSET
             else:  # skip windows with no readings at all
-                w.next_end = max(end + slide_ms, min(w.buckets) + slide_ms)
-        self._schedule(key, w, p, lane)
+                first = min(b["start"][base : base + self._nb[s]])
+                next_end[s] = max(end + slide_ms, first + slide_ms)
+        self._schedule(key, s, p, lane)
 
-    def _judge(self, w: _Windows, p: WindowParams, end: int, out: list[Alert]) -> None:
+    def _judge(self, key: str, s: int, p: WindowParams, end: int, out: list[Alert]) -> None:
         start = end - p.size_s * 1000
         n = total = above = 0.0
         peak = float("-inf")
-        for s, (cnt, sm, mx, ab) in w.buckets.items():
-            if start <= s < end:
-                n += cnt
-                total += sm
-                peak = max(peak, mx)
-                above += ab
+        b = self._buckets
+        base = s * b["width"]
+        starts, counts, sums, maxes, aboves = (b[name] for name, _c in _BUCKET_FIELDS)
+        for at in range(base, base + self._nb[s]):
+            if start <= starts[at] < end:
+                n += counts[at]
+                total += sums[at]
+                peak = max(peak, maxes[at])
+                above += aboves[at]
         if n < p.min_readings:
             return
         if p.aggregate == "mean":
@@ -258,31 +403,34 @@ class WindowDetector(LaneDetector):
             value = peak
         else:
             value = above
+        col = self._col
         if value > p.limit:
-            if not w.alerted and w.last is not None:
-                w.alerted = True
-                out.append(self._alert(w, w.last, p, start, end, value, int(n)))
+            if not col["alerted"][s] and col["has_last"][s]:
+                col["alerted"][s] = 1
+                out.append(self._alert(key, s, p, start, end, value, int(n)))
         elif value <= p.clear_level:
-            w.alerted = False
+            col["alerted"][s] = 0
 
     def _alert(
-        self,
-        w: _Windows,
-        last: SensorEvent,
-        p: WindowParams,
-        start: int,
-        end: int,
-        value: float,
-        n: int,
+        self, key: str, s: int, p: WindowParams, start: int, end: int, value: float, n: int
     ) -> Alert:
-        return sensor_alert(
+        col, text = self._col, self._text
+        rule = col["rule"][s]
+        sensor = key[: -len(f"|{rule}")] if rule else key
+        lon, lat = col["last_lon"][s], col["last_lat"][s]
+        unit = text.of(col["last_unit"][s])
+        return Alert.make(
             "sensor.window",
             p.severity,
-            last,
+            sensor,
+            "sensor",
+            text.of(col["last_zone"][s]),
+            None if math.isnan(lon) else lon,
+            None if math.isnan(lat) else lat,
             ts_ms=end,
             first_ts_ms=start,
             evidence={
-                "sensor_kind": last.kind,
+                "sensor_kind": text.of(col["last_kind"][s]),
                 "aggregate": p.aggregate,
                 "value": round(value, 3),
                 "limit": p.limit,
@@ -291,8 +439,8 @@ class WindowDetector(LaneDetector):
                 "size_s": p.size_s,
                 "slide_s": p.slide,
                 "readings": n,
-                "late_readings": w.late,
-                "unit": p.unit or last.unit,
+                "late_readings": col["late"][s],
+                "unit": p.unit or unit,
             },
         )
 

@@ -20,8 +20,9 @@ from citywatch.detectors.alerts import Alert
 from citywatch.detectors.base import keyed_v1
 from citywatch.detectors.events import Event, GpsEvent, SensorEvent
 from citywatch.detectors.sensor_health import OfflineDetector, OfflineParams
+from citywatch.detectors.sensor_offline_rows import state_v3
 from citywatch.detectors.sensor_window import WindowDetector, WindowParams
-from citywatch.detectors.state import decode, encode
+from citywatch.detectors.state import Snapshot, decode, encode
 from citywatch.detectors.tracks_gap import GapDetector, GapParams
 from citywatch.detectors.watermark import FRONT_SLACK_MS, NO_WATERMARK, Watermarker, front_lead_ms
 from citywatch.flows.config_sections import FlowSettings
@@ -189,12 +190,12 @@ def test_offline_state_of_version_1_restores() -> None:
     out: list[Alert] = []
     det.on_event(SensorEvent(T0, "wl-1", "water_level", 3.0), out)
     det.on_watermark(T0 + 1, out)
-    snap = det.state()
-    # A version-1 snapshot: lines without seen_ts.
-    snap.data["_state"] = keyed_v1(snap.data["_state"])
-    for _key, line in snap.data["_state"].data["items"]:
+    # A version-1 snapshot: lines as _Line records of a KeyedState, without seen_ts.
+    data = state_v3(det)
+    data["_state"] = keyed_v1(data["_state"])
+    for _key, line in data["_state"].data["items"]:
         object.__delattr__(line, "seen_ts")
-    old = decode(encode(type(snap)(snap.kind, 1, snap.data)))
+    old = decode(encode(Snapshot("OfflineDetector", 1, data)))
     fresh = OfflineDetector({"water_level": OfflineParams(silent_s=SILENT_S)})
     fresh.restore(old)
     fresh.on_watermark(T0 + SILENT_S * 1000 + 2000, out)

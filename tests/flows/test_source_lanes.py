@@ -28,8 +28,9 @@ from citywatch.detectors.alerts import Alert
 from citywatch.detectors.events import Event, GpsEvent, SensorEvent
 from citywatch.detectors.lanes import LaneQueue, LaneTimers
 from citywatch.detectors.sensor_health import TIMER_MS, OfflineDetector, OfflineParams
+from citywatch.detectors.sensor_offline_rows import state_v3
 from citywatch.detectors.sensor_window import WindowDetector, WindowParams
-from citywatch.detectors.state import decode, encode
+from citywatch.detectors.state import Snapshot, decode, encode
 from citywatch.detectors.timers import DueTimers
 from citywatch.detectors.tracks_gap import GapDetector, GapParams
 from citywatch.detectors.watermark import NO_WATERMARK, Watermarker, front_lead_ms
@@ -233,11 +234,10 @@ def test_offline_state_before_lanes_keeps_its_held_readings() -> None:
     det.on_event(first, out)
     det.on_watermark(T0 + 1, out)
     held = SensorEvent(T0 + 60_000, "wl-1", "water_level", 3.0)
-    snap = det.state()
-    data = {k: v for k, v in snap.data.items() if k != "_held"}
+    data = {k: v for k, v in state_v3(det).items() if k != "_held"}
     data.update(_fifo=[held], _pending=[], _seq=0, _timers=det._timers._lanes[""].state())
     fresh = OfflineDetector({"water_level": OfflineParams(silent_s=300)})
-    fresh.restore(decode(encode(type(snap)(snap.kind, 2, data))))
+    fresh.restore(decode(encode(Snapshot("OfflineDetector", 2, data))))
     fresh.on_watermark(T0 + 360_000 + 2_000, out)
     assert [(a.kind, a.first_ts_ms) for a in out] == [("sensor.offline", T0 + 60_000)]
 
