@@ -127,7 +127,7 @@ def _with_episode_mean(data: dict[str, Any]) -> dict[str, Any]:
     if keyed.version == 1:  # one pickle of all keys
         for _key, st in keyed.data.get("items", []):
             widened(st)
-    elif keyed.version == 3:  # keys and records as columns
+    elif keyed.version in (3, 4):  # keys and records as columns
         packed = pack([widened(st) for st in unpack(keyed.data["records"])])
         data["_state"] = replace(keyed, data={**keyed.data, "records": packed})
     else:
