@@ -10,10 +10,11 @@ its list through the slot's own setter, both without a Python call per record:
 pickle then writes lists of numbers and strings, which stays on its C path. A
 field whose values are themselves records of one class (an event kept as a
 sensor's last reading) is packed the same way, so nested records cost no call
-either. So are the containers a record holds (``KeyedState`` layout 4): arrays
+either. So are the containers held by records whose class asks for it
+(``FLAT_COLUMNS``; ``KeyedState`` layout 4): arrays
 of one type code become one array of all their items and their lengths; tuples of
-one length, one column per place; lists (and deques), one column of all their
-items and their lengths; dicts, a column of their keys and one of their values;
+one length, one column per place; lists, one column of all their items and their
+lengths; dicts, a column of their keys and one of their values;
 each of those columns packed in turn. A vehicle's recent intervals, its last fix
 as a tuple or its list of undecided fixes then cost pickle no object per record
 either. Anything else (a mix of classes, an unset field, a set) is left as a
@@ -29,7 +30,7 @@ True
 >>> pack([1, "a", None])  # not records of one class: the values as they are
 [1, 'a', None]
 >>> fixes = [[(1, 0.5), (2, 0.25)], [], [(3, 0.125)]]
->>> unpack(pack(fixes)) == fixes
+>>> unpack(pack(fixes, deep=True)) == fixes
 True
 """
 
@@ -65,11 +66,10 @@ class _Columns:
 
 @dataclass(frozen=True, slots=True)
 class _Deques:
-    """Deques, all with the same ``maxlen``: the list of each one's items (layout 3),
-    or those lists packed (layout 4, :class:`_Lists`)."""
+    """Deques, each as the list of its items, all with the same ``maxlen``."""
 
     maxlen: int | None
-    items: Any
+    items: list[list[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +124,11 @@ _SCALARS = frozenset({int, float, str, bool, bytes})
 _CONTAINERS = frozenset({array, tuple, list, dict})
 
 
-def pack(values: Sequence[Any]) -> Packed:
+def pack(values: Sequence[Any], deep: bool = False) -> Packed:
     """``values`` as columns when they are records of one :class:`TuplePickled`
-    class with every field set, some maybe None; otherwise ``values`` itself."""
+    class with every field set, some maybe None, or (``deep``, or fields of a record
+    class with ``FLAT_COLUMNS``) arrays, tuples, lists or dicts of one form; otherwise
+    ``values`` itself."""
     if not values or type(values[0]) in _SCALARS:
         return values  # a column of numbers or strings (what else it holds: as it is)
     kinds = set(map(type, values))
@@ -141,8 +143,8 @@ def pack(values: Sequence[Any]) -> Packed:
     if cls is deque and at is None:
         maxlens = set(map(attrgetter("maxlen"), values))
         if len(maxlens) == 1:
-            return _Deques(maxlens.pop(), _lists(list(map(list, values))))
-    if cls in _CONTAINERS:
+            return _Deques(maxlens.pop(), list(map(list, values)))
+    if deep and cls in _CONTAINERS:
         packed = _containers(cls, values)
         if packed is None:
             return given
@@ -156,10 +158,11 @@ def pack(values: Sequence[Any]) -> Packed:
         rows = list(map(attrgetter(*names), values)) if len(names) > 1 else None
     except AttributeError:  # a field never set: left to pickle's own form
         return given
+    flat = cls.FLAT_COLUMNS
     if rows is None:
-        cols: list[Any] = [pack(list(map(attrgetter(names[0]), values)))]
+        cols: list[Any] = [pack(list(map(attrgetter(names[0]), values)), flat)]
     else:
-        cols = [pack(col) for col in zip(*rows, strict=True)]
+        cols = [pack(col, flat) for col in zip(*rows, strict=True)]
     return _Columns(cls, names, len(values), cols, at, len(given))
 
 
@@ -178,16 +181,16 @@ def _containers(cls: type, values: Sequence[Any]) -> Packed | None:
         sizes = set(map(len, values))
         if len(sizes) != 1 or 0 in sizes:
             return None
-        return _Tuples(len(values), [pack(col) for col in zip(*values, strict=True)])
+        return _Tuples(len(values), [pack(col, True) for col in zip(*values, strict=True)])
     if cls is dict:
         keys = list(chain.from_iterable(values))
         items = list(chain.from_iterable(map(dict.values, values)))
-        return _Dicts(array("q", map(len, values)), pack(keys), pack(items))
+        return _Dicts(array("q", map(len, values)), pack(keys, True), pack(items, True))
     return _lists(values)
 
 
 def _lists(values: Sequence[list[Any]]) -> _Lists:
-    return _Lists(array("q", map(len, values)), pack(list(chain.from_iterable(values))))
+    return _Lists(array("q", map(len, values)), pack(list(chain.from_iterable(values)), True))
 
 
 def _split(items: Sequence[Any], lengths: array[int]) -> list[Any]:
@@ -199,7 +202,7 @@ def _split(items: Sequence[Any], lengths: array[int]) -> list[Any]:
 def unpack(packed: Packed) -> Sequence[Any]:
     """The records (or values) :func:`pack` was given, equal field for field."""
     if isinstance(packed, _Deques):
-        return list(map(deque, unpack(packed.items), repeat(packed.maxlen)))
+        return list(map(deque, packed.items, repeat(packed.maxlen)))
     if isinstance(packed, _Arrays):
         return _split(packed.flat, packed.lengths)
     if isinstance(packed, _Tuples):

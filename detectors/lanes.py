@@ -168,8 +168,8 @@ class LaneTimers(_ByLane[DueTimers], Stateful):
         return [(due, key, lane) for (due, key), lane in self._pop(now_ms, lanes)]
 
     def state(self) -> Snapshot:
-        boxes = pack(list(map(_BOX, self._lanes.values())))
-        data = {"lanes": list(self._lanes), "boxes": boxes, "next": pack(self._next)}
+        boxes = pack(list(map(_BOX, self._lanes.values())), deep=True)
+        data = {"lanes": list(self._lanes), "boxes": boxes, "next": pack(self._next, deep=True)}
         return Snapshot("LaneTimers", self.STATE_VERSION, data)
 
     def restore(self, snap: Snapshot) -> None:

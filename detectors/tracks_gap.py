@@ -128,6 +128,8 @@ class _Usual(TuplePickled):
     spread evenly over its history (every ``stride``-th one; when the sample is full,
     every other one is dropped and the stride doubles)."""
 
+    FLAT_COLUMNS = True
+
     samples: array[int] = field(default_factory=lambda: array("q"))
     stride: int = 1
     seen: int = 0
@@ -168,6 +170,8 @@ class _Fleet(TuplePickled):
     upper quartile of the settled vehicles' intervals over slots up to ``upto``, and
     ``before_ms`` the same up to ``upto - 1`` (a fix a little out of order asks for it)."""
 
+    FLAT_COLUMNS = True
+
     pending: dict[int, dict[str, tuple[int, int]]] = field(default_factory=dict)
     settled: dict[str, tuple[int, int]] = field(default_factory=dict)  # entity -> (slot, ms)
     upto: int = -(2**62)
@@ -205,6 +209,8 @@ def _packed(fleets: dict[str, _Fleet]) -> dict[str, Any]:
 
 @dataclass(slots=True)
 class _Track(TuplePickled):
+    FLAT_COLUMNS = True  # its fixes, recent intervals: columns of numbers in a snapshot
+
     max_ts: int
     undecided: list[_Fix]
     last: _Fix

@@ -96,6 +96,8 @@ TRACK_MAX = 64  # fixes kept for the windowed speed
 
 @dataclass(slots=True)
 class _Episode(TuplePickled):
+    FLAT_COLUMNS = True  # its track of recent fixes: columns of numbers in a snapshot
+
     last_ts: int
     track: list[_Pos]
     over: bool = False

@@ -38,6 +38,8 @@ from citywatch.detectors.state import Snapshot, TuplePickled, decode, encode, en
 
 @dataclass(slots=True)
 class _Rec(TuplePickled):
+    FLAT_COLUMNS = True
+
     n: int
     name: str
     last: SensorEvent | None = None
@@ -137,13 +139,22 @@ def test_containers_records_hold_are_packed_as_columns_of_their_items() -> None:
     assert list(back[2].by) == ["b", "a"]  # each dict in its own order
 
 
+def test_containers_of_records_that_do_not_ask_for_it_stay_as_they_are() -> None:
+    recs = [_Grown(1, "a", [1, 2]), _Grown(2, "b", [])]
+    packed = pack(recs)
+    assert isinstance(packed, _Columns) and packed.cols[2] == ([1, 2], [])
+    assert list(unpack(packed)) == recs
+    lists = [[(1, 2)], []]
+    assert pack(lists) is lists and isinstance(pack(lists, deep=True), _Lists)
+
+
 def test_containers_of_several_shapes_stay_as_they_are() -> None:
     tuples = [(1, 2), (1,)]
-    assert pack(tuples) is tuples
+    assert pack(tuples, deep=True) is tuples
     arrays = [array("q", [1]), array("d", [1.0])]
-    assert pack(arrays) is arrays
+    assert pack(arrays, deep=True) is arrays
     empty = [(), ()]
-    assert pack(empty) is empty
+    assert pack(empty, deep=True) is empty
 
 
 def test_what_is_not_records_of_one_class_stays_as_it_is() -> None:
