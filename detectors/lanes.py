@@ -36,10 +36,8 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Mapping
-from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
-from citywatch.detectors.columns import pack, unpack
 from citywatch.detectors.events import Event
 from citywatch.detectors.state import Snapshot, Stateful, migrate
 from citywatch.detectors.timers import DueTimers
@@ -126,22 +124,11 @@ class _ByLane(Generic[T]):
         return out
 
 
-def _timers_as_columns(data: dict[str, Any]) -> dict[str, Any]:
-    """Version 1 -> 2: each lane's timers (a dict per lane, thousands of lanes in a
-    city of gateways) as columns."""
-    lanes = data["lanes"]
-    return {"lanes": list(lanes), "boxes": list(lanes.values()), "next": data["next"]}
-
-
-_BOX = attrgetter("_by_due", "_heap", "_count")  # a DueTimers' state, read at C speed
-
-
 class LaneTimers(_ByLane[DueTimers], Stateful):
     """Key timers filed under a lane: one pops once its lane's clock or the shard's
     clock reaches it (see the module docstring)."""
 
-    STATE_VERSION = 2  # 2: the lanes' timers as columns (citywatch.detectors.columns)
-    MIGRATIONS = {1: _timers_as_columns}
+    STATE_VERSION = 1
 
     def __len__(self) -> int:
         return sum(len(t) for t in self._lanes.values())
@@ -168,9 +155,8 @@ class LaneTimers(_ByLane[DueTimers], Stateful):
         return [(due, key, lane) for (due, key), lane in self._pop(now_ms, lanes)]
 
     def state(self) -> Snapshot:
-        boxes = pack(list(map(_BOX, self._lanes.values())), deep=True)
-        data = {"lanes": list(self._lanes), "boxes": boxes, "next": pack(self._next, deep=True)}
-        return Snapshot("LaneTimers", self.STATE_VERSION, data)
+        lanes = {lane: t.__getstate__() for lane, t in self._lanes.items()}
+        return Snapshot("LaneTimers", self.STATE_VERSION, {"lanes": lanes, "next": self._next})
 
     def restore(self, snap: Snapshot) -> None:
         if snap.kind == "DueTimers":  # a detector's timers before lanes: the shard's lane
@@ -182,10 +168,10 @@ class LaneTimers(_ByLane[DueTimers], Stateful):
             return
         data = migrate(LaneTimers, snap)
         self._lanes = {}
-        for lane, saved in zip(data["lanes"], unpack(data["boxes"]), strict=True):
+        for lane, saved in data["lanes"].items():
             t = self._lanes[lane] = DueTimers()
             t.__setstate__(saved)
-        self._next = list(unpack(data["next"]))
+        self._next = list(data["next"])
 
 
 class LaneQueue(_ByLane[list[tuple[int, int, T]]], Stateful, Generic[T]):

@@ -29,7 +29,7 @@ from citywatch.detectors.events import Event, GpsEvent, SensorEvent
 from citywatch.detectors.lanes import LaneQueue, LaneTimers
 from citywatch.detectors.sensor_health import TIMER_MS, OfflineDetector, OfflineParams
 from citywatch.detectors.sensor_window import WindowDetector, WindowParams
-from citywatch.detectors.state import Snapshot, decode, encode
+from citywatch.detectors.state import decode, encode
 from citywatch.detectors.timers import DueTimers
 from citywatch.detectors.tracks_gap import GapDetector, GapParams
 from citywatch.detectors.watermark import NO_WATERMARK, Watermarker, front_lead_ms
@@ -201,29 +201,6 @@ def test_lane_timers_pop_only_what_is_due() -> None:
     again = LaneTimers()
     again.restore(decode(encode(t.state())))
     assert again.pop_due(T0 + 10**9) == t.pop_due(T0 + 10**9)
-
-
-def test_lane_timers_of_state_version_1_restore_the_same_timers() -> None:
-    # Version 1 wrote a dict of each lane's timers; version 2 writes them as columns.
-    t = LaneTimers()
-    for k in range(40):
-        t.add(f"k{k}", T0 + (k % 7) * 1_000, f"rec|gw-{k % 5}")
-    t.pop_due(T0 + 500, [("rec|gw-2", T0 + 2_000)])
-    snap = t.state()
-    assert snap.version == 2 and snap.data["lanes"] == [f"rec|gw-{g}" for g in range(5)]
-    lanes = {lane: box.__getstate__() for lane, box in t._lanes.items()}
-    v1 = Snapshot("LaneTimers", 1, {"lanes": lanes, "next": list(t._next)})
-    blobs = [encode(snap), encode(v1)]
-
-    def popped(timers: LaneTimers) -> list[tuple[int, str, str]]:
-        return timers.pop_due(T0 + 3_000, [("rec|gw-4", T0 + 9_000)]) + timers.pop_due(T0 + 10**9)
-
-    expect = popped(t)
-    assert len(expect) == 40 - 6 - 3  # popped before: all due by 0.5 s, gw-2 by 2 s
-    for blob in blobs:
-        again = LaneTimers()
-        again.restore(decode(blob))
-        assert popped(again) == expect
 
 
 def test_lane_timers_restore_the_timers_of_before_lanes() -> None:
