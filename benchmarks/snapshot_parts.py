@@ -9,8 +9,10 @@ key changes between two snapshots), then the whole suite's snapshot
 (``citywatch.flows.recovery.snapshot``) and its restore into a suite built
 fresh. Prints, per part, the CPU time of the thread (min and median over the
 rounds: waiting for a busy machine's cores does not count), the unpickle time
-and the size, and the sum of the track detectors' parts. Runs on an older tree
-through ``PYTHONPATH`` as well (``replay_versions --tree``).
+and the size, and the sum of the track detectors' parts. ``--per-event`` first
+times each track-side part alone (built fresh, fed only the GPS fixes in the same
+batches, best of three) per fix. Runs on an older tree through ``PYTHONPATH`` as
+well (``replay_versions --tree``).
 
     citywatch generate --scale city --minutes 7 --seed 5 --out c7.jsonl
     python -m citywatch.benchmarks.snapshot_parts c7.jsonl --until-s 402 --rounds 5
@@ -45,11 +47,42 @@ def _all_full(states: list[KeyedState[Any]]) -> None:
         ks._busy = True
 
 
+def _per_event(cfg: Any, ref: Any, events: list[Any], lag: int) -> None:
+    """CPU per GPS fix of each track-side part alone (best of three runs)."""
+    fixes = [ev for ev in events if ev.type == "gps"]
+    print(f"per fix, each part alone on {len(fixes):,} fixes:")
+    for name in (*TRACK, "SpanReporter"):
+        best = float("inf")
+        for _ in range(3):
+            suite = DetectorSuite.from_config(cfg, ref.zone_catalog())
+            part: Any = {type(d).__name__: d for d in suite.detectors}.get(name)
+            part = suite.gate if name == "JumpFilter" else part or suite.reporter
+            out: list[Any] = []
+            top = fixes[0].ts_ms
+            t0 = time.process_time()
+            for k in range(0, len(fixes), 1000):
+                batch = fixes[k : k + 1000]
+                top = max(top, sorted(ev.ts_ms for ev in batch)[len(batch) // 2])
+                if name == "JumpFilter":
+                    part.admit(batch, out)
+                    part.on_watermark(top - lag)
+                    continue
+                for ev in batch:
+                    part.on_event(ev, out)
+                if name == "SpanReporter":
+                    part.on_watermark(top - lag)
+                else:
+                    part.on_watermark(top - lag, out)
+            best = min(best, time.process_time() - t0)
+        print(f"  {name}: {best / len(fixes) * 1e6:.1f} us, {part.live_keys():,} keys")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("recording", type=Path, help="a .jsonl recording (citywatch generate)")
     ap.add_argument("--until-s", type=float, default=402.0, help="event time fed")
     ap.add_argument("--rounds", type=int, default=5, help="snapshots of each part")
+    ap.add_argument("--per-event", action="store_true", help="time the track parts per fix")
     args = ap.parse_args(argv)
     gc.set_threshold(200_000, 20, 100)  # as the command line runs the flow
     cfg = load_config()
@@ -60,13 +93,17 @@ def main(argv: list[str] | None = None) -> int:
     lag = cfg.flow.max_out_of_order_s * 1000
     start = top = min(ev.ts_ms for ev in events[:1000])
     out: list[Alert] = []
+    fed = 0
     for i in range(0, len(events), 1000):
         batch = events[i : i + 1000]
         ref.annotate(batch)
         top = max(top, sorted(ev.ts_ms for ev in batch)[len(batch) // 2])
         suite.process(batch, top - lag, out)
+        fed = i + len(batch)
         if top - start > args.until_s * 1000:
             break
+    if args.per_event:
+        _per_event(cfg, ref, events[:fed], lag)
     parts: dict[str, Any] = {type(d).__name__: d for d in suite.detectors}
     parts["JumpFilter"], parts["SpanReporter"] = suite.gate, suite.reporter
     states = [ks for part in parts.values() for ks in keyed_states(part)]
