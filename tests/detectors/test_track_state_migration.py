@@ -7,8 +7,13 @@ The fixture was written by :func:`_write_fixture` run on the code of that time
 generated recording with field noise. Restored now, each part holds the same state as
 the same part fed the same events by this code, and both go on to the same alerts.
 
-    PYTHONPATH=OLD/pkg python -c "from tests.detectors.test_track_state_migration \\
-        import _write_fixture; _write_fixture()"   # from the repository root
+It was written from a tree of main at 8dce745 (``python -m
+citywatch.benchmarks.replay_versions --tree 8dce745 OLD``), run outside the
+repository so that ``PYTHONPATH`` decides which code is imported::
+
+    cd /tmp && PYTHONPATH=OLD/pkg python -c "import importlib.util as u; \\
+        s = u.spec_from_file_location('m', 'REPO/tests/detectors/test_track_state_migration.py'); \\
+        m = u.module_from_spec(s); s.loader.exec_module(m); m._write_fixture()"
 """
 
 from __future__ import annotations
