@@ -60,8 +60,9 @@ class KeyedState(Stateful, Generic[S]):
 
     # Layouts, all read back: 1, one pickle of ``(key, record)`` items and last uses (up
     # to 0.4); 2, records encoded one key at a time with their use order (incremental);
-    # 3, keys, last uses and records as columns (a full snapshot, when most keys changed).
-    STATE_VERSION = 3
+    # 3, keys, last uses and records as columns (a full snapshot, when most keys changed);
+    # 4, as 3 with the arrays, tuples and lists records hold packed as columns too.
+    STATE_VERSION = 4
 
     def __init__(self, idle_ms: int) -> None:
         self.idle_ms = idle_ms
@@ -196,7 +197,7 @@ class KeyedState(Stateful, Generic[S]):
                 "seen": list(map(self._seen.__getitem__, keys)),
                 "records": pack(list(dict.values(self._items))),
             }
-            return Snapshot("KeyedState", 3, data)
+            return Snapshot("KeyedState", 4, data)
         self._busy = False  # encoding ahead of the next snapshot pays again
         for key in list(self._dirty):
             self._encode(key)
@@ -205,7 +206,7 @@ class KeyedState(Stateful, Generic[S]):
 
     def restore(self, snap: Snapshot) -> None:
         self._busy = False
-        if snap.kind == "KeyedState" and snap.version in (1, 3):  # all keys at once
+        if snap.kind == "KeyedState" and snap.version in (1, 3, 4):  # all keys at once
             if snap.version == 1:
                 self._items = OrderedDict(snap.data["items"])
                 seen = snap.data["seen"]
@@ -286,7 +287,7 @@ def plain_state(snap: Any) -> Any:
         if snap.kind == "KeyedState" and snap.version == 1:
             seen = snap.data["seen"]
             return ("KeyedState", [(key, seen[key], item) for key, item in snap.data["items"]])
-        if snap.kind == "KeyedState" and snap.version == 3:
+        if snap.kind == "KeyedState" and snap.version in (3, 4):  # columns (4: nested too)
             data = snap.data
             rows3 = zip(
                 data["used"], data["keys"], data["seen"], unpack(data["records"]), strict=True

@@ -250,6 +250,11 @@ class TuplePickled:
 
     __slots__ = ()
 
+    # A full snapshot packs this class's records as columns (citywatch.detectors.columns);
+    # True: the arrays, tuples, lists and dicts its fields hold as columns of their items
+    # too (per-vehicle records of the track detectors), rather than one object each.
+    FLAT_COLUMNS: ClassVar[bool] = False
+
     def __getstate__(self) -> tuple[Any, ...]:
         try:
             return _getter(type(self))[1](self)

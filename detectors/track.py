@@ -135,6 +135,8 @@ class _Episode:
 
 @dataclass(slots=True)
 class _Stay(TuplePickled):
+    FLAT_COLUMNS = True  # its anchor sample and trail: columns of numbers in a snapshot
+
     lon: float
     lat: float
     first_ts: int

@@ -61,9 +61,10 @@ from typing import Any, ClassVar
 from citywatch.detectors import params
 from citywatch.detectors.alerts import Alert, alert_id
 from citywatch.detectors.base import ContractCase, KeyedState, LaneDetector
+from citywatch.detectors.columns import pack, unpack
 from citywatch.detectors.events import Event, GpsEvent
 from citywatch.detectors.lanes import LaneTimers
-from citywatch.detectors.state import Snapshot, TuplePickled
+from citywatch.detectors.state import Snapshot, TuplePickled, migrate
 from citywatch.detectors.watermark import NO_WATERMARK
 from citywatch.geo.distance import haversine_m
 
@@ -127,6 +128,8 @@ class _Usual(TuplePickled):
     spread evenly over its history (every ``stride``-th one; when the sample is full,
     every other one is dropped and the stride doubles)."""
 
+    FLAT_COLUMNS = True
+
     samples: array[int] = field(default_factory=lambda: array("q"))
     stride: int = 1
     seen: int = 0
@@ -160,12 +163,14 @@ def _fix(ev: GpsEvent, allowed_ms: int, interval_ms: int, fleet_ms: int) -> _Fix
 
 
 @dataclass(slots=True)
-class _Fleet:
+class _Fleet(TuplePickled):
     """What the vehicles of one source and class report: each vehicle's observed
     interval at its latest fix of each 10-minute slot (``pending``, by slot), folded
     into ``settled`` once the slot is two slots behind a fix; ``interval_ms`` is the
     upper quartile of the settled vehicles' intervals over slots up to ``upto``, and
     ``before_ms`` the same up to ``upto - 1`` (a fix a little out of order asks for it)."""
+
+    FLAT_COLUMNS = True
 
     pending: dict[int, dict[str, tuple[int, int]]] = field(default_factory=dict)
     settled: dict[str, tuple[int, int]] = field(default_factory=dict)  # entity -> (slot, ms)
@@ -191,8 +196,21 @@ def _with_fleet(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _fleets_as_columns(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 3 -> 4: the fleets as columns (a source and class per key, thousands in a
+    city of gateways) instead of one pickled object each."""
+    data["_fleet"] = _packed(data["_fleet"])
+    return data
+
+
+def _packed(fleets: dict[str, _Fleet]) -> dict[str, Any]:
+    return {"keys": list(fleets), "fleets": pack(list(fleets.values()))}
+
+
 @dataclass(slots=True)
 class _Track(TuplePickled):
+    FLAT_COLUMNS = True  # its fixes, recent intervals: columns of numbers in a snapshot
+
     max_ts: int
     undecided: list[_Fix]
     last: _Fix
@@ -207,10 +225,12 @@ class GapDetector(LaneDetector):
     event_type = "gps"
 
     STATE = ("_state", "_timers", "_wm", "_usual", "_fleet")
-    STATE_VERSION = 3  # 2: the fleet's intervals; 3: timers filed per lane
+    # 2: the fleet's intervals; 3: timers filed per lane; 4: the fleets as columns
+    STATE_VERSION = 4
     MIGRATIONS: ClassVar[dict[int, Callable[[dict[str, Any]], dict[str, Any]]]] = {
         1: _with_fleet,
         2: lambda data: data,  # a DueTimers snapshot restores into the lane timers
+        3: _fleets_as_columns,
     }
 
     def __init__(self, p: GapParams) -> None:
@@ -226,6 +246,17 @@ class GapDetector(LaneDetector):
         # What each source's vehicles of each class report ("src/class" -> fleet).
         self._fleet: dict[str, _Fleet] = {}
         self._memory_slots = -(-p.interval_memory_s * 1000 // FLEET_SLOT_MS)
+
+    def state(self) -> Snapshot:
+        snap = super().state()
+        snap.data["_fleet"] = _packed(self._fleet)
+        return snap
+
+    def restore(self, snap: Snapshot) -> None:
+        data = migrate(GapDetector, snap)
+        packed = data["_fleet"]
+        super().restore(Snapshot(snap.kind, self.STATE_VERSION, {**data, "_fleet": {}}))
+        self._fleet = dict(zip(packed["keys"], unpack(packed["fleets"]), strict=True))
 
     def _allowed_ms(
         self, cls: str, by_size: Sequence[int], usual: int, fleet: int = 0

@@ -91,6 +91,8 @@ class JumpParams:
 
 @dataclass(slots=True)
 class _Anchor(TuplePickled):
+    FLAT_COLUMNS = True  # the fixes it holds: columns in a snapshot
+
     ts_ms: int
     lon: float
     lat: float

@@ -96,6 +96,8 @@ TRACK_MAX = 64  # fixes kept for the windowed speed
 
 @dataclass(slots=True)
 class _Episode(TuplePickled):
+    FLAT_COLUMNS = True  # its track of recent fixes: columns of numbers in a snapshot
+
     last_ts: int
     track: list[_Pos]
     over: bool = False
@@ -127,7 +129,7 @@ def _with_episode_mean(data: dict[str, Any]) -> dict[str, Any]:
     if keyed.version == 1:  # one pickle of all keys
         for _key, st in keyed.data.get("items", []):
             widened(st)
-    elif keyed.version == 3:  # keys and records as columns
+    elif keyed.version in (3, 4):  # keys and records as columns
         packed = pack([widened(st) for st in unpack(keyed.data["records"])])
         data["_state"] = replace(keyed, data={**keyed.data, "records": packed})
     else:

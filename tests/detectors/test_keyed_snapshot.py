@@ -97,12 +97,12 @@ def test_only_changed_keys_are_encoded_again() -> None:
         ks.put(key, [i], now_ms=i)
     # Every key changed: all of them as columns (layout 3), no record kept encoded, and
     # none encoded ahead of the next snapshot while most keys keep changing.
-    assert ks.state().version == 3 and ks.pending() == len(KEYS)
+    assert ks.state().version == 4 and ks.pending() == len(KEYS)
     assert ks.precode(100) == 0
     # A quiet interval: still a full snapshot (nothing is encoded yet), then records are
     # encoded ahead again and the next snapshot is incremental (layout 2).
     ks.get("k1", now_ms=10)
-    assert ks.state().version == 3
+    assert ks.state().version == 4
     assert ks.precode(100) == len(KEYS)
     assert ks.state().version == 2 and ks.pending() == 0
     ks.get("k3", now_ms=20)

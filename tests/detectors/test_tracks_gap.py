@@ -271,6 +271,47 @@ def test_a_newcomer_is_held_to_what_its_fleet_reports_not_the_class_default() ->
     # The AIS fleet's upper quartile (180 s) allows its newcomers 3 x 180 = 540 s; the
     # trucks' (10 s) leaves theirs the class's 300 s. A newcomer that goes dark is a
     # gap either way, and its evidence says the fleet's interval decided.
+    det = detector(max_silence_s={"tanker": 300})
+    out = run(det, [*_fleets_script(), wm(75)])
+    got = sorted(
+        (a.subject, (a.first_ts_ms - T0) // 1000, a.evidence["max_silence_s"])
+        for a in out
+        if a.subject in ("ais-new", "tr-new", "ais-gone")
+    )
+    assert got == [("ais-gone", 62 * 60, 540.0), ("tr-new", 61 * 60, 300.0)]
+    gone = next(a for a in out if a.subject == "ais-gone")
+    assert gone.evidence["fleet_interval_s"] == 180.0
+    assert gone.evidence["observed_interval_s"] is None
+
+
+def test_a_version_3_snapshot_with_each_fleet_pickled_restores_the_same_state() -> None:
+    # Version 3 kept the fleets as a dict of objects; version 4 writes them as columns.
+    # Cut the fleets' script before the newcomers come, restore each way, go on.
+    from citywatch.detectors.base import same_state
+    from citywatch.detectors.columns import unpack
+    from citywatch.detectors.state import Snapshot, decode, encode
+
+    script = _fleets_script()
+    cut = next(i for i, e in enumerate(script) if isinstance(e, GpsEvent) and e.entity == "ais-new")
+    det = detector(max_silence_s={"tanker": 300})
+    before = run(det, [*script[:cut], wm(60.5)])
+    snap = decode(encode(det.state()))
+    assert snap.version == 4 and set(snap.data["_fleet"]) == {"keys", "fleets"}
+    packed = snap.data["_fleet"]
+    fleets = dict(zip(packed["keys"], unpack(packed["fleets"]), strict=True))
+    assert len(fleets) == 4 and all(f.settled for f in fleets.values())  # ais, trucks, x2
+    v3 = decode(encode(Snapshot(snap.kind, 3, {**snap.data, "_fleet": fleets})))
+    after = run(det, [*script[cut:], wm(75)])
+    for old in (snap, v3):
+        clone = detector(max_silence_s={"tanker": 300})
+        clone.restore(old)
+        assert clone._fleet == fleets
+        assert run(clone, [*script[cut:], wm(75)]) == after
+        assert same_state(clone.state(), det.state())
+    assert before == [] and {"ais-gone", "tr-new"} <= {a.subject for a in after}
+
+
+def _fleets_script() -> list[GpsEvent | int]:
     script: list[GpsEvent | int] = []
     for k in range(21):
         script += [_vessel(180 * k, f"ais-{v}", "ais", 1000 * v) for v in range(4)]
@@ -283,17 +324,7 @@ def test_a_newcomer_is_held_to_what_its_fleet_reports_not_the_class_default() ->
     script += [
         _vessel(61 * 60 + 400, n, s, 9000) for s, n in (("ais", "ais-new"), ("trucks", "tr-new"))
     ]
-    det = detector(max_silence_s={"tanker": 300})
-    out = run(det, [*script, wm(75)])
-    got = sorted(
-        (a.subject, (a.first_ts_ms - T0) // 1000, a.evidence["max_silence_s"])
-        for a in out
-        if a.subject in ("ais-new", "tr-new", "ais-gone")
-    )
-    assert got == [("ais-gone", 62 * 60, 540.0), ("tr-new", 61 * 60, 300.0)]
-    gone = next(a for a in out if a.subject == "ais-gone")
-    assert gone.evidence["fleet_interval_s"] == 180.0
-    assert gone.evidence["observed_interval_s"] is None
+    return script
 
 
 def test_a_version_1_snapshot_restores_mid_silence() -> None:

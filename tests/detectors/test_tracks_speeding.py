@@ -215,7 +215,7 @@ def test_an_episode_from_a_version_1_snapshot_goes_on(per_key: bool) -> None:
         det._state.state()
         det._state.precode(len(det._state._items))
     snap = det.state()
-    assert snap.data["_state"].version == (2 if per_key else 3)  # per key, or as columns
+    assert snap.data["_state"].version == (2 if per_key else 4)  # per key, or as columns
     old = type(snap)(snap.kind, 1, pickle.loads(pickle.dumps(snap.data)))
     clone = SpeedingDetector.from_state(detector().p, {}, state=old)
     assert len(run(clone, fixes[3:])) == 1
