@@ -15,12 +15,14 @@ one it got (the lists inside belong to the record that made them).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.events import DeadLetter, Event
 from citywatch.detectors.incidents import IncidentView
 from citywatch.detectors.tracks_rendezvous import StopSpan
 from citywatch.detectors.watermark import NO_WATERMARK
+from citywatch.flows import exchange
 
 # ``caught_ms`` of a live partition's batch (see RawBatch): still behind its end, or
 # ended for good (nothing more will come of it).
@@ -77,6 +79,42 @@ class EventBatch:
     seq: int | None = None  # see RawBatch
     caught_ms: int | None = None  # see RawBatch
 
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        """Crossing to another process: the events as one blob (``flows/exchange.py``)."""
+        fields = (
+            self.source,
+            exchange.pack_events(self.events),
+            exchange.pack_dead(self.dead),
+            self.ingest_ns,
+            self.idle,
+            self.peers,
+            self.arrival_ms,
+            self.wall_clock,
+            self.end,
+            self.seq,
+            self.caught_ms,
+        )
+        return _event_batch, (exchange.dumps(fields),)
+
+
+def _event_batch(data: bytes) -> EventBatch:
+    source, events, dead, ingest_ns, idle, peers, arrival, wall, end, seq, caught = (
+        exchange.loads(data)
+    )
+    return EventBatch(
+        source,
+        exchange.unpack_events(events),
+        exchange.unpack_dead(dead),
+        ingest_ns,
+        idle,
+        peers,
+        arrival,
+        wall,
+        end,
+        seq,
+        caught,
+    )
+
 
 @dataclass(frozen=True, slots=True)
 class StampedBatch:
@@ -118,6 +156,41 @@ class ShardBatch:
     clocks: dict[str, int] = field(default_factory=dict)  # see StampedBatch
     seq: int | None = None  # see StampedBatch
     caught_ms: int | None = None  # see RawBatch
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        """Crossing to another process: the events as one blob (``flows/exchange.py``)."""
+        fields = (
+            exchange.pack_events(self.events),
+            self.wm_ms,
+            self.ingest_ns,
+            self.source,
+            self.idle,
+            self.peers,
+            exchange.pack_events([ev for ev, _ in self.heard]),
+            tuple(wm for _, wm in self.heard),
+            self.clocks,
+            self.seq,
+            self.caught_ms,
+        )
+        return _shard_batch, (exchange.dumps(fields),)
+
+
+def _shard_batch(data: bytes) -> ShardBatch:
+    events, wm_ms, ingest_ns, source, idle, peers, heard, heard_wm, clocks, seq, caught = (
+        exchange.loads(data)
+    )
+    return ShardBatch(
+        exchange.unpack_events(events),
+        wm_ms,
+        ingest_ns,
+        source,
+        idle,
+        peers,
+        list(zip(exchange.unpack_events(heard), heard_wm, strict=True)),
+        clocks,
+        seq,
+        caught,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,91 @@
+"""How the records that cross between processes are written (``replay -p N``, ``run -p N``).
+
+Bytewax moves an item to another process's worker as ``pickle.dumps`` of it.
+Pickle writes each event as an object of its own, and reads it back through a
+Python-level ``__setstate__`` per event: for the parsed batches on their way to
+the watermark step (:class:`~citywatch.flows.records.EventBatch`) and the
+detection shards' batches (:class:`~citywatch.flows.records.ShardBatch`) that
+was about 3-4 µs of CPU per event crossing (``benchmarks/exchange_cost.py``).
+
+Here a batch's events are written as one ``marshal`` blob instead: a byte of
+type per event (their order) and, per event type, the tuples of the events'
+field values (the C-level getter of :class:`~citywatch.detectors.state.TuplePickled`).
+Reading builds each type's events with one ``itertools.starmap`` of its class
+over its rows and lays them out again in the order of the type bytes. The
+records' ``__reduce__`` (``flows/records.py``) call :func:`dumps` / :func:`loads`
+on a tuple of their fields with the events packed; anything ``marshal`` cannot
+write exactly (a field value of a type other than the builtins, such as a
+NumPy float) falls back to pickle for that record, so the encoding never
+changes a value. Nothing here is stored: it lives only while a record crosses,
+so it has no version and needs no migration.
+"""
+
+from __future__ import annotations
+
+import marshal
+import pickle
+from collections.abc import Callable, Sequence
+from itertools import starmap
+from typing import Any
+
+from citywatch.detectors.events import DeadLetter, Event, GpsEvent, SensorEvent, VideoEvent
+from citywatch.detectors.state import _getter
+
+# The event classes in the order of their type byte.
+CLASSES: tuple[type[Any], ...] = (GpsEvent, SensorEvent, VideoEvent)
+_CODE: dict[type[Any], int] = {cls: i for i, cls in enumerate(CLASSES)}
+_ROW: tuple[Callable[[Any], tuple[Any, ...]], ...] = tuple(_getter(cls)[1] for cls in CLASSES)
+
+# Events packed: their type bytes and, per class of CLASSES, the rows of its events.
+Packed = tuple[bytes, tuple[tuple[tuple[Any, ...], ...], ...]]
+
+# First byte of an encoded record: how the rest is written.
+_MARSHAL = b"m"
+_PICKLE = b"p"
+
+
+def pack_events(events: Sequence[Event]) -> Packed:
+    """``events`` as their type bytes and the field-value rows of each class."""
+    groups: tuple[list[Event], ...] = tuple([] for _ in CLASSES)
+    tags = bytearray()
+    code = _CODE
+    for ev in events:
+        c = code[type(ev)]
+        tags.append(c)
+        groups[c].append(ev)
+    return bytes(tags), tuple(tuple(map(_ROW[i], g)) for i, g in enumerate(groups))
+
+
+def unpack_events(packed: Packed) -> list[Event]:
+    """The events :func:`pack_events` packed, in their order."""
+    tags, groups = packed
+    if len(groups[1]) == len(tags):  # one class only (the common case of a sensor batch)
+        return list(starmap(CLASSES[1], groups[1]))
+    if len(groups[0]) == len(tags):
+        return list(starmap(CLASSES[0], groups[0]))
+    nexts = [iter(list(starmap(CLASSES[i], g))).__next__ for i, g in enumerate(groups)]
+    return [nexts[t]() for t in tags]
+
+
+def pack_dead(dead: Sequence[DeadLetter]) -> tuple[tuple[bytes, str, str, str], ...]:
+    return tuple((d.raw, d.reason, d.source, d.category) for d in dead)
+
+
+def unpack_dead(rows: Sequence[tuple[bytes, str, str, str]]) -> list[DeadLetter]:
+    return list(starmap(DeadLetter, rows))
+
+
+def dumps(fields: tuple[Any, ...]) -> bytes:
+    """``fields`` (builtins only, for marshal) as bytes; pickle if marshal cannot write
+    one of them exactly."""
+    try:
+        return _MARSHAL + marshal.dumps(fields)
+    except ValueError:  # a value of a type marshal does not write (a subclass, NumPy ...)
+        return _PICKLE + pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def loads(data: bytes) -> tuple[Any, ...]:
+    """The fields :func:`dumps` wrote."""
+    body = memoryview(data)[1:]
+    fields: tuple[Any, ...] = marshal.loads(body) if data[:1] == _MARSHAL else pickle.loads(body)
+    return fields
