@@ -13,7 +13,8 @@ field values (the C-level getter of :class:`~citywatch.detectors.state.TuplePick
 Reading builds each type's events with one ``itertools.starmap`` of its class
 over its rows and lays them out again in the order of the type bytes. The
 records' ``__reduce__`` (``flows/records.py``) call :func:`dumps` / :func:`loads`
-on a tuple of their fields with the events packed; anything ``marshal`` cannot
+on a tuple of their fields with the events packed (and a shard batch's source
+clocks packed once per stamped batch, :func:`pack_clocks`); anything ``marshal`` cannot
 write exactly (a field value of a type other than the builtins, such as a
 NumPy float) falls back to pickle for that record, so the encoding never
 changes a value. Nothing here is stored: it lives only while a record crosses,
@@ -25,7 +26,7 @@ from __future__ import annotations
 import marshal
 import pickle
 from collections.abc import Callable, Sequence
-from itertools import starmap
+from itertools import compress, starmap
 from typing import Any
 
 from citywatch.detectors.events import DeadLetter, Event, GpsEvent, SensorEvent, VideoEvent
@@ -35,6 +36,8 @@ from citywatch.detectors.state import _getter
 CLASSES: tuple[type[Any], ...] = (GpsEvent, SensorEvent, VideoEvent)
 _CODE: dict[type[Any], int] = {cls: i for i, cls in enumerate(CLASSES)}
 _ROW: tuple[Callable[[Any], tuple[Any, ...]], ...] = tuple(_getter(cls)[1] for cls in CLASSES)
+# Per class: the type bytes translated to 1 for its events, 0 for the others.
+_ONLY = tuple(bytes(int(c == i) for c in range(256)) for i in range(len(CLASSES)))
 
 # Events packed: their type bytes and, per class of CLASSES, the rows of its events.
 Packed = tuple[bytes, tuple[tuple[tuple[Any, ...], ...], ...]]
@@ -45,15 +48,13 @@ _PICKLE = b"p"
 
 
 def pack_events(events: Sequence[Event]) -> Packed:
-    """``events`` as their type bytes and the field-value rows of each class."""
-    groups: tuple[list[Event], ...] = tuple([] for _ in CLASSES)
-    tags = bytearray()
-    code = _CODE
-    for ev in events:
-        c = code[type(ev)]
-        tags.append(c)
-        groups[c].append(ev)
-    return bytes(tags), tuple(tuple(map(_ROW[i], g)) for i, g in enumerate(groups))
+    """``events`` as their type bytes and the field-value rows of each class (every
+    step a C-level iteration: no Python code runs per event)."""
+    tags = bytes(map(_CODE.__getitem__, map(type, events)))
+    return tags, tuple(
+        tuple(map(_ROW[i], compress(events, tags.translate(_ONLY[i])))) if i in tags else ()
+        for i in range(len(CLASSES))
+    )
 
 
 def unpack_events(packed: Packed) -> list[Event]:
@@ -73,6 +74,35 @@ def pack_dead(dead: Sequence[DeadLetter]) -> tuple[tuple[bytes, str, str, str], 
 
 def unpack_dead(rows: Sequence[tuple[bytes, str, str, str]]) -> list[DeadLetter]:
     return list(starmap(DeadLetter, rows))
+
+
+# The clocks of the last batch packed, and of the last one read, in this process. A
+# stamped batch's clocks (``StampedBatch.clocks``, a dict per source that moved on,
+# often thousands in a city mix) go to every detection shard: the one dict is written
+# once for all its shard batches and read once for those that arrive one after the
+# other. The dicts are read-only (records' contents are never changed).
+_clocks_out: tuple[object, bytes] = (None, b"")
+_clocks_in: tuple[bytes, dict[str, int]] = (b"", {})
+
+
+def pack_clocks(clocks: dict[str, int]) -> bytes:
+    global _clocks_out  # noqa: PLW0603 - a one-entry cache, replaced as a whole
+    last = _clocks_out
+    if last[0] is clocks:
+        return last[1]
+    blob = dumps((clocks,))
+    _clocks_out = (clocks, blob)
+    return blob
+
+
+def unpack_clocks(blob: bytes) -> dict[str, int]:
+    global _clocks_in  # noqa: PLW0603 - a one-entry cache, replaced as a whole
+    last = _clocks_in
+    if last[0] == blob:
+        return last[1]
+    clocks: dict[str, int] = loads(blob)[0]
+    _clocks_in = (blob, clocks)
+    return clocks
 
 
 def dumps(fields: tuple[Any, ...]) -> bytes:

@@ -168,7 +168,7 @@ class ShardBatch:
             self.peers,
             exchange.pack_events([ev for ev, _ in self.heard]),
             tuple(wm for _, wm in self.heard),
-            self.clocks,
+            exchange.pack_clocks(self.clocks),
             self.seq,
             self.caught_ms,
         )
@@ -187,7 +187,7 @@ def _shard_batch(data: bytes) -> ShardBatch:
         idle,
         peers,
         list(zip(exchange.unpack_events(heard), heard_wm, strict=True)),
-        clocks,
+        exchange.unpack_clocks(clocks),
         seq,
         caught,
     )
