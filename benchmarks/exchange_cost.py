@@ -29,7 +29,6 @@ checked against the record it came from.
 from __future__ import annotations
 
 import argparse
-import copyreg
 import gc
 import io
 import pickle
@@ -40,6 +39,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from citywatch.flows import exchange
 from citywatch.flows.config import load_config
 from citywatch.flows.pipeline import ReferenceHolder, parse_step, shard_step
 from citywatch.flows.records import EventBatch, RawBatch, ShardBatch
@@ -49,12 +49,7 @@ from citywatch.flows.stage_watermark import watermark_step
 from citywatch.flows.stats import RunStats
 
 
-def _default_form(obj: Any) -> tuple[Any, ...]:
-    """What ``object.__reduce_ex__`` gives a frozen slotted dataclass (the old form)."""
-    return copyreg.__newobj__, (type(obj),), obj.__getstate__()
-
-
-_OLD = {EventBatch: _default_form, ShardBatch: _default_form}
+_OLD = {EventBatch: exchange.default_form, ShardBatch: exchange.default_form}
 
 
 def dumps_old(item: Any) -> bytes:

@@ -14,19 +14,21 @@ Reading builds each type's events with one ``itertools.starmap`` of its class
 over its rows and lays them out again in the order of the type bytes. The
 records' ``__reduce__`` (``flows/records.py``) call :func:`dumps` / :func:`loads`
 on a tuple of their fields with the events packed (and a shard batch's source
-clocks packed once per stamped batch, :func:`pack_clocks`); anything ``marshal`` cannot
-write exactly (a field value of a type other than the builtins, such as a
-NumPy float) falls back to pickle for that record, so the encoding never
+clocks packed once per stamped batch, :func:`pack_clocks`). Marshal writes any
+object with the buffer protocol (a NumPy float) as bytes without a word, so
+every value is checked to be a builtin scalar (or a tuple of them) first, by
+the type sets of whole columns; a record holding anything else goes in
+pickle's own form, as before (:func:`default_form`), so the encoding never
 changes a value. Nothing here is stored: it lives only while a record crosses,
 so it has no version and needs no migration.
 """
 
 from __future__ import annotations
 
+import copyreg
 import marshal
-import pickle
-from collections.abc import Callable, Sequence
-from itertools import compress, starmap
+from collections.abc import Callable, Iterable, Sequence
+from itertools import chain, compress, starmap
 from typing import Any
 
 from citywatch.detectors.events import DeadLetter, Event, GpsEvent, SensorEvent, VideoEvent
@@ -42,19 +44,42 @@ _ONLY = tuple(bytes(int(c == i) for c in range(256)) for i in range(len(CLASSES)
 # Events packed: their type bytes and, per class of CLASSES, the rows of its events.
 Packed = tuple[bytes, tuple[tuple[tuple[Any, ...], ...], ...]]
 
-# First byte of an encoded record: how the rest is written.
-_MARSHAL = b"m"
-_PICKLE = b"p"
+
+# The types marshal writes back as themselves. It writes any other object with the
+# buffer protocol (a NumPy scalar, a bytearray) as bytes, without an error: so a record
+# holding anything else goes in pickle's own form instead (:class:`NotPlain`).
+_SCALARS = frozenset({int, float, str, bytes, bool, type(None)})
+_PLAIN = _SCALARS | {tuple}
+
+
+class NotPlain(ValueError):
+    """A value marshal would not give back as it is: the record goes as pickle writes it
+    (:func:`default_form`)."""
+
+
+def plain(values: Iterable[Any], kinds: frozenset[type] = _SCALARS) -> None:
+    """Raise :class:`NotPlain` unless every one of ``values`` is of one of ``kinds``."""
+    if not set(map(type, values)) <= kinds:
+        raise NotPlain
 
 
 def pack_events(events: Sequence[Event]) -> Packed:
     """``events`` as their type bytes and the field-value rows of each class (every
-    step a C-level iteration: no Python code runs per event)."""
+    step a C-level iteration: no Python code runs per event); :class:`NotPlain` if a
+    field holds anything but builtin scalars and tuples of them."""
     tags = bytes(map(_CODE.__getitem__, map(type, events)))
-    return tags, tuple(
+    groups = tuple(
         tuple(map(_ROW[i], compress(events, tags.translate(_ONLY[i])))) if i in tags else ()
         for i in range(len(CLASSES))
     )
+    for rows in groups:
+        for column in zip(*rows, strict=True):
+            kinds = set(map(type, column))
+            if not kinds <= _SCALARS:
+                if not kinds <= _PLAIN:
+                    raise NotPlain
+                plain(chain.from_iterable(v for v in column if type(v) is tuple))
+    return tags, groups
 
 
 def unpack_events(packed: Packed) -> list[Event]:
@@ -69,7 +94,9 @@ def unpack_events(packed: Packed) -> list[Event]:
 
 
 def pack_dead(dead: Sequence[DeadLetter]) -> tuple[tuple[bytes, str, str, str], ...]:
-    return tuple((d.raw, d.reason, d.source, d.category) for d in dead)
+    rows = tuple((d.raw, d.reason, d.source, d.category) for d in dead)
+    plain(chain.from_iterable(rows))
+    return rows
 
 
 def unpack_dead(rows: Sequence[tuple[bytes, str, str, str]]) -> list[DeadLetter]:
@@ -90,7 +117,9 @@ def pack_clocks(clocks: dict[str, int]) -> bytes:
     last = _clocks_out
     if last[0] is clocks:
         return last[1]
-    blob = dumps((clocks,))
+    plain(clocks.keys())
+    plain(clocks.values())
+    blob = marshal.dumps(clocks)
     _clocks_out = (clocks, blob)
     return blob
 
@@ -100,22 +129,36 @@ def unpack_clocks(blob: bytes) -> dict[str, int]:
     last = _clocks_in
     if last[0] == blob:
         return last[1]
-    clocks: dict[str, int] = loads(blob)[0]
+    clocks: dict[str, int] = marshal.loads(blob)
     _clocks_in = (blob, clocks)
     return clocks
 
 
 def dumps(fields: tuple[Any, ...]) -> bytes:
-    """``fields`` (builtins only, for marshal) as bytes; pickle if marshal cannot write
-    one of them exactly."""
-    try:
-        return _MARSHAL + marshal.dumps(fields)
-    except ValueError:  # a value of a type marshal does not write (a subclass, NumPy ...)
-        return _PICKLE + pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL)
+    """``fields`` as one marshal blob: each a builtin scalar, a dict of them, or a tuple
+    or list whose items are scalars or tuples (packed and checked by the functions
+    above); :class:`NotPlain` otherwise."""
+    for value in fields:
+        kind = type(value)
+        if kind in _SCALARS:
+            continue
+        if kind is dict:
+            plain(value.keys())
+            plain(value.values())
+        elif kind is tuple or kind is list:
+            plain(value, _PLAIN)
+        else:
+            raise NotPlain
+    return marshal.dumps(fields)
 
 
 def loads(data: bytes) -> tuple[Any, ...]:
     """The fields :func:`dumps` wrote."""
-    body = memoryview(data)[1:]
-    fields: tuple[Any, ...] = marshal.loads(body) if data[:1] == _MARSHAL else pickle.loads(body)
+    fields: tuple[Any, ...] = marshal.loads(data)
     return fields
+
+
+def default_form(record: Any) -> tuple[Any, ...]:
+    """Pickle's own form of a frozen slotted dataclass (``object.__reduce_ex__``): a
+    record holding a value marshal would not give back as it is goes as before."""
+    return copyreg.__newobj__, (type(record),), record.__getstate__()

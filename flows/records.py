@@ -79,9 +79,15 @@ class EventBatch:
     seq: int | None = None  # see RawBatch
     caught_ms: int | None = None  # see RawBatch
 
-    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+    def __reduce__(self) -> tuple[Any, ...]:
         """Crossing to another process: the events as one blob (``flows/exchange.py``)."""
-        fields = (
+        try:
+            return _event_batch, (exchange.dumps(self._fields()),)
+        except exchange.NotPlain:
+            return exchange.default_form(self)
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (
             self.source,
             exchange.pack_events(self.events),
             exchange.pack_dead(self.dead),
@@ -94,12 +100,11 @@ class EventBatch:
             self.seq,
             self.caught_ms,
         )
-        return _event_batch, (exchange.dumps(fields),)
 
 
 def _event_batch(data: bytes) -> EventBatch:
-    source, events, dead, ingest_ns, idle, peers, arrival, wall, end, seq, caught = (
-        exchange.loads(data)
+    source, events, dead, ingest_ns, idle, peers, arrival, wall, end, seq, caught = exchange.loads(
+        data
     )
     return EventBatch(
         source,
@@ -157,9 +162,15 @@ class ShardBatch:
     seq: int | None = None  # see StampedBatch
     caught_ms: int | None = None  # see RawBatch
 
-    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+    def __reduce__(self) -> tuple[Any, ...]:
         """Crossing to another process: the events as one blob (``flows/exchange.py``)."""
-        fields = (
+        try:
+            return _shard_batch, (exchange.dumps(self._fields()),)
+        except exchange.NotPlain:
+            return exchange.default_form(self)
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (
             exchange.pack_events(self.events),
             self.wm_ms,
             self.ingest_ns,
@@ -172,7 +183,6 @@ class ShardBatch:
             self.seq,
             self.caught_ms,
         )
-        return _shard_batch, (exchange.dumps(fields),)
 
 
 def _shard_batch(data: bytes) -> ShardBatch:
