@@ -11,10 +11,13 @@ Here a batch's events are written as one ``marshal`` blob instead: a byte of
 type per event (their order) and, per event type, the tuples of the events'
 field values (the C-level getter of :class:`~citywatch.detectors.state.TuplePickled`).
 Reading builds each type's events with one ``itertools.starmap`` of its class
-over its rows and lays them out again in the order of the type bytes. The
-records' ``__reduce__`` (``flows/records.py``) call :func:`dumps` / :func:`loads`
-on a tuple of their fields with the events packed (and a shard batch's source
-clocks packed once per stamped batch, :func:`pack_clocks`). Marshal writes any
+over its rows and lays them out again in the order of the type bytes. Pickle
+keeps an object that two fields of a record share one object on the other side;
+here that is kept where the flow relies on it: a shard batch's ``heard`` event
+that is also one of its events (:func:`pack_heard`). The records' ``__reduce__``
+(``flows/records.py``) call :func:`dumps` / :func:`loads` on a tuple of their
+fields with the events packed (and a shard batch's source clocks packed once per
+stamped batch, :func:`pack_clocks`). Marshal writes any
 object with the buffer protocol (a NumPy float) as bytes without a word, so
 every value is checked to be a builtin scalar (or a tuple of them) first, by
 the type sets of whole columns; a record holding anything else goes in
@@ -82,6 +85,9 @@ def pack_events(events: Sequence[Event]) -> Packed:
     return tags, groups
 
 
+_NO_EVENTS: Packed = (b"", tuple(() for _ in CLASSES))
+
+
 def unpack_events(packed: Packed) -> list[Event]:
     """The events :func:`pack_events` packed, in their order."""
     tags, groups = packed
@@ -91,6 +97,28 @@ def unpack_events(packed: Packed) -> list[Event]:
         return list(starmap(CLASSES[0], groups[0]))
     nexts = [iter(list(starmap(CLASSES[i], g))).__next__ for i, g in enumerate(groups)]
     return [nexts[t]() for t in tags]
+
+
+def pack_heard(
+    events: Sequence[Event], heard: Sequence[tuple[Event, int]]
+) -> tuple[Packed, tuple[int, ...], tuple[int, ...]]:
+    """A shard batch's ``heard`` pairs: an event that is also among ``events`` (the
+    detection shard finds it there by identity, ``DetectorSuite.process``) as its index
+    there, the others packed, -1 in its place; and the watermarks of all."""
+    if not heard:
+        return _NO_EVENTS, (), ()
+    index = dict(zip(map(id, events), range(len(events)), strict=True))
+    refs = tuple(index.get(id(ev), -1) for ev, _ in heard)
+    aside = pack_events([ev for (ev, _), ref in zip(heard, refs, strict=True) if ref < 0])
+    return aside, refs, tuple(wm for _, wm in heard)
+
+
+def unpack_heard(
+    events: list[Event], aside: Packed, refs: Sequence[int], wms: Sequence[int]
+) -> list[tuple[Event, int]]:
+    """The pairs :func:`pack_heard` packed, an event among ``events`` the same object."""
+    others = iter(unpack_events(aside)).__next__
+    return [(events[r] if r >= 0 else others(), wm) for r, wm in zip(refs, wms, strict=True)]
 
 
 def pack_dead(dead: Sequence[DeadLetter]) -> tuple[tuple[bytes, str, str, str], ...]:

@@ -177,8 +177,7 @@ class ShardBatch:
             self.source,
             self.idle,
             self.peers,
-            exchange.pack_events([ev for ev, _ in self.heard]),
-            tuple(wm for _, wm in self.heard),
+            *exchange.pack_heard(self.events, self.heard),
             exchange.pack_clocks(self.clocks),
             self.seq,
             self.caught_ms,
@@ -186,17 +185,18 @@ class ShardBatch:
 
 
 def _shard_batch(data: bytes) -> ShardBatch:
-    events, wm_ms, ingest_ns, source, idle, peers, heard, heard_wm, clocks, seq, caught = (
+    packed, wm_ms, ingest_ns, source, idle, peers, heard, refs, heard_wm, clocks, seq, caught = (
         exchange.loads(data)
     )
+    events = exchange.unpack_events(packed)
     return ShardBatch(
-        exchange.unpack_events(events),
+        events,
         wm_ms,
         ingest_ns,
         source,
         idle,
         peers,
-        list(zip(exchange.unpack_events(heard), heard_wm, strict=True)),
+        exchange.unpack_heard(events, heard, refs, heard_wm),
         exchange.unpack_clocks(clocks),
         seq,
         caught,
