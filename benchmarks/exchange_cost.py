@@ -54,7 +54,7 @@ _OLD = {EventBatch: exchange.default_form, ShardBatch: exchange.default_form}
 def dumps_old(item: Any) -> bytes:
     buf = io.BytesIO()
     pickler = pickle.Pickler(buf)
-    pickler.dispatch_table = _OLD  # type: ignore[assignment]
+    pickler.dispatch_table = _OLD
     pickler.dump(item)
     return buf.getvalue()
 

@@ -51,8 +51,8 @@ Packed = tuple[bytes, tuple[tuple[tuple[Any, ...], ...], ...]]
 # The types marshal writes back as themselves. It writes any other object with the
 # buffer protocol (a NumPy scalar, a bytearray) as bytes, without an error: so a record
 # holding anything else goes in pickle's own form instead (:class:`NotPlain`).
-_SCALARS = frozenset({int, float, str, bytes, bool, type(None)})
-_PLAIN = _SCALARS | {tuple}
+_SCALARS: frozenset[type] = frozenset({int, float, str, bytes, bool, type(None)})
+_PLAIN: frozenset[type] = _SCALARS | {tuple}
 
 
 class NotPlain(ValueError):
@@ -189,4 +189,5 @@ def loads(data: bytes) -> tuple[Any, ...]:
 def default_form(record: Any) -> tuple[Any, ...]:
     """Pickle's own form of a frozen slotted dataclass (``object.__reduce_ex__``): a
     record holding a value marshal would not give back as it is goes as before."""
-    return copyreg.__newobj__, (type(record),), record.__getstate__()
+    newobj = copyreg.__newobj__  # type: ignore[attr-defined]  # not in typeshed
+    return newobj, (type(record),), record.__getstate__()
