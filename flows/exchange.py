@@ -186,6 +186,17 @@ def loads(data: bytes) -> tuple[Any, ...]:
     return fields
 
 
+def reduce(
+    record: Any, fields: Callable[[], tuple[Any, ...]], rebuild: Callable[[bytes], Any]
+) -> tuple[Any, ...]:
+    """A record's ``__reduce__``: ``rebuild`` of the blob of its ``fields()`` (which pack
+    its events), or :func:`default_form` when a value is not plain."""
+    try:
+        return rebuild, (dumps(fields()),)
+    except NotPlain:
+        return default_form(record)
+
+
 def default_form(record: Any) -> tuple[Any, ...]:
     """Pickle's own form of a frozen slotted dataclass (``object.__reduce_ex__``): a
     record holding a value marshal would not give back as it is goes as before."""

@@ -81,10 +81,7 @@ class EventBatch:
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Crossing to another process: the events as one blob (``flows/exchange.py``)."""
-        try:
-            return _event_batch, (exchange.dumps(self._fields()),)
-        except exchange.NotPlain:
-            return exchange.default_form(self)
+        return exchange.reduce(self, self._fields, _event_batch)
 
     def _fields(self) -> tuple[Any, ...]:
         return (
@@ -164,10 +161,7 @@ class ShardBatch:
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Crossing to another process: the events as one blob (``flows/exchange.py``)."""
-        try:
-            return _shard_batch, (exchange.dumps(self._fields()),)
-        except exchange.NotPlain:
-            return exchange.default_form(self)
+        return exchange.reduce(self, self._fields, _shard_batch)
 
     def _fields(self) -> tuple[Any, ...]:
         return (
