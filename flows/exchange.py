@@ -53,6 +53,7 @@ Packed = tuple[bytes, tuple[tuple[tuple[Any, ...], ...], ...]]
 # holding anything else goes in pickle's own form instead (:class:`NotPlain`).
 _SCALARS: frozenset[type] = frozenset({int, float, str, bytes, bool, type(None)})
 _PLAIN: frozenset[type] = _SCALARS | {tuple}
+_IS_TUPLE = tuple.__instancecheck__
 
 
 class NotPlain(ValueError):
@@ -81,7 +82,7 @@ def pack_events(events: Sequence[Event]) -> Packed:
             if not kinds <= _SCALARS:
                 if not kinds <= _PLAIN:
                     raise NotPlain
-                plain(chain.from_iterable(v for v in column if type(v) is tuple))
+                plain(chain.from_iterable(filter(_IS_TUPLE, column)))
     return tags, groups
 
 
