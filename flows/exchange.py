@@ -5,33 +5,30 @@ Pickle writes each event as an object of its own, and reads it back through a
 Python-level ``__setstate__`` per event: for the parsed batches on their way to
 the watermark step (:class:`~citywatch.flows.records.EventBatch`) and the
 detection shards' batches (:class:`~citywatch.flows.records.ShardBatch`) that
-was about 3-4 µs of CPU per event crossing (``benchmarks/exchange_cost.py``).
+was about 4-5 µs of CPU per event crossing (``benchmarks/exchange_cost.py``).
 
-Here a batch's events are written as one ``marshal`` blob instead: a byte of
-type per event (their order) and, per event type, the tuples of the events'
-field values (the C-level getter of :class:`~citywatch.detectors.state.TuplePickled`).
-Reading builds each type's events with one ``itertools.starmap`` of its class
-over its rows and lays them out again in the order of the type bytes. Pickle
-keeps an object that two fields of a record share one object on the other side;
-here that is kept where the flow relies on it: a shard batch's ``heard`` event
-that is also one of its events (:func:`pack_heard`). The records' ``__reduce__``
-(``flows/records.py``) call :func:`dumps` / :func:`loads` on a tuple of their
-fields with the events packed (and a shard batch's source clocks packed once per
-stamped batch, :func:`pack_clocks`). Marshal writes any
-object with the buffer protocol (a NumPy float) as bytes without a word, so
-every value is checked to be a builtin scalar (or a tuple of them) first, by
-the type sets of whole columns; a record holding anything else goes in
-pickle's own form, as before (:func:`default_form`), so the encoding never
-changes a value. Nothing here is stored: it lives only while a record crosses,
-so it has no version and needs no migration.
+Here a batch's events cross as plain tuples instead: a byte of type per event
+(their order) and, per event type, the tuples of the events' field values (the
+C-level getter of :class:`~citywatch.detectors.state.TuplePickled`), which
+pickle writes and reads without calling any Python code. Reading builds each
+type's events with one ``itertools.starmap`` of its class over its rows and lays
+them out again in the order of the type bytes. The values themselves are what
+they were (pickle writes a NumPy float as one). The records' ``__reduce__``
+(``flows/records.py``) give pickle their fields with the events packed.
+
+Pickle keeps an object that two fields of a record share one object on the other
+side; here that is kept where the flow relies on it: a shard batch's ``heard``
+event that is also one of its events (:func:`pack_heard`). A stamped batch's
+source clocks, the same dict in each of its shard batches, are pickled once for
+all of them (:func:`pack_clocks`). Nothing here is stored: it lives only while a
+record crosses, so it has no version and needs no migration.
 """
 
 from __future__ import annotations
 
-import copyreg
-import marshal
-from collections.abc import Callable, Iterable, Sequence
-from itertools import chain, compress, starmap
+import pickle
+from collections.abc import Callable, Sequence
+from itertools import compress, starmap
 from typing import Any
 
 from citywatch.detectors.events import DeadLetter, Event, GpsEvent, SensorEvent, VideoEvent
@@ -46,47 +43,17 @@ _ONLY = tuple(bytes(int(c == i) for c in range(256)) for i in range(len(CLASSES)
 
 # Events packed: their type bytes and, per class of CLASSES, the rows of its events.
 Packed = tuple[bytes, tuple[tuple[tuple[Any, ...], ...], ...]]
-
-
-# The types marshal writes back as themselves. It writes any other object with the
-# buffer protocol (a NumPy scalar, a bytearray) as bytes, without an error: so a record
-# holding anything else goes in pickle's own form instead (:class:`NotPlain`).
-_SCALARS: frozenset[type] = frozenset({int, float, str, bytes, bool, type(None)})
-_PLAIN: frozenset[type] = _SCALARS | {tuple}
-_IS_TUPLE = tuple.__instancecheck__
-
-
-class NotPlain(ValueError):
-    """A value marshal would not give back as it is: the record goes as pickle writes it
-    (:func:`default_form`)."""
-
-
-def plain(values: Iterable[Any], kinds: frozenset[type] = _SCALARS) -> None:
-    """Raise :class:`NotPlain` unless every one of ``values`` is of one of ``kinds``."""
-    if not set(map(type, values)) <= kinds:
-        raise NotPlain
+_NO_EVENTS: Packed = (b"", tuple(() for _ in CLASSES))
 
 
 def pack_events(events: Sequence[Event]) -> Packed:
     """``events`` as their type bytes and the field-value rows of each class (every
-    step a C-level iteration: no Python code runs per event); :class:`NotPlain` if a
-    field holds anything but builtin scalars and tuples of them."""
+    step a C-level iteration: no Python code runs per event)."""
     tags = bytes(map(_CODE.__getitem__, map(type, events)))
-    groups = tuple(
+    return tags, tuple(
         tuple(map(_ROW[i], compress(events, tags.translate(_ONLY[i])))) if i in tags else ()
         for i in range(len(CLASSES))
     )
-    for rows in groups:
-        for column in zip(*rows, strict=True):
-            kinds = set(map(type, column))
-            if not kinds <= _SCALARS:
-                if not kinds <= _PLAIN:
-                    raise NotPlain
-                plain(chain.from_iterable(filter(_IS_TUPLE, column)))
-    return tags, groups
-
-
-_NO_EVENTS: Packed = (b"", tuple(() for _ in CLASSES))
 
 
 def unpack_events(packed: Packed) -> list[Event]:
@@ -123,9 +90,7 @@ def unpack_heard(
 
 
 def pack_dead(dead: Sequence[DeadLetter]) -> tuple[tuple[bytes, str, str, str], ...]:
-    rows = tuple((d.raw, d.reason, d.source, d.category) for d in dead)
-    plain(chain.from_iterable(rows))
-    return rows
+    return tuple((d.raw, d.reason, d.source, d.category) for d in dead)
 
 
 def unpack_dead(rows: Sequence[tuple[bytes, str, str, str]]) -> list[DeadLetter]:
@@ -146,9 +111,7 @@ def pack_clocks(clocks: dict[str, int]) -> bytes:
     last = _clocks_out
     if last[0] is clocks:
         return last[1]
-    plain(clocks.keys())
-    plain(clocks.values())
-    blob = marshal.dumps(clocks)
+    blob = pickle.dumps(clocks, protocol=pickle.HIGHEST_PROTOCOL)
     _clocks_out = (clocks, blob)
     return blob
 
@@ -158,48 +121,6 @@ def unpack_clocks(blob: bytes) -> dict[str, int]:
     last = _clocks_in
     if last[0] == blob:
         return last[1]
-    clocks: dict[str, int] = marshal.loads(blob)  # noqa: S302 - from this cluster's own processes
+    clocks: dict[str, int] = pickle.loads(blob)  # noqa: S301 - from this cluster's processes
     _clocks_in = (blob, clocks)
     return clocks
-
-
-def dumps(fields: tuple[Any, ...]) -> bytes:
-    """``fields`` as one marshal blob: each a builtin scalar, a dict of them, or a tuple
-    or list whose items are scalars or tuples (packed and checked by the functions
-    above); :class:`NotPlain` otherwise."""
-    for value in fields:
-        kind = type(value)
-        if kind in _SCALARS:
-            continue
-        if kind is dict:
-            plain(value.keys())
-            plain(value.values())
-        elif kind is tuple or kind is list:
-            plain(value, _PLAIN)
-        else:
-            raise NotPlain
-    return marshal.dumps(fields)
-
-
-def loads(data: bytes) -> tuple[Any, ...]:
-    """The fields :func:`dumps` wrote."""
-    fields: tuple[Any, ...] = marshal.loads(data)  # noqa: S302 - from this cluster's processes
-    return fields
-
-
-def reduce(
-    record: Any, fields: Callable[[], tuple[Any, ...]], rebuild: Callable[[bytes], Any]
-) -> tuple[Any, ...]:
-    """A record's ``__reduce__``: ``rebuild`` of the blob of its ``fields()`` (which pack
-    its events), or :func:`default_form` when a value is not plain."""
-    try:
-        return rebuild, (dumps(fields()),)
-    except NotPlain:
-        return default_form(record)
-
-
-def default_form(record: Any) -> tuple[Any, ...]:
-    """Pickle's own form of a frozen slotted dataclass (``object.__reduce_ex__``): a
-    record holding a value marshal would not give back as it is goes as before."""
-    newobj = copyreg.__newobj__  # type: ignore[attr-defined]  # not in typeshed
-    return newobj, (type(record),), record.__getstate__()

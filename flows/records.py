@@ -80,8 +80,8 @@ class EventBatch:
     caught_ms: int | None = None  # see RawBatch
 
     def __reduce__(self) -> tuple[Any, ...]:
-        """Crossing to another process: the events as one blob (``flows/exchange.py``)."""
-        return exchange.reduce(self, self._fields, _event_batch)
+        """Crossing to another process: the events as plain tuples (``flows/exchange.py``)."""
+        return _event_batch, self._fields()
 
     def _fields(self) -> tuple[Any, ...]:
         return (
@@ -99,10 +99,19 @@ class EventBatch:
         )
 
 
-def _event_batch(data: bytes) -> EventBatch:
-    source, events, dead, ingest_ns, idle, peers, arrival, wall, end, seq, caught = exchange.loads(
-        data
-    )
+def _event_batch(
+    source: str,
+    events: exchange.Packed,
+    dead: tuple[tuple[bytes, str, str, str], ...],
+    ingest_ns: int,
+    idle: bool,
+    peers: tuple[str, ...],
+    arrival: list[int] | None,
+    wall: bool,
+    end: bool,
+    seq: int | None,
+    caught: int | None,
+) -> EventBatch:
     return EventBatch(
         source,
         exchange.unpack_events(events),
@@ -160,8 +169,8 @@ class ShardBatch:
     caught_ms: int | None = None  # see RawBatch
 
     def __reduce__(self) -> tuple[Any, ...]:
-        """Crossing to another process: the events as one blob (``flows/exchange.py``)."""
-        return exchange.reduce(self, self._fields, _shard_batch)
+        """Crossing to another process: the events as plain tuples (``flows/exchange.py``)."""
+        return _shard_batch, self._fields()
 
     def _fields(self) -> tuple[Any, ...]:
         return (
@@ -178,10 +187,20 @@ class ShardBatch:
         )
 
 
-def _shard_batch(data: bytes) -> ShardBatch:
-    packed, wm_ms, ingest_ns, source, idle, peers, heard, refs, heard_wm, clocks, seq, caught = (
-        exchange.loads(data)
-    )
+def _shard_batch(
+    packed: exchange.Packed,
+    wm_ms: int,
+    ingest_ns: int,
+    source: str,
+    idle: bool,
+    peers: tuple[str, ...],
+    heard: exchange.Packed,
+    refs: tuple[int, ...],
+    heard_wm: tuple[int, ...],
+    clocks: bytes,
+    seq: int | None,
+    caught: int | None,
+) -> ShardBatch:
     events = exchange.unpack_events(packed)
     return ShardBatch(
         events,

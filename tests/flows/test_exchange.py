@@ -1,6 +1,6 @@
 """The records that cross between processes (``flows/exchange.py``): every field comes
-back as it went, of the same type, in the same order; the events travel as one blob,
-not as an object each."""
+back as it went, of the same type, in the same order; the events travel as plain
+tuples of their values, not as an object each."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def test_a_shard_batch_crosses_unchanged(
     assert _exact(_crossed(batch)) == _exact(batch)
 
 
-def test_events_cross_as_one_blob_not_an_object_each() -> None:
+def test_events_cross_as_tuples_not_an_object_each() -> None:
     """Before flows/exchange.py each event was pickled as an object of its class (its
     name in the bytes, a ``__setstate__`` call per event on reading)."""
     events = [GpsEvent(1_000, "tk-1", 120.9, 32.0), SensorEvent(2_000, "s-1", "dust", 4.0)]
@@ -120,9 +120,9 @@ def test_events_cross_as_one_blob_not_an_object_each() -> None:
 @pytest.mark.parametrize(
     "value", [np.float64(4.25), np.int64(4), bytearray(b"ab"), np.str_("dust"), [1.0]]
 )
-def test_a_value_marshal_would_change_goes_as_pickle_writes_it(value: Any) -> None:
-    """Marshal writes a NumPy float (anything with the buffer protocol) as bytes, without
-    an error: such a record must go in pickle's own form."""
+def test_a_value_of_another_type_comes_back_as_it_was(value: Any) -> None:
+    """(Marshal, tried first, writes a NumPy float, anything with the buffer protocol,
+    as bytes without an error.)"""
     for field in ("value", "unit", "zones"):
         ev = SensorEvent(2_000, "s-1", "dust", 4.0, zones=("z",))
         setattr(ev, field, value)
