@@ -7,7 +7,15 @@ each into its own embedded Redis. Per process it reports wall time and CPU time
 is the steadier measure of the critical path, wall time the one that counts on
 a quiet machine. Exits 1 if the alert files differ (as sorted lines).
 
+``--version NAME=TREE`` (twice or more) compares trees of the code in one run, each
+laid out as the ``citywatch`` package (``replay_versions --tree REF DIR`` makes one
+from a commit; TREE is its ``pkg`` folder) and run with ``PYTHONPATH`` set to it
+from a scratch folder: each round runs every version in turn, ``-p 1`` then ``-p N``
+(``--only-processes``: ``-p N`` alone). Without it, the code this interpreter imports.
+
     python -m citywatch.benchmarks.replay_processes REC.jsonl --processes 2 --rounds 2
+    python -m citywatch.benchmarks.replay_processes REC.jsonl --processes 2 --rounds 2 \\
+        --version old=/tmp/old/pkg --version new=/tmp/new/pkg
 """
 
 from __future__ import annotations
@@ -38,21 +46,27 @@ class Outcome:
     alerts: int
 
 
-def one_run(recording: Path, processes: int, out: Path) -> Outcome:
-    """Replay with ``processes`` processes; wall, CPU per process, peak RSS per process."""
+def one_run(recording: Path, processes: int, out: Path, tree: Path | None = None) -> Outcome:
+    """Replay with ``processes`` processes; wall, CPU per process, peak RSS per process.
+    ``tree``: run that tree's code (``PYTHONPATH``), from ``out``'s folder."""
     with EmbeddedRedis() as server:
         env = {**os.environ, "CITYWATCH_REDIS_URL": server.url}
-        base = [sys.executable, "-m", "citywatch.flows.cli", "replay", str(recording), "--quiet"]
+        if tree is not None:
+            env["PYTHONPATH"] = str(tree.resolve())
+        rec = str(recording.resolve())
+        base = [sys.executable, "-m", "citywatch.flows.cli", "replay", rec, "--quiet"]
         cluster: list[str] = []
         if processes > 1:
             cluster = ["-a", ";".join(f"127.0.0.1:{p}" for p in free_ports(processes))]
         t0 = time.perf_counter()
         procs = []
         for i in range(processes):
-            cmd = [*base, "--alerts-out", str(out.with_suffix(f".{i}.jsonl"))]
+            cmd = [*base, "--alerts-out", str(out.with_suffix(f".{i}.jsonl").resolve())]
             if cluster:
                 cmd += ["-i", str(i), *cluster]
-            procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL))  # noqa: S603
+            # Not from a checkout, whose citywatch/ folder would shadow the tree's package.
+            cwd = out.parent if tree is not None else None
+            procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, cwd=cwd))  # noqa: S603
         cpu: list[float] = []
         rss: list[int] = []
         for proc in procs:
@@ -78,29 +92,48 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("recording", type=Path)
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--version", action="append", default=[], metavar="NAME=TREE")
+    ap.add_argument("--only-processes", action="store_true", help="no -p 1 runs")
     args = ap.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="citywatch-procs-"))
-    walls: dict[int, list[float]] = {1: [], args.processes: []}
-    busiest: dict[int, list[float]] = {1: [], args.processes: []}
-    same = True
-    for r in range(args.rounds):
-        files = {}
-        for n in (1, args.processes):
-            before = _load()
-            res = one_run(args.recording, n, work / f"r{r}-p{n}.alerts")
-            files[n] = (work / f"r{r}-p{n}.alerts").read_bytes()
-            walls[n].append(res.wall_s)
-            busiest[n].append(max(res.cpu_s))
-            print(f"round {r + 1} -p {n}: load {before} -> {_load()}; {res}", flush=True)
-        same = same and files[1] == files[args.processes]
-        print(f"round {r + 1}: alerts identical: {files[1] == files[args.processes]}", flush=True)
     n = args.processes
-    w1, wn = statistics.median(walls[1]), statistics.median(walls[n])
-    c1, cn = statistics.median(busiest[1]), statistics.median(busiest[n])
-    print(
-        f"median wall -p 1 {w1:.1f} s, -p {n} {wn:.1f} s: {w1 / wn:.2f}x; "
-        f"CPU of the busiest process -p 1 {c1:.1f} s, -p {n} {cn:.1f} s: {c1 / cn:.2f}x"
-    )
+    versions: dict[str, Path | None] = {
+        name: Path(tree) for name, tree in (v.split("=", 1) for v in args.version)
+    } or {"": None}
+    counts = [n] if args.only_processes else [1, n]
+    work = Path(tempfile.mkdtemp(prefix="citywatch-procs-"))
+    walls: dict[tuple[str, int], list[float]] = {(v, c): [] for v in versions for c in counts}
+    busiest: dict[tuple[str, int], list[float]] = {k: [] for k in walls}
+    total: dict[tuple[str, int], list[float]] = {k: [] for k in walls}
+    texts: set[bytes] = set()
+    for r in range(args.rounds):
+        for name, tree in versions.items():
+            for c in counts:
+                before = _load()
+                out = work / f"r{r}-{name or 'here'}-p{c}.alerts"
+                res = one_run(args.recording, c, out, tree)
+                texts.add(out.read_bytes())
+                walls[(name, c)].append(res.wall_s)
+                busiest[(name, c)].append(max(res.cpu_s))
+                total[(name, c)].append(sum(res.cpu_s))
+                label = f"{name} " if name else ""
+                print(f"round {r + 1} {label}-p {c}: load {before} -> {_load()}; {res}", flush=True)
+    same = len(texts) == 1
+    print(f"alerts identical in every run: {same}", flush=True)
+    for name in versions:
+        label = f"{name}: " if name else ""
+        med = {c: statistics.median(walls[(name, c)]) for c in counts}
+        cpu = {c: statistics.median(busiest[(name, c)]) for c in counts}
+        both = statistics.median(total[(name, n)])
+        line = (
+            f"{label}median wall -p {n} {med[n]:.1f} s, CPU of the busiest process {cpu[n]:.1f} s"
+        )
+        line += f", of all {both:.1f} s"
+        if not args.only_processes:
+            line += (
+                f"; -p 1 wall {med[1]:.1f} s, CPU {cpu[1]:.1f} s: wall {med[1] / med[n]:.2f}x, "
+                f"busiest CPU {cpu[1] / cpu[n]:.2f}x"
+            )
+        print(line)
     return 0 if same else 1
 
 

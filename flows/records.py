@@ -15,12 +15,14 @@ one it got (the lists inside belong to the record that made them).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.events import DeadLetter, Event
 from citywatch.detectors.incidents import IncidentView
 from citywatch.detectors.tracks_rendezvous import StopSpan
 from citywatch.detectors.watermark import NO_WATERMARK
+from citywatch.flows import exchange
 
 # ``caught_ms`` of a live partition's batch (see RawBatch): still behind its end, or
 # ended for good (nothing more will come of it).
@@ -77,6 +79,53 @@ class EventBatch:
     seq: int | None = None  # see RawBatch
     caught_ms: int | None = None  # see RawBatch
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Crossing to another process: the events as plain tuples (``flows/exchange.py``)."""
+        return _event_batch, self._fields()
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (
+            self.source,
+            exchange.pack_events(self.events),
+            exchange.pack_dead(self.dead),
+            self.ingest_ns,
+            self.idle,
+            self.peers,
+            self.arrival_ms,
+            self.wall_clock,
+            self.end,
+            self.seq,
+            self.caught_ms,
+        )
+
+
+def _event_batch(
+    source: str,
+    events: exchange.Packed,
+    dead: tuple[tuple[bytes, str, str, str], ...],
+    ingest_ns: int,
+    idle: bool,
+    peers: tuple[str, ...],
+    arrival: list[int] | None,
+    wall: bool,
+    end: bool,
+    seq: int | None,
+    caught: int | None,
+) -> EventBatch:
+    return EventBatch(
+        source,
+        exchange.unpack_events(events),
+        exchange.unpack_dead(dead),
+        ingest_ns,
+        idle,
+        peers,
+        arrival,
+        wall,
+        end,
+        seq,
+        caught,
+    )
+
 
 @dataclass(frozen=True, slots=True)
 class StampedBatch:
@@ -118,6 +167,53 @@ class ShardBatch:
     clocks: dict[str, int] = field(default_factory=dict)  # see StampedBatch
     seq: int | None = None  # see StampedBatch
     caught_ms: int | None = None  # see RawBatch
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Crossing to another process: the events as plain tuples (``flows/exchange.py``)."""
+        return _shard_batch, self._fields()
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (
+            exchange.pack_events(self.events),
+            self.wm_ms,
+            self.ingest_ns,
+            self.source,
+            self.idle,
+            self.peers,
+            *exchange.pack_heard(self.events, self.heard),
+            exchange.pack_clocks(self.clocks),
+            self.seq,
+            self.caught_ms,
+        )
+
+
+def _shard_batch(
+    packed: exchange.Packed,
+    wm_ms: int,
+    ingest_ns: int,
+    source: str,
+    idle: bool,
+    peers: tuple[str, ...],
+    heard: exchange.Packed,
+    refs: tuple[int, ...],
+    heard_wm: tuple[int, ...],
+    clocks: bytes,
+    seq: int | None,
+    caught: int | None,
+) -> ShardBatch:
+    events = exchange.unpack_events(packed)
+    return ShardBatch(
+        events,
+        wm_ms,
+        ingest_ns,
+        source,
+        idle,
+        peers,
+        exchange.unpack_heard(events, heard, refs, heard_wm),
+        exchange.unpack_clocks(clocks),
+        seq,
+        caught,
+    )
 
 
 @dataclass(frozen=True, slots=True)
