@@ -77,6 +77,7 @@ PROBE_ZONE_KINDS = ("airport_site", "levee")  # muck trucks may not enter these
 LATENCY_METRIC = "citywatch_ingest_to_dispatch_seconds"
 LAG_METRIC = "citywatch_consumer_lag_messages"
 TIMELINE = "~"  # latencies of the probes sent in each 10 s of the run (kept apart)
+GAPLINE = "@"  # the probes' track.gap by 30 s of the run their deadline fell in (kept apart)
 
 
 class Probes:
@@ -256,6 +257,8 @@ def _latencies(
             due = t0_ms + (parse_ts(a["ts"]) - ts0) / speed
             tag = "probe " if a["subject"].startswith(PROBE) else ""  # e.g. its track.gap
             out[tag + a["kind"]].append(int(f["at"]) - due)
+            if tag and a["kind"] == "track.gap":
+                out[f"{GAPLINE}{int((due - t0_ms) // 30_000):04d}"].append(int(f["at"]) - due)
     return out
 
 
@@ -437,7 +440,7 @@ def _stop(proc: subprocess.Popen[bytes], notes: list[str]) -> None:
 def report(result: Result, label: str) -> str:
     lat = result.latencies
     rows = [f"{label}: ingest -> work order in Redis, ms", "kind | n | p50 | p95 | p99 | max"]
-    for kind in sorted(k for k in lat if not k.startswith(TIMELINE)):
+    for kind in sorted(k for k in lat if not k.startswith((TIMELINE, GAPLINE))):
         xs = lat[kind]
         tag = " (per-event)" if kind.startswith(PER_EVENT) else ""
         rows.append(
@@ -448,6 +451,17 @@ def report(result: Result, label: str) -> str:
     if windows:
         rows.append(
             "probes by 10 s of the run (max ms): " + " ".join(f"{max(lat[k]):.0f}" for k in windows)
+        )
+    gaps = sorted(k for k in lat if k.startswith(GAPLINE))
+    if gaps:
+        rows.append(
+            "probes' track.gap by 30 s of the run its deadline fell in (s of the run: n, "
+            "p50 / max ms): "
+            + "; ".join(
+                f"{int(k[1:]) * 30}: {len(lat[k])}, {_percentile(lat[k], 50):.0f} / "
+                f"{max(lat[k]):.0f}"
+                for k in gaps
+            )
         )
     return "\n".join([*rows, *result.notes])
 

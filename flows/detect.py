@@ -184,7 +184,7 @@ class DetectorSuite(Stateful):
                 if ev.type == "gps":
                     reporter.on_event(ev, spans)
             reporter.on_watermark(wm_ms)
-        moved = self.lanes.update(partition, clocks, floor) if clocks else []
+        moved = self.lanes.update(partition, clocks, floor) if clocks else {}
         for det in self.detectors:
             if det.on_front:
                 det.on_clocks(front_ms, moved, out)
