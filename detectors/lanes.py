@@ -72,9 +72,12 @@ class LaneClocks(Stateful):
     def clock(self, lane: str) -> int:
         return self.clocks.get(lane, NO_WATERMARK)
 
-    def update(self, partition: str, clocks: Mapping[str, int], cap: int) -> dict[str, int]:
-        """``partition``'s sources reached ``clocks`` (never beyond ``cap``); returns the
-        lanes that moved on, with their clocks, in the order of ``clocks``."""
+    def update(
+        self, partition: str, clocks: Mapping[str, int], caps: Mapping[str, int]
+    ) -> dict[str, int]:
+        """``partition``'s sources reached ``clocks``, a source named in ``caps`` never
+        beyond its cap there (a fix of it held); returns the lanes that moved on, with
+        their clocks, in the order of ``clocks``."""
         moved: dict[str, int] = {}
         known = self.clocks
         names = self._names.get(partition)
@@ -84,8 +87,8 @@ class LaneClocks(Stateful):
             lane = names.get(source)
             if lane is None:
                 lane = names[source] = lane_name(partition, source)
-            if ms > cap:
-                ms = cap
+            if caps and source in caps:
+                ms = min(ms, caps[source])
             if ms > known.get(lane, NO_WATERMARK):
                 known[lane] = ms
                 moved[lane] = ms

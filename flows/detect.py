@@ -184,7 +184,12 @@ class DetectorSuite(Stateful):
                 if ev.type == "gps":
                     reporter.on_event(ev, spans)
             reporter.on_watermark(wm_ms)
-        moved = self.lanes.update(partition, clocks, floor) if clocks else {}
+        moved: dict[str, int] = {}
+        if clocks:
+            # A held fix holds back its own source's lane (where its vehicle's absence is
+            # judged), not every lane of the shard: the others' keys are decided on.
+            caps = self.gate.held_sources(self.lanes.by) if self.gate is not None else {}
+            moved = self.lanes.update(partition, clocks, caps)
         for det in self.detectors:
             if det.on_front:
                 det.on_clocks(front_ms, moved, out)
