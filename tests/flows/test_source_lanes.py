@@ -279,7 +279,7 @@ def test_a_held_fix_holds_back_its_own_lane_only() -> None:
         )
         if k <= 12:
             lon = 121.0 + k * 2e-3 + (0.5 if k == 12 else 0.0)  # the last one 50 km off: held
-            events.append(GpsEvent(t + 600, "hz-a0", lon, 32.0, hz, src="gw-a"))
+            events.append(GpsEvent(t + 600, "hz-a0", lon, 32.0, "hazmat_truck", src="gw-a"))
     out: list[Alert] = []
     fired: dict[str, int] = {}
     floor_then: dict[str, int] = {}
