@@ -192,19 +192,31 @@ KINDS = ["video.intrusion", "geofence.enter", "geofence.dwell", "fusion.corrobor
 
 
 @st.composite
-def _alerts(draw: st.DrawFn) -> list[Alert]:
+def _alerts(draw: st.DrawFn, spread: bool = False) -> list[Alert]:
+    """Up to 25 alerts in 90 minutes near one point; ``spread``: up to 40 in 120 minutes
+    over a wider area at one of several latitudes (some without a position)."""
     out = []
-    for i in range(draw(st.integers(1, 25))):
-        t = T0 + draw(st.integers(0, 90)) * MIN
+    lat0 = draw(st.sampled_from([0.0, 32.0, 60.0, -45.0, 85.0])) if spread else 32.0
+    for i in range(draw(st.integers(1, 40 if spread else 25))):
+        t = T0 + draw(st.integers(0, 120 if spread else 90)) * MIN
         span = draw(st.sampled_from([0, 0, 5 * MIN, 20 * MIN]))
+        lon: float | None = 121.0
+        lat: float | None = lat0
+        if not spread:
+            lon = 121.0 + draw(st.integers(0, 4)) * 0.004
+        elif draw(st.integers(0, 5)) > 0:
+            lon = 121.0 + draw(st.integers(-40, 40)) * 0.0021
+            lat = lat0 + draw(st.integers(-20, 20)) * 0.0013
+        else:
+            lon = lat = None
         a = Alert.make(
             draw(st.sampled_from(KINDS)),
             draw(st.sampled_from(["blue", "yellow", "orange", "red"])),
             draw(st.sampled_from(SUBJECTS)),
             "video",
             draw(st.sampled_from(ZONES)),
-            121.0 + draw(st.integers(0, 4)) * 0.004,
-            32.0,
+            lon,
+            lat,
             ts_ms=t + span,
             first_ts_ms=t,
             evidence={"n": i},
@@ -326,34 +338,9 @@ def test_a_version_1_snapshot_keys_each_open_incidents_order_by_its_id() -> None
     assert v.order_key == v.id == m.open_["video"][0].id
 
 
-@st.composite
-def _spread_alerts(draw: st.DrawFn) -> list[Alert]:
-    """Alerts over a wider area (some without a position), near a cell's edge too."""
-    out = []
-    lat0 = draw(st.sampled_from([0.0, 32.0, 60.0, -45.0, 85.0]))
-    for i in range(draw(st.integers(1, 40))):
-        t = T0 + draw(st.integers(0, 120)) * MIN
-        span = draw(st.sampled_from([0, 0, 5 * MIN, 20 * MIN]))
-        placed = draw(st.integers(0, 5)) > 0
-        a = Alert.make(
-            draw(st.sampled_from(KINDS)),
-            draw(st.sampled_from(["blue", "yellow", "orange", "red"])),
-            draw(st.sampled_from(SUBJECTS)),
-            "video",
-            draw(st.sampled_from(ZONES)),
-            121.0 + draw(st.integers(-40, 40)) * 0.0021 if placed else None,
-            lat0 + draw(st.integers(-20, 20)) * 0.0013 if placed else None,
-            ts_ms=t + span,
-            first_ts_ms=t,
-            evidence={"n": i},
-        )
-        out.append(a)
-    return list({a.id: a for a in out}.values())
-
-
 @settings(max_examples=200, deadline=None)
 @given(
-    _spread_alerts(),
+    _alerts(spread=True),
     st.randoms(use_true_random=False),
     st.integers(1, 6),
     st.sampled_from([0.0, 50.0, 300.0, 2_000.0]),
