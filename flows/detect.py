@@ -136,7 +136,8 @@ class DetectorSuite(Stateful):
         clock in ``clocks`` when that is further on: they fire a tick after their
         condition holds); dead letters and stop spans go to ``dead`` and ``spans``
         (dropped when None). Returns the watermark the detectors got: held back before
-        fixes the gate still holds for look-ahead."""
+        fixes the gate still holds for look-ahead (a source's clock only before its own
+        held fixes)."""
         self.lanes.partition = partition
         dead = dead if dead is not None else []
         spans = spans if spans is not None else []
