@@ -87,11 +87,6 @@ FRONT_SLACK_MS = 2_000
 # How far behind its own source's newest accepted event time a key's absence is judged
 # (the default of ``[flow] source_slack_ms``): one source's own reordering.
 SOURCE_SLACK_MS = 500
-# A quiet source's lane runs on this far behind the largest transit (arrival less stamp)
-# of its events over the last one to two TRANSIT_WINDOW_MS of wall time
-# (:meth:`Watermarker.quiet_lane_ms`; ``source_slack_ms`` until one was measured).
-TRANSIT_MARGIN_MS = 100
-TRANSIT_WINDOW_MS = 10_000
 
 
 def source_name(by: str, src: str | None, family: str) -> str:
@@ -190,7 +185,6 @@ class Watermarker(Stateful):
         "skewed",
         "_by_time",
         "_released",
-        "_transit",
     )
 
     def __init__(
@@ -225,9 +219,6 @@ class Watermarker(Stateful):
         # (item, verdict, reference time if refused) of held events decided by the
         # last observe, in arrival order.
         self._released: list[tuple[object, str, int | None]] = []
-        # source -> [largest transit this window, the last window's, the window's start]
-        # of its events that came with a wall clock (live; not state: measured afresh).
-        self._transit: dict[str, list[int]] = {}
 
     def restore(self, snap: Snapshot) -> None:
         super().restore(snap)
@@ -281,32 +272,22 @@ class Watermarker(Stateful):
 
     def quiet_lane_ms(self, source: str, slack_ms: int, caught_ms: int) -> int:
         """The clock ``source``'s keys are judged on while its partition is known to be
-        read to its end at wall time ``caught_ms`` (live): ``caught_ms`` less the largest
-        transit (arrival less stamp) of the source's events over the last 10-20 s of wall
-        time (:data:`TRANSIT_WINDOW_MS`) and its newest event's, plus
-        :data:`TRANSIT_MARGIN_MS`; before anything was measured (a restart), less
-        ``slack_ms`` and its newest event's transit. Never back. So a source that went
-        quiet is judged near the wall clock, not its last event, and an event of it
-        still on its way, as slow as the slowest seen lately, does not come behind it.
+        read to its end at wall time ``caught_ms`` (live): ``caught_ms`` less ``slack_ms``
+        and less how far its newest event's arrival was behind that event's stamp (its
+        own transit, a backlog it came through included), never back. So a source that
+        went quiet is judged near the wall clock, not its last event.
 
         >>> wm = Watermarker(30_000, by="gateway")
         >>> wm.observe(10_000, "gw-1", clock_ms=10_300), wm.quiet_lane_ms("gw-1", 500, 20_000)
-        ('on_time', 19600)
-        >>> wm.observe(10_500, "gw-1", clock_ms=12_000), wm.quiet_lane_ms("gw-1", 500, 20_000)
-        ('on_time', 18400)
+        ('on_time', 19200)
         >>> wm.quiet_lane_ms("gw-9", 500, 20_000) == NO_WATERMARK
         True
         """
         clock = self.clocks.get(source)
         if clock is None or clock.max_ts_ms == NO_WATERMARK or clock.seen_wall_ms is None:
             return NO_WATERMARK
-        newest = max(0, clock.seen_wall_ms - clock.max_ts_ms)
-        seen = self._transit.get(source)
-        if seen is None:  # nothing measured since the start: the configured slack
-            lag = slack_ms + newest
-        else:
-            lag = max(newest, seen[0], seen[1]) + TRANSIT_MARGIN_MS
-        return max(clock.lane_ms, caught_ms - lag)
+        transit = max(0, clock.seen_wall_ms - clock.max_ts_ms)
+        return max(clock.lane_ms, caught_ms - slack_ms - transit)
 
     def keep_lane(self, source: str, lane_ms: int) -> None:
         clock = self.clocks.get(source)
@@ -398,14 +379,6 @@ class Watermarker(Stateful):
             self.recent.add(ts_ms)
         if clock_ms is not None:
             clock.seen_wall_ms = clock_ms
-            transit = clock_ms - ts_ms
-            seen = self._transit.get(source)
-            if seen is None:
-                self._transit[source] = [transit, transit, clock_ms]
-            elif clock_ms - seen[2] >= TRANSIT_WINDOW_MS:
-                seen[1], seen[0], seen[2] = seen[0], transit, clock_ms
-            elif transit > seen[0]:
-                seen[0] = transit
         if ts_ms < self.combined_ms:
             return LATE
         if ts_ms > clock.max_ts_ms:
