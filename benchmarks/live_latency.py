@@ -53,7 +53,7 @@ import threading
 import time
 import tomllib
 import urllib.request
-from collections import defaultdict
+from collections import defaultdict, deque
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,7 @@ PROBE_ZONE_KINDS = ("airport_site", "levee")  # muck trucks may not enter these
 LATENCY_METRIC = "citywatch_ingest_to_dispatch_seconds"
 LAG_METRIC = "citywatch_consumer_lag_messages"
 TIMELINE = "~"  # latencies of the probes sent in each 10 s of the run (kept apart)
+GAPLINE = "@"  # the probes' track.gap by 30 s of the run their deadline fell in (kept apart)
 
 
 class Probes:
@@ -84,14 +85,19 @@ class Probes:
 
     Each probe is two fixes of a fresh entity: ~150 m outside a zone, then ~100 m
     inside it 10 s of event time later (event time: the recording's clock, ``clock()``). The
-    wall time of sending the inside fix is kept per entity (``sent``, ms)."""
+    wall time of sending the inside fix is kept per entity (``sent``, ms). With
+    ``in_order`` each fix is sent when its time comes (``wall_gap_s`` apart), as a
+    tracker would; otherwise both at once, the outside one 10 s after its stamp (so
+    half the probe source's events arrive 10 s late)."""
 
     def __init__(
         self, bootstrap: str, topic: str, points: list[tuple[float, float, float, float]],
         per_s: float,
         clock: Any,
+        *, in_order: bool = False, wall_gap_s: float = 10.0,
     ) -> None:  # fmt: skip
         self.points, self.per_s, self.clock, self.topic = points, per_s, clock, topic
+        self.in_order, self.wall_gap_s = in_order, wall_gap_s
         self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1})
         self.sent: dict[str, float] = {}
         self.stop = threading.Event()
@@ -104,6 +110,9 @@ class Probes:
         self.producer.produce(self.topic, orjson.dumps(doc), key=entity.encode())
 
     def _run(self) -> None:
+        if self.in_order:
+            self._run_in_order()
+            return
         n, start = 0, time.monotonic()
         while not self.stop.is_set():
             due = start + n / self.per_s
@@ -116,6 +125,35 @@ class Probes:
             self._fix(entity, t - 10_000, x0, y0)
             self.sent[entity] = time.time() * 1000
             self._fix(entity, t, x1, y1)
+            self.producer.poll(0)
+            n += 1
+        self.producer.flush(30)
+
+    def _run_in_order(self) -> None:
+        """Each fix sent as its stamp comes due: the inside one ``wall_gap_s`` after the
+        outside one (the probes started before the stop still get their inside fix)."""
+        n, start = 0, time.monotonic()
+        inside: deque[tuple[float, str, float, float]] = deque()
+        while inside or not self.stop.is_set():
+            now = time.monotonic()
+            if inside and inside[0][0] <= now:
+                _, entity, x1, y1 = inside.popleft()
+                self.sent[entity] = time.time() * 1000
+                self._fix(entity, int(self.clock()), x1, y1)
+                self.producer.poll(0)
+                continue
+            due = start + n / self.per_s
+            if self.stop.is_set() or due > now:
+                wake = inside[0][0] if inside else due
+                if self.stop.is_set():
+                    time.sleep(max(0.0, wake - now))
+                else:
+                    self.stop.wait(max(0.0, min(wake, due) - now))
+                continue
+            x0, y0, x1, y1 = self.points[n % len(self.points)]
+            entity = f"{PROBE}{n:05d}"
+            self._fix(entity, int(self.clock()), x0, y0)
+            inside.append((now + self.wall_gap_s, entity, x1, y1))
             self.producer.poll(0)
             n += 1
         self.producer.flush(30)
@@ -256,6 +294,8 @@ def _latencies(
             due = t0_ms + (parse_ts(a["ts"]) - ts0) / speed
             tag = "probe " if a["subject"].startswith(PROBE) else ""  # e.g. its track.gap
             out[tag + a["kind"]].append(int(f["at"]) - due)
+            if tag and a["kind"] == "track.gap":
+                out[f"{GAPLINE}{int((due - t0_ms) // 30_000):04d}"].append(int(f["at"]) - due)
     return out
 
 
@@ -399,7 +439,8 @@ def run(args: argparse.Namespace) -> Result:
         stop, lag = threading.Event(), list[float]()
         sampler = _lag_sampler(port, stop, lag)
         probes = Probes(bootstrap, settings.gps_topic, _probe_points(cfg),
-                        args.probes_per_s, clock)  # fmt: skip
+                        args.probes_per_s, clock, in_order=args.probes_in_order,
+                        wall_gap_s=10.0 / speed)  # fmt: skip
         with probes:
             produce_recording([rec], settings, speed=speed)
         print(f"produced in {time.time() - t0_ms / 1000:.1f} s, {len(probes.sent):,} probes",
@@ -437,7 +478,7 @@ def _stop(proc: subprocess.Popen[bytes], notes: list[str]) -> None:
 def report(result: Result, label: str) -> str:
     lat = result.latencies
     rows = [f"{label}: ingest -> work order in Redis, ms", "kind | n | p50 | p95 | p99 | max"]
-    for kind in sorted(k for k in lat if not k.startswith(TIMELINE)):
+    for kind in sorted(k for k in lat if not k.startswith((TIMELINE, GAPLINE))):
         xs = lat[kind]
         tag = " (per-event)" if kind.startswith(PER_EVENT) else ""
         rows.append(
@@ -448,6 +489,17 @@ def report(result: Result, label: str) -> str:
     if windows:
         rows.append(
             "probes by 10 s of the run (max ms): " + " ".join(f"{max(lat[k]):.0f}" for k in windows)
+        )
+    gaps = sorted(k for k in lat if k.startswith(GAPLINE))
+    if gaps:
+        rows.append(
+            "probes' track.gap by 30 s of the run its deadline fell in (s of the run: n, "
+            "p50 / max ms): "
+            + "; ".join(
+                f"{int(k[1:]) * 30}: {len(lat[k])}, {_percentile(lat[k], 50):.0f} / "
+                f"{max(lat[k]):.0f}"
+                for k in gaps
+            )
         )
     return "\n".join([*rows, *result.notes])
 
@@ -465,6 +517,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pythonpath", default=None, help="run the flow from this code")
     ap.add_argument("--label", default="citywatch")
     ap.add_argument("--settle-s", type=float, default=20.0, help="quiet time that ends it")
+    ap.add_argument(
+        "--probes-in-order",
+        action="store_true",
+        help="send each probe's outside fix at its own time, 10 s before the inside one "
+        "(else both together, the outside one 10 s after its stamp)",
+    )
     ap.add_argument(
         "--probes-per-s", type=float, default=5.0,
         help="geofence.enter probes injected a second while the mix flows (0: none)",

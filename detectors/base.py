@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import pickle
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -389,7 +389,7 @@ class Detector(Stateful):
     def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:  # noqa: B027 - optional hook
         """Event time reached ``wm_ms``: fire timers, evict idle keys."""
 
-    def on_clocks(self, wm_ms: int, lanes: Sequence[tuple[str, int]], out: list[Alert]) -> None:
+    def on_clocks(self, wm_ms: int, lanes: Mapping[str, int], out: list[Alert]) -> None:
         """``on_front`` detectors: the shard's clock reached ``wm_ms`` and the lanes in
         ``lanes`` (per-source clocks, :mod:`citywatch.detectors.lanes`) moved on to
         theirs. A key is judged on its lane's clock when that is further on. The default
@@ -452,9 +452,9 @@ class LaneDetector(Detector):
     _wm: int  # the shard's clock reached so far (learned state of the subclass)
 
     def on_watermark(self, wm_ms: int, out: list[Alert]) -> None:
-        self.on_clocks(wm_ms, (), out)
+        self.on_clocks(wm_ms, {}, out)
 
-    def on_clocks(self, wm_ms: int, lanes: Sequence[tuple[str, int]], out: list[Alert]) -> None:
+    def on_clocks(self, wm_ms: int, lanes: Mapping[str, int], out: list[Alert]) -> None:
         moved = wm_ms > self._wm
         if moved:
             self._wm = wm_ms
@@ -462,9 +462,7 @@ class LaneDetector(Detector):
             return
         self.advance(self._wm, lanes, moved, out)
 
-    def advance(
-        self, wm_ms: int, lanes: Sequence[tuple[str, int]], moved: bool, out: list[Alert]
-    ) -> None:
+    def advance(self, wm_ms: int, lanes: Mapping[str, int], moved: bool, out: list[Alert]) -> None:
         """Fire what is due at the shard's clock ``wm_ms`` or at the clocks of ``lanes``;
         ``moved``: the shard's clock moved on (evict idle keys then)."""
         raise NotImplementedError

@@ -59,7 +59,7 @@ from typing import Any, ClassVar
 
 from citywatch.detectors import params
 from citywatch.detectors.alerts import SEVERITY_RANK, Alert
-from citywatch.detectors.state import Stateful
+from citywatch.detectors.state import Snapshot, Stateful
 from citywatch.geo.distance import haversine_m
 
 MATCH_KEYS = ("subject", "zone", "distance")
@@ -242,6 +242,76 @@ def _v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+class _Index:
+    """Where the open incidents of one group are, by the keys an alert can link by: each
+    member's subject, zone and grid cell (``radius_m`` square, in degrees of latitude).
+    An alert's candidates are the incidents holding a member with its subject, its zone,
+    or a position in a cell near its own: a superset of those it links to, found without
+    a scan of every open incident (not state: rebuilt from ``open_``)."""
+
+    __slots__ = ("by_key", "cell_deg", "incidents", "order", "p")
+
+    def __init__(self, p: IncidentParams) -> None:
+        self.p = p
+        # A cell is radius_m of latitude; a link by distance lies within one cell in
+        # latitude and, in longitude, within as many cells as 1 / cos(latitude) says.
+        self.cell_deg = max(p.radius_m, 1.0) / 110_000
+        self.by_key: dict[tuple[object, ...], set[int]] = {}
+        self.incidents: dict[int, Incident] = {}  # opening order -> the incident
+        self.order: dict[int, int] = {}  # id() of an incident -> its opening order
+
+    def _keys(self, a: Alert) -> list[tuple[object, ...]]:
+        keys: list[tuple[object, ...]] = [("s", a.subject)]
+        if a.zone is not None:
+            keys.append(("z", a.zone))
+        if a.lon is not None and a.lat is not None and "distance" in self.p.match:
+            keys.append(("c", int(a.lon // self.cell_deg), int(a.lat // self.cell_deg)))
+        return keys
+
+    def add(self, inc: Incident, seq: int) -> None:
+        self.incidents[seq] = inc
+        self.order[id(inc)] = seq
+        for m in inc.members:
+            self.note(inc, m.alert)
+
+    def note(self, inc: Incident, a: Alert) -> None:
+        """``a`` is now a member of ``inc``."""
+        seq = self.order[id(inc)]
+        for key in self._keys(a):
+            self.by_key.setdefault(key, set()).add(seq)
+
+    def drop(self, inc: Incident) -> None:
+        seq = self.order.pop(id(inc))
+        del self.incidents[seq]
+        for m in inc.members:
+            for key in self._keys(m.alert):
+                held = self.by_key.get(key)
+                if held is not None:
+                    held.discard(seq)
+                    if not held:
+                        del self.by_key[key]
+
+    def candidates(self, a: Alert) -> list[Incident]:
+        """The open incidents ``a`` may link to, in opening order."""
+        found: set[int] = set()
+        by_key = self.by_key
+        for key in self._keys(a)[:2]:  # its subject, its zone
+            held = by_key.get(key)
+            if held:
+                found |= held
+        if a.lon is not None and a.lat is not None and "distance" in self.p.match:
+            cell = self.cell_deg
+            cx, cy = int(a.lon // cell), int(a.lat // cell)
+            span = min(89.0, abs(a.lat) + 2 * cell)
+            kx = math.ceil(1.05 / max(math.cos(math.radians(span)), 1e-3)) + 1
+            for dx in range(-kx, kx + 1):
+                for dy in (-1, 0, 1):
+                    held = by_key.get(("c", cx + dx, cy + dy))
+                    if held:
+                        found |= held
+        return [self.incidents[seq] for seq in sorted(found)]
+
+
 class IncidentMerger(Stateful):
     """Merges alerts into incidents; plain state, picklable (the stage's snapshot)."""
 
@@ -262,6 +332,28 @@ class IncidentMerger(Stateful):
         self.late_ = 0  # new incidents opened by an alert beyond quiet_s + slack behind
         self.closed_ = 0
         self.moved_ = 0  # incidents whose id moved (out-of-order earliest alert, merges)
+        # Open incidents by subject, zone and cell, per group (not state: rebuilt from
+        # ``open_`` on first use); ``scan`` merges by a walk over them instead.
+        self._index: dict[str, _Index] | None = None
+        self._opened = 0  # incidents put in the index (their opening order)
+        self.scan = False
+
+    def restore(self, snap: Snapshot) -> None:
+        super().restore(snap)
+        self._index = None
+
+    def _group_index(self, group: str) -> _Index:
+        if self._index is None:
+            self._index = {}
+            for g, items in self.open_.items():
+                built = self._index[g] = _Index(self.p)
+                for inc in items:
+                    self._opened += 1
+                    built.add(inc, self._opened)
+        ix = self._index.get(group)
+        if ix is None:
+            ix = self._index[group] = _Index(self.p)
+        return ix
 
     # -- input ---------------------------------------------------------------------
     def push(
@@ -341,6 +433,11 @@ class IncidentMerger(Stateful):
         for group, items in list(self.open_.items()):
             keep = [i for i in items if i.last_ts_ms >= horizon]
             self.closed_ += len(items) - len(keep)
+            if self._index is not None and len(keep) < len(items):
+                ix = self._group_index(group)
+                for i in items:
+                    if i.last_ts_ms < horizon:
+                        ix.drop(i)
             if keep:
                 self.open_[group] = keep
             else:
@@ -384,9 +481,10 @@ class IncidentMerger(Stateful):
         quiet = self.p.quiet_s * 1000
         group = self.p.group_of(a.kind)
         items = self.open_.setdefault(group, [])
+        ix = None if self.scan else self._group_index(group)
         linked = [
             inc
-            for inc in items
+            for inc in (items if ix is None else ix.candidates(a))
             if a.first_ts_ms <= inc.last_ts_ms + quiet
             and inc.first_ts_ms <= a.ts_ms + quiet
             and any(self._linked(a, x.alert) for x in inc.members)
@@ -395,6 +493,9 @@ class IncidentMerger(Stateful):
             inc = Incident(incident_id(a.id), group, opened_as=incident_id(a.id))
             inc.add(m)
             items.append(inc)
+            if ix is not None:
+                self._opened += 1
+                ix.add(inc, self._opened)
             if a.ts_ms < self.clock_ms_ - quiet - self.slack_ms:
                 self.late_ += 1
             a.incident = inc.id
@@ -405,11 +506,17 @@ class IncidentMerger(Stateful):
         into = linked[0]
         strays: list[Member] = []
         for other in linked[1:]:
+            if ix is not None:
+                ix.drop(other)
             for x in other.members:
                 into.add(x)
                 strays.append(x)
+                if ix is not None:
+                    ix.note(into, x.alert)
             items.remove(other)
         into.add(m)
+        if ix is not None:
+            ix.note(into, a)
         old = {i.id for i in linked}
         into.id = incident_id(into.members[0].alert.id)
         inhibited = any(self._inhibits(x.alert, a) for x in into.members)

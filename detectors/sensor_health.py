@@ -47,7 +47,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -199,19 +199,17 @@ class OfflineDetector(LaneDetector):
             return
         self._held.add(at_ms, _Heard(at_ms, ev.sensor), self.lane_of(ev))
 
-    def advance(
-        self, wm_ms: int, lanes: Sequence[tuple[str, int]], moved: bool, out: list[Alert]
-    ) -> None:
-        behind = [(lane, clock - 1) for lane, clock in lanes]  # strictly before a clock
-        # Settle the readings now behind their clock, in event-time order per lane: a
-        # reading further than silent_s after the sensor's previous one is a silence.
+    def advance(self, wm_ms: int, lanes: Mapping[str, int], moved: bool, out: list[Alert]) -> None:
+        # Settle the readings now strictly behind their clock (``before`` 1 ms), in
+        # event-time order per lane: a reading further than silent_s after the sensor's
+        # previous one is a silence.
         peek = self._state.peek
-        for item, lane in self._held.pop_due(wm_ms - 1, behind):
+        for item, lane in self._held.pop_due(wm_ms - 1, lanes, 1):
             s = peek(item.sensor)
             if s >= 0:
                 self._settle(item.sensor, s, item, lane, out)
         timer = self._timer
-        for due, key, lane in self._timers.pop_due(wm_ms - 1, behind):
+        for due, key, lane in self._timers.pop_due(wm_ms - 1, lanes, 1):
             s = peek(key)
             if s < 0 or timer[s] != due:
                 continue

@@ -347,9 +347,7 @@ class WindowDetector(LaneDetector):
             self._timer[s] = due
             self._timers.add(key, due, lane)
 
-    def advance(
-        self, wm_ms: int, lanes: Sequence[tuple[str, int]], moved: bool, out: list[Alert]
-    ) -> None:
+    def advance(self, wm_ms: int, lanes: Mapping[str, int], moved: bool, out: list[Alert]) -> None:
         for due, key, lane in self._timers.pop_due(wm_ms, lanes):
             s = self._state.peek(key)
             if s < 0 or self._timer[s] != due:

@@ -472,9 +472,7 @@ class GapDetector(LaneDetector):
         st.timer = bucket
         self._timers.add(entity, bucket, lane)
 
-    def advance(
-        self, wm_ms: int, lanes: Sequence[tuple[str, int]], moved: bool, out: list[Alert]
-    ) -> None:
+    def advance(self, wm_ms: int, lanes: Mapping[str, int], moved: bool, out: list[Alert]) -> None:
         for bucket, entity, lane in self._timers.pop_due(wm_ms, lanes):
             st = self._state.get(entity, NO_WATERMARK)  # a look, not a use
             if st is None or st.timer != bucket:

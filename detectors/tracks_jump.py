@@ -56,6 +56,7 @@ from citywatch.detectors import params
 from citywatch.detectors.base import KeyedState
 from citywatch.detectors.events import DeadLetter, Event, GpsEvent, event_to_json
 from citywatch.detectors.state import Stateful, TuplePickled
+from citywatch.detectors.watermark import source_name
 from citywatch.geo.distance import haversine_m
 
 OWNER = "track.jump"
@@ -152,6 +153,19 @@ class JumpFilter(Stateful):
             while st is not None and st.held and st.held[0].ts_ms + self._hold_ms < wm_ms:
                 self._timeout(entity, st, kept, dead)
         return kept
+
+    def held_sources(self, by: str) -> dict[str, int]:
+        """The watermark source (named under ``by``) of each fix held, with the time just
+        before the first held fix of its vehicle: its lane, where the vehicle's absence
+        is judged, must not pass it before the fix is decided. Other sources' lanes need
+        not wait (only the shard's clock waits for every held fix, :meth:`floor`)."""
+        out: dict[str, int] = {}
+        for entity, t in self._held.items():
+            st = self._state.get(entity, -NO_FLOOR)  # a look, not a use
+            for ev in st.held if st is not None else ():
+                source = source_name(by, ev.src, ev.type)
+                out[source] = min(out.get(source, t - 1), t - 1)
+        return out
 
     def floor(self) -> int:
         """The watermark the detectors may be given: before the first held fix."""

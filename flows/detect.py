@@ -136,7 +136,8 @@ class DetectorSuite(Stateful):
         clock in ``clocks`` when that is further on: they fire a tick after their
         condition holds); dead letters and stop spans go to ``dead`` and ``spans``
         (dropped when None). Returns the watermark the detectors got: held back before
-        fixes the gate still holds for look-ahead."""
+        fixes the gate still holds for look-ahead (a source's clock only before its own
+        held fixes)."""
         self.lanes.partition = partition
         dead = dead if dead is not None else []
         spans = spans if spans is not None else []
@@ -184,7 +185,12 @@ class DetectorSuite(Stateful):
                 if ev.type == "gps":
                     reporter.on_event(ev, spans)
             reporter.on_watermark(wm_ms)
-        moved = self.lanes.update(partition, clocks, floor) if clocks else []
+        moved: dict[str, int] = {}
+        if clocks:
+            # A held fix holds back its own source's lane (where its vehicle's absence is
+            # judged), not every lane of the shard: the others' keys are decided on.
+            caps = self.gate.held_sources(self.lanes.by) if self.gate is not None else {}
+            moved = self.lanes.update(partition, clocks, caps)
         for det in self.detectors:
             if det.on_front:
                 det.on_clocks(front_ms, moved, out)

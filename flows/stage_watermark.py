@@ -32,8 +32,10 @@ end (``caught_ms``; a quiet one says so every ``[flow] tick_ms``). Nothing of it
 stamped before then is still waiting in Kafka, so once a tick each of its sources'
 lanes runs on to that wall time less ``source_slack_ms`` and less the source's own
 transit (:meth:`~citywatch.detectors.watermark.Watermarker.quiet_lane_ms`): a source
-that went quiet is judged near the wall clock, not its last event. Behind its end (a
-backlog) nothing runs on; replays have no wall clock and are unchanged.
+that went quiet is judged near the wall clock, not its last event. Every
+source of the partition moves on then; the shards look only at the lanes with a
+timer due (``citywatch.detectors.lanes``). Behind its end (a backlog) nothing runs
+on; replays have no wall clock and are unchanged.
 """
 
 from __future__ import annotations

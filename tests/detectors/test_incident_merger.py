@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from citywatch.detectors.alerts import Alert
-from citywatch.detectors.incidents import IncidentMerger, IncidentParams, IncidentView
+from citywatch.detectors.incidents import MATCH_KEYS, IncidentMerger, IncidentParams, IncidentView
 from citywatch.detectors.state import Snapshot, decode, encode
 
 T0 = 1_781_528_400_000
@@ -192,19 +192,31 @@ KINDS = ["video.intrusion", "geofence.enter", "geofence.dwell", "fusion.corrobor
 
 
 @st.composite
-def _alerts(draw: st.DrawFn) -> list[Alert]:
+def _alerts(draw: st.DrawFn, spread: bool = False) -> list[Alert]:
+    """Up to 25 alerts in 90 minutes near one point; ``spread``: up to 40 in 120 minutes
+    over a wider area at one of several latitudes (some without a position)."""
     out = []
-    for i in range(draw(st.integers(1, 25))):
-        t = T0 + draw(st.integers(0, 90)) * MIN
+    lat0 = draw(st.sampled_from([0.0, 32.0, 60.0, -45.0, 85.0])) if spread else 32.0
+    for i in range(draw(st.integers(1, 40 if spread else 25))):
+        t = T0 + draw(st.integers(0, 120 if spread else 90)) * MIN
         span = draw(st.sampled_from([0, 0, 5 * MIN, 20 * MIN]))
+        lon: float | None = 121.0
+        lat: float | None = lat0
+        if not spread:
+            lon = 121.0 + draw(st.integers(0, 4)) * 0.004
+        elif draw(st.integers(0, 5)) > 0:
+            lon = 121.0 + draw(st.integers(-40, 40)) * 0.0021
+            lat = lat0 + draw(st.integers(-20, 20)) * 0.0013
+        else:
+            lon = lat = None
         a = Alert.make(
             draw(st.sampled_from(KINDS)),
             draw(st.sampled_from(["blue", "yellow", "orange", "red"])),
             draw(st.sampled_from(SUBJECTS)),
             "video",
             draw(st.sampled_from(ZONES)),
-            121.0 + draw(st.integers(0, 4)) * 0.004,
-            32.0,
+            lon,
+            lat,
             ts_ms=t + span,
             first_ts_ms=t,
             evidence={"n": i},
@@ -324,3 +336,34 @@ def test_a_version_1_snapshot_keys_each_open_incidents_order_by_its_id() -> None
     back = IncidentMerger.from_state(IncidentParams(), state=old)
     [(_, v)] = back.push([_a("c3", 2)])
     assert v.order_key == v.id == m.open_["video"][0].id
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    _alerts(spread=True),
+    st.randoms(use_true_random=False),
+    st.integers(1, 6),
+    st.sampled_from([0.0, 50.0, 300.0, 2_000.0]),
+    st.sampled_from([MATCH_KEYS, ("distance",), ("subject",), ("zone", "distance")]),
+)
+def test_the_index_merges_as_the_scan_of_every_open_incident(
+    alerts: list[Alert], rnd: random.Random, batch: int, radius: float, match: tuple[str, ...]
+) -> None:
+    """The open incidents are found by subject, zone and grid cell, not by a walk over
+    all of them: the same output, alert by alert, as the walk (in any arrival order)."""
+    p = IncidentParams(quiet_s=900, radius_m=radius, match=match)
+    arrival = sorted(alerts, key=lambda a: a.ts_ms + rnd.randint(0, 30 * MIN))
+    outs = []
+    for scan in (True, False):
+        m = IncidentMerger(p, slack_ms=30 * MIN)
+        m.scan = scan
+        got: list = []
+        for i in range(0, len(arrival), batch):
+            got += m.push([_copy(a) for a in arrival[i : i + batch]])
+            if i == batch:  # a snapshot restored on the way: the index is rebuilt
+                m2 = IncidentMerger(p, slack_ms=30 * MIN)
+                m2.restore(decode(encode(m.state())))
+                m2.scan = scan
+                m = m2
+        outs.append([(a.id, a.incident, a.reissued, v) for a, v in got])
+    assert outs[0] == outs[1]

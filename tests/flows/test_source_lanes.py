@@ -255,3 +255,46 @@ def test_a_live_shard_wakes_every_tick_ms() -> None:
     logic = build(None)
     assert logic.notify_at() == now + timedelta(milliseconds=250)
     assert shard_builder(lambda: DetectorSuite([]), dict, now=lambda: now)(None).notify_at() is None
+
+
+def test_a_held_fix_holds_back_its_own_lane_only() -> None:
+    """A far fix of truck hz-a0 (gw-a) waits up to ``hold_s`` for the fixes after it
+    (look-ahead), and gw-a then falls quiet: gw-a's lane may not pass that fix, but gw-b's
+    truck hz-b0, silent for its 180 s, is still decided on gw-b's clock, which moves on
+    (it was held back with every lane of the shard until the fix was decided)."""
+    from citywatch.detectors.tracks_jump import JumpFilter, JumpParams
+
+    suite = DetectorSuite(
+        [GapDetector(GapParams(max_silence_s={"hazmat_truck": 180}))],
+        gate=JumpFilter(JumpParams()),
+        front_ms=front_lead_ms(30_000),
+    )
+    events: list[Event] = []
+    for k in range(40):  # 10 minutes of fixes every 15 s
+        t = T0 + k * 15_000
+        if k <= 2:
+            events.append(GpsEvent(t, "hz-b0", 121.1 + k * 2e-3, 32.0, "hazmat_truck", src="gw-b"))
+        events.append(
+            GpsEvent(t + 300, "hz-b1", 121.2 + k * 2e-3, 32.0, "hazmat_truck", src="gw-b")
+        )
+        if k <= 12:
+            lon = 121.0 + k * 2e-3 + (0.5 if k == 12 else 0.0)  # the last one 50 km off: held
+            events.append(GpsEvent(t + 600, "hz-a0", lon, 32.0, "hazmat_truck", src="gw-a"))
+    out: list[Alert] = []
+    fired: dict[str, int] = {}
+    floor_then: dict[str, int] = {}
+    newest: dict[str, int] = {}
+    assert suite.gate is not None
+    for ev in events:
+        assert ev.src is not None
+        newest[ev.src] = max(newest.get(ev.src, NO_WATERMARK), ev.ts_ms)
+        clocks = {src: ts - 500 for src, ts in newest.items()}
+        suite.process([ev], max(newest.values()) - 30_000, out, clocks=clocks, partition="p")
+        for a in out:
+            if a.subject not in fired:
+                fired[a.subject], floor_then[a.subject] = ev.ts_ms, suite.gate.floor()
+    deadline = T0 + 2 * 15_000 + 180_000
+    # hz-b0 at the first gw-b fix past its deadline (+ slack), with hz-a0's fix still held
+    assert deadline < fired["hz-b0"] <= deadline + 15_000 + 500
+    assert floor_then["hz-b0"] < deadline  # hz-a0's far fix was held then
+    assert fired.get("hz-a0", 2**62) > T0 + 12 * 15_000 + 600 + 60_000  # not before decided
