@@ -50,6 +50,32 @@ def lane_name(partition: str, source: str) -> str:
     return f"{partition}|{source}"
 
 
+class Moved(list[tuple[str, int]]):
+    """The lanes that moved on in one batch, with their clocks, in the order the
+    watermark step gave them: a list, which also finds, once per batch, where each lane
+    is in it, so a detector with pending work in a few lanes looks at those and not at
+    every lane of the partition (:meth:`among`).
+
+    >>> m = Moved([("p|a", 5), ("p|b", 7), ("p|c", 9)])
+    >>> m.among({"p|c": 1, "p|a": 2, "p|z": 3})
+    [('p|a', 5), ('p|c', 9)]
+    """
+
+    __slots__ = ("_at",)
+
+    def __init__(self, lanes: Iterable[tuple[str, int]] = ()) -> None:
+        super().__init__(lanes)
+        self._at: dict[str, int] | None = None
+
+    def among(self, names: Iterable[str]) -> list[tuple[str, int]]:
+        """The entries whose lane is in ``names``, in this list's order."""
+        at = self._at
+        if at is None:
+            at = self._at = {lane: i for i, (lane, _clock) in enumerate(self)}
+        found = sorted(i for i in map(at.get, names) if i is not None)
+        return [self[i] for i in found]
+
+
 class LaneClocks(Stateful):
     """The clock of every lane a shard heard of (monotone), and the partition of the
     batch being processed (to name an event's lane; not state)."""
@@ -60,6 +86,8 @@ class LaneClocks(Stateful):
         self.by = by
         self.clocks: dict[str, int] = {}
         self.partition = ""
+        # Lane names by partition and source, made once (not state).
+        self._names: dict[str, dict[str, str]] = {}
 
     def lane(self, ev: Event) -> str:
         """The lane ``ev`` came through (in the batch being processed)."""
@@ -68,17 +96,24 @@ class LaneClocks(Stateful):
     def clock(self, lane: str) -> int:
         return self.clocks.get(lane, NO_WATERMARK)
 
-    def update(self, partition: str, clocks: Mapping[str, int], cap: int) -> list[tuple[str, int]]:
+    def update(self, partition: str, clocks: Mapping[str, int], cap: int) -> Moved:
         """``partition``'s sources reached ``clocks`` (never beyond ``cap``); returns the
         lanes that moved on, with their clocks."""
-        moved: list[tuple[str, int]] = []
+        moved = Moved()
+        add = moved.append
         known = self.clocks
+        names = self._names.get(partition)
+        if names is None:
+            names = self._names[partition] = {}
         for source, ms in clocks.items():
-            lane = lane_name(partition, source)
-            ms = min(ms, cap)
+            lane = names.get(source)
+            if lane is None:
+                lane = names[source] = lane_name(partition, source)
+            if ms > cap:
+                ms = cap
             if ms > known.get(lane, NO_WATERMARK):
                 known[lane] = ms
-                moved.append((lane, ms))
+                add((lane, ms))
         return moved
 
 
@@ -100,15 +135,27 @@ class _ByLane(Generic[T]):
         if before is None or due < before:
             heapq.heappush(self._next, (due, lane))
 
-    def _pop(self, now_ms: int, lanes: Iterable[tuple[str, int]]) -> list[tuple[Any, str]]:
+    def _pop(
+        self, now_ms: int, lanes: Iterable[tuple[str, int]], less: int = 0
+    ) -> list[tuple[Any, str]]:
         out: list[tuple[Any, str]] = []
         boxes = self._lanes
+        if not boxes:
+            lanes = ()
+        elif isinstance(lanes, Moved) and len(boxes) < len(lanes):
+            lanes = lanes.among(boxes)  # the few lanes with something pending
+        first = self._first
         for lane, clock in lanes:
             box = boxes.get(lane)
-            if box is not None and clock > now_ms:
-                out.extend((x, lane) for x in self._take(box, clock))
-                if self._first(box) is None:
-                    del boxes[lane]
+            clock -= less
+            if box is None or clock <= now_ms:
+                continue
+            due = first(box)
+            if due is not None and due > clock:
+                continue  # nothing due in this lane yet
+            out.extend((x, lane) for x in self._take(box, clock))
+            if first(box) is None:
+                del boxes[lane]
         nxt = self._next
         while nxt and nxt[0][0] <= now_ms:
             _, lane = heapq.heappop(nxt)
@@ -148,11 +195,12 @@ class LaneTimers(_ByLane[DueTimers], Stateful):
         self._noted(lane, before, due_ms)
 
     def pop_due(
-        self, now_ms: int, lanes: Iterable[tuple[str, int]] = ()
+        self, now_ms: int, lanes: Iterable[tuple[str, int]] = (), less: int = 0
     ) -> list[tuple[int, str, str]]:
         """(due, key, lane) of the timers due at or before ``now_ms`` or their lane's
-        clock in ``lanes`` (lanes that moved on), by lane in (due, key) order."""
-        return [(due, key, lane) for (due, key), lane in self._pop(now_ms, lanes)]
+        clock in ``lanes`` (lanes that moved on) less ``less``, by lane in (due, key)
+        order."""
+        return [(due, key, lane) for (due, key), lane in self._pop(now_ms, lanes, less)]
 
     def state(self) -> Snapshot:
         lanes = {lane: t.__getstate__() for lane, t in self._lanes.items()}
@@ -205,9 +253,12 @@ class LaneQueue(_ByLane[list[tuple[int, int, T]]], Stateful, Generic[T]):
         heapq.heappush(box, (ts_ms, self._seq, item))
         self._noted(lane, before, ts_ms)
 
-    def pop_due(self, now_ms: int, lanes: Iterable[tuple[str, int]] = ()) -> list[tuple[T, str]]:
-        """(item, lane) of the items at or before ``now_ms`` or their lane's clock."""
-        return self._pop(now_ms, lanes)
+    def pop_due(
+        self, now_ms: int, lanes: Iterable[tuple[str, int]] = (), less: int = 0
+    ) -> list[tuple[T, str]]:
+        """(item, lane) of the items at or before ``now_ms`` or their lane's clock in
+        ``lanes`` less ``less``."""
+        return self._pop(now_ms, lanes, less)
 
     def state(self) -> Snapshot:
         data = {"lanes": self._lanes, "next": self._next, "seq": self._seq}
@@ -220,4 +271,4 @@ class LaneQueue(_ByLane[list[tuple[int, int, T]]], Stateful, Generic[T]):
         self._seq = data["seq"]
 
 
-__all__ = ["LaneClocks", "LaneQueue", "LaneTimers", "lane_name"]
+__all__ = ["LaneClocks", "LaneQueue", "LaneTimers", "Moved", "lane_name"]

@@ -202,16 +202,16 @@ class OfflineDetector(LaneDetector):
     def advance(
         self, wm_ms: int, lanes: Sequence[tuple[str, int]], moved: bool, out: list[Alert]
     ) -> None:
-        behind = [(lane, clock - 1) for lane, clock in lanes]  # strictly before a clock
-        # Settle the readings now behind their clock, in event-time order per lane: a
-        # reading further than silent_s after the sensor's previous one is a silence.
+        # Settle the readings now behind their clock (strictly before it: ``less=1``), in
+        # event-time order per lane: a reading further than silent_s after the sensor's
+        # previous one is a silence.
         peek = self._state.peek
-        for item, lane in self._held.pop_due(wm_ms - 1, behind):
+        for item, lane in self._held.pop_due(wm_ms - 1, lanes, less=1):
             s = peek(item.sensor)
             if s >= 0:
                 self._settle(item.sensor, s, item, lane, out)
         timer = self._timer
-        for due, key, lane in self._timers.pop_due(wm_ms - 1, behind):
+        for due, key, lane in self._timers.pop_due(wm_ms - 1, lanes, less=1):
             s = peek(key)
             if s < 0 or timer[s] != due:
                 continue
