@@ -77,7 +77,9 @@ def run(rec: Path, config: Config, reference: Reference) -> tuple[list[list[str]
             suite = suites.get(shard)
             if suite is None:
                 suite = suites[shard] = DetectorSuite.from_config(config, catalog)
-            suite.process(sb.events, sb.wm_ms, out, heard=sb.heard, clocks=sb.clocks, partition="rec")
+            suite.process(
+                sb.events, sb.wm_ms, out, heard=sb.heard, clocks=sb.clocks, partition="rec"
+            )
         raised.append([f"{a.kind} {a.id} {a.ts_ms}" for a in out])
     states = [encode(suites[name].state()) for name in sorted(suites)]
     return raised, states
