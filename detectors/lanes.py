@@ -144,17 +144,17 @@ class _ByLane(Generic[T]):
             lanes = ()
         elif isinstance(lanes, Moved) and len(boxes) < len(lanes):
             lanes = lanes.among(boxes)  # the few lanes with something pending
-        first = self._first
+        first_of = self._first
         for lane, clock in lanes:
             box = boxes.get(lane)
             clock -= less
             if box is None or clock <= now_ms:
                 continue
-            due = first(box)
+            due = first_of(box)
             if due is not None and due > clock:
                 continue  # nothing due in this lane yet
             out.extend((x, lane) for x in self._take(box, clock))
-            if first(box) is None:
+            if first_of(box) is None:
                 del boxes[lane]
         nxt = self._next
         while nxt and nxt[0][0] <= now_ms:
