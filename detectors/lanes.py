@@ -131,11 +131,10 @@ class LaneClocks(Stateful):
             return moved
         # A city's partition has thousands of sources, most of which move on in every
         # batch: compared as arrays, the lanes that moved picked out at once.
-        lanes = list(map(names.get, clocks))
-        if None in lanes:
-            for i, source in enumerate(clocks):
-                if lanes[i] is None:
-                    lanes[i] = names[source] = lane_name(partition, source)
+        if not names.keys() >= clocks.keys():  # sources heard of for the first time
+            for source in clocks.keys() - names.keys():
+                names[source] = lane_name(partition, source)
+        lanes: list[str] = list(map(names.__getitem__, clocks))
         now = np.fromiter(clocks.values(), np.int64, n)
         np.minimum(now, cap, out=now)
         was = np.fromiter(map(known.get, lanes, repeat(NO_WATERMARK, n)), np.int64, n)
