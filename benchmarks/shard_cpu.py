@@ -44,7 +44,7 @@ def batches(rec: Path, ref: Reference, size: int) -> list[list[Event]]:
             ev = parse_event(raw, implied, "rec")
             if not isinstance(ev, DeadLetter):
                 events.append(ev)
-        ref.annotate(events)  # type: ignore[arg-type]
+        ref.annotate(events)
         out.append(events)
     return out
 
