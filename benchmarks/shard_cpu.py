@@ -24,7 +24,7 @@ from pathlib import Path
 
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.events import DeadLetter, Event, parse_event
-from citywatch.flows.config import load_config
+from citywatch.flows.config import Config, load_config
 from citywatch.flows.detect import DetectorSuite
 from citywatch.flows.pipeline import shard_step
 from citywatch.flows.records import EventBatch
@@ -49,6 +49,32 @@ def batches(rec: Path, ref: Reference, size: int) -> list[list[Event]]:
     return out
 
 
+def run_shards(
+    work: list[list[Event]], cfg: Config, ref: Reference, shards: int
+) -> tuple[list[list[Alert]], dict[str, DetectorSuite]]:
+    """``work``'s batches through the watermark step, the shard split and one suite per
+    shard; returns each batch's alerts (in the order the shards raised them) and the
+    suites by shard."""
+    stamp = watermark_step(cfg.flow, RunStats())
+    split = shard_step(shards)
+    catalog = ref.zone_catalog()
+    suites: dict[str, DetectorSuite] = {}
+    raised: list[list[Alert]] = []
+    wm = None
+    for events in work:
+        wm, stamped = stamp(wm, EventBatch("rec", events, [], 0))
+        out: list[Alert] = []
+        for shard, sb in split(stamped):
+            suite = suites.get(shard)
+            if suite is None:
+                suite = suites[shard] = DetectorSuite.from_config(cfg, catalog)
+            suite.process(
+                sb.events, sb.wm_ms, out, heard=sb.heard, clocks=sb.clocks, partition="rec"
+            )
+        raised.append(out)
+    return raised, suites
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("recording", type=Path)
@@ -60,23 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     ref = Reference.load(d.zones, d.jurisdictions, d.sensors, d.cameras, cfg.zone_kinds)
     work = batches(args.recording, ref, args.batch)
     n = sum(map(len, work))
-    stamp = watermark_step(cfg.flow, RunStats())
-    split = shard_step(args.shards)
-    catalog = ref.zone_catalog()
-    suites: dict[str, DetectorSuite] = {}
-    alerts: list[Alert] = []
-    wm = None
     start = time.process_time()
-    for events in work:
-        wm, stamped = stamp(wm, EventBatch("rec", events, [], 0))
-        for shard, sb in split(stamped):
-            suite = suites.get(shard)
-            if suite is None:
-                suite = suites[shard] = DetectorSuite.from_config(cfg, catalog)
-            suite.process(
-                sb.events, sb.wm_ms, alerts, heard=sb.heard, clocks=sb.clocks, partition="rec"
-            )
+    raised, _suites = run_shards(work, cfg, ref, args.shards)
     cpu = time.process_time() - start
+    alerts = [a for out in raised for a in out]
     digest = hashlib.sha256("\n".join(sorted(a.id for a in alerts)).encode()).hexdigest()[:12]
     print(
         f"events {n:,}, alerts {len(alerts)} ({digest}), CPU {cpu:.2f} s, "

@@ -14,26 +14,17 @@ must end the same.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
-from citywatch.detectors import watermark
-from citywatch.detectors.alerts import Alert
-from citywatch.detectors.events import DeadLetter, Event, parse_event
+from citywatch.benchmarks.shard_cpu import batches, run_shards
 from citywatch.detectors.lanes import LaneClocks, Moved
 from citywatch.detectors.state import encode
 from citywatch.flows.config import Config
-from citywatch.flows.detect import DetectorSuite
-from citywatch.flows.pipeline import shard_step
-from citywatch.flows.records import EventBatch
-from citywatch.flows.stage_watermark import watermark_step
-from citywatch.flows.stats import RunStats
 from citywatch.geo.reference import Reference
 from citywatch.replay.generator import GenParams, generate
-from citywatch.replay.recording import iter_lines, unwrap
 
 BATCH = 2_000
 SHARDS = 4
@@ -48,41 +39,12 @@ def noisy_recording(tmp_path_factory: pytest.TempPathFactory, reference: Referen
     return rec
 
 
-def batches(rec: Path, reference: Reference) -> Iterator[list[Event]]:
-    lines = iter_lines(rec)
-    while chunk := list(itertools.islice(lines, BATCH)):
-        events: list[Event] = []
-        for line in chunk:
-            raw, implied, _env = unwrap(line)
-            ev = parse_event(raw, implied, "rec")
-            if not isinstance(ev, DeadLetter):
-                events.append(ev)
-        reference.annotate(events)  # type: ignore[arg-type]
-        yield events
-
-
 def run(rec: Path, config: Config, reference: Reference) -> tuple[list[list[str]], list[bytes]]:
     """Each batch's alerts (kind, id, ts) in the order the shards raised them, and each
     shard's state at the end."""
-    stamp = watermark_step(config.flow, RunStats())
-    split = shard_step(SHARDS)
-    catalog = reference.zone_catalog()
-    suites: dict[str, DetectorSuite] = {}
-    wm: watermark.Watermarker | None = None
-    raised: list[list[str]] = []
-    for events in batches(rec, reference):
-        wm, stamped = stamp(wm, EventBatch("rec", events, [], 0))
-        out: list[Alert] = []
-        for shard, sb in split(stamped):
-            suite = suites.get(shard)
-            if suite is None:
-                suite = suites[shard] = DetectorSuite.from_config(config, catalog)
-            suite.process(
-                sb.events, sb.wm_ms, out, heard=sb.heard, clocks=sb.clocks, partition="rec"
-            )
-        raised.append([f"{a.kind} {a.id} {a.ts_ms}" for a in out])
-    states = [encode(suites[name].state()) for name in sorted(suites)]
-    return raised, states
+    raised, suites = run_shards(batches(rec, reference, BATCH), config, reference, SHARDS)
+    alerts = [[f"{a.kind} {a.id} {a.ts_ms}" for a in out] for out in raised]
+    return alerts, [encode(suites[name].state()) for name in sorted(suites)]
 
 
 def test_lanes_with_pending_work_give_the_alerts_of_a_scan_of_every_lane(
