@@ -1,6 +1,6 @@
-"""``LaneClocks.update`` over a city's thousands of sources (compared as arrays) gives
-what the loop over every source gives: the same lanes moved on, in the same order, with
-the same clocks, and the same clocks kept (in the same order, as a snapshot holds them)."""
+"""``LaneClocks.update`` (lane names made once per partition and source) gives what the
+first loop over every source gave: the same lanes moved on, in the same order, with the
+same clocks, and the same clocks kept (in the same order, as a snapshot holds them)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from citywatch.detectors.lanes import VECTOR_LANES, LaneClocks, lane_name
+from citywatch.detectors.lanes import LaneClocks, lane_name
 from citywatch.detectors.watermark import NO_WATERMARK
 
 
@@ -26,7 +26,7 @@ def reference(
     return moved
 
 
-@pytest.mark.parametrize("sources", [3, VECTOR_LANES - 1, VECTOR_LANES, 1_800])
+@pytest.mark.parametrize("sources", [3, 16, 1_800])
 def test_update_moves_the_lanes_the_loop_over_every_source_moves(sources: int) -> None:
     rng = random.Random(sources)
     lanes = LaneClocks()
