@@ -93,7 +93,12 @@ class KeyedState(Stateful, Generic[S]):
         item = self._items.get(key)
         if item is not None:
             self._dirty.add(key)  # the caller may change it
-            self._touch(key, now_ms)
+            seen = self._seen  # :meth:`_touch`, inline (once per event of every key)
+            if now_ms >= seen.get(key, now_ms):
+                seen[key] = now_ms
+                self._items.move_to_end(key)
+                self._uses += 1
+                self._used[key] = self._uses
         return item
 
     def put(self, key: str, value: S, now_ms: int) -> None:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Mapping
+from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
 from citywatch.detectors.events import Event
@@ -67,7 +68,14 @@ class LaneClocks(Stateful):
 
     def lane(self, ev: Event) -> str:
         """The lane ``ev`` came through (in the batch being processed)."""
-        return lane_name(self.partition, source_name(self.by, ev.src, ev.type))
+        source = source_name(self.by, ev.src, ev.type)
+        names = self._names.get(self.partition)
+        if names is None:
+            names = self._names[self.partition] = {}
+        lane = names.get(source)
+        if lane is None:
+            lane = names[source] = lane_name(self.partition, source)
+        return lane
 
     def clock(self, lane: str) -> int:
         return self.clocks.get(lane, NO_WATERMARK)
@@ -266,10 +274,10 @@ class LaneQueue(_ByLane[list[tuple[int, int, T]]], Stateful, Generic[T]):
         box = self._lanes.get(lane)
         if box is None:
             box = self._lanes[lane] = []
-        before = self._first(box)
+        if not box or ts_ms < box[0][0]:  # :meth:`_noted`, inline (once per reading)
+            heapq.heappush(self._next, (ts_ms, lane))
         self._seq += 1
         heapq.heappush(box, (ts_ms, self._seq, item))
-        self._noted(lane, before, ts_ms)
 
     def pop_due(
         self,

@@ -61,7 +61,6 @@ from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from statistics import median_low
 from typing import Any
 
 from citywatch.detectors.alerts import Alert
@@ -123,10 +122,12 @@ class Recent:
     median: int | None = None
 
     def add(self, ts_ms: int) -> None:
-        self.times.append(ts_ms)
-        if len(self.times) > self.size:
-            self.times.popleft()
-        self.median = median_low(self.times)
+        times = self.times
+        times.append(ts_ms)
+        if len(times) > self.size:
+            times.popleft()
+        # The low median (``statistics.median_low``, without its per-call overhead).
+        self.median = sorted(times)[(len(times) - 1) // 2]
 
     def __len__(self) -> int:
         return len(self.times)
