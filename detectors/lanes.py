@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Mapping
-from operator import itemgetter
 from typing import Any, Generic, TypeVar
 
 from citywatch.detectors.events import Event

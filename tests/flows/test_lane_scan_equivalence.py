@@ -16,8 +16,8 @@ the walk's.)
 
 from __future__ import annotations
 
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pytest
 
