@@ -164,10 +164,14 @@ class _ByLane(Generic[T]):
         if bound <= now_ms:
             return
         boxes, nxt = self._lanes, self._next
-        kept: list[tuple[int, str]] = []  # looked at, nothing due: filed again as they were
+        # Every entry looked at is filed again as it was, as the walk leaves the heap: it
+        # keeps the same entries, so what the shard's clock pops later (in heap order)
+        # comes in the same order whichever way the lanes were advanced.
+        looked: list[tuple[int, str]] = []
         taken: dict[str, list[Any]] = {}
         while nxt and nxt[0][0] <= bound:
             entry = heapq.heappop(nxt)
+            looked.append(entry)
             lane = entry[1]
             box = boxes.get(lane)
             if box is None:
@@ -175,15 +179,11 @@ class _ByLane(Generic[T]):
             clock = moved.get(lane)
             first = self._first(box)
             if clock is None or clock - before <= now_ms or first is None or first > clock - before:
-                kept.append(entry)
                 continue
             taken.setdefault(lane, []).extend(self._take(box, clock - before))
-            first = self._first(box)
-            if first is None:
+            if self._first(box) is None:
                 del boxes[lane]
-            else:
-                kept.append((first, lane))
-        for entry in kept:
+        for entry in looked:
             heapq.heappush(nxt, entry)
         if len(taken) > 1:
             for lane in [lane for lane in moved if lane in taken]:
