@@ -295,7 +295,7 @@ class _Index:
         """The open incidents ``a`` may link to, in opening order."""
         found: set[int] = set()
         by_key = self.by_key
-        for key in self._keys(a)[:2]:  # its subject, its zone
+        for key in (("s", a.subject), ("z", a.zone)):  # its subject, its zone
             held = by_key.get(key)
             if held:
                 found |= held

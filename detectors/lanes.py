@@ -24,7 +24,7 @@ clock touches only what is due, never every key or every lane.
 
 >>> t = LaneTimers()
 >>> t.add("a", 1_000, "p|gw-1"); t.add("b", 1_000, "p|gw-2"); t.add("c", 5_000, "p|gw-1")
->>> t.pop_due(0, [("p|gw-1", 1_200)])  # gw-1's clock passed 1 s; gw-2's did not
+>>> t.pop_due(0, {"p|gw-1": 1_200})  # gw-1's clock passed 1 s; gw-2's did not
 [(1000, 'a', 'p|gw-1')]
 >>> t.pop_due(1_500)  # the shard's clock passed 1.5 s: gw-2's key too
 [(1000, 'b', 'p|gw-2')]
@@ -35,7 +35,8 @@ clock touches only what is due, never every key or every lane.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 from citywatch.detectors.events import Event
@@ -47,6 +48,7 @@ T = TypeVar("T")
 # More lanes than this moving on at once (a quiet partition running its lanes on with the
 # wall clock, once a tick) are not walked: the heap of due times says which have work.
 LAZY_LANES = 32
+NO_LANES: Mapping[str, int] = MappingProxyType({})  # only the shard's clock moved on
 
 
 def lane_name(partition: str, source: str) -> str:
@@ -120,20 +122,17 @@ class _ByLane(Generic[T]):
         if before is None or due < before:
             heapq.heappush(self._next, (due, lane))
 
-    def _pop(
-        self, now_ms: int, lanes: Mapping[str, int] | Iterable[tuple[str, int]], before: int = 0
-    ) -> list[tuple[Any, str]]:
+    def _pop(self, now_ms: int, lanes: Mapping[str, int], before: int = 0) -> list[tuple[Any, str]]:
         """What is due at ``now_ms`` or, in a lane of ``lanes`` (lane -> its clock), at
         its clock less ``before``: per lane in the order of ``lanes``, then the rest by
         due time."""
         out: list[tuple[Any, str]] = []
         boxes = self._lanes
-        moved = lanes if isinstance(lanes, Mapping) else dict(lanes)
-        if moved and boxes:
-            if len(moved) > LAZY_LANES:
-                self._pop_lazy(now_ms, moved, before, out)
+        if lanes and boxes:
+            if len(lanes) > LAZY_LANES:
+                self._pop_lazy(now_ms, lanes, before, out)
             else:
-                for lane, clock in moved.items():
+                for lane, clock in lanes.items():
                     box = boxes.get(lane)
                     if box is not None and clock - before > now_ms:
                         out.extend((x, lane) for x in self._take(box, clock - before))
@@ -219,7 +218,7 @@ class LaneTimers(_ByLane[DueTimers], Stateful):
     def pop_due(
         self,
         now_ms: int,
-        lanes: Mapping[str, int] | Iterable[tuple[str, int]] = (),
+        lanes: Mapping[str, int] = NO_LANES,
         before: int = 0,
     ) -> list[tuple[int, str, str]]:
         """(due, key, lane) of the timers due at or before ``now_ms`` or their lane's
@@ -281,7 +280,7 @@ class LaneQueue(_ByLane[list[tuple[int, int, T]]], Stateful, Generic[T]):
     def pop_due(
         self,
         now_ms: int,
-        lanes: Mapping[str, int] | Iterable[tuple[str, int]] = (),
+        lanes: Mapping[str, int] = NO_LANES,
         before: int = 0,
     ) -> list[tuple[T, str]]:
         """(item, lane) of the items at or before ``now_ms`` or their lane's clock less

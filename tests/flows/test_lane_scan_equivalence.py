@@ -8,10 +8,8 @@ lanes that moved on. When many lanes move on at once, the fast path
 of due times; the reference walks every lane that moved on, the way it always did. A generated
 recording with field noise (skewed and stepped gateway clocks, reordered and late fixes)
 goes through the watermark step and the shards as the flow wires them, in both ways:
-every batch must raise the same alerts in the same order. (The heap of due times may
-end with the same entries in another order, or stale ones, after the fast path filed
-looked-at entries again; ``tests/detectors/test_lanes_lazy.py`` checks its pops against
-the walk's.)
+every batch must raise the same alerts in the same order
+(``tests/detectors/test_lanes_lazy.py`` checks the pops themselves against the walk's).
 """
 
 from __future__ import annotations

@@ -189,7 +189,7 @@ def test_lane_timers_pop_only_what_is_due() -> None:
     for k in range(1_000):
         t.add(f"k{k}", T0 + k * 1_000, f"rec|gw-{k % 10}")
     # One lane's clock moves on: only its due keys pop, whatever the other lanes hold.
-    got = t.pop_due(T0 - 1, [("rec|gw-3", T0 + 50_000)])
+    got = t.pop_due(T0 - 1, {"rec|gw-3": T0 + 50_000})
     assert [key for _, key, _ in got] == [f"k{k}" for k in range(3, 51, 10)]
     assert len(t) == 1_000 - 5
     # The shard's clock pops every lane's due keys, each once.
@@ -217,7 +217,7 @@ def test_lane_queue_gives_items_back_in_time_order_per_lane() -> None:
     q: LaneQueue[str] = LaneQueue()
     for ts, item, lane in [(30, "c", "x"), (10, "a", "x"), (20, "b", "y"), (10, "a2", "x")]:
         q.add(ts, item, lane)
-    assert q.pop_due(0, [("x", 15)]) == [("a", "x"), ("a2", "x")]
+    assert q.pop_due(0, {"x": 15}) == [("a", "x"), ("a2", "x")]
     assert q.pop_due(25) == [("b", "y")]
     restored: LaneQueue[str] = LaneQueue()
     restored.restore(decode(encode(q.state())))
