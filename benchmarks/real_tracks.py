@@ -30,6 +30,8 @@ moved tracks happen to lie.
 
     python -m citywatch.benchmarks.real_tracks            # data/real, the 1-5 s set too
     python -m citywatch.benchmarks.real_tracks --tracktable PATH.traj --gpx A.gpx ...
+    python -m citywatch.benchmarks.real_tracks --tracktable P.traj --verdicts-out new.jsonl
+    python -m citywatch.benchmarks.real_tracks --compare old.jsonl new.jsonl   # alert by alert
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class Verdict:
     false: Counter[str] = field(default_factory=Counter)
     reasons: list[str] = field(default_factory=list)
     dead: Counter[str] = field(default_factory=Counter)
+    judged: list[dict[str, Any]] = field(default_factory=list)  # every track alert, judged
 
     def per_kh(self, n: float) -> float:
         return n / self.vehicle_hours * 1000 if self.vehicle_hours else float("nan")
@@ -254,6 +257,18 @@ def measure(
         v.alerts[a.kind] += 1
         if a.kind.startswith("track."):
             why = judge(a, tracks, seen)
+            v.judged.append(
+                {
+                    "set": name,
+                    "kind": a.kind,
+                    "subject": a.subject,
+                    "first_ts": a.first_ts_ms,
+                    "ts": a.ts_ms,
+                    "follow_up": "reappeared" in a.evidence,
+                    "evidence": a.evidence,
+                    "false": why,
+                }
+            )
             if why is not None:
                 v.false[a.kind] += 1
                 v.reasons.append(f"{a.kind} {a.subject} {a.evidence}: {why}")
@@ -286,6 +301,31 @@ def report(verdicts: list[Verdict]) -> str:
     return "\n".join(rows)
 
 
+def _key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (row["set"], row["kind"], row["subject"], row["first_ts"], row["follow_up"])
+
+
+def compare(before: Path, after: Path) -> str:
+    """Which judged alerts of ``--verdicts-out`` file ``before`` are gone in ``after``,
+    and which are new, by kind: how many of each the judge calls false and right."""
+    rows = [
+        {_key(r): r for r in map(orjson.loads, p.read_bytes().splitlines())}
+        for p in (before, after)
+    ]
+    lines = []
+    for label, a, b in (("gone", rows[0], rows[1]), ("new", rows[1], rows[0])):
+        for kind in sorted({k[1] for k in a}):
+            diff = [r for k, r in a.items() if k[1] == kind and k not in b]
+            false = [r for r in diff if r["false"] is not None]
+            follow = sum(r["follow_up"] for r in diff if r["false"] is None)
+            lines.append(
+                f"{label} {kind}: {len(diff)} ({len(false)} false, {len(diff) - len(false)} "
+                f"right, {follow} of them follow-ups)"
+            )
+            lines += [f"  false: {r['subject']} {r['evidence']}: {r['false']}" for r in false]
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tracktable", nargs="*", default=None, help=".traj files (AIS)")
@@ -298,7 +338,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="replay as a plain recording (no arrival times: the future guard uses medians)",
     )
+    ap.add_argument(
+        "--verdicts-out",
+        default=None,
+        help="write every judged track alert (kind, subject, first_ts, verdict) as JSON lines",
+    )
+    ap.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("BEFORE", "AFTER"),
+        default=None,
+        help="compare two --verdicts-out files alert by alert (no replay)",
+    )
     args = ap.parse_args(argv)
+    if args.compare:
+        print(compare(Path(args.compare[0]), Path(args.compare[1])))
+        return 0
     sets: list[tuple[str, str, list[str]]] = []
     for fmt in ("tracktable", "marinecadastre", "gpx"):
         paths = getattr(args, fmt)
@@ -327,6 +382,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = load_config(args.config)
     verdicts = [measure(name, fmt, paths, cfg, plain=args.plain) for name, fmt, paths in sets]
     print(report(verdicts))
+    if args.verdicts_out:
+        with open(args.verdicts_out, "wb") as fh:
+            fh.writelines(orjson.dumps(r) + b"\n" for v in verdicts for r in v.judged)
     if args.why:
         for v in verdicts:
             for r in v.reasons:

@@ -222,3 +222,29 @@ def test_one_second_tracks_give_the_same_alerts_at_every_batch_size(config: Conf
     kinds = Counter(orjson.loads(a)["kind"] for a in runs[0])
     assert kinds["track.gap"] >= 3 and kinds["track.stop"] >= 1 and kinds["track.speeding"] >= 1
     assert runs[0] == runs[1] == runs[2] == runs[3]
+
+
+def test_verdicts_compare_alert_by_alert(tmp_path: Path) -> None:
+    from citywatch.benchmarks.real_tracks import compare
+
+    def row(subject: str, first_ts: int, false: str | None) -> dict[str, object]:
+        return {
+            "set": "ais",
+            "kind": "track.gap",
+            "subject": subject,
+            "first_ts": first_ts,
+            "ts": first_ts + 300_000,
+            "follow_up": False,
+            "evidence": {},
+            "false": false,
+        }
+
+    before, after = tmp_path / "before.jsonl", tmp_path / "after.jsonl"
+    before.write_bytes(
+        b"\n".join(orjson.dumps(r) for r in (row("a", 1, "a dropout of 360 s"), row("b", 2, None)))
+    )
+    after.write_bytes(orjson.dumps(row("b", 2, None)) + b"\n" + orjson.dumps(row("c", 3, None)))
+    text = compare(before, after)
+    assert "gone track.gap: 1 (1 false, 0 right" in text
+    assert "false: a {}: a dropout of 360 s" in text
+    assert "new track.gap: 1 (0 false, 1 right" in text
