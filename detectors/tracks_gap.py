@@ -69,7 +69,7 @@ from citywatch.detectors.watermark import NO_WATERMARK
 from citywatch.geo.distance import haversine_m
 
 OWNER = "track.gap"
-PARKED_KMH = 5.0  # a fix reporting more is not parked
+PARKED_KMH = 5.0  # a fix reporting more is not parked (stationary_kmh's default)
 INTERVALS = 32  # recent reporting intervals per vehicle (upper quartile: its interval)
 USUAL_SAMPLES = 32  # intervals kept per vehicle, evenly spread over its history
 FLEET_SLOT_MS = 600_000  # a fleet's intervals are pooled by 10 minutes of event time
@@ -93,6 +93,11 @@ class GapParams:
     interval_factor: float = 3.0
     parked_silence_s: float = 900.0
     parked_m: float = 50.0
+    # per class: a fix reporting a speed at or under stationary_kmh is stationary
+    # wherever it lies (default PARKED_KMH), and a stationary vehicle may stay silent
+    # stationary_silence_s (default parked_silence_s)
+    stationary_kmh: Mapping[str, float] = field(default_factory=dict)
+    stationary_silence_s: Mapping[str, float] = field(default_factory=dict)
     max_adaptive_s: float = 1800.0
     off_track_m: float = 1000.0
     off_track_severity: str = "orange"
@@ -106,13 +111,24 @@ class GapParams:
         params.non_negative(OWNER, "interval_factor", self.interval_factor)
         params.positive(OWNER, "parked_silence_s", self.parked_silence_s)
         params.non_negative(OWNER, "parked_m", self.parked_m)
+        for cls, kmh in self.stationary_kmh.items():
+            params.non_negative(OWNER, f"stationary_kmh.{cls}", kmh)
+        for cls, secs in self.stationary_silence_s.items():
+            params.positive(OWNER, f"stationary_silence_s.{cls}", secs)
         params.positive(OWNER, "max_adaptive_s", self.max_adaptive_s)
         params.positive(OWNER, "off_track_m", self.off_track_m)
         params.positive(OWNER, "idle_evict_s", self.idle_evict_s)
         params.positive(OWNER, "interval_memory_s", self.interval_memory_s)
         params.severity(OWNER, self.severity)
         params.severity(OWNER, self.off_track_severity)
-        longest = max([*self.max_silence_s.values(), self.max_adaptive_s, self.parked_silence_s])
+        longest = max(
+            [
+                *self.max_silence_s.values(),
+                *self.stationary_silence_s.values(),
+                self.max_adaptive_s,
+                self.parked_silence_s,
+            ]
+        )
         if self.idle_evict_s <= longest:
             msg = (
                 f'{OWNER}: "idle_evict_s" must be longer than the longest max_silence_s '
@@ -236,7 +252,11 @@ class GapDetector(LaneDetector):
     def __init__(self, p: GapParams) -> None:
         self.p = p
         self._silence_ms = {cls: int(s * 1000) for cls, s in p.max_silence_s.items()}
-        self._parked_ms = int(p.parked_silence_s * 1000)
+        self._parked_ms = {
+            cls: int(p.stationary_silence_s.get(cls, p.parked_silence_s) * 1000)
+            for cls in p.max_silence_s
+        }
+        self._still_kmh = {cls: p.stationary_kmh.get(cls, PARKED_KMH) for cls in p.max_silence_s}
         self._state: KeyedState[_Track] = KeyedState(p.idle_evict_s * 1000)
         self._timers = LaneTimers()
         self._wm = NO_WATERMARK
@@ -350,6 +370,8 @@ class GapDetector(LaneDetector):
             allowed, interval, fleet = self._allowed_ms(
                 ev.cls, [], usual.median if usual else 0, fleet
             )
+            if self._stationary(ev, ev.cls, None):
+                allowed = max(allowed, self._parked_ms[ev.cls])
             first = _fix(ev, allowed, interval, fleet)
             st = _Track(ts, [first], first)
             self._state.put(ev.entity, st, ts)
@@ -382,11 +404,8 @@ class GapDetector(LaneDetector):
             allowed, interval, fleet = self._allowed_ms(ev.cls, st.by_size, usual.median, fleet)
             for key in fleet_key:
                 self._observed(key, ev.entity, ts, interval)
-            parked = (ev.speed_kmh is None or ev.speed_kmh <= PARKED_KMH) and haversine_m(
-                last[1], last[2], ev.lon, ev.lat
-            ) <= self.p.parked_m
-            if parked:  # trackers (and AIS at anchor) report less often when parked
-                allowed = max(allowed, self._parked_ms)
+            if self._stationary(ev, ev.cls, last):
+                allowed = max(allowed, self._parked_ms[ev.cls])
             fix = _fix(ev, allowed, interval, fleet)
             st.prev, st.last, st.max_ts = (last[0], last[1], last[2]), fix, ts
             und.append(fix)
@@ -394,6 +413,19 @@ class GapDetector(LaneDetector):
                 self._schedule(ev.entity, st, min(f[0] + f[7] for f in und), self.lane_of(ev))
         # An older fix (out of order within the bound) is followed within T by the
         # newest one, so it is decided at once; only its effect above remains.
+
+    def _stationary(self, ev: GpsEvent, cls: str, last: _Fix | None) -> bool:
+        """Whether the vehicle is not moving at this fix, so it may report less often
+        (AIS, ITU-R M.1371: a Class A ship at anchor or moored and not faster than
+        3 knots every 3 minutes, under way every 2-10 s; Class B at 2 knots or less
+        every 3 minutes; trackers sleep with the engine off): its reported speed is
+        at most the class's ``stationary_kmh``, wherever the fix lies (a vessel that
+        has just moored, a newcomer lying at anchor); without a reported speed, it
+        lies within ``parked_m`` of its previous fix."""
+        still = self._still_kmh[cls]
+        if ev.speed_kmh is not None:
+            return ev.speed_kmh <= still
+        return last is not None and haversine_m(last[1], last[2], ev.lon, ev.lat) <= self.p.parked_m
 
     def on_arrival(self, ev: Event, at_ms: int, out: list[Alert]) -> None:
         """A fix ``on_event`` gets next came when event time was at ``at_ms``: stamped

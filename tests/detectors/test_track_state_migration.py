@@ -14,6 +14,12 @@ repository so that ``PYTHONPATH`` decides which code is imported::
     cd /tmp && PYTHONPATH=OLD/pkg python -c "import importlib.util as u; \\
         s = u.spec_from_file_location('m', 'REPO/tests/detectors/test_track_state_migration.py'); \\
         m = u.module_from_spec(s); s.loader.exec_module(m); m._write_fixture()"
+
+Written again (issue 22) from the same tree with ``track.gap``'s stationary rule of
+this code patched into OLD's ``detectors/tracks_gap.py`` (a fix reporting a speed at
+or under ``PARKED_KMH`` is stationary wherever it lies, a vehicle's first fix too): the
+generated trucks start parked, so the old rule filed their first fixes' timers at
+300 s where this code files them at 900 s; the layout is that of 8dce745.
 """
 
 from __future__ import annotations

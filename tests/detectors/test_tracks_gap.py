@@ -368,3 +368,53 @@ def test_what_a_newcomer_is_allowed_does_not_depend_on_the_order_fixes_came_in()
 
     assert alerts(script) == alerts(shuffled)
     assert {s for _e, _t, s in alerts(script) if _e.startswith("new-")} == {300.0, 540.0}
+
+
+def vessel(sec: float, east_m: float, sog_kmh: float, entity: str = "tk-ais") -> GpsEvent:
+    """An AIS position report: a tanker's fix with its speed over ground."""
+    dlon, dlat = offset_deg(32.0, east_m, 0.0)
+    return GpsEvent(
+        T0 + int(sec * 1000),
+        entity,
+        121.0 + dlon,
+        32.0 + dlat,
+        "tanker",
+        speed_kmh=sog_kmh,
+        src="ais",
+        id=f"{entity}@{sec:g}",
+    )
+
+
+def test_a_vessel_reporting_it_is_moored_may_report_every_three_minutes() -> None:
+    # ITU-R M.1371: a ship at anchor or moored, not faster than 3 knots, reports every
+    # 3 minutes; a receiver loses one report of two. Its speed over ground says it
+    # lies still from its first fix on, and its fixes move a metre.
+    #   t(s)   0        360   540   900   1080 ...   (every gap 180-360 s)
+    #   sog    0        0.2   0     0.4   0
+    moored = [vessel(t, (k % 2) * 1.0, 0.2 * (k % 3)) for k, t in enumerate((0, 360, 540, 900))]
+    moored += [vessel(900 + 180 * k, 1.0, 0.0) for k in range(1, 6)]
+    assert run(GapDetector(GapParams()), [*moored, wm(1800 / 60 + 10)]) == []
+    # A vessel arriving under way (14 km/h, every 70 s) whose last fix before 6 minutes
+    # of silence says 0.4 km/h: it has moored, 120 m on from the fix before.
+    arriving = [vessel(70 * k, 270 * k, 14.0, "tk-in") for k in range(8)]
+    arriving.append(vessel(560, 270 * 7 + 120, 0.4, "tk-in"))
+    arriving += [vessel(560 + 362 + 180 * k, 270 * 7 + 125, 0.0, "tk-in") for k in range(5)]
+    assert run(GapDetector(GapParams()), [*arriving, wm(1800 / 60 + 10)]) == []
+    # The same silence while the vessel reports 14 km/h (under way) is a gap.
+    under_way = [vessel(70 * k, 270 * k, 14.0, "tk-go") for k in range(9)]
+    under_way += [vessel(560 + 362 + 70 * k, 270 * (8 + 6 + k), 14.0, "tk-go") for k in range(5)]
+    out = run(GapDetector(GapParams()), [*under_way, wm(25)])  # (its last fix: 1202 s)
+    assert [(a.first_ts_ms, a.evidence["max_silence_s"]) for a in out] == [(T0 + 560_000, 300.0)]
+
+
+def test_the_stationary_speed_and_silence_are_per_class() -> None:
+    # 5.5 km/h is stationary where a class says 3 knots (5.6 km/h), and a class may
+    # allow a stationary vehicle less than parked_silence_s: two lost reports at 3 min.
+    slow = [vessel(0, 0.0, 5.5), vessel(600, 30.0, 5.5)]
+    end = wm(20)
+    assert [a.first_ts_ms for a in run(GapDetector(GapParams()), [*slow, end])] == [T0]
+    three_knots = GapParams(stationary_kmh={"tanker": 5.6})
+    assert run(GapDetector(three_knots), [*slow, end]) == []
+    shorter = GapParams(stationary_kmh={"tanker": 5.6}, stationary_silence_s={"tanker": 540})
+    out = run(GapDetector(shorter), [*slow, end])
+    assert [(a.first_ts_ms, a.evidence["max_silence_s"]) for a in out] == [(T0, 540.0)]
