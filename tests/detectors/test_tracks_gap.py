@@ -389,8 +389,8 @@ def test_a_vessel_reporting_it_is_moored_may_report_every_three_minutes() -> Non
     # ITU-R M.1371: a ship at anchor or moored, not faster than 3 knots, reports every
     # 3 minutes; a receiver loses one report of two. Its speed over ground says it
     # lies still from its first fix on, and its fixes move a metre.
-    #   t(s)   0        360   540   900   1080 ...   (every gap 180-360 s)
-    #   sog    0        0.2   0     0.4   0
+    #   t(s)        0     360   540   900   1080 ... 1800   (every gap 180-360 s)
+    #   sog (km/h)  0     0.2   0.4   0     0    ...  0
     moored = [vessel(t, (k % 2) * 1.0, 0.2 * (k % 3)) for k, t in enumerate((0, 360, 540, 900))]
     moored += [vessel(900 + 180 * k, 1.0, 0.0) for k in range(1, 6)]
     assert run(GapDetector(GapParams()), [*moored, wm(1800 / 60 + 10)]) == []
@@ -410,6 +410,7 @@ def test_a_vessel_reporting_it_is_moored_may_report_every_three_minutes() -> Non
 def test_the_stationary_speed_and_silence_are_per_class() -> None:
     # 5.5 km/h is stationary where a class says 3 knots (5.6 km/h), and a class may
     # allow a stationary vehicle less than parked_silence_s: two lost reports at 3 min.
+    # (The second fix is allowed 3 x its own interval, 600 s: no alert after it.)
     slow = [vessel(0, 0.0, 5.5), vessel(600, 30.0, 5.5)]
     end = wm(20)
     assert [a.first_ts_ms for a in run(GapDetector(GapParams()), [*slow, end])] == [T0]
