@@ -7,13 +7,22 @@
                                            Redis work orders ──► audit streams
 
 The producer sends the recording paced at ``--rate`` events a second (the
-speed-up over the recording's own rate is printed), so an event with time
-``ts`` enters Kafka at ``t0 + (ts - ts0) / speed`` of wall time. Every alert
-written to a work order is stamped by the dispatch script (its audit entry's
-``at``); its latency is that stamp minus the wall time its ``ts`` was due to be
-ingested. For per-event kinds ``ts`` is the triggering event; for windowed and
-absence kinds it is when the condition became true, so the latency is the
-delay beyond the condition. Prints n, p50/p95/p99/max per kind.
+speed-up over the recording's own rate is printed). A generated mix is sent as
+the network delivered it: each line at its arrival time (the generator's
+``arrivals``: true time plus network delay), not at its stamp, which a skewed
+gateway's clock moves by seconds (pacing by stamps held every line behind one
+that ran 5 s ahead). A line with arrival ``a`` enters Kafka at
+``t0 + (a - a0) / speed`` of wall time. Every alert written to a work order is
+stamped by the dispatch script (its audit entry's ``at``); its latency is that
+stamp minus the wall time its condition was ingested. An alert's ``ts`` is in its
+source's clock: for per-event kinds the triggering event's stamp, for windowed and
+absence kinds when the condition became true (a gap: the last fix plus the
+allowed silence), so it is moved onto the ingest timeline by how far the
+subject's latest line at or before ``ts`` was ingested after its own stamp (for
+a gap: that last fix's skew and network delay). The latency of a windowed kind is
+then the delay beyond its condition as the flow could first know it; each is also
+printed ``(from its stamp)``, measured from ``ts`` as is. Prints n,
+p50/p95/p99/max per kind.
 
 A 20-minute city mix holds only a handful of injected incidents, too few for a
 p99. So a second producer injects **probes** while the mix flows: ``--probes-per-s``
@@ -43,6 +52,7 @@ folder named ``citywatch``), to measure an older design on the same input.
 from __future__ import annotations
 
 import argparse
+import bisect
 import dataclasses
 import os
 import signal
@@ -67,7 +77,7 @@ from citywatch.flows.config import DEFAULT_CONFIG, load_config
 from citywatch.flows.kafka_io import produce_recording
 from citywatch.flows.live import free_ports
 from citywatch.replay.generator import GenParams, generate
-from citywatch.replay.recording import iter_lines, unwrap
+from citywatch.replay.recording import RecordingWriter, iter_lines, unwrap
 from citywatch.sinks.embedded_redis import EmbeddedRedis
 from citywatch.sinks.keys import Keys
 
@@ -76,6 +86,7 @@ PROBE = "probe-"  # the probes' entity ids
 PROBE_ZONE_KINDS = ("airport_site", "levee")  # muck trucks may not enter these
 LATENCY_METRIC = "citywatch_ingest_to_dispatch_seconds"
 LAG_METRIC = "citywatch_consumer_lag_messages"
+BY_STAMP = "(from its stamp)"  # a windowed kind measured from its source's clock as is
 TIMELINE = "~"  # latencies of the probes sent in each 10 s of the run (kept apart)
 GAPLINE = "@"  # the probes' track.gap by 30 s of the run their deadline fell in (kept apart)
 
@@ -225,14 +236,67 @@ def _histogram_quantiles(samples: Samples, qs: tuple[float, ...]) -> list[str]:
     return out
 
 
+def _with_arrivals(stamped: Path, arrivals: list[tuple[int, int]], out: Path) -> None:
+    """``stamped`` as a recording of envelopes carrying each line's ``arrival_ms`` (the
+    generator's ``arrivals``), so that the producer sends each line when the network
+    delivered it, not when its stamp says: a gateway whose clock runs ahead must not
+    hold back every line behind it, as pacing by stamps would."""
+    with RecordingWriter(out) as w:
+        for i, line in enumerate(iter_lines(stamped)):
+            arrival, _true = arrivals[i]
+            env = {"kafka": {"arrival_ms": arrival}, "value": line.decode(errors="replace")}
+            w.write_line(orjson.dumps(env))
+
+
+class Ingest:
+    """When each subject's lines reach Kafka (their ``arrival_ms``, else their stamp),
+    against their stamps: an alert's time is in its source's clock, its ingest time
+    is that time plus how far the subject's latest line at or before it was ingested
+    after its own stamp (the gateway's clock skew and the network's delay)."""
+
+    def __init__(self, path: Path) -> None:
+        self.lines: dict[str, tuple[list[int], list[int]]] = {}
+        for line in iter_lines(path):
+            raw, _, env = unwrap(line)
+            try:
+                obj = orjson.loads(raw)
+                stamp = parse_ts(obj["ts"])
+                subject = obj.get("entity") or obj.get("sensor") or obj.get("camera")
+            except Exception:  # noqa: BLE001, S112 - a corrupt line has no time
+                continue
+            if not isinstance(subject, str):
+                continue
+            a = env.get("arrival_ms") if env is not None else None
+            stamps, offsets = self.lines.setdefault(subject, ([], []))
+            stamps.append(stamp)
+            offsets.append((a if isinstance(a, int) else stamp) - stamp)
+        for stamps, offsets in self.lines.values():  # arrival order is not stamp order
+            order = sorted(range(len(stamps)), key=stamps.__getitem__)
+            stamps[:], offsets[:] = [stamps[i] for i in order], [offsets[i] for i in order]
+
+    def of(self, subject: str, ts_ms: int) -> int:
+        """The ingest time of ``subject``'s condition at ``ts_ms`` of its clock."""
+        found = self.lines.get(subject)
+        if found is None:
+            return ts_ms
+        stamps, offsets = found
+        i = bisect.bisect_right(stamps, ts_ms) - 1
+        return ts_ms + offsets[i] if i >= 0 else ts_ms
+
+
 def _first_ts(path: Path) -> tuple[int, int]:
-    """The first event time of the recording (what the producer paces from), and the count."""
+    """The first pacing time of the recording (its first line's arrival, else its event
+    time: what the producer paces from), and the count."""
     first: int | None = None
     n = 0
     for line in iter_lines(path):
         n += 1
         if first is None:
-            raw, _, _ = unwrap(line)
+            raw, _, env = unwrap(line)
+            a = env.get("arrival_ms") if env is not None else None
+            if isinstance(a, int):
+                first = a
+                continue
             try:
                 obj = orjson.loads(raw)
                 first = parse_ts(obj["ts"]) if isinstance(obj, dict) and "ts" in obj else None
@@ -266,36 +330,56 @@ def _percentile(xs: list[float], q: float) -> float:
 
 
 def _latencies(
-    url: str, keys: Keys, t0_ms: float, ts0: int, speed: float, probes: dict[str, float]
+    url: str,
+    keys: Keys,
+    t0_ms: float,
+    ts0: int,
+    speed: float,
+    probes: dict[str, float],
+    ingest: Ingest,
+    dump: Path | None = None,
 ) -> dict[str, list[float]]:
     """Per kind: ingest-to-Redis latency (ms) of every alert written to a work order;
-    probes (``probes``: entity -> wall ms of its send) under ``probe <kind>``."""
+    probes (``probes``: entity -> wall ms of its send) under ``probe <kind>``. An alert
+    counts once, at its first dispatch: when an incident later absorbs another, the
+    absorbed order's alerts are written again under the survivor, and that copy is not
+    when an officer first saw them. With ``dump``, one JSON line per alert written
+    there: its latency, its first dispatch's time and work order, and the alert."""
     client = redis.Redis.from_url(url, decode_responses=True)
-    out: dict[str, list[float]] = defaultdict(list)
-    ids: list[str] = [str(x) for x in client.zrange(keys.index(), 0, -1)]
-    for wo in ids:
-        alerts: dict[str, Any] = {}
+    first: dict[str, tuple[int, str, dict[str, Any]]] = {}  # alert id -> (at, wo, alert)
+    for wo in [str(x) for x in client.zrange(keys.index(), 0, -1)]:
         docs: list[str] = client.lrange(keys.alerts(wo), 0, -1)  # type: ignore[assignment]
-        for doc in docs:
-            a = orjson.loads(doc)
-            alerts[a["id"]] = a
+        alerts = {a["id"]: a for a in map(orjson.loads, docs)}
         entries: list[tuple[str, dict[str, str]]] = client.xrange(keys.audit(wo))  # type: ignore[assignment]
         for _id, f in entries:
             if f.get("action") not in ("created", "alert_merged") or f.get("alert") not in alerts:
                 continue
-            a = alerts[f["alert"]]
-            if a["subject"].startswith(PROBE) and a["kind"] == "geofence.enter":
-                if a["subject"] in probes:
-                    sent = probes[a["subject"]]
-                    ms = int(f["at"]) - sent
-                    out[f"probe {a['kind']}"].append(ms)
-                    out[f"{TIMELINE}{int((sent - t0_ms) // 10_000):04d}"].append(ms)
-                continue
-            due = t0_ms + (parse_ts(a["ts"]) - ts0) / speed
-            tag = "probe " if a["subject"].startswith(PROBE) else ""  # e.g. its track.gap
-            out[tag + a["kind"]].append(int(f["at"]) - due)
-            if tag and a["kind"] == "track.gap":
-                out[f"{GAPLINE}{int((due - t0_ms) // 30_000):04d}"].append(int(f["at"]) - due)
+            at = int(f["at"])
+            seen = first.get(f["alert"])
+            if seen is None or at < seen[0]:
+                first[f["alert"]] = (at, wo, alerts[f["alert"]])
+    rows: list[bytes] = []
+    out: dict[str, list[float]] = defaultdict(list)
+    for at, wo, a in sorted(first.values(), key=lambda x: x[0]):
+        if a["subject"].startswith(PROBE) and a["kind"] == "geofence.enter":
+            if a["subject"] in probes:
+                sent = probes[a["subject"]]
+                ms = at - sent
+                out[f"probe {a['kind']}"].append(ms)
+                out[f"{TIMELINE}{int((sent - t0_ms) // 10_000):04d}"].append(ms)
+                rows.append(orjson.dumps({"ms": ms, "at": at, "wo": wo, "alert": a}))
+            continue
+        ts = parse_ts(a["ts"])
+        due = t0_ms + (ingest.of(a["subject"], ts) - ts0) / speed
+        tag = "probe " if a["subject"].startswith(PROBE) else ""  # e.g. its track.gap
+        out[tag + a["kind"]].append(at - due)
+        if not tag and not a["kind"].startswith(PER_EVENT):
+            out[f"{a['kind']} {BY_STAMP}"].append(at - (t0_ms + (ts - ts0) / speed))
+        rows.append(orjson.dumps({"ms": at - due, "at": at, "wo": wo, "alert": a}))
+        if tag and a["kind"] == "track.gap":
+            out[f"{GAPLINE}{int((due - t0_ms) // 30_000):04d}"].append(at - due)
+    if dump is not None:
+        dump.write_bytes(b"\n".join(rows) + b"\n" if rows else b"")
     return out
 
 
@@ -392,7 +476,9 @@ def run(args: argparse.Namespace) -> Result:
         gen = GenParams(minutes=args.minutes, seed=5, scale="city", start=start.isoformat())
         if args.max_future_s:
             gen = dataclasses.replace(gen, clock_steps_pct=0.0)
-        generate(load_reference(cfg), gen, rec)
+        arrivals: list[tuple[int, int]] = []
+        generate(load_reference(cfg), gen, work / "city-stamped.jsonl", arrivals=arrivals)
+        _with_arrivals(work / "city-stamped.jsonl", arrivals, rec)
     ts0, n = _first_ts(rec)
     span = max(1.0, _span_s(rec))
     speed = args.speed if args.speed else args.rate / (n / span)
@@ -455,7 +541,7 @@ def run(args: argparse.Namespace) -> Result:
         stop.set()
         sampler.join(5)
         notes = _flow_notes(port, lag)
-        lat = _latencies(server.url, keys, t0_ms, ts0, speed, probes.sent)
+        lat = _latencies(server.url, keys, t0_ms, ts0, speed, probes.sent, Ingest(rec), args.dump)
         if proc.poll() is not None:
             tail = b"".join(log[-30:]).decode(errors="replace")
             raise SystemExit(f"the flow failed (exit {proc.returncode}):\n{tail}")
@@ -516,6 +602,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", type=Path, default=None)
     ap.add_argument("--pythonpath", default=None, help="run the flow from this code")
     ap.add_argument("--label", default="citywatch")
+    ap.add_argument(
+        "--dump", type=Path, default=None,
+        help="write every alert written to a work order here, one JSON line each: its "
+        "latency (ms), the dispatch's time and the alert",
+    )  # fmt: skip
     ap.add_argument("--settle-s", type=float, default=20.0, help="quiet time that ends it")
     ap.add_argument(
         "--probes-in-order",

@@ -325,12 +325,18 @@ def generate(
     out: str | Path,
     truth_path: str | Path | None = None,
     progress: Callable[[int], None] | None = None,
+    arrivals: list[tuple[int, int]] | None = None,
 ) -> Truth:
-    """Write a recording (and its truth file); returns the truth."""
+    """Write a recording (and its truth file); returns the truth.
+
+    ``arrivals``: filled with ``(arrival_ms, true_ms)`` per line written, in order: when
+    the network delivered it and the true time of its event, which a skewed gateway's
+    stamp (``ts``) does not carry. The recording itself holds neither; a live benchmark
+    sends each line at its arrival and measures from the true time."""
     gen = Generator(ref, p)
     rng = random.Random(p.seed + 1)  # corruption and lateness draw from their own stream
     header = {"generator": {"name": "citywatch.replay.generator", **header_params(p)}}
-    heap: list[tuple[int, int, bytes]] = []
+    heap: list[tuple[int, int, bytes, int]] = []
     seq = 0
     truth = gen.truth
     injected = {i["subject"] for i in truth.incidents} | gen.clean_subjects
@@ -365,9 +371,12 @@ def generate(
                 ):
                     arrival = ts + LATE_DELAY_MS
                     truth.late_events += 1
-            push(heap, (arrival, seq, line))
+            push(heap, (arrival, seq, line, ts))
             while heap[0][0] < ts:
-                ready.append(pop(heap)[2])
+                item = pop(heap)
+                ready.append(item[2])
+                if arrivals is not None:
+                    arrivals.append((item[0], item[3]))
                 if not heap:
                     break
             if len(ready) >= 10_000:
@@ -377,7 +386,10 @@ def generate(
                 if progress is not None:
                     progress(written)
         while heap:
-            ready.append(pop(heap)[2])
+            item = pop(heap)
+            ready.append(item[2])
+            if arrivals is not None:
+                arrivals.append((item[0], item[3]))
         w.write_lines(ready)
         written += len(ready)
     truth.events = written
