@@ -533,7 +533,10 @@ def run(args: argparse.Namespace) -> Result:
               flush=True)  # fmt: skip
         client = redis.Redis.from_url(server.url)
         last, still = -1, 0.0
+        ended = time.monotonic()
         while still < args.settle_s:  # until the live feed is quiet for settle_s
+            if args.after_s is not None and time.monotonic() - ended >= args.after_s:
+                break
             time.sleep(1)
             count = client.xlen(keys.feed())
             still = still + 1 if count == last else 0.0
@@ -608,6 +611,11 @@ def main(argv: list[str] | None = None) -> int:
         "latency (ms), the dispatch's time and the alert",
     )  # fmt: skip
     ap.add_argument("--settle-s", type=float, default=20.0, help="quiet time that ends it")
+    ap.add_argument(
+        "--after-s", type=float, default=None,
+        help="stop this long after the input ended even if the feed is not quiet (the "
+        "mix's sensors go offline for many minutes after it)",
+    )  # fmt: skip
     ap.add_argument(
         "--probes-in-order",
         action="store_true",

@@ -86,6 +86,11 @@ FRONT_SLACK_MS = 2_000
 # How far behind its own source's newest accepted event time a key's absence is judged
 # (the default of ``[flow] source_slack_ms``): one source's own reordering.
 SOURCE_SLACK_MS = 500
+# A live source's recent transits (arrival wall time less stamp) kept for its quiet lane:
+# the lane runs on behind the wall clock by the transit a quarter of them came within
+# (see ``Watermarker.quiet_lane_ms``), once it has this many.
+TRANSITS = 16
+TRANSITS_MIN = 4
 
 
 def source_name(by: str, src: str | None, family: str) -> str:
@@ -145,6 +150,16 @@ class SourceClock:
     held: list[tuple[int, object]] = field(default_factory=list)
     # The clock its keys' absence was last judged on (:meth:`Watermarker.lane_ms`).
     lane_ms: int = NO_WATERMARK
+    # Live: arrival wall time less stamp of its last TRANSITS accepted events, oldest first.
+    transits: list[int] = field(default_factory=list)
+
+
+def _no_transits(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 3 clocks kept no transits (their quiet lanes fall back to the newest one)."""
+    for clock in data["clocks"].values():
+        if not hasattr(clock, "transits"):
+            clock.transits = []
+    return data
 
 
 def _no_lane(data: dict[str, Any]) -> dict[str, Any]:
@@ -171,8 +186,9 @@ class Watermarker(Stateful):
     the configuration each time it is built."""
 
     STATE = ("clocks", "recent", "_seq", "combined_ms", "skewed")
-    STATE_VERSION = 3  # 2: held events in the source clocks; 3: their lane clocks
-    MIGRATIONS = {1: _no_held, 2: _no_lane}
+    # 2: held events in the source clocks; 3: their lane clocks; 4: their recent transits
+    STATE_VERSION = 4
+    MIGRATIONS = {1: _no_held, 2: _no_lane, 3: _no_transits}
 
     __slots__ = (
         "by",
@@ -274,20 +290,38 @@ class Watermarker(Stateful):
     def quiet_lane_ms(self, source: str, slack_ms: int, caught_ms: int) -> int:
         """The clock ``source``'s keys are judged on while its partition is known to be
         read to its end at wall time ``caught_ms`` (live): ``caught_ms`` less ``slack_ms``
-        and less how far its newest event's arrival was behind that event's stamp (its
-        own transit, a backlog it came through included), never back. So a source that
-        went quiet is judged near the wall clock, not its last event.
+        and less the source's *transit*, never back. So a source that went quiet is
+        judged near the wall clock, not its last event.
+
+        The transit is how far behind their stamps its events arrive: its clock's
+        offset (behind, or ahead: negative) and the way here. It is the transit that a
+        quarter of its last :data:`TRANSITS` events came within (once it has
+        :data:`TRANSITS_MIN`), not the newest event's alone: one event held up on the
+        way (or by a stall of the flow itself) does not hold its source's absences
+        back, a gateway whose clock runs ahead is judged on that clock, and one device
+        of a gateway whose clock is wrong does not move the others (it must be a
+        quarter of the gateway's traffic). ``slack_ms`` is what the way may add beyond
+        that. Before it has enough: the newest event's transit, never below 0.
 
         >>> wm = Watermarker(30_000, by="gateway")
         >>> wm.observe(10_000, "gw-1", clock_ms=10_300), wm.quiet_lane_ms("gw-1", 500, 20_000)
         ('on_time', 19200)
+        >>> [wm.observe(t, "gw-1", clock_ms=t + d) for t, d in ((11_000, 150), (12_000, 100),
+        ...                                                     (13_000, 2_900))][-1]
+        'on_time'
+        >>> wm.quiet_lane_ms("gw-1", 500, 20_000)  # the newest took 2.9 s; a quarter 150 ms
+        19350
         >>> wm.quiet_lane_ms("gw-9", 500, 20_000) == NO_WATERMARK
         True
         """
         clock = self.clocks.get(source)
         if clock is None or clock.max_ts_ms == NO_WATERMARK or clock.seen_wall_ms is None:
             return NO_WATERMARK
-        transit = max(0, clock.seen_wall_ms - clock.max_ts_ms)
+        transits = clock.transits
+        if len(transits) >= TRANSITS_MIN:
+            transit = max(sorted(transits)[len(transits) // 4], -self.max_future_ms)
+        else:
+            transit = max(0, clock.seen_wall_ms - clock.max_ts_ms)
         return max(clock.lane_ms, caught_ms - slack_ms - transit)
 
     def keep_lane(self, source: str, lane_ms: int) -> None:
@@ -380,6 +414,10 @@ class Watermarker(Stateful):
             self.recent.add(ts_ms)
         if clock_ms is not None:
             clock.seen_wall_ms = clock_ms
+            transits = clock.transits
+            transits.append(clock_ms - ts_ms)
+            if len(transits) > TRANSITS:
+                del transits[0]
         if ts_ms < self.combined_ms:
             return LATE
         if ts_ms > clock.max_ts_ms:
