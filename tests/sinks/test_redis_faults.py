@@ -101,15 +101,21 @@ def test_console_without_a_url_says_it_runs_a_throw_away_redis(tmp_path: Path) -
         [sys.executable, "-m", "citywatch.flows.cli", "console", "--port", str(free_port())],
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
     )  # fmt: skip
+    rest: list[str] = []  # the rest of stderr, drained: a full pipe would block the console
     try:
         assert proc.stderr is not None
         line = proc.stderr.readline()
+        threading.Thread(target=lambda: rest.extend(proc.stderr or ()), daemon=True).start()
         assert "started a throw-away embedded redis-server" in line, line
         workdir = Path(line.split("with its data in ", 1)[1].split(" (deleted on exit)")[0])
         assert workdir.is_dir()
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail("the console did not stop on SIGINT; its stderr:\n" + "".join(rest[-40:]))
     assert not workdir.exists()
 
 
