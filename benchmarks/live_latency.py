@@ -255,7 +255,7 @@ class Ingest:
     after its own stamp (the gateway's clock skew and the network's delay)."""
 
     def __init__(self, path: Path) -> None:
-        self.lines: dict[str, tuple[list[int], list[int]]] = {}
+        by_subject: dict[str, list[tuple[int, int]]] = defaultdict(list)  # (stamp, offset)
         for line in iter_lines(path):
             raw, _, env = unwrap(line)
             try:
@@ -267,12 +267,11 @@ class Ingest:
             if not isinstance(subject, str):
                 continue
             a = env.get("arrival_ms") if env is not None else None
-            stamps, offsets = self.lines.setdefault(subject, ([], []))
-            stamps.append(stamp)
-            offsets.append((a if isinstance(a, int) else stamp) - stamp)
-        for stamps, offsets in self.lines.values():  # arrival order is not stamp order
-            order = sorted(range(len(stamps)), key=stamps.__getitem__)
-            stamps[:], offsets[:] = [stamps[i] for i in order], [offsets[i] for i in order]
+            by_subject[subject].append((stamp, (a if isinstance(a, int) else stamp) - stamp))
+        self.lines: dict[str, tuple[list[int], list[int]]] = {}
+        for subject, pairs in by_subject.items():  # arrival order is not stamp order
+            pairs.sort()
+            self.lines[subject] = ([s for s, _ in pairs], [o for _, o in pairs])
 
     def of(self, subject: str, ts_ms: int) -> int:
         """The ingest time of ``subject``'s condition at ``ts_ms`` of its clock."""

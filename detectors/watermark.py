@@ -151,14 +151,14 @@ class SourceClock:
     # The clock its keys' absence was last judged on (:meth:`Watermarker.lane_ms`).
     lane_ms: int = NO_WATERMARK
     # Live: arrival wall time less stamp of its last TRANSITS accepted events, oldest first.
-    transits: list[int] = field(default_factory=list)
+    transits: deque[int] = field(default_factory=lambda: deque(maxlen=TRANSITS))
 
 
 def _no_transits(data: dict[str, Any]) -> dict[str, Any]:
     """Version 3 clocks kept no transits (their quiet lanes fall back to the newest one)."""
     for clock in data["clocks"].values():
         if not hasattr(clock, "transits"):
-            clock.transits = []
+            clock.transits = deque(maxlen=TRANSITS)
     return data
 
 
@@ -414,10 +414,7 @@ class Watermarker(Stateful):
             self.recent.add(ts_ms)
         if clock_ms is not None:
             clock.seen_wall_ms = clock_ms
-            transits = clock.transits
-            transits.append(clock_ms - ts_ms)
-            if len(transits) > TRANSITS:
-                del transits[0]
+            clock.transits.append(clock_ms - ts_ms)
         if ts_ms < self.combined_ms:
             return LATE
         if ts_ms > clock.max_ts_ms:

@@ -331,8 +331,8 @@ def generate(
 
     ``arrivals``: filled with ``(arrival_ms, true_ms)`` per line written, in order: when
     the network delivered it and the true time of its event, which a skewed gateway's
-    stamp (``ts``) does not carry. The recording itself holds neither; a live benchmark
-    sends each line at its arrival and measures from the true time."""
+    stamp (``ts``) does not carry. The recording itself holds neither; the live-latency
+    benchmark sends each line at its arrival."""
     gen = Generator(ref, p)
     rng = random.Random(p.seed + 1)  # corruption and lateness draw from their own stream
     header = {"generator": {"name": "citywatch.replay.generator", **header_params(p)}}
@@ -351,8 +351,15 @@ def generate(
         stream = stage.apply(gen.events())
     else:
         stream = ((ts, obj, 0) for ts, obj in gen.events())
+    ready: list[bytes] = []
+
+    def take() -> None:  # the line due first, with its arrival and true time if asked
+        arrival, _, line, true_ms = pop(heap)
+        ready.append(line)
+        if arrivals is not None:
+            arrivals.append((arrival, true_ms))
+
     with RecordingWriter(out, header=header) as w:
-        ready: list[bytes] = []
         for ts, obj, delay in stream:
             seq += 1
             arrival = ts + randrange(NETWORK_DELAY_MS) + delay
@@ -373,10 +380,7 @@ def generate(
                     truth.late_events += 1
             push(heap, (arrival, seq, line, ts))
             while heap[0][0] < ts:
-                item = pop(heap)
-                ready.append(item[2])
-                if arrivals is not None:
-                    arrivals.append((item[0], item[3]))
+                take()
                 if not heap:
                     break
             if len(ready) >= 10_000:
@@ -386,10 +390,7 @@ def generate(
                 if progress is not None:
                     progress(written)
         while heap:
-            item = pop(heap)
-            ready.append(item[2])
-            if arrivals is not None:
-                arrivals.append((item[0], item[3]))
+            take()
         w.write_lines(ready)
         written += len(ready)
     truth.events = written
