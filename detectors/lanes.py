@@ -14,6 +14,13 @@ and no source's clock ever judges another's keys. In a live run over Kafka a qui
 source's lane also runs on with the wall clock while its partition is read to its
 end (``citywatch.flows.stage_watermark``), so it need not wait for the shard's clock.
 
+Live runs also judge each key a little ahead of (or behind) its lane: by its newest
+event's *shift* (:func:`ingest_shift`, set by the suite in :attr:`LaneClocks.shift_ms`
+while that event is processed), the source's usual transit less the event's own, so a
+key's silence counts from when its last event came, not from when its source's traffic
+usually comes. ``track.gap`` and ``sensor.offline`` keep each key's shift beside its
+timer (not state); replays have none.
+
 Deterministic for any batching: an event that comes behind its lane's clock is
 passed on with the clock it came at (``Detector.on_arrival``), and its lane's clock
 in a shard is never ahead of what it was when the watermark step stamped it.
@@ -55,6 +62,23 @@ def lane_name(partition: str, source: str) -> str:
     return f"{partition}|{source}"
 
 
+def ingest_shift(transit_ms: int, source_transit_ms: int, bound_ms: int) -> int:
+    """How far ahead of its lane's clock a live key is judged after an event that took
+    ``transit_ms`` from its stamp to the flow, its source's lane running on by
+    ``source_transit_ms`` (``Watermarker.quiet_transit_ms``), within ``bound_ms`` either
+    way: so the key's silence is counted from when its last event *came*, on the ingest
+    clock, whatever the rest of its source's traffic took. A key whose last event came
+    faster than its source's usual is judged sooner (its deadline on the ingest clock is
+    sooner), a slower one (or one whose own clock runs behind its gateway's) later.
+
+    >>> ingest_shift(100, 750, 300_000), ingest_shift(2_900, 750, 300_000)
+    (650, -2150)
+    >>> ingest_shift(-600_000, 0, 300_000)  # a device stamping ten minutes ahead
+    300000
+    """
+    return max(-bound_ms, min(bound_ms, source_transit_ms - transit_ms))
+
+
 class LaneClocks(Stateful):
     """The clock of every lane a shard heard of (monotone), and the partition of the
     batch being processed (to name an event's lane; not state)."""
@@ -66,6 +90,10 @@ class LaneClocks(Stateful):
         self.clocks: dict[str, int] = {}
         self.partition = ""
         self._names: dict[str, dict[str, str]] = {}  # partition -> source -> lane (not state)
+        # Live runs: how far ahead of its lane's clock the key of the event being
+        # processed is judged (its *shift*, see :func:`ingest_shift`; 0 in replays and for
+        # an event that came behind its clock; not state).
+        self.shift_ms = 0
 
     def lane(self, ev: Event) -> str:
         """The lane ``ev`` came through (in the batch being processed)."""

@@ -157,6 +157,11 @@ class OfflineDetector(LaneDetector):
         self._held: LaneQueue[SensorEvent | _Heard] = LaneQueue()
         self._wm = NO_WATERMARK
         self.late_events_ = 0
+        # Live runs: sensors judged ahead of (or behind) their lane's clock by their newest
+        # reading's ingest shift (``citywatch.detectors.lanes.ingest_shift``), with that
+        # reading's time: sensor -> (shift, ts). Not state: after a restart each is judged
+        # on its lane until its next reading.
+        self._shift: dict[str, tuple[int, int]] = {}
 
     def on_event(self, ev: Event, out: list[Alert]) -> None:
         if not isinstance(ev, SensorEvent) or ev.kind not in self.by_kind:
@@ -176,8 +181,16 @@ class OfflineDetector(LaneDetector):
         at = self.arrived_at(ev)
         if at is not None and ev.ts_ms < at:  # came behind the clock: settled at it
             self._held.add(at, _Heard(at, ev.sensor, ev), self.lane_of(ev))
+            shift = 0  # counted from that clock: from when it came already
         else:
             self._held.add(ev.ts_ms, ev, self.lane_of(ev))
+            shift = self.lanes.shift_ms if self.lanes is not None else 0
+        if shift:
+            newest = self._shift.get(ev.sensor)
+            if newest is None or ev.ts_ms > newest[1]:
+                self._shift[ev.sensor] = (shift, ev.ts_ms)
+        elif self._shift:
+            self._shift.pop(ev.sensor, None)
 
     def on_arrival(self, ev: Event, at_ms: int, out: list[Alert]) -> None:
         """A reading stamped behind the clock it came at is settled at that clock (the
@@ -194,6 +207,8 @@ class OfflineDetector(LaneDetector):
         s = self._state.slot(ev.sensor, at_ms)
         if s < 0:
             return
+        if self._shift:
+            self._shift.pop(ev.sensor, None)  # it spoke at its lane's clock
         if at_ms < self._wm:
             self._heard[s] = max(self._heard[s], at_ms)
             return
@@ -212,6 +227,8 @@ class OfflineDetector(LaneDetector):
         for due, key, lane in self._timers.pop_due(wm_ms - 1, lanes, 1):
             s = peek(key)
             if s < 0 or timer[s] != due:
+                if s < 0 and self._shift:
+                    self._shift.pop(key, None)
                 continue
             timer[s] = UNSET
             self._check_silence(key, s, self.clock_of(lane, wm_ms), lane, out)
@@ -242,14 +259,25 @@ class OfflineDetector(LaneDetector):
         if not self._has_last[s] or heard == NO_WATERMARK:
             return
         deadline = heard + self._silent_ms(s)
+        # Judged ahead of its lane by its newest reading's shift (live), once that reading
+        # is settled: one still held (not yet behind its lane's clock) came after it.
+        shifted = self._shift.get(key) if self._shift else None
+        if shifted is not None and shifted[1] <= heard:
+            clock_ms += shifted[0]
         if deadline < clock_ms:  # every reading before the clock is settled: confirmed
             self._alert(key, s, out)
+            if shifted is not None:
+                del self._shift[key]
         elif self._timer[s] == UNSET and self._alerted[s] != heard:
             self._arm(key, s, deadline, lane)
 
     def _arm(self, key: str, s: int, deadline: int, lane: str) -> None:
         # Timers in tenths of a second after the deadline: many sensors share one, and
-        # the check on firing is exact, so the alert does not depend on the rounding.
+        # the check on firing is exact, so the alert does not depend on the rounding. A
+        # sensor shifted ahead of its lane (live runs) is due that much sooner on it.
+        shifted = self._shift.get(key) if self._shift else None
+        if shifted is not None:
+            deadline -= shifted[0]
         due = self._timer[s] = (deadline // TIMER_MS + 1) * TIMER_MS
         self._col["lane"][s] = self._text.code(lane)
         self._timers.add(key, due, lane)

@@ -266,6 +266,10 @@ class GapDetector(LaneDetector):
         # What each source's vehicles of each class report ("src/class" -> fleet).
         self._fleet: dict[str, _Fleet] = {}
         self._memory_slots = -(-p.interval_memory_s * 1000 // FLEET_SLOT_MS)
+        # Live runs: vehicles judged ahead of (or behind) their lane's clock, by their
+        # newest fix's ingest shift (``citywatch.detectors.lanes.ingest_shift``). Not
+        # state: after a restart each is judged on its lane until its next fix.
+        self._shift: dict[str, int] = {}
 
     def state(self) -> Snapshot:
         snap = super().state()
@@ -375,6 +379,7 @@ class GapDetector(LaneDetector):
             first = _fix(ev, allowed, interval, fleet)
             st = _Track(ts, [first], first)
             self._state.put(ev.entity, st, ts)
+            self._note_shift(ev.entity)
             self._schedule(ev.entity, st, ts + allowed, self.lane_of(ev))
             return
         und = st.undecided
@@ -409,6 +414,7 @@ class GapDetector(LaneDetector):
             fix = _fix(ev, allowed, interval, fleet)
             st.prev, st.last, st.max_ts = (last[0], last[1], last[2]), fix, ts
             und.append(fix)
+            self._note_shift(ev.entity)
             if st.timer is None:
                 self._schedule(ev.entity, st, min(f[0] + f[7] for f in und), self.lane_of(ev))
         # An older fix (out of order within the bound) is followed within T by the
@@ -448,6 +454,7 @@ class GapDetector(LaneDetector):
         if at_ms > st.max_ts:
             heard: _Fix = (at_ms, *st.last[1:])
             st.last, st.max_ts = heard, at_ms
+            self._shift.pop(ev.entity, None)  # it spoke at its lane's clock
             und.append(heard)
             if st.timer is None:
                 self._schedule(ev.entity, st, min(f[0] + f[7] for f in und), self.lane_of(ev))
@@ -495,12 +502,21 @@ class GapDetector(LaneDetector):
             )
         )
 
+    def _note_shift(self, entity: str) -> None:
+        """The vehicle's newest fix was just taken: its shift (live runs) is that fix's."""
+        shift = self.lanes.shift_ms if self.lanes is not None else 0
+        if shift:
+            self._shift[entity] = shift
+        elif self._shift:
+            self._shift.pop(entity, None)
+
     def _schedule(self, entity: str, st: _Track, deadline: int, lane: str) -> None:
         # One-second buckets keep the timer heap small. A bucket pops once the clock of
         # the vehicle's lane (its source) or the shard's clock reaches it, at most a
         # second before the deadline is passed; a key popped too early is filed again and
-        # looked at on the next advance.
-        bucket = deadline // 1000 * 1000
+        # looked at on the next advance. A vehicle shifted ahead of its lane (live runs)
+        # is due that much sooner on its lane's clock.
+        bucket = (deadline - self._shift.get(entity, 0)) // 1000 * 1000
         st.timer = bucket
         self._timers.add(entity, bucket, lane)
 
@@ -508,9 +524,11 @@ class GapDetector(LaneDetector):
         for bucket, entity, lane in self._timers.pop_due(wm_ms, lanes):
             st = self._state.get(entity, NO_WATERMARK)  # a look, not a use
             if st is None or st.timer != bucket:
+                if st is None and self._shift:
+                    self._shift.pop(entity, None)
                 continue  # evicted, or superseded
             st.timer = None
-            clock = self.clock_of(lane, wm_ms)
+            clock = self.clock_of(lane, wm_ms) + self._shift.get(entity, 0)
             keep: list[_Fix] = []
             for f in st.undecided:
                 if f[0] + f[7] < clock:
@@ -520,6 +538,8 @@ class GapDetector(LaneDetector):
             st.undecided = keep
             if keep:
                 self._schedule(entity, st, min(f[0] + f[7] for f in keep), lane)
+            elif self._shift:
+                self._shift.pop(entity, None)
         if moved:
             self._state.evict_idle(wm_ms)
             self._usual.evict_idle(wm_ms)

@@ -202,6 +202,7 @@ class Watermarker(Stateful):
         "skewed",
         "_by_time",
         "_released",
+        "_quarter",
     )
 
     def __init__(
@@ -236,9 +237,13 @@ class Watermarker(Stateful):
         # (item, verdict, reference time if refused) of held events decided by the
         # last observe, in arrival order.
         self._released: list[tuple[object, str, int | None]] = []
+        # Each source's quiet transit (:meth:`_transit`) while it has no new event: the
+        # quiet lanes of every source run on once a tick (derived, not state).
+        self._quarter: dict[str, int] = {}
 
     def restore(self, snap: Snapshot) -> None:
         super().restore(snap)
+        self._quarter = {}
         self._by_time = sorted(
             (c.max_ts_ms, s) for s, c in self.clocks.items() if c.max_ts_ms != NO_WATERMARK
         )
@@ -317,12 +322,32 @@ class Watermarker(Stateful):
         clock = self.clocks.get(source)
         if clock is None or clock.max_ts_ms == NO_WATERMARK or clock.seen_wall_ms is None:
             return NO_WATERMARK
+        transit = self._quarter.get(source)
+        if transit is None:
+            transit = self._quarter[source] = self._transit(clock)
+        return max(clock.lane_ms, caught_ms - slack_ms - transit)
+
+    def quiet_transit_ms(self, source: str) -> int | None:
+        """The transit :meth:`quiet_lane_ms` runs ``source``'s lane on by (None before
+        it has a live event): its keys' clock is the wall clock less the slack and this.
+
+        >>> wm = Watermarker(30_000, by="gateway")
+        >>> wm.quiet_transit_ms("gw-1") is None
+        True
+        >>> wm.observe(10_000, "gw-1", clock_ms=10_300), wm.quiet_transit_ms("gw-1")
+        ('on_time', 300)
+        """
+        clock = self.clocks.get(source)
+        if clock is None or clock.max_ts_ms == NO_WATERMARK or clock.seen_wall_ms is None:
+            return None
+        return self._transit(clock)
+
+    def _transit(self, clock: SourceClock) -> int:
         transits = clock.transits
         if len(transits) >= TRANSITS_MIN:
-            transit = max(sorted(transits)[len(transits) // 4], -self.max_future_ms)
-        else:
-            transit = max(0, clock.seen_wall_ms - clock.max_ts_ms)
-        return max(clock.lane_ms, caught_ms - slack_ms - transit)
+            return max(sorted(transits)[len(transits) // 4], -self.max_future_ms)
+        seen = clock.seen_wall_ms
+        return max(0, seen - clock.max_ts_ms) if seen is not None else 0
 
     def keep_lane(self, source: str, lane_ms: int) -> None:
         clock = self.clocks.get(source)
@@ -415,6 +440,8 @@ class Watermarker(Stateful):
         if clock_ms is not None:
             clock.seen_wall_ms = clock_ms
             clock.transits.append(clock_ms - ts_ms)
+        if self._quarter:
+            self._quarter.pop(source, None)
         if ts_ms < self.combined_ms:
             return LATE
         if ts_ms > clock.max_ts_ms:

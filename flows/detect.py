@@ -9,7 +9,7 @@ vehicles and sensors there are, and moves whole batches between workers.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -127,6 +127,7 @@ class DetectorSuite(Stateful):
         heard: Iterable[tuple[Event, int]] = (),
         clocks: Mapping[str, int] | None = None,
         partition: str = "",
+        shifts: Sequence[int] | None = None,
     ) -> int:
         """Run ``events`` (of input partition ``partition``) through the detectors, tell
         them which keys were ``heard`` from (events set aside, or stamped off the clock
@@ -137,11 +138,15 @@ class DetectorSuite(Stateful):
         condition holds); dead letters and stop spans go to ``dead`` and ``spans``
         (dropped when None). Returns the watermark the detectors got: held back before
         fixes the gate still holds for look-ahead (a source's clock only before its own
-        held fixes)."""
+        held fixes). ``shifts`` (live runs), aligned with ``events``: how far ahead of
+        its lane each event's key is judged from then on (``LaneClocks.shift_ms``)."""
         self.lanes.partition = partition
         dead = dead if dead is not None else []
         spans = spans if spans is not None else []
         events = events if isinstance(events, list) else list(events)
+        shift_of: dict[int, int] = {}
+        if shifts is not None:
+            shift_of = {id(ev): s for ev, s in zip(events, shifts, strict=True) if s}
         front_ms = wm_ms + self.front_ms
         dropped: list[tuple[int, GpsEvent]] = []
         floor = -NO_WATERMARK
@@ -171,8 +176,11 @@ class DetectorSuite(Stateful):
             if told and id(ev) in told:
                 for det in dets:
                     det.on_arrival(ev, told[id(ev)], out)
+            if shift_of:
+                self.lanes.shift_ms = shift_of.get(id(ev), 0)
             for det in dets:
                 det.on_event(ev, out)
+        self.lanes.shift_ms = 0
         for _i, bad in dropped:
             for det in gps:
                 det.on_heard(bad, bad.ts_ms, out)
@@ -322,7 +330,15 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, ShardOutput, bytes]):
                 self._event_wm = max(self._event_wm, wm_ms)
                 wm_ms = max(wm_ms, self._wall_wm())
             wm_ms = self.suite.process(
-                batch.events, wm_ms, out, dead, spans, batch.heard, batch.clocks, batch.source
+                batch.events,
+                wm_ms,
+                out,
+                dead,
+                spans,
+                batch.heard,
+                batch.clocks,
+                batch.source,
+                batch.shifts,
             )
             top = max(top, wm_ms)
             for alert in out[start:]:

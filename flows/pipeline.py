@@ -129,8 +129,16 @@ def shard_step(
     def split(batch: StampedBatch) -> list[tuple[str, ShardBatch]]:
         parts: list[list[Event]] = [[] for _ in range(shards)]
         heard: list[list[tuple[Event, int]]] = [[] for _ in range(shards)]
-        for ev in batch.events:
-            parts[shard_of(ev.key, shards)].append(ev)
+        shifted: list[list[int]] | None = None
+        if batch.shifts is None:
+            for ev in batch.events:
+                parts[shard_of(ev.key, shards)].append(ev)
+        else:
+            shifted = [[] for _ in range(shards)]
+            for ev, shift in zip(batch.events, batch.shifts, strict=True):
+                i = shard_of(ev.key, shards)
+                parts[i].append(ev)
+                shifted[i].append(shift)
         for item in batch.heard:
             heard[shard_of(item[0].key, shards)].append(item)
         # Every shard gets the watermark, events or not, so its timers advance.
@@ -148,6 +156,7 @@ def shard_step(
                     batch.clocks,
                     batch.seq,
                     batch.caught_ms,
+                    shifted[i] if shifted is not None and any(shifted[i]) else None,
                 ),
             )
             for i in range(shards)

@@ -151,6 +151,10 @@ class StampedBatch:
     clocks: dict[str, int] = field(default_factory=dict)
     seq: int | None = None  # see RawBatch: the readers' bound on how far they run ahead
     caught_ms: int | None = None  # see RawBatch
+    # Live runs: each event's key's shift, aligned with ``events`` (how far ahead of its
+    # lane's clock the key is judged, ``citywatch.detectors.lanes.ingest_shift``); None
+    # when every one is 0 (replays).
+    shifts: list[int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +171,7 @@ class ShardBatch:
     clocks: dict[str, int] = field(default_factory=dict)  # see StampedBatch
     seq: int | None = None  # see StampedBatch
     caught_ms: int | None = None  # see RawBatch
+    shifts: list[int] | None = None  # see StampedBatch, aligned with ``events``
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Crossing to another process: the events as plain tuples (``flows/exchange.py``)."""
@@ -184,6 +189,7 @@ class ShardBatch:
             exchange.pack_clocks(self.clocks),
             self.seq,
             self.caught_ms,
+            self.shifts,
         )
 
 
@@ -200,6 +206,7 @@ def _shard_batch(
     clocks: bytes,
     seq: int | None,
     caught: int | None,
+    shifts: list[int] | None = None,
 ) -> ShardBatch:
     events = exchange.unpack_events(packed)
     return ShardBatch(
@@ -213,6 +220,7 @@ def _shard_batch(
         exchange.unpack_clocks(clocks),
         seq,
         caught,
+        shifts,
     )
 
 

@@ -36,6 +36,13 @@ that went quiet is judged near the wall clock, not its last event. Every
 source of the partition moves on then; the shards look only at the lanes with a
 timer due (``citywatch.detectors.lanes``). Behind its end (a backlog) nothing runs
 on; replays have no wall clock and are unchanged.
+
+Live, each on-time event also carries its key's *shift* (``StampedBatch.shifts``):
+its source's quiet transit less the event's own (``detectors.lanes.ingest_shift``),
+so that the absence detectors judge the key that much ahead of (or behind) its lane
+and count its silence from when its last event came, on the ingest clock, whatever
+the rest of its source's traffic took. An event taken as heard because its source's
+clock runs ahead carries none.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.events import DeadLetter, Event, event_to_json, format_ts
+from citywatch.detectors.lanes import ingest_shift
 from citywatch.detectors.watermark import (
     FUTURE,
     HELD,
@@ -89,6 +97,11 @@ def watermark_step(
         lead_ms = front_lead_ms(wm.max_out_of_order_ms)
         ahead_ms = wm.idle_ms + wm.max_out_of_order_ms
         touched: dict[str, None] = {}  # sources that accepted events, in order
+        # Live: each on-time event's key's shift (``detectors.lanes.ingest_shift``),
+        # aligned with ``on_time``; None in replays.
+        known = arrivals is not None or batch.wall_clock  # when each event came
+        shifts: list[int] | None = [] if live and known else None
+        transit_of: dict[str, int | None] = {}  # source -> its quiet transit (this batch)
 
         def judge(
             ev: Event, source: str | None, verdict: str, at: int | None, ref: int | None = None
@@ -101,13 +114,25 @@ def watermark_step(
                 on_time.append(ev)
                 touched[source] = None
                 mark = wm.watermark_ms
-                if mark == NO_WATERMARK:
-                    return
-                clock = max(mark + lead_ms, lane)
-                if ev.ts_ms > wm.heard_ms + ahead_ms:  # its source's clock runs ahead
-                    heard.append((ev, wm.heard_ms))
-                elif ev.ts_ms < clock:  # behind the clock the detectors decide on
-                    heard.append((ev, clock))
+                shift = 0
+                if mark != NO_WATERMARK:
+                    clock = max(mark + lead_ms, lane)
+                    if ev.ts_ms > wm.heard_ms + ahead_ms:  # its source's clock runs ahead
+                        heard.append((ev, wm.heard_ms))
+                        if shifts is not None:
+                            shifts.append(0)
+                        return
+                    if ev.ts_ms < clock:  # behind the clock the detectors decide on
+                        heard.append((ev, clock))
+                    if shifts is not None and at is not None:
+                        if source in transit_of:
+                            transit = transit_of[source]
+                        else:
+                            transit = transit_of[source] = wm.quiet_transit_ms(source)
+                        if transit is not None:
+                            shift = ingest_shift(at - ev.ts_ms, transit, wm.max_future_ms)
+                if shifts is not None:
+                    shifts.append(shift)
                 return
             if verdict == HELD:  # decided later, by its source's next events
                 return
@@ -149,7 +174,6 @@ def watermark_step(
                 _run_on(wm, min(caught, wall_ms), slack_ms, clocks)
         alerts: list[Alert] = []
         for source, ts_ms, ref_ms in wm.take_skewed():
-            known = arrivals is not None or batch.wall_clock
             alert = clock_skew_alert(batch.source, source, ts_ms, ref_ms, live=known)
             alert.ingest_ns = batch.ingest_ns
             alert.wm_ms = wm.watermark_ms
@@ -172,6 +196,7 @@ def watermark_step(
             clocks,
             batch.seq,
             caught,
+            shifts if shifts and any(shifts) else None,
         )
         return wm, stamped
 

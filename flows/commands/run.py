@@ -102,9 +102,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         choices=["wall", "event"],
         default=None,
         help=(
-            "timeouts on wall-clock (live default: a quiet source's gap/offline about "
-            "[flow] source_slack_ms + tick_ms after its deadline while its Kafka partition "
-            "is read to its end, never while it is behind) or on event time (deterministic)"
+            "timeouts on wall-clock (live default: a quiet key's gap/offline about "
+            "[flow] source_slack_ms + tick_ms after its allowance has passed since its last "
+            "event was read, while its Kafka partition is read to its end, never while it is "
+            "behind) or on event time (deterministic)"
         ),
     )
     run.add_argument(

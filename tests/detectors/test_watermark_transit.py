@@ -64,3 +64,16 @@ def test_a_version_3_state_restores_with_no_transits() -> None:
     assert list(back.clocks["gw-1"].transits) == []
     assert back.quiet_lane_ms("gw-1", SLACK, CAUGHT) == CAUGHT - SLACK - 2_000
     assert wm.quiet_lane_ms("gw-1", SLACK, CAUGHT) == CAUGHT - SLACK - 100
+
+
+def test_the_quiet_transit_follows_new_events_after_a_run_on() -> None:
+    """The transit is kept between run-ons while the source sends nothing (each tick runs
+    every source's lane on) and follows the source's next events."""
+    wm = _fed([("gw-1", 200)] * TRANSITS)
+    assert wm.quiet_transit_ms("gw-1") == 200
+    assert wm.quiet_lane_ms("gw-1", SLACK, CAUGHT) == CAUGHT - SLACK - 200
+    for i in range(TRANSITS):  # the link gets faster: every event 20 ms after its stamp
+        ts = CAUGHT - 5_000 + i * 100
+        wm.observe(ts, "gw-1", clock_ms=ts + 20)
+    assert wm.quiet_transit_ms("gw-1") == 20
+    assert wm.quiet_lane_ms("gw-1", SLACK, CAUGHT + 1_000) == CAUGHT + 1_000 - SLACK - 20
