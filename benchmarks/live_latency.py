@@ -526,10 +526,12 @@ def run(args: argparse.Namespace) -> Result:
         probes = Probes(bootstrap, settings.gps_topic, _probe_points(cfg),
                         args.probes_per_s, clock, in_order=args.probes_in_order,
                         wall_gap_s=10.0 / speed)  # fmt: skip
+        cpu0 = _cpu_s(proc.pid), time.monotonic()
         with probes:
             produce_recording([rec], settings, speed=speed)
         print(f"produced in {time.time() - t0_ms / 1000:.1f} s, {len(probes.sent):,} probes",
               flush=True)  # fmt: skip
+        cpu1 = _cpu_s(proc.pid), time.monotonic()
         client = redis.Redis.from_url(server.url)
         last, still = -1, 0.0
         ended = time.monotonic()
@@ -542,13 +544,27 @@ def run(args: argparse.Namespace) -> Result:
             last = count
         stop.set()
         sampler.join(5)
+        cpu2 = _cpu_s(proc.pid), time.monotonic()
         notes = _flow_notes(port, lag)
+        notes.append(
+            "flow CPU (the run's process, user + system): "
+            f"{cpu1[0] - cpu0[0]:.1f} s in the {cpu1[1] - cpu0[1]:.0f} s the input flowed "
+            f"({(cpu1[0] - cpu0[0]) / max(cpu1[1] - cpu0[1], 1e-9):.2f} of a core), "
+            f"{cpu2[0] - cpu1[0]:.1f} s in the {cpu2[1] - cpu1[1]:.0f} s after it "
+            f"({(cpu2[0] - cpu1[0]) / max(cpu2[1] - cpu1[1], 1e-9):.2f} of a core)"
+        )
         lat = _latencies(server.url, keys, t0_ms, ts0, speed, probes.sent, Ingest(rec), args.dump)
         if proc.poll() is not None:
             tail = b"".join(log[-30:]).decode(errors="replace")
             raise SystemExit(f"the flow failed (exit {proc.returncode}):\n{tail}")
         _stop(proc, notes)
         return Result(lat, notes)
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _stop(proc: subprocess.Popen[bytes], notes: list[str]) -> None:
