@@ -505,9 +505,13 @@ def run(args: argparse.Namespace) -> Result:
             "--metrics-port", str(port),
         ]  # fmt: skip
         if args.config:
-            cmd += ["--config", str(args.config)]
+            cmd += ["--config", str(args.config.resolve())]
         log: list[bytes] = []
-        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env)  # noqa: S603
+        # Run in the work folder: started from a checkout, Python would import that
+        # checkout's package (the current folder comes first) and ignore --pythonpath.
+        proc = subprocess.Popen(  # noqa: S603
+            cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, cwd=work
+        )
         if not _wait_for(proc, b'"started"', log).wait(120):
             proc.kill()
             raise SystemExit(b"".join(log[-20:]).decode(errors="replace"))
