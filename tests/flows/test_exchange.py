@@ -92,6 +92,8 @@ def test_an_event_batch_crosses_unchanged(
     idle=st.booleans(),
     seq=MAYBE_INT,
     caught=MAYBE_INT,
+    shifted=st.booleans(),
+    shift=st.integers(-300_000, 300_000),
 )
 def test_a_shard_batch_crosses_unchanged(
     events: list[Event],
@@ -101,9 +103,16 @@ def test_a_shard_batch_crosses_unchanged(
     idle: bool,
     seq: int | None,
     caught: int | None,
+    shifted: bool,
+    shift: int,
 ) -> None:
-    batch = ShardBatch(events, ints[0], ints[1], "p#0", idle, ("p#0",), heard, clocks, seq, caught)
-    assert _exact(_crossed(batch)) == _exact(batch)
+    shifts = [shift + i for i in range(len(events))] if shifted else None
+    batch = ShardBatch(
+        events, ints[0], ints[1], "p#0", idle, ("p#0",), heard, clocks, seq, caught, shifts
+    )
+    back = _crossed(batch)
+    assert _exact(back) == _exact(batch)
+    assert back.shifts == shifts
 
 
 def test_events_cross_as_tuples_not_an_object_each() -> None:
