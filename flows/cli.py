@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import gc
 import importlib
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -125,6 +127,9 @@ GC_THRESHOLDS = (200_000, 20, 100)
 
 def main(argv: Sequence[str] | None = None) -> int:
     gc.set_threshold(*GC_THRESHOLDS)
+    # ``kill -USR2 PID`` prints every thread's stack to stderr (a process that hangs).
+    if sys.__stderr__ is not None:
+        faulthandler.register(signal.SIGUSR2, file=sys.__stderr__, all_threads=True)
     args = build_parser().parse_args(argv)
     try:
         # Warnings and errors by default; long-running commands raise it to info.

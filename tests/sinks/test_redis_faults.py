@@ -114,8 +114,14 @@ def test_console_without_a_url_says_it_runs_a_throw_away_redis(tmp_path: Path) -
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR2)  # every thread's stack, to its stderr
+            time.sleep(2)
             proc.kill()
-            pytest.fail("the console did not stop on SIGINT; its stderr:\n" + "".join(rest[-40:]))
+            proc.wait()
+            pytest.fail(
+                "the console did not stop on SIGINT; its stderr (with its threads' stacks):\n"
+                + "".join(rest[-200:])
+            )
     assert not workdir.exists()
 
 
