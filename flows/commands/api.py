@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from citywatch.flows.commands.common import stop_on_interrupt
 from citywatch.flows.commands.dispatch_common import add_redis, open_orders
 from citywatch.flows.config import ConfigError
 from citywatch.flows.printable import echo
@@ -100,6 +101,8 @@ def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from citywatch.console.api import create_api_app
+
+    stop_on_interrupt()
 
     cfg, client, _ = open_orders(args)
     client.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -53,3 +54,11 @@ def check_cluster(args: argparse.Namespace) -> None:
     if (args.process_id is None) != (args.addresses is None):
         msg = "--process-id and --addresses go together (one cluster across hosts)"
         raise ConfigError(msg)
+
+
+def stop_on_interrupt() -> None:
+    """SIGINT (Ctrl-C) stops a serving command from its first moment. A shell starts a
+    background job with SIGINT ignored, and Python keeps it so; the web server takes
+    SIGINT only once it serves, so one that came while the command started up was lost
+    and the command ran on."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)

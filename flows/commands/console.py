@@ -7,7 +7,7 @@ import getpass
 import sys
 from typing import TYPE_CHECKING
 
-from citywatch.flows.commands.common import add_config
+from citywatch.flows.commands.common import add_config, stop_on_interrupt
 from citywatch.flows.console_site import api_site_for, settings_for, site_for
 from citywatch.flows.printable import echo
 
@@ -99,6 +99,8 @@ def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def run_serve(args: argparse.Namespace) -> int:
     from citywatch.console.server import serve
+
+    stop_on_interrupt()
     from citywatch.flows.config import load_config
     from citywatch.flows.runner import announce_embedded, redis_for
 

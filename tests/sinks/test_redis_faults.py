@@ -97,9 +97,13 @@ def test_a_redis_without_persistence_is_warned_about_once(
 
 def test_console_without_a_url_says_it_runs_a_throw_away_redis(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CITYWATCH_REDIS")}
+    # Started as a shell starts a background job (SIGINT ignored), and stopped with
+    # SIGINT while it is still starting: a web server that takes SIGINT only once it
+    # serves would lose it and run on.
     proc = subprocess.Popen(
         [sys.executable, "-m", "citywatch.flows.cli", "console", "--port", str(free_port())],
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),  # noqa: PLW1509
     )  # fmt: skip
     rest: list[str] = []  # the rest of stderr, drained: a full pipe would block the console
     try:
