@@ -472,6 +472,11 @@ class LaneDetector(Detector):
         ``moved``: the shard's clock moved on (evict idle keys then)."""
         raise NotImplementedError
 
+    def event_shift(self) -> int:
+        """How far ahead of its lane the key of the event being processed is judged from
+        now on (live runs; ``LaneClocks.shift_ms``); 0 outside a flow."""
+        return self.lanes.shift_ms if self.lanes is not None else 0
+
 
 class LocalClock:
     """Local wall time of event timestamps (Asia/Shanghai by default).

@@ -184,7 +184,7 @@ class OfflineDetector(LaneDetector):
             shift = 0  # counted from that clock: from when it came already
         else:
             self._held.add(ev.ts_ms, ev, self.lane_of(ev))
-            shift = self.lanes.shift_ms if self.lanes is not None else 0
+            shift = self.event_shift()
         if shift:
             newest = self._shift.get(ev.sensor)
             if newest is None or ev.ts_ms > newest[1]:

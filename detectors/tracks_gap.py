@@ -504,7 +504,7 @@ class GapDetector(LaneDetector):
 
     def _note_shift(self, entity: str) -> None:
         """The vehicle's newest fix was just taken: its shift (live runs) is that fix's."""
-        shift = self.lanes.shift_ms if self.lanes is not None else 0
+        shift = self.event_shift()
         if shift:
             self._shift[entity] = shift
         elif self._shift:

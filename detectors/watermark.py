@@ -319,13 +319,10 @@ class Watermarker(Stateful):
         >>> wm.quiet_lane_ms("gw-9", 500, 20_000) == NO_WATERMARK
         True
         """
-        clock = self.clocks.get(source)
-        if clock is None or clock.max_ts_ms == NO_WATERMARK or clock.seen_wall_ms is None:
-            return NO_WATERMARK
-        transit = self._quarter.get(source)
+        transit = self.quiet_transit_ms(source)
         if transit is None:
-            transit = self._quarter[source] = self._transit(clock)
-        return max(clock.lane_ms, caught_ms - slack_ms - transit)
+            return NO_WATERMARK
+        return max(self.clocks[source].lane_ms, caught_ms - slack_ms - transit)
 
     def quiet_transit_ms(self, source: str) -> int | None:
         """The transit :meth:`quiet_lane_ms` runs ``source``'s lane on by (None before
@@ -337,10 +334,14 @@ class Watermarker(Stateful):
         >>> wm.observe(10_000, "gw-1", clock_ms=10_300), wm.quiet_transit_ms("gw-1")
         ('on_time', 300)
         """
+        transit = self._quarter.get(source)
+        if transit is not None:
+            return transit
         clock = self.clocks.get(source)
         if clock is None or clock.max_ts_ms == NO_WATERMARK or clock.seen_wall_ms is None:
             return None
-        return self._transit(clock)
+        transit = self._quarter[source] = self._transit(clock)
+        return transit
 
     def _transit(self, clock: SourceClock) -> int:
         transits = clock.transits

@@ -103,6 +103,14 @@ def watermark_step(
         shifts: list[int] | None = [] if live and known else None
         transit_of: dict[str, int | None] = {}  # source -> its quiet transit (this batch)
 
+        def shift_of(source: str, transit_ms: int) -> int:
+            # The source's transit once a batch: each accepted event changes it a little.
+            if source in transit_of:
+                usual = transit_of[source]
+            else:
+                usual = transit_of[source] = wm.quiet_transit_ms(source)
+            return 0 if usual is None else ingest_shift(transit_ms, usual, wm.max_future_ms)
+
         def judge(
             ev: Event, source: str | None, verdict: str, at: int | None, ref: int | None = None
         ) -> None:
@@ -115,22 +123,14 @@ def watermark_step(
                 touched[source] = None
                 mark = wm.watermark_ms
                 shift = 0
-                if mark != NO_WATERMARK:
+                if mark != NO_WATERMARK and ev.ts_ms > wm.heard_ms + ahead_ms:
+                    heard.append((ev, wm.heard_ms))  # its source's clock runs ahead
+                elif mark != NO_WATERMARK:
                     clock = max(mark + lead_ms, lane)
-                    if ev.ts_ms > wm.heard_ms + ahead_ms:  # its source's clock runs ahead
-                        heard.append((ev, wm.heard_ms))
-                        if shifts is not None:
-                            shifts.append(0)
-                        return
                     if ev.ts_ms < clock:  # behind the clock the detectors decide on
                         heard.append((ev, clock))
                     if shifts is not None and at is not None:
-                        if source in transit_of:
-                            transit = transit_of[source]
-                        else:
-                            transit = transit_of[source] = wm.quiet_transit_ms(source)
-                        if transit is not None:
-                            shift = ingest_shift(at - ev.ts_ms, transit, wm.max_future_ms)
+                        shift = shift_of(source, at - ev.ts_ms)
                 if shifts is not None:
                     shifts.append(shift)
                 return

@@ -99,10 +99,10 @@ def _store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def run_serve(args: argparse.Namespace) -> int:
     from citywatch.console.server import serve
-
-    stop_on_interrupt()
     from citywatch.flows.config import load_config
     from citywatch.flows.runner import announce_embedded, redis_for
+
+    stop_on_interrupt()
 
     cfg = load_config(args.config)
     settings = settings_for(cfg, host=args.host, port=args.port)
