@@ -338,7 +338,8 @@ def _latencies(
     ingest: Ingest,
     dump: Path | None = None,
 ) -> dict[str, list[float]]:
-    """Per kind: ingest-to-Redis latency (ms) of every alert written to a work order;
+    """Per kind: ingest-to-Redis latency (ms) of every alert written to a work order, to
+    the moment Redis wrote its audit line (the entry's id);
     probes (``probes``: entity -> wall ms of its send) under ``probe <kind>``. An alert
     counts once, at its first dispatch: when an incident later absorbs another, the
     absorbed order's alerts are written again under the survivor, and that copy is not
@@ -353,7 +354,10 @@ def _latencies(
         for _id, f in entries:
             if f.get("action") not in ("created", "alert_merged") or f.get("alert") not in alerts:
                 continue
-            at = int(f["at"])
+            # When Redis wrote it: the audit entry's id (the server's clock, the same
+            # machine's), not the dispatch's own stamp (``at``, taken before the write:
+            # a batch of hundreds of work orders is written after it).
+            at = int(_id.split("-", 1)[0])
             seen = first.get(f["alert"])
             if seen is None or at < seen[0]:
                 first[f["alert"]] = (at, wo, alerts[f["alert"]])

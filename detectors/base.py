@@ -472,10 +472,37 @@ class LaneDetector(Detector):
         ``moved``: the shard's clock moved on (evict idle keys then)."""
         raise NotImplementedError
 
-    def event_shift(self) -> int:
-        """How far ahead of its lane the key of the event being processed is judged from
-        now on (live runs; ``LaneClocks.shift_ms``); 0 outside a flow."""
-        return self.lanes.shift_ms if self.lanes is not None else 0
+    def event_shift(self, lane: str) -> int | None:
+        """The shift of the key of the event being processed (live runs;
+        ``LaneClocks.shift_ms``), anchored: less its source's transit now, so that
+        :meth:`shift_now` gives how far ahead of ``lane`` the key is judged at any later
+        time, its own event's transit against its source's transit then. None without a
+        shift (replays, outside a flow, an event that came behind its clock)."""
+        lanes = self.lanes
+        if lanes is None or not lanes.shift_ms:
+            return None
+        return lanes.shift_ms - lanes.transit(lane)
+
+    def shift_now(self, lane: str, anchored: int) -> int:
+        """How far ahead of ``lane``'s clock a key with the anchored shift ``anchored``
+        (:meth:`event_shift`) is judged now: where its timer is filed."""
+        return anchored + self.lanes.transit(lane) if self.lanes is not None else anchored
+
+    def judged_clock(self, lane: str, clock_ms: int, anchored: int) -> int:
+        """The clock a key with the anchored shift ``anchored`` is judged on, ``clock_ms``
+        being its lane's (or the shard's): that shifted by its source's transit now, but
+        never past its partition's ingest clock less its own event's transit
+        (``LaneClocks.ingest_clock``): a lane that could not follow its source's transit
+        back (a gateway's clock stepped behind: its events come late and its lane never
+        goes back) does not judge it early."""
+        lanes = self.lanes
+        if lanes is None:
+            return clock_ms + anchored
+        ms = clock_ms + anchored + lanes.transit(lane)
+        ingest = lanes.ingest_clock(lane)
+        if ingest is not None and ingest + anchored < ms:
+            ms = ingest + anchored
+        return ms
 
 
 class LocalClock:

@@ -19,7 +19,14 @@ event's *shift* (:func:`ingest_shift`, set by the suite in :attr:`LaneClocks.shi
 while that event is processed), the source's usual transit less the event's own, so a
 key's silence counts from when its last event came, not from when its source's traffic
 usually comes. ``track.gap`` and ``sensor.offline`` keep each key's shift beside its
-timer (not state); replays have none.
+timer (not state), anchored to its source's transit then
+(``LaneDetector.event_shift``) and judged against its transit now
+(:meth:`LaneClocks.transit`); such a timer is filed :data:`DRIFT_MS` early, in case
+that transit rises meanwhile. Replays have none.
+
+A live partition's lanes run on with the wall clock once a tick as one :class:`RunOn`
+(every source's lane), which a shard keeps by reference and reads a lane from only when
+a timer of it may be due (:class:`RunOnLanes`): a tick costs a shard nothing per source.
 
 Deterministic for any batching: an event that comes behind its lane's clock is
 passed on with the clock it came at (``Detector.on_arrival``), and its lane's clock
@@ -42,7 +49,7 @@ clock touches only what is due, never every key or every lane.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
@@ -56,6 +63,69 @@ T = TypeVar("T")
 # wall clock, once a tick) are not walked: the heap of due times says which have work.
 LAZY_LANES = 32
 NO_LANES: Mapping[str, int] = MappingProxyType({})  # only the shard's clock moved on
+# A key judged by its shift (live runs) is filed this much ahead of its deadline on its
+# lane: its source's transit may rise while it is silent, bringing it sooner by as much
+# (``LaneClocks.transit``). Looked at early, it is checked exactly and filed again.
+DRIFT_MS = 2_000
+
+
+class RunOn(dict[str, int]):
+    """Every source of one live partition with the clock its lane has run on to
+    (``citywatch.flows.stage_watermark``, once a tick while the partition is read to its
+    end), and ``top``, the highest of them. A shard keeps a reference to the newest one
+    per partition and reads a lane's clock from it when it needs it
+    (:meth:`LaneClocks.clock`): a tick costs a shard nothing per source.
+
+    >>> r = RunOn({"gw-1": 1_000, "gw-2": 2_000}); r.top
+    2000
+    """
+
+    __slots__ = ("base", "top", "transits")
+
+    def __init__(
+        self,
+        clocks: Mapping[str, int] | None = None,
+        top: int | None = None,
+        transits: dict[str, int] | None = None,
+        base: int = NO_WATERMARK,
+    ) -> None:
+        super().__init__(clocks or {})
+        self.top = top if top is not None else max(self.values(), default=NO_WATERMARK)
+        # Each source's transit then (``Watermarker.quiet_transit_ms``; see
+        # :meth:`LaneClocks.transit`).
+        self.transits: dict[str, int] = transits if transits is not None else {}
+        # The partition's ingest clock: the wall time it was read to its end less
+        # ``source_slack_ms`` (each lane ran on to this less its source's transit).
+        self.base = base
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return RunOn, (dict(self), self.top, self.transits, self.base)
+
+
+class RunOnLanes(Mapping[str, int]):
+    """The lanes of one partition that ran on (:class:`RunOn`), as a shard sees them: a
+    lane's clock is looked up when asked for, never computed for every lane."""
+
+    __slots__ = ("_clocks", "_partition", "_run_on", "top")
+
+    def __init__(self, clocks: LaneClocks, partition: str, run_on: RunOn) -> None:
+        self._clocks = clocks
+        self._partition = partition
+        self._run_on = run_on
+        self.top = run_on.top
+
+    def __getitem__(self, lane: str) -> int:
+        partition, source = self._clocks.split(lane)
+        if partition != self._partition or source not in self._run_on:
+            raise KeyError(lane)
+        return self._clocks.clock(lane)
+
+    def __iter__(self) -> Iterator[str]:
+        name = self._clocks.name
+        return (name(self._partition, source) for source in self._run_on)
+
+    def __len__(self) -> int:
+        return len(self._run_on)
 
 
 def lane_name(partition: str, source: str) -> str:
@@ -81,7 +151,14 @@ def ingest_shift(transit_ms: int, source_transit_ms: int, bound_ms: int) -> int:
 
 class LaneClocks(Stateful):
     """The clock of every lane a shard heard of (monotone), and the partition of the
-    batch being processed (to name an event's lane; not state)."""
+    batch being processed (to name an event's lane; not state).
+
+    A live partition's lanes that ran on with the wall clock come as one :class:`RunOn`
+    a tick: kept by reference (``_run_on``, not state) and read when a lane's clock is
+    asked for, so that a tick costs a shard nothing per source. A source whose fix the
+    gate holds (``caps``) is read no further than its cap; a cap that comes or changes
+    first writes the clock its lanes had into ``clocks`` (they never go back), and so
+    does :meth:`state` for every lane."""
 
     STATE = ("clocks",)
 
@@ -90,31 +167,106 @@ class LaneClocks(Stateful):
         self.clocks: dict[str, int] = {}
         self.partition = ""
         self._names: dict[str, dict[str, str]] = {}  # partition -> source -> lane (not state)
+        self._split: dict[str, tuple[str, str]] = {}  # lane -> (partition, source)
+        self._run_on: dict[str, RunOn] = {}  # partition -> its newest run-on (not state)
+        self._caps: dict[str, int] = {}  # source -> the cap its held fix puts on its lanes
+        # Live runs (not state): each lane's source's transit, as the batch that changed it
+        # left it, and every source's as a partition's newest run-on had it.
+        self._transits: dict[str, int] = {}
+        self._run_transits: dict[str, Mapping[str, int]] = {}
+        self._base: dict[str, int] = {}  # partition -> its newest run-on's ``base``
         # Live runs: how far ahead of its lane's clock the key of the event being
         # processed is judged (its *shift*, see :func:`ingest_shift`; 0 in replays and for
         # an event that came behind its clock; not state).
         self.shift_ms = 0
 
-    def lane(self, ev: Event) -> str:
-        """The lane ``ev`` came through (in the batch being processed)."""
-        source = source_name(self.by, ev.src, ev.type)
-        names = self._names.get(self.partition)
+    def name(self, partition: str, source: str) -> str:
+        names = self._names.get(partition)
         if names is None:
-            names = self._names[self.partition] = {}
+            names = self._names[partition] = {}
         lane = names.get(source)
         if lane is None:
-            lane = names[source] = lane_name(self.partition, source)
+            lane = names[source] = lane_name(partition, source)
+            self._split[lane] = (partition, source)
         return lane
 
+    def split(self, lane: str) -> tuple[str, str]:
+        """(partition, source) of ``lane``."""
+        found = self._split.get(lane)
+        if found is None:
+            partition, _, source = lane.partition("|")
+            found = self._split[lane] = (partition, source)
+        return found
+
+    def lane(self, ev: Event) -> str:
+        """The lane ``ev`` came through (in the batch being processed)."""
+        return self.name(self.partition, source_name(self.by, ev.src, ev.type))
+
+    def set_transits(self, partition: str, transits: Mapping[str, int], every: bool) -> None:
+        """``partition``'s sources' transits (live runs, ``StampedBatch.transits``):
+        ``every`` source's (a run-on, kept by reference), else those a batch changed."""
+        if every:
+            self._run_transits[partition] = transits
+            return
+        name, known = self.name, self._transits
+        for source, ms in transits.items():
+            known[name(partition, source)] = ms
+        # A source's transit changes only with its events, and each batch that changes it
+        # says so: a lane's own entry is never older than a run-on's, which it overrides.
+
+    def transit(self, lane: str) -> int:
+        """The transit of ``lane``'s source now (0 when none is known: replays): a key
+        whose own event took ``own`` ms is judged ``transit(lane) - own`` ahead of its
+        lane (:func:`ingest_shift`), so its silence counts from when that event came
+        whatever its source's transit does meanwhile."""
+        ms = self._transits.get(lane)
+        if ms is not None:
+            return ms
+        if self._run_transits:
+            partition, source = self.split(lane)
+            run = self._run_transits.get(partition)
+            if run is not None:
+                return run.get(source, 0)
+        return 0
+
+    def ingest_clock(self, lane: str) -> int | None:
+        """The ingest clock of ``lane``'s partition (live runs, once it was read to its
+        end: the wall time then less ``source_slack_ms``), else None. A key whose own
+        event took ``own`` ms is silent on it from when that event came:
+        :meth:`LaneDetector.judged_clock`."""
+        if not self._base:
+            return None
+        return self._base.get(self.split(lane)[0])
+
     def clock(self, lane: str) -> int:
-        return self.clocks.get(lane, NO_WATERMARK)
+        ms = self.clocks.get(lane, NO_WATERMARK)
+        if self._run_on:
+            partition, source = self.split(lane)
+            run_on = self._run_on.get(partition)
+            if run_on is not None:
+                ran = run_on.get(source)
+                if ran is not None:
+                    cap = self._caps.get(source)
+                    if cap is not None and cap < ran:
+                        ran = cap
+                    if ran > ms:
+                        ms = ran
+        return ms
 
     def update(
         self, partition: str, clocks: Mapping[str, int], caps: Mapping[str, int]
-    ) -> dict[str, int]:
+    ) -> Mapping[str, int]:
         """``partition``'s sources reached ``clocks``, a source named in ``caps`` never
         beyond its cap there (a fix of it held); returns the lanes that moved on, with
-        their clocks, in the order of ``clocks``."""
+        their clocks, in the order of ``clocks``. A :class:`RunOn` is kept as it is and
+        its lanes given back as :class:`RunOnLanes`, each looked up when asked for."""
+        if caps != self._caps:
+            self._set_caps(caps)
+        if isinstance(clocks, RunOn):
+            self._run_on[partition] = clocks
+            if clocks.base > self._base.get(partition, NO_WATERMARK):
+                self._base[partition] = clocks.base
+            return RunOnLanes(self, partition, clocks)
         moved: dict[str, int] = {}
         known = self.clocks
         names = self._names.get(partition)
@@ -123,13 +275,37 @@ class LaneClocks(Stateful):
         for source, ms in clocks.items():
             lane = names.get(source)
             if lane is None:
-                lane = names[source] = lane_name(partition, source)
+                lane = self.name(partition, source)
             if caps and source in caps:
                 ms = min(ms, caps[source])
             if ms > known.get(lane, NO_WATERMARK):
                 known[lane] = ms
                 moved[lane] = ms
         return moved
+
+    def _set_caps(self, caps: Mapping[str, int]) -> None:
+        """Caps came, went or changed: the lanes of their sources keep the clock they had."""
+        if self._run_on:
+            old = self._caps
+            for source in {*old, *caps}:
+                if old.get(source) == caps.get(source):
+                    continue
+                for partition, run_on in self._run_on.items():
+                    if source in run_on:
+                        lane = self.name(partition, source)
+                        ms = self.clock(lane)
+                        if ms > self.clocks.get(lane, NO_WATERMARK):
+                            self.clocks[lane] = ms
+        self._caps = dict(caps)
+
+    def state(self) -> Snapshot:
+        for partition, run_on in self._run_on.items():  # every lane's clock, as it is
+            for source in run_on:
+                lane = self.name(partition, source)
+                ms = self.clock(lane)
+                if ms > self.clocks.get(lane, NO_WATERMARK):
+                    self.clocks[lane] = ms
+        return super().state()
 
 
 class _ByLane(Generic[T]):
@@ -187,7 +363,8 @@ class _ByLane(Generic[T]):
         something due by their new clock are looked at, found from the heap of earliest
         due times (every lane with something pending has an entry at or before it), not
         by a walk over the lanes. The same items as a walk, in the same order."""
-        bound = max(moved.values()) - before
+        top = moved.top if isinstance(moved, RunOnLanes) else max(moved.values())
+        bound = top - before
         if bound <= now_ms:
             return
         boxes, nxt = self._lanes, self._next
@@ -210,9 +387,24 @@ class _ByLane(Generic[T]):
             taken.setdefault(lane, []).extend(self._take(box, clock - before))
             if self._first(box) is None:
                 del boxes[lane]
-        for entry in looked:
-            heapq.heappush(nxt, entry)
-        if len(taken) > 1:
+        if isinstance(moved, RunOnLanes):
+            # Live: a lane's entries come and go with its timers every tick; keep one per
+            # lane still pending (at its earliest due) and drop the stale ones, or they
+            # pile up between the shard's clock and the lanes' and are looked at again
+            # on every tick.
+            firsts: dict[str, int] = {}
+            for _due, lane in looked:
+                box = boxes.get(lane)
+                if box is not None and lane not in firsts:
+                    first = self._first(box)
+                    if first is not None:
+                        firsts[lane] = first
+            for lane, first in firsts.items():
+                heapq.heappush(nxt, (first, lane))
+        else:
+            for entry in looked:
+                heapq.heappush(nxt, entry)
+        if len(taken) > 1 and not isinstance(moved, RunOnLanes):
             for lane in [lane for lane in moved if lane in taken]:
                 out.extend((x, lane) for x in taken[lane])
         else:
@@ -326,4 +518,4 @@ class LaneQueue(_ByLane[list[tuple[int, int, T]]], Stateful, Generic[T]):
         self._seq = data["seq"]
 
 
-__all__ = ["LaneClocks", "LaneQueue", "LaneTimers", "lane_name"]
+__all__ = ["LaneClocks", "LaneQueue", "LaneTimers", "RunOn", "RunOnLanes", "lane_name"]

@@ -57,7 +57,7 @@ from citywatch.detectors import params
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.base import ContractCase, LaneDetector
 from citywatch.detectors.events import Event, SensorEvent, format_ts
-from citywatch.detectors.lanes import LaneQueue, LaneTimers
+from citywatch.detectors.lanes import DRIFT_MS, LaneQueue, LaneTimers
 from citywatch.detectors.sensor_kit import (
     T_CASE,
     PerSensorDetector,
@@ -158,9 +158,10 @@ class OfflineDetector(LaneDetector):
         self._wm = NO_WATERMARK
         self.late_events_ = 0
         # Live runs: sensors judged ahead of (or behind) their lane's clock by their newest
-        # reading's ingest shift (``citywatch.detectors.lanes.ingest_shift``), with that
-        # reading's time: sensor -> (shift, ts). Not state: after a restart each is judged
-        # on its lane until its next reading.
+        # reading's ingest shift (``citywatch.detectors.lanes.ingest_shift``), anchored to
+        # its source's transit (``LaneDetector.event_shift``), with that reading's time:
+        # sensor -> (anchored shift, ts). Not state: after a restart each is judged on its
+        # lane until its next reading.
         self._shift: dict[str, tuple[int, int]] = {}
 
     def on_event(self, ev: Event, out: list[Alert]) -> None:
@@ -179,13 +180,15 @@ class OfflineDetector(LaneDetector):
             self._heard[s] = max(self._heard[s], ev.ts_ms)
             return
         at = self.arrived_at(ev)
+        lane = self.lane_of(ev)
+        shift: int | None = None
         if at is not None and ev.ts_ms < at:  # came behind the clock: settled at it
-            self._held.add(at, _Heard(at, ev.sensor, ev), self.lane_of(ev))
-            shift = 0  # counted from that clock: from when it came already
+            self._held.add(at, _Heard(at, ev.sensor, ev), lane)
+            # (no shift: counted from that clock, from when it came already)
         else:
-            self._held.add(ev.ts_ms, ev, self.lane_of(ev))
-            shift = self.event_shift()
-        if shift:
+            self._held.add(ev.ts_ms, ev, lane)
+            shift = self.event_shift(lane)
+        if shift is not None:
             newest = self._shift.get(ev.sensor)
             if newest is None or ev.ts_ms > newest[1]:
                 self._shift[ev.sensor] = (shift, ev.ts_ms)
@@ -263,7 +266,7 @@ class OfflineDetector(LaneDetector):
         # is settled: one still held (not yet behind its lane's clock) came after it.
         shifted = self._shift.get(key) if self._shift else None
         if shifted is not None and shifted[1] <= heard:
-            clock_ms += shifted[0]
+            clock_ms = self.judged_clock(lane, clock_ms, shifted[0])
         if deadline < clock_ms:  # every reading before the clock is settled: confirmed
             self._alert(key, s, out)
             if shifted is not None:
@@ -276,8 +279,8 @@ class OfflineDetector(LaneDetector):
         # the check on firing is exact, so the alert does not depend on the rounding. A
         # sensor shifted ahead of its lane (live runs) is due that much sooner on it.
         shifted = self._shift.get(key) if self._shift else None
-        if shifted is not None:
-            deadline -= shifted[0]
+        if shifted is not None:  # looked at early enough for its source's drift
+            deadline -= self.shift_now(lane, shifted[0]) + DRIFT_MS
         due = self._timer[s] = (deadline // TIMER_MS + 1) * TIMER_MS
         self._col["lane"][s] = self._text.code(lane)
         self._timers.add(key, due, lane)

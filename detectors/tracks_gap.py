@@ -63,7 +63,7 @@ from citywatch.detectors.alerts import Alert, alert_id
 from citywatch.detectors.base import ContractCase, KeyedState, LaneDetector
 from citywatch.detectors.columns import pack, unpack
 from citywatch.detectors.events import Event, GpsEvent
-from citywatch.detectors.lanes import LaneTimers
+from citywatch.detectors.lanes import DRIFT_MS, LaneTimers
 from citywatch.detectors.state import Snapshot, TuplePickled, migrate
 from citywatch.detectors.watermark import NO_WATERMARK
 from citywatch.geo.distance import haversine_m
@@ -267,8 +267,9 @@ class GapDetector(LaneDetector):
         self._fleet: dict[str, _Fleet] = {}
         self._memory_slots = -(-p.interval_memory_s * 1000 // FLEET_SLOT_MS)
         # Live runs: vehicles judged ahead of (or behind) their lane's clock, by their
-        # newest fix's ingest shift (``citywatch.detectors.lanes.ingest_shift``). Not
-        # state: after a restart each is judged on its lane until its next fix.
+        # newest fix's ingest shift (``citywatch.detectors.lanes.ingest_shift``), anchored
+        # to its source's transit (``LaneDetector.event_shift``). Not state: after a
+        # restart each is judged on its lane until its next fix.
         self._shift: dict[str, int] = {}
 
     def state(self) -> Snapshot:
@@ -379,8 +380,9 @@ class GapDetector(LaneDetector):
             first = _fix(ev, allowed, interval, fleet)
             st = _Track(ts, [first], first)
             self._state.put(ev.entity, st, ts)
-            self._note_shift(ev.entity)
-            self._schedule(ev.entity, st, ts + allowed, self.lane_of(ev))
+            lane = self.lane_of(ev)
+            self._note_shift(ev.entity, lane)
+            self._schedule(ev.entity, st, ts + allowed, lane)
             return
         und = st.undecided
         came = self.arrived_at(ev)
@@ -414,9 +416,10 @@ class GapDetector(LaneDetector):
             fix = _fix(ev, allowed, interval, fleet)
             st.prev, st.last, st.max_ts = (last[0], last[1], last[2]), fix, ts
             und.append(fix)
-            self._note_shift(ev.entity)
+            lane = self.lane_of(ev)
+            self._note_shift(ev.entity, lane)
             if st.timer is None:
-                self._schedule(ev.entity, st, min(f[0] + f[7] for f in und), self.lane_of(ev))
+                self._schedule(ev.entity, st, min(f[0] + f[7] for f in und), lane)
         # An older fix (out of order within the bound) is followed within T by the
         # newest one, so it is decided at once; only its effect above remains.
 
@@ -502,13 +505,18 @@ class GapDetector(LaneDetector):
             )
         )
 
-    def _note_shift(self, entity: str) -> None:
-        """The vehicle's newest fix was just taken: its shift (live runs) is that fix's."""
-        shift = self.event_shift()
-        if shift:
+    def _note_shift(self, entity: str, lane: str) -> None:
+        """The vehicle's newest fix was just taken: its shift (live runs) is that fix's,
+        anchored to its source's transit (:meth:`LaneDetector.event_shift`)."""
+        shift = self.event_shift(lane)
+        if shift is not None:
             self._shift[entity] = shift
         elif self._shift:
             self._shift.pop(entity, None)
+
+    def _judged_clock(self, entity: str, lane: str, clock_ms: int) -> int:
+        anchored = self._shift.get(entity) if self._shift else None
+        return clock_ms if anchored is None else self.judged_clock(lane, clock_ms, anchored)
 
     def _schedule(self, entity: str, st: _Track, deadline: int, lane: str) -> None:
         # One-second buckets keep the timer heap small. A bucket pops once the clock of
@@ -516,7 +524,10 @@ class GapDetector(LaneDetector):
         # second before the deadline is passed; a key popped too early is filed again and
         # looked at on the next advance. A vehicle shifted ahead of its lane (live runs)
         # is due that much sooner on its lane's clock.
-        bucket = (deadline - self._shift.get(entity, 0)) // 1000 * 1000
+        anchored = self._shift.get(entity) if self._shift else None
+        if anchored is not None:  # shifted: looked at early enough for its source's drift
+            deadline -= self.shift_now(lane, anchored) + DRIFT_MS
+        bucket = deadline // 1000 * 1000
         st.timer = bucket
         self._timers.add(entity, bucket, lane)
 
@@ -528,7 +539,7 @@ class GapDetector(LaneDetector):
                     self._shift.pop(entity, None)
                 continue  # evicted, or superseded
             st.timer = None
-            clock = self.clock_of(lane, wm_ms) + self._shift.get(entity, 0)
+            clock = self._judged_clock(entity, lane, self.clock_of(lane, wm_ms))
             keep: list[_Fix] = []
             for f in st.undecided:
                 if f[0] + f[7] < clock:

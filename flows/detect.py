@@ -21,7 +21,7 @@ from citywatch.detectors.base import Detector, KeyedState, ZoneMeta, keyed_state
 from citywatch.detectors.events import DeadLetter, Event, GpsEvent
 from citywatch.detectors.geofence import GeofenceDetector
 from citywatch.detectors.geofence_video import VideoGeofenceDetector
-from citywatch.detectors.lanes import LaneClocks
+from citywatch.detectors.lanes import LaneClocks, RunOn
 from citywatch.detectors.sensor import ThresholdDetector
 from citywatch.detectors.sensor_health import OfflineDetector, StuckDetector
 from citywatch.detectors.sensor_rate import RateDetector
@@ -128,6 +128,7 @@ class DetectorSuite(Stateful):
         clocks: Mapping[str, int] | None = None,
         partition: str = "",
         shifts: Sequence[int] | None = None,
+        transits: Mapping[str, int] | None = None,
     ) -> int:
         """Run ``events`` (of input partition ``partition``) through the detectors, tell
         them which keys were ``heard`` from (events set aside, or stamped off the clock
@@ -139,8 +140,12 @@ class DetectorSuite(Stateful):
         (dropped when None). Returns the watermark the detectors got: held back before
         fixes the gate still holds for look-ahead (a source's clock only before its own
         held fixes). ``shifts`` (live runs), aligned with ``events``: how far ahead of
-        its lane each event's key is judged from then on (``LaneClocks.shift_ms``)."""
+        its lane each event's key is judged from then on (``LaneClocks.shift_ms``),
+        against its source's transit in ``transits`` (live runs; every source's when
+        ``clocks`` is a :class:`~citywatch.detectors.lanes.RunOn`)."""
         self.lanes.partition = partition
+        if transits:
+            self.lanes.set_transits(partition, transits, isinstance(clocks, RunOn))
         dead = dead if dead is not None else []
         spans = spans if spans is not None else []
         events = events if isinstance(events, list) else list(events)
@@ -193,7 +198,7 @@ class DetectorSuite(Stateful):
                 if ev.type == "gps":
                     reporter.on_event(ev, spans)
             reporter.on_watermark(wm_ms)
-        moved: dict[str, int] = {}
+        moved: Mapping[str, int] = {}
         if clocks:
             # A held fix holds back its own source's lane (where its vehicle's absence is
             # judged), not every lane of the shard: the others' keys are decided on.
@@ -339,6 +344,7 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, ShardOutput, bytes]):
                 batch.clocks,
                 batch.source,
                 batch.shifts,
+                batch.transits,
             )
             top = max(top, wm_ms)
             for alert in out[start:]:

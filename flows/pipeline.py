@@ -157,6 +157,7 @@ def shard_step(
                     batch.seq,
                     batch.caught_ms,
                     shifted[i] if shifted is not None and any(shifted[i]) else None,
+                    batch.transits,
                 ),
             )
             for i in range(shards)

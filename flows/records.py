@@ -155,6 +155,10 @@ class StampedBatch:
     # lane's clock the key is judged, ``citywatch.detectors.lanes.ingest_shift``); None
     # when every one is 0 (replays).
     shifts: list[int] | None = None
+    # Live runs: the transit (``Watermarker.quiet_transit_ms``) of each source this batch
+    # may have changed, or of every source with a run-on (``clocks`` a ``RunOn``): the
+    # shifts are taken against it (see ``citywatch.detectors.lanes.LaneClocks.transit``).
+    transits: dict[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +176,7 @@ class ShardBatch:
     seq: int | None = None  # see StampedBatch
     caught_ms: int | None = None  # see RawBatch
     shifts: list[int] | None = None  # see StampedBatch, aligned with ``events``
+    transits: dict[str, int] | None = None  # see StampedBatch
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Crossing to another process: the events as plain tuples (``flows/exchange.py``)."""
@@ -190,6 +195,7 @@ class ShardBatch:
             self.seq,
             self.caught_ms,
             self.shifts,
+            self.transits,
         )
 
 
@@ -207,6 +213,7 @@ def _shard_batch(
     seq: int | None,
     caught: int | None,
     shifts: list[int] | None = None,
+    transits: dict[str, int] | None = None,
 ) -> ShardBatch:
     events = exchange.unpack_events(packed)
     return ShardBatch(
@@ -221,6 +228,7 @@ def _shard_batch(
         seq,
         caught,
         shifts,
+        transits,
     )
 
 

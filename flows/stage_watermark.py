@@ -33,16 +33,21 @@ stamped before then is still waiting in Kafka, so once a tick each of its source
 lanes runs on to that wall time less ``source_slack_ms`` and less the source's own
 transit (:meth:`~citywatch.detectors.watermark.Watermarker.quiet_lane_ms`): a source
 that went quiet is judged near the wall clock, not its last event. Every
-source of the partition moves on then; the shards look only at the lanes with a
-timer due (``citywatch.detectors.lanes``). Behind its end (a backlog) nothing runs
-on; replays have no wall clock and are unchanged.
+source of the partition moves on then, sent as one ``RunOn`` (every source's lane and
+transit) that the shards keep by reference: they look a lane up only when a timer of
+it may be due (``citywatch.detectors.lanes``), so a tick costs them nothing per
+source. Behind its end (a backlog) nothing runs on; replays have no wall clock and
+are unchanged.
 
 Live, each on-time event also carries its key's *shift* (``StampedBatch.shifts``):
-its source's quiet transit less the event's own (``detectors.lanes.ingest_shift``),
-so that the absence detectors judge the key that much ahead of (or behind) its lane
-and count its silence from when its last event came, on the ingest clock, whatever
-the rest of its source's traffic took. An event taken as heard because its source's
-clock runs ahead carries none.
+its source's quiet transit as the batch leaves it less the event's own
+(``detectors.lanes.ingest_shift``), so that the absence detectors judge the key that
+much ahead of (or behind) its lane and count its silence from when its last event came,
+on the ingest clock, whatever the rest of its source's traffic took. The batch also
+carries the transits it took them against (``StampedBatch.transits``): the shards
+anchor each key's shift to its source's transit and judge it against the transit
+*now*, so a source's transit drifting while the key is silent moves nothing. An event
+taken as heard because its source's clock runs ahead carries none.
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from citywatch.detectors.alerts import Alert
 from citywatch.detectors.events import DeadLetter, Event, event_to_json, format_ts
-from citywatch.detectors.lanes import ingest_shift
+from citywatch.detectors.lanes import RunOn, ingest_shift
 from citywatch.detectors.watermark import (
     FUTURE,
     HELD,
@@ -101,15 +106,11 @@ def watermark_step(
         # aligned with ``on_time``; None in replays.
         known = arrivals is not None or batch.wall_clock  # when each event came
         shifts: list[int] | None = [] if live and known else None
-        transit_of: dict[str, int | None] = {}  # source -> its quiet transit (this batch)
-
-        def shift_of(source: str, transit_ms: int) -> int:
-            # The source's transit once a batch: each accepted event changes it a little.
-            if source in transit_of:
-                usual = transit_of[source]
-            else:
-                usual = transit_of[source] = wm.quiet_transit_ms(source)
-            return 0 if usual is None else ingest_shift(transit_ms, usual, wm.max_future_ms)
+        # Live: (index in ``shifts``, source, the event's own transit) of the events whose
+        # shift is taken against their source's transit as the batch leaves it; and every
+        # source whose transit this batch may have changed, sent on with it (``transits``).
+        owns: list[tuple[int, str, int]] = []
+        came: dict[str, None] = {}
 
         def judge(
             ev: Event, source: str | None, verdict: str, at: int | None, ref: int | None = None
@@ -130,7 +131,7 @@ def watermark_step(
                     if ev.ts_ms < clock:  # behind the clock the detectors decide on
                         heard.append((ev, clock))
                     if shifts is not None and at is not None:
-                        shift = shift_of(source, at - ev.ts_ms)
+                        owns.append((len(shifts), source, at - ev.ts_ms))
                 if shifts is not None:
                     shifts.append(shift)
                 return
@@ -148,6 +149,8 @@ def watermark_step(
             at = arrivals[i] if arrivals is not None else clock_ms
             source = wm.source_of(ev.src, ev.type)
             verdict = wm.observe(ev.ts_ms, source, at, ev)
+            if shifts is not None and at is not None:
+                came[source] = None
             for item, decided, ref in wm.take_released():  # held before ``ev``: decided now
                 assert isinstance(item, Event)
                 judge(item, None, decided, None, ref)
@@ -166,12 +169,30 @@ def watermark_step(
             lane = wm.lane_ms(source, slack_ms, at)  # ``at``: the last event's wall clock
             wm.keep_lane(source, lane)
             clocks[source] = lane
+        # Each source's transit as the batch leaves it: the shifts are taken against it, and
+        # the shards judge a key by its own transit against its source's *current* one
+        # (``LaneClocks.transit``), so a source's transit drifting while a key is silent
+        # does not move that key's deadline on the ingest clock.
+        transits: dict[str, int] | None = None
+        if came:
+            transits = {}
+            for source in came:
+                usual = wm.quiet_transit_ms(source)
+                if usual is not None:
+                    transits[source] = usual
+            assert shifts is not None
+            bound = wm.max_future_ms
+            for i, source, own in owns:
+                usual = transits.get(source)
+                if usual is not None:
+                    shifts[i] = ingest_shift(own, usual, bound)
         caught = batch.caught_ms
         if live and caught is not None and caught != NOT_CAUGHT_UP:
             last = quiet_at.get(batch.source)
             if last is None or wall_ms - last >= tick_ms:  # once a tick: lanes run on
                 quiet_at[batch.source] = wall_ms
-                _run_on(wm, min(caught, wall_ms), slack_ms, clocks)
+                run_on = _run_on(wm, min(caught, wall_ms), slack_ms)
+                clocks, transits = run_on, run_on.transits
         alerts: list[Alert] = []
         for source, ts_ms, ref_ms in wm.take_skewed():
             alert = clock_skew_alert(batch.source, source, ts_ms, ref_ms, live=known)
@@ -197,6 +218,7 @@ def watermark_step(
             batch.seq,
             caught,
             shifts if shifts and any(shifts) else None,
+            transits or None,
         )
         return wm, stamped
 
@@ -268,15 +290,29 @@ def new_watermarker(flow: FlowSettings) -> Watermarker:
     )
 
 
-def _run_on(wm: Watermarker, caught_ms: int, slack_ms: int, clocks: dict[str, int]) -> None:
+def _run_on(wm: Watermarker, caught_ms: int, slack_ms: int) -> RunOn:
     """The partition was read to its end at wall time ``caught_ms``: nothing of it stamped
     before then is still waiting in Kafka, so each of its sources' lanes runs on with the
-    wall clock (:meth:`Watermarker.quiet_lane_ms`), a source that went quiet too."""
-    for source in wm.clocks:
+    wall clock (:meth:`Watermarker.quiet_lane_ms`), a source that went quiet too. Every
+    source's lane as it is then, the ones that moved in this batch too: the shards keep
+    it by reference and look a lane up only when they need it."""
+    out: dict[str, int] = {}
+    transits: dict[str, int] = {}
+    top = NO_WATERMARK
+    for source, clock in wm.clocks.items():
         lane = wm.quiet_lane_ms(source, slack_ms, caught_ms)
-        if lane > wm.clocks[source].lane_ms:
-            wm.keep_lane(source, lane)
-            clocks[source] = lane
+        if lane > clock.lane_ms:
+            clock.lane_ms = lane
+        else:
+            lane = clock.lane_ms
+        if lane != NO_WATERMARK:
+            out[source] = lane
+            if lane > top:
+                top = lane
+            transit = wm.quiet_transit_ms(source)
+            if transit is not None:
+                transits[source] = transit
+    return RunOn(out, top, transits, caught_ms - slack_ms)
 
 
 def _future_letter(

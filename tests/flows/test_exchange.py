@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from citywatch.detectors.events import DeadLetter, Event, GpsEvent, SensorEvent, VideoEvent
+from citywatch.detectors.lanes import RunOn
 from citywatch.flows import exchange
 from citywatch.flows.records import EventBatch, ShardBatch
 
@@ -94,6 +95,8 @@ def test_an_event_batch_crosses_unchanged(
     caught=MAYBE_INT,
     shifted=st.booleans(),
     shift=st.integers(-300_000, 300_000),
+    run_on=st.booleans(),
+    transits=st.none() | st.dictionaries(TEXT, st.integers(-300_000, 300_000), max_size=5),
 )
 def test_a_shard_batch_crosses_unchanged(
     events: list[Event],
@@ -105,14 +108,23 @@ def test_a_shard_batch_crosses_unchanged(
     caught: int | None,
     shifted: bool,
     shift: int,
+    run_on: bool,
+    transits: dict[str, int] | None,
 ) -> None:
     shifts = [shift + i for i in range(len(events))] if shifted else None
+    if run_on:  # a live partition's run-on: every source's lane, their top and transits
+        clocks = RunOn(clocks, None, dict(transits or {}))
     batch = ShardBatch(
-        events, ints[0], ints[1], "p#0", idle, ("p#0",), heard, clocks, seq, caught, shifts
-    )
+        events, ints[0], ints[1], "p#0", idle, ("p#0",), heard, clocks, seq, caught, shifts,
+        transits,
+    )  # fmt: skip
     back = _crossed(batch)
     assert _exact(back) == _exact(batch)
     assert back.shifts == shifts
+    assert back.transits == transits
+    assert isinstance(back.clocks, RunOn) == run_on
+    if isinstance(clocks, RunOn) and isinstance(back.clocks, RunOn):
+        assert (back.clocks.top, back.clocks.transits) == (clocks.top, clocks.transits)
 
 
 def test_events_cross_as_tuples_not_an_object_each() -> None:

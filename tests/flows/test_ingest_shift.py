@@ -178,3 +178,89 @@ def test_a_sensor_goes_offline_on_its_own_ingest_clock_once_its_reading_is_settl
     due = last_ts + 100 + SILENCE_S * 1000 + SLACK_MS
     # (+ 100 ms: the offline timers' rounding)
     assert at is not None and due <= at <= due + 2 * TICK_MS + 100, at - due
+
+
+def test_a_gateway_s_transit_drifting_while_a_vehicle_is_silent_moves_nothing() -> None:
+    """The gateway's usual transit rises from ~1 s to ~2.5 s (or falls back) after a truck's
+    last fix: that truck's gap still comes on its own ingest clock. Its shift is anchored
+    to the gateway's transit when it was taken and judged against the transit now
+    (``LaneClocks.transit``): against the old transit it would come ~1.5 s late (or
+    early, before its allowance had passed since its fix came)."""
+    for rising in (True, False):
+        flow = Live(GapDetector(GapParams(max_silence_s={"hazmat_truck": SILENCE_S})))
+        before, after = (1_000, 2_500) if rising else (2_500, 1_000)
+        timed: list[tuple[int, Event]] = []
+        for step in range(12):  # a minute at one transit
+            for i in range(10):
+                ts = T0 + step * 5_000 + i * 10
+                timed.append((ts + before + 10 * i, _fix(f"hz-{i}", ts, step)))
+        last_ts = T0 + 60_000
+        came = last_ts + before + 200
+        timed.append((came, _fix("early", last_ts, 0)))
+        for step in range(12, 22):  # then 50 s at another, the truck silent
+            for i in range(10):
+                ts = T0 + step * 5_000 + i * 10
+                timed.append((ts + after + 10 * i, _fix(f"hz-{i}", ts, step)))
+        timed.sort(key=lambda item: item[0])
+        flow.feed(timed)
+        flow.quiet(timed[-1][0] + TICK_MS, came + SILENCE_S * 1000 + 5_000)
+        at = flow.first("track.gap", "early")
+        due = came + SILENCE_S * 1000 + SLACK_MS
+        assert at is not None and due <= at <= due + 2 * TICK_MS, (rising, at - due if at else None)
+
+
+def test_a_sensor_s_offline_too_whatever_its_gateway_s_transit_does_meanwhile() -> None:
+    def reading(sensor: str, ts_ms: int) -> SensorEvent:
+        return SensorEvent(ts_ms, sensor, "water_level", 1.0, src="gw-1")
+
+    for rising in (True, False):
+        flow = Live(OfflineDetector({"water_level": OfflineParams(silent_s=SILENCE_S)}))
+        before, after = (1_000, 2_500) if rising else (2_500, 1_000)
+        timed: list[tuple[int, Event]] = []
+        for step in range(12):
+            for i in range(10):
+                ts = T0 + step * 5_000 + i * 10
+                timed.append((ts + before + 10 * i, reading(f"wl-{i}", ts)))
+        last_ts = T0 + 60_000
+        came = last_ts + before + 200
+        timed.append((came, reading("early", last_ts)))
+        for step in range(12, 22):
+            for i in range(10):
+                ts = T0 + step * 5_000 + i * 10
+                timed.append((ts + after + 10 * i, reading(f"wl-{i}", ts)))
+        timed.sort(key=lambda item: item[0])
+        flow.feed(timed)
+        flow.quiet(timed[-1][0] + TICK_MS, came + SILENCE_S * 1000 + 5_000)
+        at = flow.first("sensor.offline", "early")
+        due = came + SILENCE_S * 1000 + SLACK_MS
+        # (+ 100 ms: the offline timers' rounding)
+        assert at is not None and due <= at <= due + 2 * TICK_MS + 100, (rising, at and at - due)
+
+
+def test_a_gateway_whose_clock_steps_behind_does_not_bring_its_keys_early() -> None:
+    """A sensor reports every 20 s while its gateway's clock steps two minutes behind:
+    the gateway's other events now come late, its transit rises to ~2 min, and its lane
+    (which never goes back) cannot follow. Judged by the transit alone, the sensor's
+    timer filed again after that would put it two minutes ahead of its lane: offline two
+    minutes early (seen in the live benchmark). It is never judged past its partition's
+    ingest clock less its own reading's transit (``LaneDetector.judged_clock``)."""
+
+    def reading(sensor: str, ts_ms: int) -> SensorEvent:
+        return SensorEvent(ts_ms, sensor, "water_level", 1.0, src="gw-1")
+
+    flow = Live(OfflineDetector({"water_level": OfflineParams(silent_s=SILENCE_S)}))
+    timed: list[tuple[int, Event]] = []
+    for step in range(40):
+        for i in range(10):
+            wall = T0 + step * 5_000 + i * 10 + 1_000
+            # the gateway's clock two minutes behind from 45 s on
+            timed.append((wall, reading(f"wl-{i}", wall - (1_000 if step < 9 else 121_000))))
+    for k in range(4):
+        timed.append((T0 + k * 20_000 + 1_200, reading("early", T0 + k * 20_000)))
+    came = T0 + 60_000 + 1_200
+    timed.sort(key=lambda item: item[0])
+    flow.feed(timed)
+    flow.quiet(timed[-1][0] + TICK_MS, came + SILENCE_S * 1000 + 130_000)
+    at = flow.first("sensor.offline", "early")
+    due = came + SILENCE_S * 1000 + SLACK_MS
+    assert at is None or at >= due, at - due
