@@ -253,7 +253,11 @@ def test_a_live_shard_wakes_every_tick_ms() -> None:
         tick_s=flow.tick_ms / 1000,
     )
     logic = build(None)
-    assert logic.notify_at() == now + timedelta(milliseconds=250)
+    assert (
+        logic.notify_at()
+        == now + timedelta(milliseconds=flow.tick_ms)
+        == now + timedelta(milliseconds=100)
+    )
     assert shard_builder(lambda: DetectorSuite([]), dict, now=lambda: now)(None).notify_at() is None
 
 
