@@ -87,6 +87,7 @@ PROBE_ZONE_KINDS = ("airport_site", "levee")  # muck trucks may not enter these
 LATENCY_METRIC = "citywatch_ingest_to_dispatch_seconds"
 LAG_METRIC = "citywatch_consumer_lag_messages"
 BY_STAMP = "(from its stamp)"  # a windowed kind measured from its source's clock as is
+BY_SEND = "(from its last line's actual send)"  # not the arrival time it was to be sent at
 TIMELINE = "~"  # latencies of the probes sent in each 10 s of the run (kept apart)
 GAPLINE = "@"  # the probes' track.gap by 30 s of the run their deadline fell in (kept apart)
 
@@ -254,9 +255,11 @@ class Ingest:
     is that time plus how far the subject's latest line at or before it was ingested
     after its own stamp (the gateway's clock skew and the network's delay)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, sent: list[int] | None = None) -> None:
+        """``sent``: each line's actual send, in recording time (aligned with its lines),
+        in place of the arrival time the recording asks for."""
         by_subject: dict[str, list[tuple[int, int]]] = defaultdict(list)  # (stamp, offset)
-        for line in iter_lines(path):
+        for i, line in enumerate(iter_lines(path)):
             raw, _, env = unwrap(line)
             try:
                 obj = orjson.loads(raw)
@@ -267,6 +270,8 @@ class Ingest:
             if not isinstance(subject, str):
                 continue
             a = env.get("arrival_ms") if env is not None else None
+            if sent is not None and i < len(sent):
+                a = sent[i]
             by_subject[subject].append((stamp, (a if isinstance(a, int) else stamp) - stamp))
         self.lines: dict[str, tuple[list[int], list[int]]] = {}
         for subject, pairs in by_subject.items():  # arrival order is not stamp order
@@ -281,6 +286,22 @@ class Ingest:
         stamps, offsets = found
         i = bisect.bisect_right(stamps, ts_ms) - 1
         return ts_ms + offsets[i] if i >= 0 else ts_ms
+
+
+def _arrivals(path: Path) -> list[int]:
+    """Each line's pacing time (its ``arrival_ms``, else its stamp; the one before for a
+    line with neither), in recording order: when the producer was to send it."""
+    out: list[int] = []
+    for line in iter_lines(path):
+        raw, _, env = unwrap(line)
+        a = env.get("arrival_ms") if env is not None else None
+        if not isinstance(a, int):
+            try:
+                a = parse_ts(orjson.loads(raw)["ts"])
+            except Exception:  # noqa: BLE001 - a corrupt line: paced with the one before
+                a = out[-1] if out else 0
+        out.append(a)
+    return out
 
 
 def _first_ts(path: Path) -> tuple[int, int]:
@@ -535,8 +556,9 @@ def run(args: argparse.Namespace) -> Result:
                         args.probes_per_s, clock, in_order=args.probes_in_order,
                         wall_gap_s=10.0 / speed)  # fmt: skip
         cpu0 = _cpu_s(proc.pid), time.monotonic()
+        sent: list[float] = []  # when each line was handed to the producer (wall s)
         with probes:
-            produce_recording([rec], settings, speed=speed)
+            produce_recording([rec], settings, speed=speed, sent=sent)
         print(f"produced in {time.time() - t0_ms / 1000:.1f} s, {len(probes.sent):,} probes",
               flush=True)  # fmt: skip
         cpu1 = _cpu_s(proc.pid), time.monotonic()
@@ -562,6 +584,23 @@ def run(args: argparse.Namespace) -> Result:
             f"({(cpu2[0] - cpu1[0]) / max(cpu2[1] - cpu1[1], 1e-9):.2f} of a core)"
         )
         lat = _latencies(server.url, keys, t0_ms, ts0, speed, probes.sent, Ingest(rec), args.dump)
+        # The same from when each line was actually sent: how much of the windowed kinds'
+        # delay is the producer's own lateness against the arrival times it was given.
+        paced = _arrivals(rec)
+        pairs = zip(sent, paced, strict=True)
+        late = sorted(s * 1e3 - (t0_ms + (a - ts0) / speed) for s, a in pairs)
+        if late:
+            notes.append(
+                "the producer's lateness against the recording's arrival times (ms): "
+                f"p50 {_percentile(late, 50):.0f}, p99 {_percentile(late, 99):.0f}, "
+                f"max {late[-1]:.0f}"
+            )
+            actual = [round(ts0 + (s * 1000 - t0_ms) * speed) for s in sent]
+            real = _latencies(server.url, keys, t0_ms, ts0, speed, {}, Ingest(rec, actual))
+            for kind, xs in real.items():
+                if not kind.startswith(("probe", TIMELINE, GAPLINE)) and BY_STAMP not in kind:
+                    if not kind.startswith(PER_EVENT):
+                        lat[f"{kind} {BY_SEND}"] = xs
         if proc.poll() is not None:
             tail = b"".join(log[-30:]).decode(errors="replace")
             raise SystemExit(f"the flow failed (exit {proc.returncode}):\n{tail}")

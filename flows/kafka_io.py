@@ -513,8 +513,11 @@ def produce_recording(
     speed: float | None = None,
     progress: Callable[[int, dict[str, int]], None] | None = None,
     producer_conf: Mapping[str, Any] | None = None,
+    sent: list[float] | None = None,
 ) -> ProduceResult:
     """Send recordings into the topics, keyed, paced at ``speed`` times real time (None: max).
+    ``sent`` (benchmarks): the wall time (``time.time()``) each line was handed to the
+    producer is appended to it, in recording order.
 
     Pacing follows the envelope's arrival time when there is one, else the
     event time, relative to the first line (:class:`PaceClock`: a line far ahead,
@@ -545,6 +548,8 @@ def produce_recording(
             while (delay := due - time.monotonic()) > 0:
                 producer.poll(min(delay, 0.2))
         _produce(producer, topic, value, key, None, delivered)
+        if sent is not None:
+            sent.append(time.time())
         n += 1
         by_topic[topic] = by_topic.get(topic, 0) + 1
         if n % 1000 == 0:
