@@ -13,8 +13,8 @@ the network delivered it: each line at its arrival time (the generator's
 gateway's clock moves by seconds (pacing by stamps held every line behind one
 that ran 5 s ahead). A line with arrival ``a`` enters Kafka at
 ``t0 + (a - a0) / speed`` of wall time. Every alert written to a work order is
-stamped by the dispatch script (its audit entry's ``at``); its latency is that
-stamp minus the wall time its condition was ingested. An alert's ``ts`` is in its
+timed by when Redis wrote it (its audit entry's id, the server's clock); its latency
+is that time minus the wall time its condition was ingested. An alert's ``ts`` is in its
 source's clock: for per-event kinds the triggering event's stamp, for windowed and
 absence kinds when the condition became true (a gap: the last fix plus the
 allowed silence), so it is moved onto the ingest timeline by how far the
@@ -52,7 +52,6 @@ folder named ``citywatch``), to measure an older design on the same input.
 from __future__ import annotations
 
 import argparse
-import bisect
 import dataclasses
 import os
 import signal
@@ -63,7 +62,7 @@ import threading
 import time
 import tomllib
 import urllib.request
-from collections import defaultdict, deque
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -72,140 +71,31 @@ import orjson
 import redis
 from confluent_kafka import Producer
 
-from citywatch.detectors.events import format_ts, parse_ts
+from citywatch.benchmarks.live_input import (
+    PROBE,
+    Ingest,
+    Probes,
+    first_ts,
+    pacing_times,
+    probe_points,
+    span_s,
+    with_arrivals,
+)
+from citywatch.detectors.events import parse_ts
 from citywatch.flows.config import DEFAULT_CONFIG, load_config
 from citywatch.flows.kafka_io import produce_recording
 from citywatch.flows.live import free_ports
 from citywatch.replay.generator import GenParams, generate
-from citywatch.replay.recording import RecordingWriter, iter_lines, unwrap
 from citywatch.sinks.embedded_redis import EmbeddedRedis
 from citywatch.sinks.keys import Keys
 
 PER_EVENT = ("geofence.enter", "geofence.exit", "geofence.cross", "sensor.threshold", "video.")
-PROBE = "probe-"  # the probes' entity ids
-PROBE_ZONE_KINDS = ("airport_site", "levee")  # muck trucks may not enter these
 LATENCY_METRIC = "citywatch_ingest_to_dispatch_seconds"
 LAG_METRIC = "citywatch_consumer_lag_messages"
 BY_STAMP = "(from its stamp)"  # a windowed kind measured from its source's clock as is
 BY_SEND = "(from its last line's actual send)"  # not the arrival time it was to be sent at
 TIMELINE = "~"  # latencies of the probes sent in each 10 s of the run (kept apart)
 GAPLINE = "@"  # the probes' track.gap by 30 s of the run their deadline fell in (kept apart)
-
-
-class Probes:
-    """Muck trucks driving into airport-site and levee zones, sent while the mix flows.
-
-    Each probe is two fixes of a fresh entity: ~150 m outside a zone, then ~100 m
-    inside it 10 s of event time later (event time: the recording's clock, ``clock()``). The
-    wall time of sending the inside fix is kept per entity (``sent``, ms). With
-    ``in_order`` each fix is sent when its time comes (``wall_gap_s`` apart), as a
-    tracker would; otherwise both at once, the outside one 10 s after its stamp (so
-    half the probe source's events arrive 10 s late)."""
-
-    def __init__(
-        self, bootstrap: str, topic: str, points: list[tuple[float, float, float, float]],
-        per_s: float,
-        clock: Any,
-        *, in_order: bool = False, wall_gap_s: float = 10.0,
-    ) -> None:  # fmt: skip
-        self.points, self.per_s, self.clock, self.topic = points, per_s, clock, topic
-        self.in_order, self.wall_gap_s = in_order, wall_gap_s
-        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1})
-        self.sent: dict[str, float] = {}
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _fix(self, entity: str, ts_ms: int, lon: float, lat: float) -> None:
-        doc = {"type": "gps", "ts": format_ts(ts_ms), "src": "probe-gw", "entity": entity,
-               "class": "muck_truck", "lon": round(lon, 6), "lat": round(lat, 6),
-               "speed": 30.0}  # fmt: skip
-        self.producer.produce(self.topic, orjson.dumps(doc), key=entity.encode())
-
-    def _run(self) -> None:
-        if self.in_order:
-            self._run_in_order()
-            return
-        n, start = 0, time.monotonic()
-        while not self.stop.is_set():
-            due = start + n / self.per_s
-            if (delay := due - time.monotonic()) > 0 and self.stop.wait(delay):
-                break
-            x0, y0, x1, y1 = self.points[n % len(self.points)]
-            entity = f"{PROBE}{n:05d}"
-            t = int(self.clock())
-            # ~200 m in 10 s: no teleport, and within max_out_of_order_s, so not late
-            self._fix(entity, t - 10_000, x0, y0)
-            self.sent[entity] = time.time() * 1000
-            self._fix(entity, t, x1, y1)
-            self.producer.poll(0)
-            n += 1
-        self.producer.flush(30)
-
-    def _run_in_order(self) -> None:
-        """Each fix sent as its stamp comes due: the inside one ``wall_gap_s`` after the
-        outside one (the probes started before the stop still get their inside fix)."""
-        n, start = 0, time.monotonic()
-        inside: deque[tuple[float, str, float, float]] = deque()
-        while inside or not self.stop.is_set():
-            now = time.monotonic()
-            if inside and inside[0][0] <= now:
-                _, entity, x1, y1 = inside.popleft()
-                self.sent[entity] = time.time() * 1000
-                self._fix(entity, int(self.clock()), x1, y1)
-                self.producer.poll(0)
-                continue
-            due = start + n / self.per_s
-            if self.stop.is_set() or due > now:
-                wake = inside[0][0] if inside else due
-                if self.stop.is_set():
-                    time.sleep(max(0.0, wake - now))
-                else:
-                    self.stop.wait(max(0.0, min(wake, due) - now))
-                continue
-            x0, y0, x1, y1 = self.points[n % len(self.points)]
-            entity = f"{PROBE}{n:05d}"
-            self._fix(entity, int(self.clock()), x0, y0)
-            inside.append((now + self.wall_gap_s, entity, x1, y1))
-            self.producer.poll(0)
-            n += 1
-        self.producer.flush(30)
-
-    def __enter__(self) -> Probes:
-        if self.per_s > 0:
-            self.thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop.set()
-        if self.thread.is_alive():
-            self.thread.join(60)
-
-
-def _probe_points(cfg: Any) -> list[tuple[float, float, float, float]]:
-    """Per airport-site and levee zone: a point ~150 m outside its border and one ~100 m
-    inside, across the border point nearest its representative point."""
-    from shapely.geometry import Point
-
-    from citywatch.flows.runner import load_reference
-
-    out = []
-    for z in load_reference(cfg).zones.zones:
-        if z.kind not in PROBE_ZONE_KINDS:
-            continue
-        rep = z.geometry.representative_point()
-        edge = z.geometry.boundary.interpolate(z.geometry.boundary.project(rep))
-        dx, dy = edge.x - rep.x, edge.y - rep.y
-        norm = max(1e-9, (dx * dx + dy * dy) ** 0.5)
-        dx, dy = dx / norm, dy / norm
-        outside = (edge.x + 0.0015 * dx, edge.y + 0.0015 * dy)
-        if z.geometry.contains(Point(*outside)):
-            continue
-        for k in (0.001, 0.0005, 0.0002, 0.0001, 0.0):  # thin levees: closer to the edge
-            inside = (edge.x - k * dx, edge.y - k * dy) if k else (rep.x, rep.y)
-            if z.geometry.contains(Point(*inside)):
-                out.append((*outside, *inside))
-                break
-    return out
 
 
 def _scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -235,113 +125,6 @@ def _histogram_quantiles(samples: Samples, qs: tuple[float, ...]) -> list[str]:
         le = next((b for b, c in buckets if total and c >= q * total), float("inf"))
         out.append(f"<= {le:g} s")
     return out
-
-
-def _with_arrivals(stamped: Path, arrivals: list[tuple[int, int]], out: Path) -> None:
-    """``stamped`` as a recording of envelopes carrying each line's ``arrival_ms`` (the
-    generator's ``arrivals``), so that the producer sends each line when the network
-    delivered it, not when its stamp says: a gateway whose clock runs ahead must not
-    hold back every line behind it, as pacing by stamps would."""
-    with RecordingWriter(out) as w:
-        for i, line in enumerate(iter_lines(stamped)):
-            arrival, _true = arrivals[i]
-            env = {"kafka": {"arrival_ms": arrival}, "value": line.decode(errors="replace")}
-            w.write_line(orjson.dumps(env))
-
-
-class Ingest:
-    """When each subject's lines reach Kafka (their ``arrival_ms``, else their stamp),
-    against their stamps: an alert's time is in its source's clock, its ingest time
-    is that time plus how far the subject's latest line at or before it was ingested
-    after its own stamp (the gateway's clock skew and the network's delay)."""
-
-    def __init__(self, path: Path, sent: list[int] | None = None) -> None:
-        """``sent``: each line's actual send, in recording time (aligned with its lines),
-        in place of the arrival time the recording asks for."""
-        by_subject: dict[str, list[tuple[int, int]]] = defaultdict(list)  # (stamp, offset)
-        for i, line in enumerate(iter_lines(path)):
-            raw, _, env = unwrap(line)
-            try:
-                obj = orjson.loads(raw)
-                stamp = parse_ts(obj["ts"])
-                subject = obj.get("entity") or obj.get("sensor") or obj.get("camera")
-            except Exception:  # noqa: BLE001, S112 - a corrupt line has no time
-                continue
-            if not isinstance(subject, str):
-                continue
-            a = env.get("arrival_ms") if env is not None else None
-            if sent is not None and i < len(sent):
-                a = sent[i]
-            by_subject[subject].append((stamp, (a if isinstance(a, int) else stamp) - stamp))
-        self.lines: dict[str, tuple[list[int], list[int]]] = {}
-        for subject, pairs in by_subject.items():  # arrival order is not stamp order
-            pairs.sort()
-            self.lines[subject] = ([s for s, _ in pairs], [o for _, o in pairs])
-
-    def of(self, subject: str, ts_ms: int) -> int:
-        """The ingest time of ``subject``'s condition at ``ts_ms`` of its clock."""
-        found = self.lines.get(subject)
-        if found is None:
-            return ts_ms
-        stamps, offsets = found
-        i = bisect.bisect_right(stamps, ts_ms) - 1
-        return ts_ms + offsets[i] if i >= 0 else ts_ms
-
-
-def _arrivals(path: Path) -> list[int]:
-    """Each line's pacing time (its ``arrival_ms``, else its stamp; the one before for a
-    line with neither), in recording order: when the producer was to send it."""
-    out: list[int] = []
-    for line in iter_lines(path):
-        raw, _, env = unwrap(line)
-        a = env.get("arrival_ms") if env is not None else None
-        if not isinstance(a, int):
-            try:
-                a = parse_ts(orjson.loads(raw)["ts"])
-            except Exception:  # noqa: BLE001 - a corrupt line: paced with the one before
-                a = out[-1] if out else 0
-        out.append(a)
-    return out
-
-
-def _first_ts(path: Path) -> tuple[int, int]:
-    """The first pacing time of the recording (its first line's arrival, else its event
-    time: what the producer paces from), and the count."""
-    first: int | None = None
-    n = 0
-    for line in iter_lines(path):
-        n += 1
-        if first is None:
-            raw, _, env = unwrap(line)
-            a = env.get("arrival_ms") if env is not None else None
-            if isinstance(a, int):
-                first = a
-                continue
-            try:
-                obj = orjson.loads(raw)
-                first = parse_ts(obj["ts"]) if isinstance(obj, dict) and "ts" in obj else None
-            except Exception:  # noqa: BLE001 - a corrupt line is sent unpaced; skip it here
-                first = None
-    if first is None:
-        msg = f"{path}: no event with a time"
-        raise SystemExit(msg)
-    return first, n
-
-
-def _span_s(path: Path) -> float:
-    """The recording's span of event time, from the 0.5th to the 99.5th percentile (a
-    stepped gateway clock, hours off, must not stretch it)."""
-    times = []
-    for line in iter_lines(path):
-        raw, _, _ = unwrap(line)
-        try:
-            obj = orjson.loads(raw)
-            times.append(parse_ts(obj["ts"]))
-        except Exception:  # noqa: BLE001, S112 - corrupt lines have no time
-            continue
-    times.sort()
-    lo, hi = times[len(times) // 200], times[len(times) - 1 - len(times) // 200]
-    return (hi - lo) / 1000.0
 
 
 def _percentile(xs: list[float], q: float) -> float:
@@ -502,9 +285,9 @@ def run(args: argparse.Namespace) -> Result:
             gen = dataclasses.replace(gen, clock_steps_pct=0.0)
         arrivals: list[tuple[int, int]] = []
         generate(load_reference(cfg), gen, work / "city-stamped.jsonl", arrivals=arrivals)
-        _with_arrivals(work / "city-stamped.jsonl", arrivals, rec)
-    ts0, n = _first_ts(rec)
-    span = max(1.0, _span_s(rec))
+        with_arrivals(work / "city-stamped.jsonl", arrivals, rec)
+    ts0, n = first_ts(rec)
+    span = max(1.0, span_s(rec))
     speed = args.speed if args.speed else args.rate / (n / span)
     print(f"{n:,} events over {span:.0f} s of event time; speed x{speed:.2f}", flush=True)
     mock = Producer({"test.mock.num.brokers": 3, "log_level": 2})
@@ -552,7 +335,7 @@ def run(args: argparse.Namespace) -> Result:
 
         stop, lag = threading.Event(), list[float]()
         sampler = _lag_sampler(port, stop, lag)
-        probes = Probes(bootstrap, settings.gps_topic, _probe_points(cfg),
+        probes = Probes(bootstrap, settings.gps_topic, probe_points(cfg),
                         args.probes_per_s, clock, in_order=args.probes_in_order,
                         wall_gap_s=10.0 / speed)  # fmt: skip
         cpu0 = _cpu_s(proc.pid), time.monotonic()
@@ -584,28 +367,41 @@ def run(args: argparse.Namespace) -> Result:
             f"({(cpu2[0] - cpu1[0]) / max(cpu2[1] - cpu1[1], 1e-9):.2f} of a core)"
         )
         lat = _latencies(server.url, keys, t0_ms, ts0, speed, probes.sent, Ingest(rec), args.dump)
-        # The same from when each line was actually sent: how much of the windowed kinds'
-        # delay is the producer's own lateness against the arrival times it was given.
-        paced = _arrivals(rec)
-        pairs = zip(sent, paced, strict=True)
-        late = sorted(s * 1e3 - (t0_ms + (a - ts0) / speed) for s, a in pairs)
-        if late:
-            notes.append(
-                "the producer's lateness against the recording's arrival times (ms): "
-                f"p50 {_percentile(late, 50):.0f}, p99 {_percentile(late, 99):.0f}, "
-                f"max {late[-1]:.0f}"
-            )
-            actual = [round(ts0 + (s * 1000 - t0_ms) * speed) for s in sent]
-            real = _latencies(server.url, keys, t0_ms, ts0, speed, {}, Ingest(rec, actual))
-            for kind, xs in real.items():
-                if not kind.startswith(("probe", TIMELINE, GAPLINE)) and BY_STAMP not in kind:
-                    if not kind.startswith(PER_EVENT):
-                        lat[f"{kind} {BY_SEND}"] = xs
+        _by_actual_send(server.url, keys, rec, sent, (t0_ms, ts0, speed), lat, notes)
         if proc.poll() is not None:
             tail = b"".join(log[-30:]).decode(errors="replace")
             raise SystemExit(f"the flow failed (exit {proc.returncode}):\n{tail}")
         _stop(proc, notes)
         return Result(lat, notes)
+
+
+def _by_actual_send(
+    url: str,
+    keys: Keys,
+    rec: Path,
+    sent: list[float],
+    clock: tuple[float, int, float],
+    lat: dict[str, list[float]],
+    notes: list[str],
+) -> None:
+    """The windowed kinds again, timed from when each line was actually handed to the
+    producer (``sent``, wall s) instead of the arrival time it was to be sent at, and
+    the producer's lateness: how much of their delay is the benchmark's own."""
+    t0_ms, ts0, speed = clock
+    pairs = zip(sent, pacing_times(rec), strict=True)
+    late = sorted(s * 1e3 - (t0_ms + (a - ts0) / speed) for s, a in pairs)
+    if not late:
+        return
+    notes.append(
+        "the producer's lateness against the recording's arrival times (ms): "
+        f"p50 {_percentile(late, 50):.0f}, p99 {_percentile(late, 99):.0f}, max {late[-1]:.0f}"
+    )
+    actual = [round(ts0 + (s * 1000 - t0_ms) * speed) for s in sent]
+    real = _latencies(url, keys, t0_ms, ts0, speed, {}, Ingest(rec, actual))
+    for kind, xs in real.items():
+        if kind.startswith(("probe", TIMELINE, GAPLINE, *PER_EVENT)) or BY_STAMP in kind:
+            continue
+        lat[f"{kind} {BY_SEND}"] = xs
 
 
 def _cpu_s(pid: int) -> float:

@@ -472,16 +472,17 @@ class LaneDetector(Detector):
         ``moved``: the shard's clock moved on (evict idle keys then)."""
         raise NotImplementedError
 
-    def event_shift(self, lane: str) -> int | None:
-        """The shift of the key of the event being processed (live runs;
+    def event_shift(self, ev: Event) -> int | None:
+        """The shift of ``ev``'s key, ``ev`` being processed (live runs;
         ``LaneClocks.shift_ms``), anchored: less its source's transit now, so that
-        :meth:`shift_now` gives how far ahead of ``lane`` the key is judged at any later
+        :meth:`shift_now` gives how far ahead of its lane the key is judged at any later
         time, its own event's transit against its source's transit then. None without a
-        shift (replays, outside a flow, an event that came behind its clock)."""
+        shift (replays, outside a flow, an event that came behind its clock), before its
+        lane is even named: this is asked for nearly every event."""
         lanes = self.lanes
         if lanes is None or not lanes.shift_ms:
             return None
-        return lanes.shift_ms - lanes.transit(lane)
+        return lanes.shift_ms - lanes.transit(lanes.lane(ev))
 
     def shift_now(self, lane: str, anchored: int) -> int:
         """How far ahead of ``lane``'s clock a key with the anchored shift ``anchored``
@@ -495,14 +496,9 @@ class LaneDetector(Detector):
         (``LaneClocks.ingest_clock``): a lane that could not follow its source's transit
         back (a gateway's clock stepped behind: its events come late and its lane never
         goes back) does not judge it early."""
-        lanes = self.lanes
-        if lanes is None:
-            return clock_ms + anchored
-        ms = clock_ms + anchored + lanes.transit(lane)
-        ingest = lanes.ingest_clock(lane)
-        if ingest is not None and ingest + anchored < ms:
-            ms = ingest + anchored
-        return ms
+        ms = clock_ms + self.shift_now(lane, anchored)
+        ingest = self.lanes.ingest_clock(lane) if self.lanes is not None else None
+        return ms if ingest is None else min(ms, ingest + anchored)
 
 
 class LocalClock:

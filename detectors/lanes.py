@@ -171,10 +171,8 @@ class LaneClocks(Stateful):
         self._run_on: dict[str, RunOn] = {}  # partition -> its newest run-on (not state)
         self._caps: dict[str, int] = {}  # source -> the cap its held fix puts on its lanes
         # Live runs (not state): each lane's source's transit, as the batch that changed it
-        # left it, and every source's as a partition's newest run-on had it.
+        # left it (every source's is also in its partition's newest run-on).
         self._transits: dict[str, int] = {}
-        self._run_transits: dict[str, Mapping[str, int]] = {}
-        self._base: dict[str, int] = {}  # partition -> its newest run-on's ``base``
         # Live runs: how far ahead of its lane's clock the key of the event being
         # processed is judged (its *shift*, see :func:`ingest_shift`; 0 in replays and for
         # an event that came behind its clock; not state).
@@ -202,17 +200,14 @@ class LaneClocks(Stateful):
         """The lane ``ev`` came through (in the batch being processed)."""
         return self.name(self.partition, source_name(self.by, ev.src, ev.type))
 
-    def set_transits(self, partition: str, transits: Mapping[str, int], every: bool) -> None:
-        """``partition``'s sources' transits (live runs, ``StampedBatch.transits``):
-        ``every`` source's (a run-on, kept by reference), else those a batch changed."""
-        if every:
-            self._run_transits[partition] = transits
-            return
+    def set_transits(self, partition: str, transits: Mapping[str, int]) -> None:
+        """The transits of ``partition``'s sources a batch changed (live runs,
+        ``StampedBatch.transits``). A source's transit changes only with its events, and
+        each batch that changes it says so: a lane's own entry is never older than a
+        run-on's, which it overrides."""
         name, known = self.name, self._transits
         for source, ms in transits.items():
             known[name(partition, source)] = ms
-        # A source's transit changes only with its events, and each batch that changes it
-        # says so: a lane's own entry is never older than a run-on's, which it overrides.
 
     def transit(self, lane: str) -> int:
         """The transit of ``lane``'s source now (0 when none is known: replays): a key
@@ -222,11 +217,11 @@ class LaneClocks(Stateful):
         ms = self._transits.get(lane)
         if ms is not None:
             return ms
-        if self._run_transits:
+        if self._run_on:
             partition, source = self.split(lane)
-            run = self._run_transits.get(partition)
-            if run is not None:
-                return run.get(source, 0)
+            run_on = self._run_on.get(partition)
+            if run_on is not None:
+                return run_on.transits.get(source, 0)
         return 0
 
     def ingest_clock(self, lane: str) -> int | None:
@@ -234,9 +229,8 @@ class LaneClocks(Stateful):
         end: the wall time then less ``source_slack_ms``), else None. A key whose own
         event took ``own`` ms is silent on it from when that event came:
         :meth:`LaneDetector.judged_clock`."""
-        if not self._base:
-            return None
-        return self._base.get(self.split(lane)[0])
+        run_on = self._run_on.get(self.split(lane)[0]) if self._run_on else None
+        return run_on.base if run_on is not None else None
 
     def clock(self, lane: str) -> int:
         ms = self.clocks.get(lane, NO_WATERMARK)
@@ -264,8 +258,6 @@ class LaneClocks(Stateful):
             self._set_caps(caps)
         if isinstance(clocks, RunOn):
             self._run_on[partition] = clocks
-            if clocks.base > self._base.get(partition, NO_WATERMARK):
-                self._base[partition] = clocks.base
             return RunOnLanes(self, partition, clocks)
         moved: dict[str, int] = {}
         known = self.clocks

@@ -187,7 +187,7 @@ class OfflineDetector(LaneDetector):
             # (no shift: counted from that clock, from when it came already)
         else:
             self._held.add(ev.ts_ms, ev, lane)
-            shift = self.event_shift(lane)
+            shift = self.event_shift(ev)
         if shift is not None:
             newest = self._shift.get(ev.sensor)
             if newest is None or ev.ts_ms > newest[1]:

@@ -380,9 +380,8 @@ class GapDetector(LaneDetector):
             first = _fix(ev, allowed, interval, fleet)
             st = _Track(ts, [first], first)
             self._state.put(ev.entity, st, ts)
-            lane = self.lane_of(ev)
-            self._note_shift(ev.entity, lane)
-            self._schedule(ev.entity, st, ts + allowed, lane)
+            self._note_shift(ev)
+            self._schedule(ev.entity, st, ts + allowed, self.lane_of(ev))
             return
         und = st.undecided
         came = self.arrived_at(ev)
@@ -416,10 +415,9 @@ class GapDetector(LaneDetector):
             fix = _fix(ev, allowed, interval, fleet)
             st.prev, st.last, st.max_ts = (last[0], last[1], last[2]), fix, ts
             und.append(fix)
-            lane = self.lane_of(ev)
-            self._note_shift(ev.entity, lane)
+            self._note_shift(ev)
             if st.timer is None:
-                self._schedule(ev.entity, st, min(f[0] + f[7] for f in und), lane)
+                self._schedule(ev.entity, st, min(f[0] + f[7] for f in und), self.lane_of(ev))
         # An older fix (out of order within the bound) is followed within T by the
         # newest one, so it is decided at once; only its effect above remains.
 
@@ -505,14 +503,14 @@ class GapDetector(LaneDetector):
             )
         )
 
-    def _note_shift(self, entity: str, lane: str) -> None:
+    def _note_shift(self, ev: GpsEvent) -> None:
         """The vehicle's newest fix was just taken: its shift (live runs) is that fix's,
         anchored to its source's transit (:meth:`LaneDetector.event_shift`)."""
-        shift = self.event_shift(lane)
+        shift = self.event_shift(ev)
         if shift is not None:
-            self._shift[entity] = shift
+            self._shift[ev.entity] = shift
         elif self._shift:
-            self._shift.pop(entity, None)
+            self._shift.pop(ev.entity, None)
 
     def _judged_clock(self, entity: str, lane: str, clock_ms: int) -> int:
         anchored = self._shift.get(entity) if self._shift else None

@@ -21,7 +21,7 @@ from citywatch.detectors.base import Detector, KeyedState, ZoneMeta, keyed_state
 from citywatch.detectors.events import DeadLetter, Event, GpsEvent
 from citywatch.detectors.geofence import GeofenceDetector
 from citywatch.detectors.geofence_video import VideoGeofenceDetector
-from citywatch.detectors.lanes import LaneClocks, RunOn
+from citywatch.detectors.lanes import LaneClocks
 from citywatch.detectors.sensor import ThresholdDetector
 from citywatch.detectors.sensor_health import OfflineDetector, StuckDetector
 from citywatch.detectors.sensor_rate import RateDetector
@@ -141,11 +141,11 @@ class DetectorSuite(Stateful):
         fixes the gate still holds for look-ahead (a source's clock only before its own
         held fixes). ``shifts`` (live runs), aligned with ``events``: how far ahead of
         its lane each event's key is judged from then on (``LaneClocks.shift_ms``),
-        against its source's transit in ``transits`` (live runs; every source's when
-        ``clocks`` is a :class:`~citywatch.detectors.lanes.RunOn`)."""
+        against its source's transit in ``transits`` (live runs; every source's is also in
+        ``clocks`` when that is a :class:`~citywatch.detectors.lanes.RunOn`)."""
         self.lanes.partition = partition
         if transits:
-            self.lanes.set_transits(partition, transits, isinstance(clocks, RunOn))
+            self.lanes.set_transits(partition, transits)
         dead = dead if dead is not None else []
         spans = spans if spans is not None else []
         events = events if isinstance(events, list) else list(events)

@@ -156,7 +156,7 @@ class StampedBatch:
     # when every one is 0 (replays).
     shifts: list[int] | None = None
     # Live runs: the transit (``Watermarker.quiet_transit_ms``) of each source this batch
-    # may have changed, or of every source with a run-on (``clocks`` a ``RunOn``): the
+    # may have changed (a run-on, ``clocks`` a ``RunOn``, carries every source's): the
     # shifts are taken against it (see ``citywatch.detectors.lanes.LaneClocks.transit``).
     transits: dict[str, int] | None = None
 

@@ -192,7 +192,7 @@ def watermark_step(
             if last is None or wall_ms - last >= tick_ms:  # once a tick: lanes run on
                 quiet_at[batch.source] = wall_ms
                 run_on = _run_on(wm, min(caught, wall_ms), slack_ms)
-                clocks, transits = run_on, run_on.transits
+                clocks = run_on  # (every source's transit with it)
         alerts: list[Alert] = []
         for source, ts_ms, ref_ms in wm.take_skewed():
             alert = clock_skew_alert(batch.source, source, ts_ms, ref_ms, live=known)

@@ -101,21 +101,25 @@ def test_a_shifted_key_is_never_judged_past_its_partition_s_ingest_clock() -> No
     stepped two minutes behind: its events come late, its lane never goes back) would
     put the key two minutes ahead. It is held to its partition's ingest clock less its
     own event's transit."""
+    from citywatch.detectors.events import SensorEvent
     from citywatch.detectors.sensor_health import OfflineDetector, OfflineParams
 
     det = OfflineDetector({"water_level": OfflineParams(silent_s=600)})
     lanes = LaneClocks()
     det.lanes = lanes
-    lane = lane_name("sensor#0", "gw-1")
-    lanes.set_transits("sensor#0", {"gw-1": 1_000}, False)
+    lanes.partition = "sensor#0"
+    reading = SensorEvent(T0, "wl-1", "water_level", 1.0, src="gw-1")
+    lane = lanes.lane(reading)
+    assert lane == lane_name("sensor#0", "gw-1")
+    lanes.set_transits("sensor#0", {"gw-1": 1_000})
     lanes.shift_ms = -200  # its reading took 1.2 s, the gateway's usual 1.0 s
-    anchored = det.event_shift(lane)
+    anchored = det.event_shift(reading)
     assert anchored == -1_200
     lanes.update("sensor#0", RunOn({"gw-1": T0}, base=T0 + 1_500), {})
     assert det.judged_clock(lane, T0, anchored) == T0 - 200  # its lane + its shift
-    lanes.set_transits("sensor#0", {"gw-1": 121_000}, False)  # the clock stepped behind
+    lanes.set_transits("sensor#0", {"gw-1": 121_000})  # the clock stepped behind
     lanes.update("sensor#0", RunOn({"gw-1": T0 + 100}, base=T0 + 1_600), {})
     # by the transit alone: T0 + 100 - 1_200 + 121_000, two minutes ahead
     assert det.judged_clock(lane, lanes.clock(lane), anchored) == T0 + 1_600 - 1_200
     lanes.shift_ms = 0
-    assert det.event_shift(lane) is None
+    assert det.event_shift(reading) is None
