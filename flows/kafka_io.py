@@ -44,6 +44,12 @@ log = logging.getLogger("citywatch.kafka")
 STOP = threading.Event()
 
 _IDLE_POLL_S = 0.05
+# A consumer's close() waits for its broker threads: about 4 s each when the brokers are
+# gone, and Bytewax closes the partitions one after the other (46 s for 12 partitions).
+# They close side by side instead, and a stopping run waits this long for them in all.
+CLOSE_WAIT_S = 5.0
+_closing: list[threading.Thread] = []
+_closing_lock = threading.Lock()
 FETCH_WAIT_MS = 50  # the flow's consumers' fetch.wait.max.ms unless [kafka.client] sets it
 _KEY_FIELDS = {"gps": "entity", "sensor": "sensor", "video": "camera"}
 
@@ -272,7 +278,38 @@ class _KafkaPartition(StatefulSourcePartition[RawBatch, int]):
         return self._offset
 
     def close(self) -> None:
-        self._consumer.close()
+        # Nothing is left to commit (offsets go with the snapshots): closed in the
+        # background, all partitions at once; ``await_consumers_closed`` bounds the wait.
+        close_in_background(self._consumer.close, self._name)
+
+
+def close_in_background(close: Callable[[], None], name: str) -> None:
+    """Run ``close`` (a Kafka client's) on a daemon thread of its own, so that clients
+    whose brokers are gone close side by side and cannot keep the process from exiting."""
+
+    def run() -> None:
+        try:
+            close()
+        except Exception as exc:  # noqa: BLE001 - a close that fails is only logged
+            log.warning("kafka client close failed", extra={"client": name, "error": str(exc)})
+
+    thread = threading.Thread(target=run, name=f"kafka-close-{name}", daemon=True)
+    thread.start()
+    with _closing_lock:
+        _closing.append(thread)
+
+
+def await_consumers_closed(timeout_s: float = CLOSE_WAIT_S) -> int:
+    """Wait up to ``timeout_s`` in all for the clients closing in the background; returns
+    how many had not closed by then (their brokers unreachable: they are left to the
+    process's exit)."""
+    deadline = time.monotonic() + timeout_s
+    with _closing_lock:
+        threads = list(_closing)
+        _closing.clear()
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    return sum(t.is_alive() for t in threads)
 
 
 class KafkaBatchSource(FixedPartitionedSource[RawBatch, int]):
@@ -370,7 +407,12 @@ class KafkaDeadLetterSink(BatchSink[DeadLetter]):
 
     def close(self) -> None:
         if self._producer is not None:
-            self._producer.flush(30)
+            left = self._producer.flush(10)
+            if left:  # brokers unreachable: they stay in the Redis dead-letter stream
+                log.warning(
+                    "dead letters not delivered to the DLQ topic",
+                    extra={"topic": self.settings.dlq_topic, "messages": left},
+                )
 
 
 def _produce(

@@ -38,10 +38,12 @@ from citywatch.detectors.alerts import Alert
 from citywatch.detectors.events import DeadLetter
 from citywatch.flows.config import Config, ConfigError
 from citywatch.flows.kafka_io import (
+    CLOSE_WAIT_S,
     STOP,
     KafkaBatchSource,
     KafkaDeadLetterSink,
     PartitionHooks,
+    await_consumers_closed,
     request_stop,
 )
 from citywatch.flows.metrics import Metrics, MetricsStats
@@ -225,6 +227,12 @@ def run_live(cfg: Config, redis_url: str, opts: RunOptions) -> MetricsStats:
     finally:
         reporter.stop()
         signal.signal(signal.SIGTERM, previous)
+        unclosed = await_consumers_closed()
+        if unclosed:
+            log.warning(
+                "kafka consumers still closing (brokers unreachable?); exiting without them",
+                extra={"consumers": unclosed, "waited_s": CLOSE_WAIT_S},
+            )
     log.info("finished", extra={"seconds": round(time.monotonic() - t0, 3), **stats_fields(stats)})
     return stats
 

@@ -42,6 +42,7 @@ from citywatch.flows.runner import run_recordings
 from citywatch.replay.generator import GenParams, generate
 from citywatch.replay.recording import iter_lines, unwrap
 from citywatch.sinks.dispatch import Dispatch, Route, Written
+from citywatch.sinks.keys import Keys
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
@@ -413,6 +414,60 @@ def test_kill_9_at_random_points_loses_and_duplicates_no_work_order(
     queued = _queue_entries(crash_url)
     assert queued == _queue_entries(ref_url)
     assert queued
+
+
+def test_a_run_stops_within_seconds_when_its_brokers_have_vanished(
+    recording: Path, config: Config, redis_server: object, tmp_path: Path
+) -> None:
+    """SIGTERM after every broker went away: the run stores its last snapshot and
+    exits within seconds. Each consumer's close waits for its broker threads (about
+    4 s with the brokers gone) and Bytewax closed the 12 partitions one after the
+    other: 46 s; now they close side by side, waited for 5 s in all."""
+    from confluent_kafka import Producer
+
+    mock = Producer({"test.mock.num.brokers": 3, "log_level": 2})
+    md = mock.list_topics(timeout=10)
+    bootstrap = ",".join(f"{b.host}:{b.port}" for b in md.brokers.values())
+    produce_recording([recording], _settings(config, bootstrap))  # type: ignore[arg-type]
+    url = _db(redis_server.url, 4)  # type: ignore[attr-defined]
+    redis.Redis.from_url(url).flushdb()
+    cmd = [c for c in _run_cmd(bootstrap, url, tmp_path / "rec") if c != "--stop-at-end"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    lines: list[bytes] = []
+    assigned = threading.Event()
+
+    def drain() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if sum(b'"message":"partition assigned"' in x for x in lines) >= 12:
+                assigned.set()
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        assert assigned.wait(TIMEOUT_S), "the run never assigned its partitions"
+        client, index = redis.Redis.from_url(url), Keys(config.redis.prefix).index()
+        deadline = time.monotonic() + TIMEOUT_S
+        while not client.zcard(index) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert client.zcard(index), "no work order was written before the brokers went"
+        del mock  # the mock cluster goes with its producer: every broker is gone
+        time.sleep(2)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            rc = proc.wait(timeout=25)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the run did not exit within 25 s of SIGTERM with its brokers gone")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(5)
+    log = b"".join(lines).decode()
+    assert rc == 0, log[-3000:]
+    assert '"message":"finished"' in log
+    assert "kafka consumers still closing" in log  # the bounded wait was what ended it
 
 
 def test_metrics_count_what_the_run_stats_count() -> None:
