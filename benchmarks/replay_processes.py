@@ -12,6 +12,7 @@ laid out as the ``citywatch`` package (``replay_versions --tree REF DIR`` makes 
 from a commit; TREE is its ``pkg`` folder) and run with ``PYTHONPATH`` set to it
 from a scratch folder: each round runs every version in turn, ``-p 1`` then ``-p N``
 (``--only-processes``: ``-p N`` alone). Without it, the code this interpreter imports.
+``--config`` replays with another configuration (another ``[flow] shards``, say).
 
     python -m citywatch.benchmarks.replay_processes REC.jsonl --processes 2 --rounds 2
     python -m citywatch.benchmarks.replay_processes REC.jsonl --processes 2 --rounds 2 \\
@@ -46,15 +47,24 @@ class Outcome:
     alerts: int
 
 
-def one_run(recording: Path, processes: int, out: Path, tree: Path | None = None) -> Outcome:
+def one_run(
+    recording: Path,
+    processes: int,
+    out: Path,
+    tree: Path | None = None,
+    config: Path | None = None,
+) -> Outcome:
     """Replay with ``processes`` processes; wall, CPU per process, peak RSS per process.
-    ``tree``: run that tree's code (``PYTHONPATH``), from ``out``'s folder."""
+    ``tree``: run that tree's code (``PYTHONPATH``), from ``out``'s folder; ``config``:
+    replay with that configuration."""
     with EmbeddedRedis() as server:
         env = {**os.environ, "CITYWATCH_REDIS_URL": server.url}
         if tree is not None:
             env["PYTHONPATH"] = str(tree.resolve())
         rec = str(recording.resolve())
         base = [sys.executable, "-m", "citywatch.flows.cli", "replay", rec, "--quiet"]
+        if config is not None:
+            base += ["--config", str(config.resolve())]
         cluster: list[str] = []
         if processes > 1:
             cluster = ["-a", ";".join(f"127.0.0.1:{p}" for p in free_ports(processes))]
@@ -94,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--version", action="append", default=[], metavar="NAME=TREE")
     ap.add_argument("--only-processes", action="store_true", help="no -p 1 runs")
+    ap.add_argument("--config", type=Path, default=None, help="replay with this configuration")
     args = ap.parse_args(argv)
     n = args.processes
     versions: dict[str, Path | None] = {
@@ -110,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             for c in counts:
                 before = _load()
                 out = work / f"r{r}-{name or 'here'}-p{c}.alerts"
-                res = one_run(args.recording, c, out, tree)
+                res = one_run(args.recording, c, out, tree, args.config)
                 texts.add(out.read_bytes())
                 walls[(name, c)].append(res.wall_s)
                 busiest[(name, c)].append(max(res.cpu_s))

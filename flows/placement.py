@@ -103,9 +103,15 @@ def shard_names(shards: int, workers: int, fixed: Mapping[str, float]) -> list[s
     return names
 
 
-def replay_fixed(sources: Sequence[str], peer: bool) -> dict[str, float]:
-    """The single-key stages of a replay and their weights (see the module's text)."""
-    fixed = {src: SOURCE_WEIGHT / max(1, len(sources)) for src in sources}
+def replay_fixed(sources: Sequence[str], peer: bool, shards: int = 8) -> dict[str, float]:
+    """The single-key stages of a replay and their weights in shards of ``shards`` (the
+    weights above were measured against 8: with more shards each is a smaller share).
+
+    >>> replay_fixed(["recording"], peer=True, shards=16)
+    {'recording': 1.3, 'peer': 3.4}
+    """
+    scale = shards / 8
+    fixed = {src: SOURCE_WEIGHT * scale / max(1, len(sources)) for src in sources}
     if peer:
-        fixed["peer"] = PEER_WEIGHT
+        fixed["peer"] = PEER_WEIGHT * scale
     return fixed

@@ -250,7 +250,7 @@ def run_recordings(
         cluster = {"process_id": process_id or 0, "addresses": list(addresses)}
         # Shards named to even out the workers, the single-key stages counted.
         sources = announced_partitions([Path(p) for p in paths]) or ("recording",)
-        fixed = replay_fixed(sources, peer=cfg.anomaly.peer is not None)
+        fixed = replay_fixed(sources, peer=cfg.anomaly.peer is not None, shards=cfg.flow.shards)
         names = shard_names(cfg.flow.shards, len(addresses) * workers, fixed)
         if speed is None:
             # The readers keep within SHARE_AHEAD chunks of what this process's shards
