@@ -26,7 +26,8 @@ that transit rises meanwhile. Replays have none.
 
 A live partition's lanes run on with the wall clock once a tick as one :class:`RunOn`
 (every source's lane), which a shard keeps by reference and reads a lane from only when
-a timer of it may be due (:class:`RunOnLanes`): a tick costs a shard nothing per source.
+a timer of it may be due (:class:`RunOnLanes`): a tick costs a shard nothing per source,
+and only that partition's lanes with something pending are looked at.
 
 Deterministic for any batching: an event that comes behind its lane's clock is
 passed on with the clock it came at (``Detector.on_arrival``), and its lane's clock
@@ -59,8 +60,10 @@ from citywatch.detectors.timers import DueTimers
 from citywatch.detectors.watermark import NO_WATERMARK, source_name
 
 T = TypeVar("T")
-# More lanes than this moving on at once (a quiet partition running its lanes on with the
-# wall clock, once a tick) are not walked: the heap of due times says which have work.
+# More lanes than this moving on with one batch (a replay's batches of thousands of
+# events), and more of them than the heap of due times holds entries, are not walked: the
+# heap says which have work. A live partition's run-on goes through the partition's own
+# lanes with something pending instead (``_ByLane._pop_run_on``).
 LAZY_LANES = 32
 NO_LANES: Mapping[str, int] = MappingProxyType({})  # only the shard's clock moved on
 # A key judged by its shift (live runs) is filed this much ahead of its deadline on its
@@ -114,10 +117,21 @@ class RunOnLanes(Mapping[str, int]):
         self._run_on = run_on
         self.top = run_on.top
 
+    @property
+    def partition(self) -> str:
+        return self._partition
+
     def __getitem__(self, lane: str) -> int:
+        ms = self.clock_of(lane)
+        if ms is None:
+            raise KeyError(lane)
+        return ms
+
+    def clock_of(self, lane: str) -> int | None:
+        """``lane``'s clock, None if it is not a lane of this partition's run-on."""
         partition, source = self._clocks.split(lane)
         if partition != self._partition or source not in self._run_on:
-            raise KeyError(lane)
+            return None
         return self._clocks.clock(lane)
 
     def __iter__(self) -> Iterator[str]:
@@ -130,6 +144,10 @@ class RunOnLanes(Mapping[str, int]):
 
 def lane_name(partition: str, source: str) -> str:
     return f"{partition}|{source}"
+
+
+def _partition_of(lane: str) -> str:
+    return lane.partition("|")[0]
 
 
 def ingest_shift(transit_ms: int, source_transit_ms: int, bound_ms: int) -> int:
@@ -307,6 +325,25 @@ class _ByLane(Generic[T]):
     def __init__(self) -> None:
         self._lanes: dict[str, T] = {}
         self._next: list[tuple[int, str]] = []
+        # Live runs (not state): the lanes with something pending, by partition, made on
+        # the first run-on (:meth:`_pop_run_on`) and kept from then on.
+        self._parts: dict[str, set[str]] | None = None
+
+    def _filed(self, lane: str) -> None:
+        """``lane`` got a box (it had nothing pending)."""
+        if self._parts is not None:
+            part = self._parts.get(_partition_of(lane))
+            if part is None:
+                part = self._parts[_partition_of(lane)] = set()
+            part.add(lane)
+
+    def _emptied(self, lane: str) -> None:
+        """``lane``'s box was emptied: drop it."""
+        del self._lanes[lane]
+        if self._parts is not None:
+            part = self._parts.get(_partition_of(lane))
+            if part is not None:
+                part.discard(lane)
 
     def _first(self, box: T) -> int | None:
         raise NotImplementedError
@@ -325,7 +362,9 @@ class _ByLane(Generic[T]):
         out: list[tuple[Any, str]] = []
         boxes = self._lanes
         if lanes and boxes:
-            if len(lanes) > LAZY_LANES:
+            if isinstance(lanes, RunOnLanes):
+                self._pop_run_on(now_ms, lanes, before, out)
+            elif len(lanes) > LAZY_LANES and len(lanes) > len(self._next):
                 self._pop_lazy(now_ms, lanes, before, out)
             else:
                 for lane, clock in lanes.items():
@@ -333,7 +372,7 @@ class _ByLane(Generic[T]):
                     if box is not None and clock - before > now_ms:
                         out.extend((x, lane) for x in self._take(box, clock - before))
                         if self._first(box) is None:
-                            del boxes[lane]
+                            self._emptied(lane)
         nxt = self._next
         while nxt and nxt[0][0] <= now_ms:
             _, lane = heapq.heappop(nxt)
@@ -343,10 +382,56 @@ class _ByLane(Generic[T]):
             out.extend((x, lane) for x in self._take(box, now_ms))
             first = self._first(box)
             if first is None:
-                del boxes[lane]
+                self._emptied(lane)
             else:
                 heapq.heappush(nxt, (first, lane))
         return out
+
+    def _compact(self) -> None:
+        """The heap of due times, one entry per lane with something pending."""
+        first = self._first
+        nxt = [(due, lane) for lane, box in self._lanes.items() if (due := first(box)) is not None]
+        heapq.heapify(nxt)
+        self._next = nxt
+
+    def _pop_run_on(
+        self, now_ms: int, moved: RunOnLanes, before: int, out: list[tuple[Any, str]]
+    ) -> None:
+        """A live partition's lanes ran on (:class:`RunOn`, once a tick): only that
+        partition's lanes with something pending are looked at, and a lane's clock is
+        read only when its earliest due is at or before the highest lane. What is due
+        comes out by (earliest due, lane). The heap of due times is not walked: its
+        entries for lanes emptied here go stale, and once it holds more than twice as
+        many entries as there are lanes pending it is made again, one entry per lane at
+        its earliest due (a lane emptied and filed again between two passes of the
+        shard's clock would otherwise leave an entry each time)."""
+        if self._parts is None:
+            self._parts = {}
+            for lane in self._lanes:
+                self._filed(lane)
+        if len(self._next) > 2 * len(self._lanes) + 64:
+            self._compact()
+        bound = moved.top - before
+        if bound <= now_ms:
+            return
+        pending = self._parts.get(moved.partition)
+        if not pending:
+            return
+        boxes = self._lanes
+        taken: list[tuple[int, str, list[Any]]] = []
+        for lane in pending:
+            box = boxes[lane]
+            first = self._first(box)
+            if first is None or first > bound:
+                continue
+            clock = moved.clock_of(lane)
+            if clock is None or clock - before <= now_ms or first > clock - before:
+                continue
+            taken.append((first, lane, self._take(box, clock - before)))
+        for _due, lane, items in sorted(taken, key=lambda t: (t[0], t[1])):
+            if self._first(boxes[lane]) is None:
+                self._emptied(lane)
+            out.extend((x, lane) for x in items)
 
     def _pop_lazy(
         self, now_ms: int, moved: Mapping[str, int], before: int, out: list[tuple[Any, str]]
@@ -355,7 +440,7 @@ class _ByLane(Generic[T]):
         something due by their new clock are looked at, found from the heap of earliest
         due times (every lane with something pending has an entry at or before it), not
         by a walk over the lanes. The same items as a walk, in the same order."""
-        top = moved.top if isinstance(moved, RunOnLanes) else max(moved.values())
+        top = max(moved.values())
         bound = top - before
         if bound <= now_ms:
             return
@@ -378,25 +463,10 @@ class _ByLane(Generic[T]):
                 continue
             taken.setdefault(lane, []).extend(self._take(box, clock - before))
             if self._first(box) is None:
-                del boxes[lane]
-        if isinstance(moved, RunOnLanes):
-            # Live: a lane's entries come and go with its timers every tick; keep one per
-            # lane still pending (at its earliest due) and drop the stale ones, or they
-            # pile up between the shard's clock and the lanes' and are looked at again
-            # on every tick.
-            firsts: dict[str, int] = {}
-            for _due, lane in looked:
-                box = boxes.get(lane)
-                if box is not None and lane not in firsts:
-                    first = self._first(box)
-                    if first is not None:
-                        firsts[lane] = first
-            for lane, first in firsts.items():
-                heapq.heappush(nxt, (first, lane))
-        else:
-            for entry in looked:
-                heapq.heappush(nxt, entry)
-        if len(taken) > 1 and not isinstance(moved, RunOnLanes):
+                self._emptied(lane)
+        for entry in looked:
+            heapq.heappush(nxt, entry)
+        if len(taken) > 1:
             for lane in [lane for lane in moved if lane in taken]:
                 out.extend((x, lane) for x in taken[lane])
         else:
@@ -423,6 +493,7 @@ class LaneTimers(_ByLane[DueTimers], Stateful):
         box = self._lanes.get(lane)
         if box is None:
             box = self._lanes[lane] = DueTimers()
+            self._filed(lane)
         before = box.first()
         box.add(key, due_ms)
         self._noted(lane, before, due_ms)
@@ -447,6 +518,7 @@ class LaneTimers(_ByLane[DueTimers], Stateful):
             old = DueTimers()
             old.restore(snap)
             self._lanes = {"": old} if len(old) else {}
+            self._parts = None
             first = old.first()
             self._next = [] if first is None else [(first, "")]
             return
@@ -456,6 +528,7 @@ class LaneTimers(_ByLane[DueTimers], Stateful):
             t = self._lanes[lane] = DueTimers()
             t.__setstate__(saved)
         self._next = list(data["next"])
+        self._parts = None
 
 
 class LaneQueue(_ByLane[list[tuple[int, int, T]]], Stateful, Generic[T]):
@@ -484,6 +557,7 @@ class LaneQueue(_ByLane[list[tuple[int, int, T]]], Stateful, Generic[T]):
         box = self._lanes.get(lane)
         if box is None:
             box = self._lanes[lane] = []
+            self._filed(lane)
         if not box or ts_ms < box[0][0]:  # :meth:`_noted`, inline (once per reading)
             heapq.heappush(self._next, (ts_ms, lane))
         self._seq += 1
@@ -508,6 +582,7 @@ class LaneQueue(_ByLane[list[tuple[int, int, T]]], Stateful, Generic[T]):
         self._lanes = {lane: list(box) for lane, box in data["lanes"].items()}
         self._next = list(data["next"])
         self._seq = data["seq"]
+        self._parts = None
 
 
 __all__ = ["LaneClocks", "LaneQueue", "LaneTimers", "RunOn", "RunOnLanes", "lane_name"]

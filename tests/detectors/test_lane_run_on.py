@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import random
 
-from citywatch.detectors.lanes import LaneClocks, LaneTimers, RunOn, RunOnLanes, lane_name
+from citywatch.detectors.lanes import (
+    LaneClocks,
+    LaneQueue,
+    LaneTimers,
+    RunOn,
+    RunOnLanes,
+    lane_name,
+)
 from citywatch.detectors.state import Snapshot
 from citywatch.detectors.watermark import NO_WATERMARK
 
@@ -123,3 +130,49 @@ def test_a_shifted_key_is_never_judged_past_its_partition_s_ingest_clock() -> No
     assert det.judged_clock(lane, lanes.clock(lane), anchored) == T0 + 1_600 - 1_200
     lanes.shift_ms = 0
     assert det.event_shift(reading) is None
+
+
+def test_a_run_on_reads_only_its_own_partition_s_lanes_with_something_pending() -> None:
+    asked: list[str] = []
+
+    class Counting(LaneClocks):
+        def clock(self, lane: str) -> int:
+            asked.append(lane)
+            return super().clock(lane)
+
+    lanes = Counting()
+    queue: LaneQueue[str] = LaneQueue()
+    for i in range(40):
+        queue.add(T0 + i, f"a{i}", lane_name("sensor#0", f"gw-{i}"))
+        queue.add(T0 + i, f"b{i}", lane_name("sensor#1", f"gw-{i}"))
+    queue.pop_due(T0 - 60_000, lanes.update("sensor#1", RunOn({"gw-0": T0 - 1}), {}))
+    asked.clear()
+    moved = lanes.update("sensor#0", RunOn({f"gw-{i}": T0 + 100 for i in range(500)}), {})
+    got = queue.pop_due(T0 - 60_000, moved)
+    assert [item for item, _lane in got] == [f"a{i}" for i in range(40)]  # by due time
+    # Its own 40 lanes with readings pending, not its 500 sources nor the other's lanes.
+    assert sorted(asked) == sorted(lane_name("sensor#0", f"gw-{i}") for i in range(40))
+    assert len(queue) == 40  # partition 1's readings still wait for their lanes
+
+
+def test_lanes_emptied_and_filed_again_between_passes_of_the_shard_clock_keep_the_heap_small() -> (
+    None
+):
+    """Live: each tick's run-on empties a lane, a new reading files it again, while the
+    shard's clock stays far behind: the heap of due times is made again once it holds
+    more than twice as many entries as lanes are pending, and nothing is lost."""
+    lanes = LaneClocks()
+    queue: LaneQueue[int] = LaneQueue()
+    sources = [f"gw-{i}" for i in range(50)]
+    added = taken = 0
+    biggest = 0
+    for tick in range(2_000):
+        at = T0 + tick * 100
+        for source in sources:
+            queue.add(at, added, lane_name("sensor#0", source))
+            added += 1
+        moved = lanes.update("sensor#0", RunOn(dict.fromkeys(sources, at)), {})
+        taken += len(queue.pop_due(T0 - 600_000, moved))
+        biggest = max(biggest, len(queue._next))
+    assert taken == added and len(queue) == 0
+    assert biggest <= 2 * len(sources) + 64 + len(sources)

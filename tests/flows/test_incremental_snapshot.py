@@ -81,3 +81,39 @@ def test_a_restored_incremental_snapshot_goes_on_exactly_as_the_fed_suite(
     assert after_fed, "the rest of the input raises alerts"
     assert pickle.dumps(after_back) == pickle.dumps(after_fed)
     assert _same(back, fed)
+
+
+def test_a_live_shard_encodes_ahead_once_a_wall_second_whatever_its_tick(
+    config: Config, reference: Reference
+) -> None:
+    """The early encoding runs on the first wall tick of each second: with ticks of
+    100 ms it ran on every tick, ten times the work (13 % of the flow at 10,000 ev/s)."""
+    from datetime import UTC, datetime, timedelta
+
+    from citywatch.flows.detect import ShardLogic
+
+    catalog = reference.zone_catalog()
+    clock = [datetime(2026, 12, 1, tzinfo=UTC)]
+    logic = ShardLogic(
+        lambda: DetectorSuite.from_config(config, catalog),
+        lambda: catalog,
+        None,
+        timers="wall",
+        tick_s=0.1,
+        now=lambda: clock[0],
+    )
+    encoded_at: list[datetime] = []
+    precode = logic.suite.precode
+
+    def counting(max_keys: int) -> int:
+        encoded_at.append(clock[0])
+        return precode(max_keys)
+
+    logic.suite.precode = counting  # type: ignore[method-assign]
+    for _ in range(30):  # 3 s of 100 ms ticks
+        logic.on_notify()
+        clock[0] += timedelta(milliseconds=100)
+    assert len(encoded_at) == 3
+    assert [b - a for a, b in zip(encoded_at, encoded_at[1:], strict=False)] == [
+        timedelta(seconds=1)
+    ] * 2
