@@ -109,17 +109,13 @@ class RunOnLanes(Mapping[str, int]):
     """The lanes of one partition that ran on (:class:`RunOn`), as a shard sees them: a
     lane's clock is looked up when asked for, never computed for every lane."""
 
-    __slots__ = ("_clocks", "_partition", "_run_on", "top")
+    __slots__ = ("_clocks", "_run_on", "partition", "top")
 
     def __init__(self, clocks: LaneClocks, partition: str, run_on: RunOn) -> None:
         self._clocks = clocks
-        self._partition = partition
+        self.partition = partition
         self._run_on = run_on
         self.top = run_on.top
-
-    @property
-    def partition(self) -> str:
-        return self._partition
 
     def __getitem__(self, lane: str) -> int:
         ms = self.clock_of(lane)
@@ -130,13 +126,13 @@ class RunOnLanes(Mapping[str, int]):
     def clock_of(self, lane: str) -> int | None:
         """``lane``'s clock, None if it is not a lane of this partition's run-on."""
         partition, source = self._clocks.split(lane)
-        if partition != self._partition or source not in self._run_on:
+        if partition != self.partition or source not in self._run_on:
             return None
         return self._clocks.clock(lane)
 
     def __iter__(self) -> Iterator[str]:
         name = self._clocks.name
-        return (name(self._partition, source) for source in self._run_on)
+        return (name(self.partition, source) for source in self._run_on)
 
     def __len__(self) -> int:
         return len(self._run_on)
@@ -332,10 +328,7 @@ class _ByLane(Generic[T]):
     def _filed(self, lane: str) -> None:
         """``lane`` got a box (it had nothing pending)."""
         if self._parts is not None:
-            part = self._parts.get(_partition_of(lane))
-            if part is None:
-                part = self._parts[_partition_of(lane)] = set()
-            part.add(lane)
+            self._parts.setdefault(_partition_of(lane), set()).add(lane)
 
     def _emptied(self, lane: str) -> None:
         """``lane``'s box was emptied: drop it."""
@@ -440,8 +433,7 @@ class _ByLane(Generic[T]):
         something due by their new clock are looked at, found from the heap of earliest
         due times (every lane with something pending has an entry at or before it), not
         by a walk over the lanes. The same items as a walk, in the same order."""
-        top = max(moved.values())
-        bound = top - before
+        bound = max(moved.values()) - before
         if bound <= now_ms:
             return
         boxes, nxt = self._lanes, self._next
