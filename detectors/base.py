@@ -377,6 +377,11 @@ class Detector(Stateful):
     # through ``on_arrival`` right before ``on_event``, the clock at which an event that
     # came behind it arrived, and must let it change nothing decided before that.
     on_front: bool = False
+    # Its ``on_watermark`` does batch work whose cost is per call, not per event (the
+    # anomaly bank's vectorised step): a live shard may call it once a tick rather than
+    # after every input batch (``DetectorSuite.process(settle=False)``). Its results must
+    # not depend on how calls group its events.
+    settles_on_tick: bool = False
     # The event on_arrival spoke of, and its clock, until its on_event (never state).
     _arrival: tuple[Event, int] | None = None
     # The shard's per-source clocks, given by the suite to ``on_front`` detectors (never

@@ -129,6 +129,7 @@ class DetectorSuite(Stateful):
         partition: str = "",
         shifts: Sequence[int] | None = None,
         transits: Mapping[str, int] | None = None,
+        settle: bool = True,
     ) -> int:
         """Run ``events`` (of input partition ``partition``) through the detectors, tell
         them which keys were ``heard`` from (events set aside, or stamped off the clock
@@ -142,7 +143,9 @@ class DetectorSuite(Stateful):
         held fixes). ``shifts`` (live runs), aligned with ``events``: how far ahead of
         its lane each event's key is judged from then on (``LaneClocks.shift_ms``),
         against its source's transit in ``transits`` (live runs; every source's is also in
-        ``clocks`` when that is a :class:`~citywatch.detectors.lanes.RunOn`)."""
+        ``clocks`` when that is a :class:`~citywatch.detectors.lanes.RunOn`). With
+        ``settle`` False, detectors that ``settles_on_tick`` are not advanced (a live
+        shard's batch between two ticks); the next call with it True does."""
         self.lanes.partition = partition
         if transits:
             self.lanes.set_transits(partition, transits)
@@ -207,7 +210,7 @@ class DetectorSuite(Stateful):
         for det in self.detectors:
             if det.on_front:
                 det.on_clocks(front_ms, moved, out)
-            else:
+            elif settle or not det.settles_on_tick:
                 det.on_watermark(wm_ms, out)
         return wm_ms
 
@@ -311,6 +314,7 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, ShardOutput, bytes]):
         self._lag_ms = lag_ms
         self._tick = timedelta(seconds=tick_s)
         self._precoded_at: datetime | None = None  # the last wall tick that encoded ahead
+        self._settled_at: datetime | None = None  # the last wall time every detector was advanced
         self._now = now
         self._event_wm = -(2**62)
         # Live Kafka partitions: the wall time each was last read to its end (not state).
@@ -328,7 +332,10 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, ShardOutput, bytes]):
         dead: list[DeadLetter] = []
         spans: list[StopSpan] = []
         top = NO_WATERMARK
-        for batch in values:
+        # A live shard advances detectors that settle on a tick (the anomaly bank) once a
+        # tick, with its last batch then, not after every batch (see DetectorSuite.process).
+        last = len(values) - 1 if not self._wall or self._tick_due() else -1
+        for i, batch in enumerate(values):
             start = len(out)
             if self._on_stamped is not None and batch.seq is not None:
                 self._on_stamped(batch.source, batch.seq)
@@ -349,12 +356,20 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, ShardOutput, bytes]):
                 batch.source,
                 batch.shifts,
                 batch.transits,
+                settle=not self._wall or i == last,
             )
             top = max(top, wm_ms)
             for alert in out[start:]:
                 alert.ingest_ns = batch.ingest_ns
                 alert.wm_ms = wm_ms
         return [ShardOutput(out, dead, spans, top)], StatefulBatchLogic.RETAIN
+
+    def _tick_due(self) -> bool:
+        now = self._now()
+        if self._settled_at is not None and now - self._settled_at < self._tick:
+            return False
+        self._settled_at = now
+        return True
 
     def _note_caught(self, batch: ShardBatch) -> None:
         caught = self._caught
@@ -371,9 +386,23 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, ShardOutput, bytes]):
         return now_ms - self._lag_ms
 
     def notify_at(self) -> datetime | None:
+        # A tick after the last call: while batches keep coming, each advances the
+        # detectors (the first one after a tick settles those that wait for it), so
+        # waking the shard as well would only repeat that work. Readings left for the
+        # tick wait for the next batch after it, or a tick of quiet.
         return self._now() + self._tick if self._wall else None
 
     def on_notify(self) -> tuple[Iterable[ShardOutput], bool]:
+        self._settled_at = self._now()
+        return self._settle()
+
+    def on_eof(self) -> tuple[Iterable[ShardOutput], bool]:
+        # A live shard's last batches may have left readings for the next tick.
+        if not self._wall:
+            return [], StatefulBatchLogic.RETAIN
+        return self._settle()
+
+    def _settle(self) -> tuple[Iterable[ShardOutput], bool]:
         res = ShardOutput([], [], [])
         wm_ms = self.suite.process(
             [], max(self._event_wm, self._wall_wm()), res.alerts, res.dead, res.spans

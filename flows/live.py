@@ -19,10 +19,13 @@ import ctypes
 import dataclasses
 import logging
 import os
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -85,12 +88,41 @@ def live_config(cfg: Config, timers: str | None = None) -> Config:
     return dataclasses.replace(cfg, flow=dataclasses.replace(cfg.flow, **changes))
 
 
+# SQLite pages of the recovery store: a snapshot is a few large blobs (one per detection
+# shard, MBs each), which SQLite stores as chains of overflow pages; with its default
+# 4 KiB pages Bytewax's write of them took ~1.6x as long ("benchmarks/snapshot_store.py").
+RECOVERY_PAGE_SIZE = 65_536
+
+
+def init_recovery_files(path: Path, partitions: int, page_size: int = RECOVERY_PAGE_SIZE) -> None:
+    """Create the recovery partitions' SQLite files (``part-N.sqlite3``, as Bytewax names
+    them) with ``page_size`` pages and WAL journaling, before Bytewax's ``init_db_dir``
+    makes its tables in them: a database's page size is fixed by its first write."""
+    for i in range(partitions):
+        db = sqlite3.connect(path / f"part-{i}.sqlite3")
+        try:
+            db.execute(f"PRAGMA page_size = {int(page_size)}")
+            db.execute("PRAGMA journal_mode = WAL")
+        finally:
+            db.close()
+
+
 def ensure_recovery_dir(path: Path, partitions: int) -> bool:
-    """Create and initialise the recovery directory once; True if it was new."""
+    """Create and initialise the recovery directory once; True if it was new. The files
+    are made in a folder of their own and moved in once complete, so the other processes
+    of a cluster (:func:`wait_recovery_dir`), or a start after a crash meanwhile, never
+    find a partition without its tables."""
     path.mkdir(parents=True, exist_ok=True)
     if any(path.glob("part-*.sqlite3")):
         return False
-    init_db_dir(path, partitions)
+    work = Path(tempfile.mkdtemp(prefix=".init-", dir=path))
+    try:
+        init_recovery_files(work, partitions)
+        init_db_dir(work, partitions)
+        for db in sorted(work.glob("part-*.sqlite3")):
+            os.replace(db, path / db.name)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return True
 
 

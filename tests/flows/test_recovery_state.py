@@ -15,18 +15,20 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
 import orjson
 import pytest
-from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.recovery import RecoveryConfig
 from bytewax.run import cli_main
 from bytewax.testing import TestingSink, TestingSource
 
 from citywatch.detectors.state import Snapshot, StateError, decode, encode
 from citywatch.flows.config import Config
 from citywatch.flows.detect import DetectorSuite, ShardLogic
+from citywatch.flows.live import RECOVERY_PAGE_SIZE, ensure_recovery_dir
 from citywatch.flows.pipeline import FlowOutputs, ReferenceHolder, build_flow
 from citywatch.flows.records import RawBatch
 from citywatch.flows.recovery import reset_steps
@@ -89,7 +91,7 @@ def _threshold_subjects(out: list[Dispatch]) -> list[str]:
 def test_a_changed_threshold_applies_after_restart_and_state_is_kept(
     config: Config, reference: Reference, tmp_path: Path
 ) -> None:
-    init_db_dir(tmp_path, 1)
+    assert ensure_recovery_dir(tmp_path, 1)  # as `citywatch run` makes it
     items = _batches()
     first = _run(items, _with_pm10_limit(config, 150.0), reference, tmp_path)
     assert _threshold_subjects(first) == []  # aborted before s1's third reading
@@ -102,7 +104,7 @@ def test_a_changed_threshold_applies_after_restart_and_state_is_kept(
 def test_reset_state_starts_a_step_empty(
     config: Config, reference: Reference, tmp_path: Path
 ) -> None:
-    init_db_dir(tmp_path, 1)
+    assert ensure_recovery_dir(tmp_path, 1)  # as `citywatch run` makes it
     items = _batches()
     _run(items, _with_pm10_limit(config, 150.0), reference, tmp_path)
     assert reset_steps(tmp_path, ["detect"]) > 0
@@ -168,3 +170,24 @@ def test_a_snapshot_never_carries_objects_other_than_state_records() -> None:
     smuggled = encode(Snapshot("DetectorSuite", 1, {"x": Path("/")}))
     with pytest.raises(StateError, match=r"pathlib.*not plain state data"):
         decode(smuggled, step="detect")
+
+
+def test_the_recovery_store_is_made_with_large_pages_and_moved_in_complete(tmp_path: Path) -> None:
+    """Bytewax's tables in SQLite files of ``RECOVERY_PAGE_SIZE`` pages, each file moved
+    into the directory once its tables exist (another process waiting for the files
+    must not open one half made); a second start finds them and leaves them."""
+    rec = tmp_path / "rec"
+    assert ensure_recovery_dir(rec, 3)
+    assert sorted(p.name for p in rec.iterdir()) == [f"part-{i}.sqlite3" for i in range(3)]
+    for i in range(3):
+        db = sqlite3.connect(rec / f"part-{i}.sqlite3")
+        try:
+            assert db.execute("PRAGMA page_size").fetchone() == (RECOVERY_PAGE_SIZE,)
+            assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+            tables = {
+                r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+        finally:
+            db.close()
+        assert {"snaps", "commits", "fronts", "parts"} <= tables
+    assert not ensure_recovery_dir(rec, 3)
