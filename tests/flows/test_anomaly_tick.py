@@ -118,3 +118,27 @@ def test_readings_left_for_the_tick_are_scored_at_the_end_of_input() -> None:
     assert alerts == []
     alerts += [a for r in live.on_eof()[0] for a in r.alerts]
     assert {a.subject for a in alerts} == {"ns-1", "ns-4"}
+
+
+def test_readings_left_for_the_tick_are_in_the_snapshot_and_scored_after_a_restore() -> None:
+    """A live snapshot can now fall between a batch and its tick: the readings left for
+    it are part of the detector's state, and a restored shard scores them as the
+    running one does (the step up begins among them)."""
+    from citywatch.flows.recovery import restore, snapshot
+
+    events = _readings()
+    running = _suite()
+    before: list[Alert] = []
+    for ev in events[:355]:
+        running.process([ev], ev.ts_ms, before)
+    for ev in events[355:365]:  # minute 59-60: left for the tick
+        running.process([ev], ev.ts_ms, before, settle=False)
+    assert before == []
+    restored = restore("detect", _suite(), snapshot(running))
+    after_running: list[Alert] = []
+    after_restored: list[Alert] = []
+    for ev in events[365:]:
+        running.process([ev], ev.ts_ms, after_running)
+        restored.process([ev], ev.ts_ms, after_restored)
+    assert {a.subject for a in after_running} == {"ns-1", "ns-4"}
+    assert _lines(after_restored) == _lines(after_running)
