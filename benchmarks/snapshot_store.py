@@ -7,7 +7,8 @@ each of whose snapshots is ``--mb`` MB of bytes (already encoded, as a detection
 are), an epoch every ``--epoch-s``, and times from the last ``snapshot()`` call of an epoch
 to the next batch the step is given: Bytewax's part of the stop alone. It does so for a
 store made by ``bytewax.recovery.init_db_dir`` (SQLite's 4 KiB pages) and for one whose
-files were made first with ``[run] recovery_page_size`` pages (``citywatch.flows.live``),
+files were made first with ``--page-size`` pages (``citywatch.flows.live.init_recovery_files``;
+``citywatch run`` uses ``RECOVERY_PAGE_SIZE``),
 alternating, and prints each one's stops and their median.
 
     python -m citywatch.benchmarks.snapshot_store --keys 8 --mb 8 --rounds 3

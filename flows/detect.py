@@ -334,7 +334,7 @@ class ShardLogic(StatefulBatchLogic[ShardBatch, ShardOutput, bytes]):
         top = NO_WATERMARK
         # A live shard advances detectors that settle on a tick (the anomaly bank) once a
         # tick, with its last batch then, not after every batch (see DetectorSuite.process).
-        last = len(values) - 1 if not self._wall or self._tick_due() else -1
+        last = len(values) - 1 if self._wall and self._tick_due() else -1
         for i, batch in enumerate(values):
             start = len(out)
             if self._on_stamped is not None and batch.seq is not None:
